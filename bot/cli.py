@@ -1,0 +1,131 @@
+"""The `byoi` command: shell (the default without Slack credentials), serve, check-config, scan."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bot import demo
+from bot.wiring import UnavailableProvider, build, utcnow
+from pipeline import recovery
+from pipeline.config import Config, load_config
+from pipeline.yamlsrc import ConfigError
+
+log = logging.getLogger("byoi")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="byoi", description=__doc__)
+    parser.add_argument("--config", help="path of byoi.yml (default: $BYOI_CONFIG, ./byoi.yml)")
+    sub = parser.add_subparsers(dest="command")
+    shell = sub.add_parser("shell", help="interactive console on the same commands as Slack")
+    shell.add_argument("--user", default=None, help="who is typing (a Slack-style user id)")
+    sub.add_parser("serve", help="run the Slack bot")
+    check = sub.add_parser("check-config", help="validate byoi.yml and its manifests")
+    check.add_argument("path", nargs="?", help="path of byoi.yml")
+    sub.add_parser("scan", help="check images for age, drift and deprecation once")
+    return parser
+
+
+def _config_path(explicit: str | None) -> Path | None:
+    chosen = explicit or os.environ.get("BYOI_CONFIG")
+    if chosen:
+        return Path(chosen)
+    default = Path("byoi.yml")
+    return default if default.exists() else None
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(
+            f"byoi: {len(exc.problems)} problem(s) in the configuration; not starting.",
+            file=sys.stderr,
+        )
+        return None
+
+
+def check_config(path: Path | None) -> int:
+    if path is None:
+        print("byoi: no byoi.yml here; give its path or set BYOI_CONFIG.", file=sys.stderr)
+        return 2
+    config = _load(path)
+    if config is None:
+        return 1
+    envs = sum(len(a.environments) for a in config.apps.values())
+    print(f"{path}: ok ({len(config.apps)} app(s), {envs} environment(s))")
+    return 0
+
+
+def shell(path: Path | None, user: str | None) -> int:
+    from bot import shell as shell_module
+
+    banner = None
+    if path is None:
+        directory = Path(os.environ.get("BYOI_DEMO_DIR", ".byoi-demo"))
+        path = demo.prepare(directory, utcnow())
+        banner = demo.banner(directory)
+    config = _load(path)
+    if config is None:
+        return 1
+    notifier = shell_module.TextNotifier(sys.stdout)
+    try:
+        app = build(config, notifier)
+    except UnavailableProvider as exc:
+        print(f"byoi: {exc}", file=sys.stderr)
+        return 1
+    try:
+        _recover(app)
+        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner)
+    finally:
+        app.close()
+
+
+def _recover(app: object) -> None:
+    from bot.wiring import App
+
+    assert isinstance(app, App)
+    now = app.clock()
+    for orphan in recovery.reconcile(app.store, app.config, app.providers, now):
+        print(
+            f"reconciler: {orphan.server_id} ({orphan.key}) was not accounted for by any run:"
+            f" {orphan.outcome}",
+            file=sys.stderr,
+        )
+    resumed = recovery.resume(app.store, app.runner, now)
+    if resumed:
+        print(f"resuming run(s) {', '.join(map(str, resumed))} left in flight", file=sys.stderr)
+
+
+def _has_slack_credentials() -> bool:
+    return bool(os.environ.get("SLACK_BOT_TOKEN")) and bool(
+        os.environ.get("SLACK_SIGNING_SECRET") or os.environ.get("SLACK_APP_TOKEN")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+    logging.basicConfig(
+        level=os.environ.get("BYOI_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = _parser().parse_args(argv)
+    command = args.command or ("serve" if _has_slack_credentials() else "shell")
+    if command == "check-config":
+        return check_config(Path(args.path) if args.path else _config_path(args.config))
+    if command == "shell":
+        return shell(_config_path(args.config), getattr(args, "user", None))
+    print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The composition root: read the configuration, open the store, build providers lazily."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.runner import Notifier, Runner
+from pipeline.service import Service
+from pipeline.store import Store
+from providers.base import Provider
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnavailableProvider(Exception):
+    pass
+
+
+class Providers:
+    """Builds each provider on first use, so an unused cloud SDK is never imported."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._built: dict[str, Provider] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> Provider:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = self._build(name)
+            return self._built[name]
+
+    def _build(self, name: str) -> Provider:
+        settings = self.config.providers.get(name, {})
+        if name == "local":
+            from providers.local import LocalProvider
+
+            return LocalProvider(Path(settings["root"]))
+        raise UnavailableProvider(
+            f"the {name} provider is not part of this build yet; use provider: local"
+        )
+
+    def check(self) -> None:
+        """Build every provider the configuration uses, so a broken one stops start-up."""
+        for name in sorted(self.config.providers_in_use()):
+            self(name)
+
+
+@dataclass
+class App:
+    config: Config
+    store: Store
+    providers: Providers
+    runner: Runner
+    service: Service
+    clock: Clock
+
+    def close(self) -> None:
+        self.runner.wait()
+        self.store.close()
+
+
+def build(
+    config: Config, notifier: Notifier, *, clock: Clock = utcnow, database: Path | None = None
+) -> App:
+    providers = Providers(config)
+    providers.check()
+    store = Store(database or config.database)
+    runner = Runner(
+        store=store, config=config, provider_for=providers, notifier=notifier, clock=clock
+    )
+    service = Service(config=config, store=store, provider_for=providers, runner=runner)
+    return App(config, store, providers, runner, service, clock)

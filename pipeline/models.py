@@ -1,0 +1,138 @@
+"""Runs, the servers a run works on, and their states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class RunKind(StrEnum):
+    SCALE_UP = "scale_up"
+    SCALE_DOWN = "scale_down"
+    REFRESH = "refresh"
+
+
+class RunState(StrEnum):
+    PLANNED = "planned"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_STATES
+
+    @property
+    def terminal(self) -> bool:
+        return self not in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset(
+    (RunState.PLANNED, RunState.AWAITING_APPROVAL, RunState.APPROVED, RunState.RUNNING)
+)
+
+
+class Strategy(StrEnum):
+    PARALLEL = "parallel"
+    SERIAL = "serial"
+
+
+class Step(StrEnum):
+    CLONE = "clone"
+    SCRUB = "scrub"
+    DEPLOY = "deploy"
+    REGISTER = "register"
+    DRAIN = "drain"
+    TERMINATE = "terminate"
+    SNAPSHOT = "snapshot"
+
+
+SCALE_UP_STEPS = (Step.CLONE, Step.SCRUB, Step.DEPLOY, Step.REGISTER)
+SCALE_DOWN_STEPS = (Step.DRAIN, Step.TERMINATE)
+REFRESH_STEPS = (Step.SNAPSHOT,)
+STEPS = {
+    RunKind.SCALE_UP: SCALE_UP_STEPS,
+    RunKind.SCALE_DOWN: SCALE_DOWN_STEPS,
+    RunKind.REFRESH: REFRESH_STEPS,
+}
+
+
+class ServerStatus(StrEnum):
+    PENDING = "pending"
+    WORKING = "working"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (ServerStatus.PENDING, ServerStatus.WORKING)
+
+
+@dataclass(frozen=True)
+class RunServer:
+    """One server slot of a run: a server to build, remove or snapshot."""
+
+    run_id: int
+    slot: int
+    key: str
+    """Idempotency key: provider token, server name and `byoi:key` tag."""
+    status: ServerStatus
+    step: Step | None
+    provider_id: str | None
+    registered: bool
+    reason: str | None
+    cleanup: str | None
+    note: str | None
+    """What the last step reported, e.g. what scrub removed."""
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    kind: RunKind
+    app: str
+    env: str
+    state: RunState
+    requester: str
+    created_at: datetime
+    updated_at: datetime
+    current: int
+    desired: int
+    image_id: str
+    image_name: str
+    strategy: Strategy
+    max_parallel: int
+    target: str
+    approvals_needed: int
+    expires_at: datetime | None
+    cancel_requested: bool = False
+    reason: str | None = None
+    notes: tuple[str, ...] = ()
+    approvers: tuple[str, ...] = ()
+    channel: str | None = None
+    message_ts: str | None = None
+    servers: tuple[RunServer, ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return f"run {self.id}"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    run_id: int | None
+    actor: str
+    event: str
+    detail: str

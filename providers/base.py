@@ -1,0 +1,222 @@
+"""The provider port: neutral values, the error hierarchy and the Provider protocol.
+
+Errors::
+
+    ProviderError                 anything a provider call can fail with
+    ├── NotFound                  the image, server or target does not exist
+    ├── Throttled                 the API asked us to slow down (retried by adapters)
+    ├── Capacity                  no capacity for this size/zone right now
+    ├── LimitExceeded             a quota or account limit
+    ├── AuthError                 credentials missing, expired or not allowed
+    ├── InvalidRequest            the request itself is wrong (bad size, bad subnet, ...)
+    ├── ProviderTimeout           waited too long for a state
+    ├── ScriptFailed              a scrub/deploy/health script exited non-zero
+    └── RegistrationFailed        the target never reported the server healthy
+
+Adapters translate their SDK's errors into these at one point, ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+TAG_RUN = "byoi:run"
+TAG_APP = "byoi:app"
+TAG_ENV = "byoi:env"
+TAG_KEY = "byoi:key"
+TAG_FAMILY = "byoi:family"
+VERSION_TAG_PREFIX = "byoi:version:"
+
+
+class ProviderError(Exception):
+    """A provider call failed; ``reason`` is safe to show to a user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotFound(ProviderError):
+    pass
+
+
+class Throttled(ProviderError):
+    pass
+
+
+class Capacity(ProviderError):
+    pass
+
+
+class LimitExceeded(ProviderError):
+    pass
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class InvalidRequest(ProviderError):
+    pass
+
+
+class ProviderTimeout(ProviderError):
+    pass
+
+
+class ScriptFailed(ProviderError):
+    def __init__(self, reason: str, *, exit_code: int, output: str) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+        self.output = output
+
+
+class RegistrationFailed(ProviderError):
+    pass
+
+
+class ImageState(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    DEPRECATED = "deprecated"
+    OBSOLETE = "obsolete"
+    DELETED = "deleted"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class ServerState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    TERMINATED = "terminated"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    created_at: datetime
+    state: ImageState = ImageState.READY
+    family: str | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    deprecated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Where and how big a new server is, from the manifest's ``server`` fields."""
+
+    size: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    subnet: str | None = None
+    root_disk_gb: int | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    key: str
+    """Idempotency key: the same key never creates a second server."""
+    name: str
+    image: Image
+    spec: ServerSpec
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Server:
+    id: str
+    name: str
+    image_id: str
+    state: ServerState
+    created_at: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    address: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        return self.tags.get(TAG_KEY)
+
+
+@dataclass(frozen=True)
+class Script:
+    """A shell script run on a server; parameters travel only in ``env``."""
+
+    name: str
+    body: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    exit_code: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 5) -> str:
+        return "\n".join(self.output.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where healthy servers receive traffic: a target group, instance group or local LB."""
+
+    name: str
+    drain_seconds: float = 0.0
+
+
+class Provider(Protocol):
+    """What byoi needs from a cloud. Every adapter passes tests/contract."""
+
+    name: str
+
+    def resolve_image(self, ref: str) -> Image:
+        """An id, a name, or ``family:<name>`` (the newest ready image of that family)."""
+        ...
+
+    def list_images(self, family: str | None = None) -> list[Image]: ...
+
+    def launch(self, request: LaunchRequest) -> Server:
+        """Create a server and wait until it runs; the same key returns the same server."""
+        ...
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult: ...
+
+    def register(self, server: Server, target: Target) -> None:
+        """Add to the target and wait until the target reports it healthy."""
+        ...
+
+    def deregister(self, server: Server, target: Target) -> None:
+        """Remove from the target, waiting the target's drain time. Absent is fine."""
+        ...
+
+    def terminate(self, server: Server) -> None:
+        """Destroy the server. An already terminated or unknown server is fine."""
+        ...
+
+    def snapshot(
+        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+    ) -> Image:
+        """Create a new image from the server and wait until it is ready."""
+        ...
+
+    def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
+        """Live (not terminated) servers carrying all of ``tags``."""
+        ...
+
+    def target_members(self, target: Target) -> list[str]:
+        """Ids of servers the target currently holds."""
+        ...

@@ -1,0 +1,315 @@
+"""The local provider: images and servers are directory trees on this machine.
+
+It does the real work (copy, scrub, deploy, register) on the filesystem, so the demo and the
+tests see what each step did. It is also the reference implementation of the port.
+
+Layout under ``root``::
+
+    images/<id>/image.json   metadata (name, family, versions, created_at, state)
+    images/<id>/rootfs/      the image's file tree
+    servers/<id>/server.json metadata (tags, image, state)
+    servers/<id>/rootfs/     the server's file tree
+    targets/<name>.json      the local load balancer: which servers receive traffic
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from providers.base import (
+    TAG_KEY,
+    Image,
+    ImageState,
+    InvalidRequest,
+    LaunchRequest,
+    NotFound,
+    ProviderTimeout,
+    RegistrationFailed,
+    Script,
+    ScriptResult,
+    Server,
+    ServerState,
+    Target,
+)
+
+Clock = Callable[[], datetime]
+_SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not value or not set(value.lower()) <= _SAFE_NAME or value.startswith("."):
+        raise InvalidRequest(f"{kind} {value!r} may only use letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, root: Path, *, clock: Clock = _utcnow) -> None:
+        self.root = Path(root).resolve()
+        self._clock = clock
+        self._lock = threading.Lock()
+        for sub in ("images", "servers", "targets"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # images -----------------------------------------------------------------------------
+
+    def create_image(
+        self,
+        name: str,
+        files: Mapping[str, str],
+        *,
+        family: str | None = None,
+        versions: Mapping[str, str] | None = None,
+        created_at: datetime | None = None,
+        state: ImageState = ImageState.READY,
+    ) -> Image:
+        """Seed an image from a map of absolute paths to contents (demo and tests)."""
+        _check_name("image name", name)
+        image_id = f"img-{uuid.uuid4().hex[:12]}"
+        staging = self.root / "images" / f".{image_id}.tmp"
+        for path, content in files.items():
+            target = staging / "rootfs" / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        (staging / "rootfs").mkdir(parents=True, exist_ok=True)
+        return self._publish_image(
+            staging, image_id, name, family, versions or {}, created_at, state
+        )
+
+    def _publish_image(
+        self,
+        staging: Path,
+        image_id: str,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        created_at: datetime | None,
+        state: ImageState,
+    ) -> Image:
+        meta = {
+            "id": image_id,
+            "name": name,
+            "family": family,
+            "versions": dict(versions),
+            "created_at": (created_at or self._clock()).isoformat(),
+            "state": state.value,
+            "deprecated_at": None,
+        }
+        _write_json(staging / "image.json", meta)
+        os.replace(staging, self.root / "images" / image_id)
+        return _image_from(meta)
+
+    def set_image_state(
+        self, image_id: str, state: ImageState, *, deprecated_at: datetime | None = None
+    ) -> None:
+        path = self.root / "images" / image_id / "image.json"
+        meta = _read_json(path)
+        meta["state"] = state.value
+        meta["deprecated_at"] = deprecated_at.isoformat() if deprecated_at else None
+        _write_json(path, meta)
+
+    def list_images(self, family: str | None = None) -> list[Image]:
+        images = [
+            _image_from(_read_json(path))
+            for path in sorted((self.root / "images").glob("img-*/image.json"))
+        ]
+        return [i for i in images if family is None or i.family == family]
+
+    def resolve_image(self, ref: str) -> Image:
+        images = self.list_images()
+        if ref.startswith("family:"):
+            family = ref.removeprefix("family:")
+            usable = [i for i in images if i.family == family and i.state == ImageState.READY]
+            if not usable:
+                raise NotFound(f"no ready image in family {family!r}")
+            return max(usable, key=lambda i: i.created_at)
+        for image in images:
+            if ref in (image.id, image.name):
+                return image
+        raise NotFound(f"no image with id or name {ref!r}")
+
+    def snapshot(
+        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+    ) -> Image:
+        _check_name("image name", name)
+        source = self._server_dir(server.id) / "rootfs"
+        if not source.is_dir():
+            raise NotFound(f"server {server.id} does not exist")
+        image_id = f"img-{uuid.uuid4().hex[:12]}"
+        staging = self.root / "images" / f".{image_id}.tmp"
+        shutil.copytree(source, staging / "rootfs", symlinks=True)
+        return self._publish_image(
+            staging, image_id, name, family, versions, None, ImageState.READY
+        )
+
+    # servers ----------------------------------------------------------------------------
+
+    def _server_dir(self, server_id: str) -> Path:
+        return self.root / "servers" / _check_name("server id", server_id)
+
+    def launch(self, request: LaunchRequest) -> Server:
+        server_id = _check_name("server key", request.key)
+        with self._lock:
+            existing = self._load_server(server_id)
+            if existing is not None:
+                if existing.state == ServerState.TERMINATED:
+                    raise InvalidRequest(f"server {server_id} was already terminated")
+                return existing
+            source = self.root / "images" / request.image.id / "rootfs"
+            if not source.is_dir():
+                raise NotFound(f"image {request.image.id} does not exist")
+            staging = self.root / "servers" / f".{server_id}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging / "rootfs", symlinks=True)
+        meta = {
+            "id": server_id,
+            "name": request.name,
+            "image_id": request.image.id,
+            "state": ServerState.RUNNING.value,
+            "created_at": self._clock().isoformat(),
+            "tags": {**request.tags, TAG_KEY: request.key},
+            "spec": {"size": request.spec.size, "region": request.spec.region},
+        }
+        _write_json(staging / "server.json", meta)
+        os.replace(staging, self._server_dir(server_id))
+        return _server_from(meta, self._server_dir(server_id))
+
+    def _load_server(self, server_id: str) -> Server | None:
+        path = self._server_dir(server_id) / "server.json"
+        if not path.exists():
+            return None
+        return _server_from(_read_json(path), path.parent)
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        rootfs = self._server_dir(server.id) / "rootfs"
+        if not rootfs.is_dir():
+            raise NotFound(f"server {server.id} does not exist")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(rootfs),
+            **script.env,
+            "BYOI_ROOT": str(rootfs),
+        }
+        try:
+            done = subprocess.run(
+                ["bash", "-c", script.body],
+                cwd=rootfs,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=script.timeout_seconds,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ProviderTimeout(
+                f"{script.name} did not finish within {script.timeout_seconds:g}s"
+            ) from exc
+        return ScriptResult(exit_code=done.returncode, output=done.stdout)
+
+    def terminate(self, server: Server) -> None:
+        directory = self._server_dir(server.id)
+        path = directory / "server.json"
+        if not path.exists():
+            return
+        meta = _read_json(path)
+        meta["state"] = ServerState.TERMINATED.value
+        _write_json(path, meta)
+        shutil.rmtree(directory / "rootfs", ignore_errors=True)
+
+    def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
+        servers = []
+        for path in sorted((self.root / "servers").glob("*/server.json")):
+            server = _server_from(_read_json(path), path.parent)
+            if server.state == ServerState.TERMINATED:
+                continue
+            if all(server.tags.get(k) == v for k, v in tags.items()):
+                servers.append(server)
+        return servers
+
+    # targets ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _target_file(self, target: Target) -> Iterator[dict[str, Any]]:
+        path = self.root / "targets" / f"{_check_name('target', target.name)}.json"
+        lock_path = path.with_suffix(".lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = _read_json(path) if path.exists() else {"members": {}}
+            yield data
+            _write_json(path, data)
+
+    def register(self, server: Server, target: Target) -> None:
+        current = self._load_server(server.id)
+        if current is None or current.state != ServerState.RUNNING:
+            raise RegistrationFailed(f"server {server.id} is not running")
+        with self._target_file(target) as data:
+            data["members"][server.id] = {
+                "address": str(self._server_dir(server.id) / "rootfs"),
+                "since": self._clock().isoformat(),
+            }
+
+    def deregister(self, server: Server, target: Target) -> None:
+        with self._target_file(target) as data:
+            present = data["members"].pop(server.id, None) is not None
+        if present and target.drain_seconds > 0:
+            time.sleep(target.drain_seconds)
+
+    def target_members(self, target: Target) -> list[str]:
+        with self._target_file(target) as data:
+            return sorted(data["members"])
+
+
+def _image_from(meta: Mapping[str, Any]) -> Image:
+    deprecated = meta.get("deprecated_at")
+    return Image(
+        id=meta["id"],
+        name=meta["name"],
+        created_at=datetime.fromisoformat(meta["created_at"]),
+        state=ImageState(meta.get("state", "ready")),
+        family=meta.get("family"),
+        versions=dict(meta.get("versions") or {}),
+        tags={},
+        deprecated_at=datetime.fromisoformat(deprecated) if deprecated else None,
+    )
+
+
+def _server_from(meta: Mapping[str, Any], directory: Path) -> Server:
+    return Server(
+        id=meta["id"],
+        name=meta["name"],
+        image_id=meta["image_id"],
+        state=ServerState(meta["state"]),
+        created_at=datetime.fromisoformat(meta["created_at"]),
+        tags=dict(meta["tags"]),
+        address=str(directory / "rootfs"),
+    )
