@@ -105,7 +105,7 @@ def load_config(path: Path) -> Config:
     problems: list[Problem] = []
     config = _parse(root, path, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line)))
     assert config is not None
     return config
 
@@ -127,13 +127,21 @@ def _section(parent: Node, key: str, problems: list[Problem]) -> Node | None:
     return value
 
 
-def _policy(nodes: list[Node], problems: list[Problem]) -> dict[str, Any]:
-    """Merge policy keys from general to specific, checking each value where it is written."""
+def _check_layer(node: Node, problems: list[Problem]) -> None:
+    """Check every policy key written in one layer (defaults, an app, an app environment)."""
+    for key, spec in POLICY_KEYS.items():
+        if key in node.value:
+            check_value(node, key, spec, problems)
+
+
+def _policy(nodes: list[Node]) -> dict[str, Any]:
+    """Merge policy keys from general to specific; wrong values were reported by _check_layer."""
     merged: dict[str, Any] = {name: spec.default for name, spec in POLICY_KEYS.items()}
+    ignored: list[Problem] = []
     for node in nodes:
         for key, spec in POLICY_KEYS.items():
             if key in node.value:
-                value = check_value(node, key, spec, problems)
+                value = check_value(node, key, spec, ignored)
                 if value is not None:
                     merged[key] = value
     return merged
@@ -148,6 +156,7 @@ def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
     defaults = _section(root, "defaults", problems)
     if defaults is not None:
         _known_keys(defaults, POLICY_KEYS, problems)
+        _check_layer(defaults, problems)
     apps_node = _section(root, "apps", problems)
     if apps_node is None:
         problems.append(root.problem("apps", "at least one app is required"))
@@ -238,6 +247,12 @@ def _parse_app(
     problems: list[Problem],
 ) -> AppConfig | None:
     _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
+    _check_layer(body, problems)
+    envs_node = _section(body, "environments", problems)
+    for env_node in (envs_node.value.values() if envs_node else ()):
+        if isinstance(env_node, Node) and isinstance(env_node.value, dict):
+            _known_keys(env_node, POLICY_KEYS, problems)
+            _check_layer(env_node, problems)
     manifest_ref = body.value.get("manifest")
     if not isinstance(manifest_ref, str) or not manifest_ref:
         problems.append(
@@ -252,13 +267,10 @@ def _parse_app(
     except ConfigError as exc:
         problems.extend(exc.problems)
         return None
-    envs_node = _section(body, "environments", problems)
     env_names = _env_names(manifest, envs_node, body, problems)
     environments: dict[str, EnvConfig] = {}
     for env_name in env_names:
-        env_node = _section(envs_node, env_name, problems) if envs_node else None
-        if env_node is not None:
-            _known_keys(env_node, POLICY_KEYS, problems)
+        env_node = _section(envs_node, env_name, []) if envs_node else None
         layers = [*defaults, body, *([env_node] if env_node is not None else [])]
         env = _parse_env(name, env_name, manifest, body, layers, groups, problems)
         if env is not None:
@@ -306,7 +318,7 @@ def _parse_env(
     groups: Mapping[str, tuple[str, ...]],
     problems: list[Problem],
 ) -> EnvConfig | None:
-    policy = _policy(layers, problems)
+    policy = _policy(layers)
     where = layers[-1]
     component = manifest.app_component(env_name, body.value.get("component"))
     if component is None:
@@ -339,7 +351,8 @@ def _parse_env(
         )
         return None
     _check_refs(where, policy, groups, problems)
-    if policy["approval_required"] and not policy["approvers"]:
+    approvers_written = any("approvers" in n.value for n in layers)
+    if policy["approval_required"] and not policy["approvers"] and not approvers_written:
         problems.append(
             where.problem(
                 None,

@@ -50,6 +50,7 @@ class ServerEntry:
     fields: Mapping[str, Any]
     """Every key of the `server:` map (after `same_as`), as written."""
     line: int
+    path: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def read(path: Path, display: str | None = None) -> Manifest:
     problems: list[Problem] = []
     manifest = _parse_root(root, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: p.line))
     return manifest
 
 
@@ -218,6 +219,7 @@ def _parse_server(parent: Node, key: str, node: Any, problems: list[Problem]) ->
         vendor=str(vendor) if vendor is not None else None,
         fields=fields,
         line=node.line,
+        path=node.path,
     )
 
 
@@ -242,14 +244,14 @@ def _resolve_same_as(env: Node, components: dict[str, Component], problems: list
                     Problem(
                         env.file,
                         server.line,
-                        env.child_path(kind) + ".server.same_as",
+                        f"{server.path}.same_as",
                         f"no server named {other!r} (servers here: {known})",
                     )
                 )
                 continue
             target = named[other]
             resolved.append(
-                ServerEntry(target.unique_name, target.vendor, target.fields, server.line)
+                ServerEntry(target.unique_name, target.vendor, target.fields, server.line, server.path)
             )
         components[kind] = Component(
             component.type, component.configuration, tuple(resolved), component.file, component.line

@@ -1,0 +1,166 @@
+"""Shared test helpers: a world of config + local provider + SQLite store, with a settable clock."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Config, load_config
+from pipeline.models import Run, RunState
+from pipeline.runner import Runner
+from pipeline.service import Caller, Service
+from pipeline.store import Store
+from providers.base import Provider
+from providers.local import LocalProvider
+
+FIXTURES = Path(__file__).parent / "fixtures"
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+MANIFEST = """\
+staging: &staging
+  rails:
+    configuration:
+      ruby_version: 3.2.2
+      operating_system: ubuntu2204
+    server:
+      unique_name: web
+      size: small
+production:
+  <<: *staging
+"""
+
+DEPLOY_OK = "mkdir -p current && echo \"$BYOI_RELEASE\" > current/VERSION"
+
+
+def config_text(**app_keys: str) -> str:
+    """A byoi.yml for app `web`; keyword arguments add or replace app-level YAML lines."""
+    keys = {
+        "manifest": "manifest.yml",
+        "provider": "local",
+        "default_env": "staging",
+        "image": "family:web",
+        "target": "web-lb",
+        "operators": '["@ops"]',
+        "approvers": '["@ops", "UCAROL"]',
+        "drain_seconds": "0",
+        "max_servers": "10",
+        "release": "v2",
+        "deploy_command": repr(DEPLOY_OK),
+        "health_command": "'test -s current/VERSION'",
+    }
+    keys.update(app_keys)
+    body = "\n".join(f"    {k}: {v}" for k, v in keys.items() if v != "")
+    return (
+        "database: byoi.db\nproviders:\n  local:\n    root: local\n"
+        "groups:\n  ops: [UALICE, UBOB]\napps:\n  web:\n" + body + "\n"
+    )
+
+
+IMAGE_FILES = {
+    "/etc/machine-id": "abc123\n",
+    "/etc/ssh/ssh_host_rsa_key": "PRIVATE\n",
+    "/etc/ssh/ssh_host_rsa_key.pub": "PUBLIC\n",
+    "/var/lib/cloud/instances/i-1/boot-finished": "x\n",
+    "/srv/app/current/VERSION": "v1\n",
+    "/srv/app/shared/config/secrets.env": "PASSWORD=hunter2\n",
+    "/srv/app/.env": "KEY=1\n",
+    "/etc/hostname": "source\n",
+}
+
+
+class Clock:
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> None:
+        with self._lock:
+            self.now += timedelta(**delta)
+
+
+@dataclass
+class Recorder:
+    """A notifier that keeps every run it is told about."""
+
+    runs: list[Run] = field(default_factory=list)
+
+    def run_changed(self, run: Run) -> None:
+        self.runs.append(run)
+
+
+@dataclass
+class World:
+    root: Path
+    config: Config
+    store: Store
+    provider: LocalProvider
+    runner: Runner
+    service: Service
+    clock: Clock
+    notifier: Recorder
+
+    def say(self, text: str, user: str = "UALICE") -> object:
+        return self.service.handle(text, Caller(user), self.clock())
+
+    def finish(self, run_id: int) -> Run:
+        self.runner.wait(30)
+        run = self.store.run(run_id)
+        assert run is not None
+        return run
+
+    def scale_and_approve(self, text: str, approver: str = "UBOB") -> Run:
+        reply = self.say(text)
+        run = reply.run  # type: ignore[attr-defined]
+        assert run is not None, reply
+        self.say(f"approve {run.id}", approver)
+        return self.finish(run.id)
+
+
+def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) -> World:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.yml").write_text(manifest)
+    (root / "byoi.yml").write_text(textwrap.dedent(config or config_text()))
+    clock = Clock()
+    provider = LocalProvider(root / "local", clock=clock)
+    if not provider.list_images():
+        provider.create_image(
+            "web-base",
+            IMAGE_FILES,
+            family="web",
+            versions={"ruby_version": "3.2.2", "operating_system": "ubuntu2204"},
+            created_at=START - timedelta(days=3),
+        )
+    loaded = load_config(root / "byoi.yml")
+    store = Store(loaded.database)
+    notifier = Recorder()
+
+    def provider_for(name: str) -> Provider:
+        return provider
+
+    runner = Runner(
+        store=store, config=loaded, provider_for=provider_for, notifier=notifier, clock=clock
+    )
+    service = Service(config=loaded, store=store, provider_for=provider_for, runner=runner)
+    return World(root, loaded, store, provider, runner, service, clock, notifier)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = make_world(tmp_path / "w")
+    yield w
+    w.runner.wait(30)
+    w.store.close()
+
+
+def terminal(run: Run) -> bool:
+    return run.state not in (RunState.AWAITING_APPROVAL, RunState.APPROVED, RunState.RUNNING)

@@ -1,0 +1,168 @@
+"""Approval rules (DESIGN.md §6): who may approve, how many, self-approval, expiry, races."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from pipeline.models import RunState
+from pipeline.replies import ErrorReply, RunReply
+from pipeline.service import Caller
+from pipeline.store import Store
+from tests.conftest import World, config_text, make_world
+
+
+def request(world: World, text: str = "scale web 2") -> int:
+    reply = world.say(text)
+    assert isinstance(reply, RunReply) and reply.run is not None, reply
+    assert reply.run.state == RunState.AWAITING_APPROVAL
+    return reply.run.id
+
+
+def test_the_requester_cannot_approve_their_own_run(world: World) -> None:
+    run_id = request(world)
+
+    reply = world.say(f"approve {run_id}", "UALICE")
+
+    assert isinstance(reply, ErrorReply)
+    assert reply.message == "You requested this run; someone else has to approve it."
+    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    refused = [e for e in world.store.audit_events(run_id) if e.event == "approval_refused"]
+    assert refused[0].actor == "UALICE"
+
+
+def test_self_approval_can_be_allowed(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(self_approval="true"))
+    run_id = request(world)
+
+    world.say(f"approve {run_id}", "UALICE")
+
+    assert world.finish(run_id).state == RunState.SUCCEEDED
+
+
+def test_a_non_approver_is_refused_and_audited(world: World) -> None:
+    run_id = request(world)
+
+    reply = world.say(f"approve {run_id}", "UMALLORY")
+
+    assert isinstance(reply, ErrorReply)
+    assert "not an approver" in reply.message
+    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert [e.actor for e in world.store.audit_events(run_id) if "refused" in e.event] == [
+        "UMALLORY"
+    ]
+
+
+def test_approvers_named_directly_or_through_groups(world: World) -> None:
+    by_id = request(world)
+    world.say(f"approve {by_id}", "UCAROL")  # listed by id
+    assert world.finish(by_id).state == RunState.SUCCEEDED
+
+    by_group = request(world, "scale web 3")
+    world.say(f"approve {by_group}", "UBOB")  # member of @ops
+    assert world.finish(by_group).state == RunState.SUCCEEDED
+
+
+def test_slack_user_groups_count_as_membership(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(approvers='["S0PLATFORM"]'))
+    run_id = request(world)
+
+    outsider = world.service.handle(f"approve {run_id}", Caller("UDAVE"), world.clock())
+    member = world.service.handle(
+        f"approve {run_id}", Caller("UDAVE", frozenset({"S0PLATFORM"})), world.clock()
+    )
+
+    assert isinstance(outsider, ErrorReply)
+    assert isinstance(member, RunReply)
+    assert world.finish(run_id).state == RunState.SUCCEEDED
+
+
+def test_two_approvals_needed_means_two_different_people(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(approvals="2"))
+    run_id = request(world)
+
+    first = world.say(f"approve {run_id}", "UBOB")
+    again = world.say(f"approve {run_id}", "UBOB")
+    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    second = world.say(f"approve {run_id}", "UCAROL")
+
+    assert isinstance(first, RunReply) and "1 more needed" in first.message
+    assert isinstance(again, ErrorReply) and "already approved" in again.message
+    assert isinstance(second, RunReply) and "starting" in second.message
+    assert world.finish(run_id).approvers == ("UBOB", "UCAROL")
+
+
+def test_an_approval_after_expiry_expires_the_run(world: World) -> None:
+    run_id = request(world)
+    world.clock.advance(minutes=31)
+
+    reply = world.say(f"approve {run_id}", "UBOB")
+
+    assert isinstance(reply, RunReply)
+    assert "expired" in reply.message
+    assert world.store.run(run_id).state == RunState.EXPIRED  # type: ignore[union-attr]
+    assert world.provider.list_servers({}) == []
+
+
+def test_expire_due_sweeps_pending_runs(world: World) -> None:
+    run_id = request(world)
+    world.clock.advance(minutes=29)
+    assert world.service.expire_due(world.clock()) == []
+    world.clock.advance(minutes=2)
+
+    expired = world.service.expire_due(world.clock())
+
+    assert [r.id for r in expired] == [run_id]
+    assert expired[0].state == RunState.EXPIRED
+    # the (app, env) is free again
+    assert isinstance(world.say("scale web 1"), RunReply)
+
+
+def test_reject_stops_the_run_and_only_approvers_may_reject(world: World) -> None:
+    run_id = request(world)
+
+    refused = world.say(f"reject {run_id}", "UMALLORY")
+    rejected = world.say(f"reject {run_id}", "UBOB")
+    late = world.say(f"approve {run_id}", "UCAROL")
+
+    assert isinstance(refused, ErrorReply)
+    assert isinstance(rejected, RunReply) and rejected.run is not None
+    assert rejected.run.state == RunState.REJECTED
+    assert isinstance(late, RunReply) and late.message == f"Run {run_id} is already rejected."
+
+
+def test_a_double_approve_from_two_approvers_at_once_starts_one_run(world: World) -> None:
+    run_id = request(world)
+    barrier = threading.Barrier(2)
+    replies: list[object] = []
+
+    def click(user: str) -> None:
+        barrier.wait()
+        replies.append(world.say(f"approve {run_id}", user))
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in ("UBOB", "UCAROL")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run = world.finish(run_id)
+
+    started = [r for r in replies if isinstance(r, RunReply) and "starting" in r.message]
+    assert len(started) == 1
+    assert run.state == RunState.SUCCEEDED
+    assert len(world.provider.list_servers({})) == 2
+    assert [e.event for e in world.store.audit_events(run_id)].count("running") == 1
+
+
+def test_approval_is_atomic_across_two_processes_sharing_the_database(world: World) -> None:
+    run_id = request(world)
+    other = Store(world.store.path)  # a second connection, as a second byoi process would have
+
+    first = world.store.approve(run_id, "UBOB", world.clock())
+    second = other.approve(run_id, "UCAROL", world.clock())
+    other.close()
+
+    assert first.started is True
+    assert second.started is False and second.recorded is False
+    world.runner.start(run_id)
+    assert world.finish(run_id).state == RunState.SUCCEEDED

@@ -1,0 +1,242 @@
+"""Runs on the local provider: scale up and down, rollback, strategies, one run at a time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pipeline.models import RunKind, RunState, ServerStatus, Step
+from pipeline.replies import ErrorReply, InfoReply, RunReply
+from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Target
+from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
+
+FAIL_ON_SLOT_2 = repr(
+    'case "$BYOI_SERVER" in *-2) echo "migrations failed: db unreachable" >&2; exit 3;; esac; '
+    'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+)
+
+
+def rootfs(world: World, server_id: str) -> Path:
+    return world.provider.root / "servers" / server_id / "rootfs"
+
+
+def test_scale_up_builds_scrubbed_deployed_registered_servers(world: World) -> None:
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED
+    assert [s.status for s in run.servers] == [ServerStatus.DONE] * 3
+    live = world.provider.list_servers({TAG_APP: "web", TAG_ENV: "staging"})
+    assert sorted(s.id for s in live) == sorted(s.provider_id for s in run.servers)
+    assert world.provider.target_members(Target("web-lb")) == sorted(s.id for s in live)
+    for server in live:
+        assert server.tags[TAG_RUN] == str(run.id)
+        assert server.tags[TAG_KEY] == server.id
+        root = rootfs(world, server.id)
+        assert (root / "etc/machine-id").read_text() == ""
+        assert not list((root / "etc/ssh").glob("ssh_host_*"))
+        assert not (root / "var/lib/cloud/instances").exists()
+        assert not (root / "srv/app/shared").exists()
+        assert not (root / "srv/app/.env").exists()
+        assert (root / "srv/app/current/VERSION").read_text() == "v2\n"
+        assert (root / "etc/hostname").read_text() == "source\n"  # not ours to remove
+
+
+def test_each_step_is_recorded_before_and_after_in_the_audit_log(world: World) -> None:
+    run = world.scale_and_approve("scale web 1")
+
+    events = [e.event for e in world.store.audit_events(run.id)]
+    for step in ("clone", "scrub", "deploy", "register"):
+        assert events.index(f"{step}_started") < events.index(f"{step}_done")
+    assert events[0] == "requested"
+    assert "approved" in events
+    assert events[-1] == "succeeded"
+
+
+def test_failing_deploy_rolls_back_that_server_and_marks_the_run_partially_failed(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    failed = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert len(failed) == 1
+    assert failed[0].key.endswith("-2")
+    assert failed[0].step == Step.DEPLOY
+    assert "deploy exited 3" in (failed[0].reason or "")
+    assert "migrations failed" in (failed[0].reason or "")
+    assert "rolled back" in (failed[0].cleanup or "")
+    live = world.provider.list_servers({TAG_APP: "web"})
+    assert len(live) == 2
+    assert failed[0].key not in {s.id for s in live}
+    assert world.provider.target_members(Target("web-lb")) == sorted(s.id for s in live)
+
+
+def test_serial_stops_at_the_first_failure(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+
+    run = world.scale_and_approve("scale web 3 --strategy serial")
+
+    assert [s.status for s in run.servers] == [
+        ServerStatus.DONE,
+        ServerStatus.FAILED,
+        ServerStatus.SKIPPED,
+    ]
+    assert run.state == RunState.PARTIALLY_FAILED
+    assert len(world.provider.list_servers({TAG_APP: "web"})) == 1
+
+
+def test_failed_health_check_rolls_back_before_registering(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(health_command="'exit 1'"))
+
+    run = world.scale_and_approve("scale web 2")
+
+    assert run.state == RunState.FAILED
+    assert all("health check exited 1" in (s.reason or "") for s in run.servers)
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
+    assert world.provider.target_members(Target("web-lb")) == []
+
+
+def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(max_parallel="2"))
+    world.scale_and_approve("scale web 5")
+
+    working_at_once = 0
+    for seen in world.notifier.runs:
+        working = sum(s.status == ServerStatus.WORKING for s in seen.servers)
+        working_at_once = max(working_at_once, working)
+    assert 1 <= working_at_once <= 2
+
+
+def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> None:
+    first = world.say("scale web 2")
+    second = world.say("scale web 4", "UBOB")
+
+    assert isinstance(first, RunReply) and first.run is not None
+    assert isinstance(second, ErrorReply)
+    assert f"already has run {first.run.id}" in second.message
+    assert "requested by UALICE" in second.message
+    assert world.say("scale web 1 --env production").run is not None  # type: ignore[attr-defined]
+
+
+def test_scale_down_removes_servers_on_the_oldest_image_first(world: World) -> None:
+    world.scale_and_approve("scale web 2")
+    newer = world.provider.create_image(
+        "web-newer",
+        IMAGE_FILES,
+        family="web",
+        versions={"ruby_version": "3.2.2", "operating_system": "ubuntu2204"},
+        created_at=START - timedelta(days=1),
+    )
+    world.clock.advance(minutes=5)
+    world.scale_and_approve("scale web 4")
+    on_newer = {
+        s.id for s in world.provider.list_servers({TAG_APP: "web"}) if s.image_id == newer.id
+    }
+    assert len(on_newer) == 2
+
+    run = world.scale_and_approve("scale web -2")
+
+    assert run.kind == RunKind.SCALE_DOWN
+    assert run.state == RunState.SUCCEEDED
+    left = {s.id for s in world.provider.list_servers({TAG_APP: "web"})}
+    assert left == on_newer
+    assert world.provider.target_members(Target("web-lb")) == sorted(on_newer)
+
+
+def test_scale_down_never_goes_below_min_servers(tmp_path: Path) -> None:
+    world = make_world(tmp_path, config_text(min_servers="1"))
+    world.scale_and_approve("scale web 2")
+
+    reply = world.say("scale web 0")
+
+    assert isinstance(reply, ErrorReply)
+    assert "below min_servers (1)" in reply.message
+
+
+def test_counts_beyond_the_limits_are_refused(world: World) -> None:
+    above = world.say("scale web 11")
+    negative = world.say("scale web -1")
+    same = world.say("scale web 0")
+
+    assert isinstance(above, ErrorReply) and "above max_servers (10)" in above.message
+    assert isinstance(negative, ErrorReply) and "below zero" in negative.message
+    assert isinstance(same, InfoReply) and "nothing to do" in same.message
+    assert world.store.runs() == []
+
+
+def test_dry_run_shows_the_plan_and_starts_nothing(world: World) -> None:
+    reply = world.say("scale web 3 --dry-run")
+
+    assert isinstance(reply, RunReply)
+    assert reply.run is None
+    assert reply.plan is not None and reply.plan.desired == 3
+    assert reply.plan.image.name == "web-base"
+    assert world.store.runs() == []
+
+
+def test_cancel_before_approval_cancels_the_run(world: World) -> None:
+    reply = world.say("scale web 2")
+    run_id = reply.run.id  # type: ignore[attr-defined]
+
+    world.say(f"cancel {run_id}")
+
+    run = world.store.run(run_id)
+    assert run is not None and run.state == RunState.CANCELLED
+    assert world.say(f"approve {run_id}", "UBOB").message.endswith("cancelled.")  # type: ignore[attr-defined]
+
+
+def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
+    tmp_path: Path,
+) -> None:
+    slow = repr(
+        'case "$BYOI_SERVER" in *-1) ;; *) sleep 1;; esac; '
+        'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+    )
+    world = make_world(tmp_path, config_text(deploy_command=slow, max_parallel="1"))
+    reply = world.say("scale web 3")
+    run_id = reply.run.id  # type: ignore[attr-defined]
+    world.say(f"approve {run_id}", "UBOB")
+    while not any(
+        s.status == ServerStatus.DONE for s in (world.store.run(run_id).servers)  # type: ignore[union-attr]
+    ):
+        pass
+    world.say(f"cancel {run_id}")
+    run = world.finish(run_id)
+
+    assert run.state == RunState.CANCELLED
+    assert run.servers[0].status == ServerStatus.DONE
+    assert {s.status for s in run.servers[1:]} == {ServerStatus.CANCELLED}
+    live = world.provider.list_servers({TAG_APP: "web"})
+    assert [s.id for s in live] == [run.servers[0].provider_id]
+
+
+def test_unknown_apps_and_environments_get_specific_errors(world: World) -> None:
+    app = world.say("scale nope 2")
+    env = world.say("scale web 2 --env qa")
+
+    assert isinstance(app, ErrorReply) and app.message == "Unknown app `nope` (apps: web)."
+    assert isinstance(env, ErrorReply)
+    assert env.message == "web has no environment `qa` (environments: staging, production)."
+    assert app.usage is not None and app.usage.startswith("/byoi scale")
+
+
+def test_non_operators_cannot_request(world: World) -> None:
+    reply = world.say("scale web 2", "UMALLORY")
+
+    assert isinstance(reply, ErrorReply)
+    assert "not an operator" in reply.message
+    assert world.store.runs() == []
+
+
+def test_status_and_history_report_servers_and_runs(world: World) -> None:
+    run = world.scale_and_approve("scale web 2")
+
+    status = world.say("status web")
+    history = world.say("history")
+
+    assert [len(e.servers) for e in status.envs] == [2, 0]  # type: ignore[attr-defined]
+    assert status.envs[0].servers[0].image_name == "web-base"  # type: ignore[attr-defined]
+    assert [r.id for r in history.runs] == [run.id]  # type: ignore[attr-defined]
+    assert history.runs[0].approvers == ("UBOB",)  # type: ignore[attr-defined]
