@@ -249,7 +249,7 @@ def _parse_app(
     _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
     _check_layer(body, problems)
     envs_node = _section(body, "environments", problems)
-    for env_node in (envs_node.value.values() if envs_node else ()):
+    for env_node in envs_node.value.values() if envs_node else ():
         if isinstance(env_node, Node) and isinstance(env_node.value, dict):
             _known_keys(env_node, POLICY_KEYS, problems)
             _check_layer(env_node, problems)

@@ -251,7 +251,9 @@ def _resolve_same_as(env: Node, components: dict[str, Component], problems: list
                 continue
             target = named[other]
             resolved.append(
-                ServerEntry(target.unique_name, target.vendor, target.fields, server.line, server.path)
+                ServerEntry(
+                    target.unique_name, target.vendor, target.fields, server.line, server.path
+                )
             )
         components[kind] = Component(
             component.type, component.configuration, tuple(resolved), component.file, component.line

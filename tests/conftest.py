@@ -35,7 +35,7 @@ production:
   <<: *staging
 """
 
-DEPLOY_OK = "mkdir -p current && echo \"$BYOI_RELEASE\" > current/VERSION"
+DEPLOY_OK = 'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
 
 
 def config_text(**app_keys: str) -> str:

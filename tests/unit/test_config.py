@@ -124,8 +124,10 @@ def test_approval_without_approvers_and_missing_image_are_errors(tmp_path: Path)
 
     found = problems(path)
 
-    assert "byoi.yml:3: apps.web: web/staging: no image; set cloud_image in manifest.yml or " \
+    assert (
+        "byoi.yml:3: apps.web: web/staging: no image; set cloud_image in manifest.yml or "
         "image: in byoi.yml" in found
+    )
     assert len(found) == 2  # one per environment: staging, production
 
 
@@ -140,7 +142,11 @@ def test_unknown_group_and_environment_are_named(tmp_path: Path) -> None:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 

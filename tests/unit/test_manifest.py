@@ -38,6 +38,7 @@ def test_environments_with_singular_server_and_per_environment_sizes() -> None:
     assert parsed.app_component("development").servers[0].fields["size"] == "m3.medium"  # type: ignore[union-attr]
     known, extra = manifest.spec_fields(server)
     assert known == {"size": "c4.xlarge", "region": "us-east-1", "root_disk_gb": 50}
+    assert extra == {}
     assert "load_balancer" in parsed.components("development")
     assert parsed.components("production")["postgresql"].versions == {"postgresql_version": "9.6.3"}
 
@@ -96,8 +97,10 @@ def test_cloud_image_and_unknown_keys_are_kept(tmp_path: Path) -> None:
         ("- just\n- a list\n", ["m.yml:1: a manifest must be a map of environments or components"]),
         (
             "production:\n  rails:\n    server:\n      root_disk_size: big\n",
-            ["m.yml:4: production.rails.server.root_disk_size: must be a whole number of GB, "
-             "not 'big'"],
+            [
+                "m.yml:4: production.rails.server.root_disk_size: must be a whole number of GB, "
+                "not 'big'"
+            ],
         ),
         (
             "docker:\n  servers:\n  - server:\n      unique_name: a\n  - oops\n",
@@ -105,13 +108,17 @@ def test_cloud_image_and_unknown_keys_are_kept(tmp_path: Path) -> None:
         ),
         (
             "mysql:\n  servers:\n  - server:\n      same_as: ghost\n",
-            ["m.yml:4: mysql.servers[0].server.same_as: no server named 'ghost' "
-             "(servers here: none)"],
+            [
+                "m.yml:4: mysql.servers[0].server.same_as: no server named 'ghost' "
+                "(servers here: none)"
+            ],
         ),
         (
             "production:\n  rails:\n    configuration:\n      cloud_image: [x]\n",
-            ["m.yml:4: production.rails.configuration.cloud_image: must be an image id, name "
-             "or family:<name>"],
+            [
+                "m.yml:4: production.rails.configuration.cloud_image: must be an image id, name "
+                "or family:<name>"
+            ],
         ),
         (
             "production:\n  rails: 3\n",

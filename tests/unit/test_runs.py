@@ -199,7 +199,8 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     run_id = reply.run.id  # type: ignore[attr-defined]
     world.say(f"approve {run_id}", "UBOB")
     while not any(
-        s.status == ServerStatus.DONE for s in (world.store.run(run_id).servers)  # type: ignore[union-attr]
+        s.status == ServerStatus.DONE
+        for s in (world.store.run(run_id).servers)  # type: ignore[union-attr]
     ):
         pass
     world.say(f"cancel {run_id}")

@@ -1,0 +1,127 @@
+"""`byoi shell` as a new user meets it: the demo, scripted through stdin, and a crash restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import config_text, make_world
+
+DEMO_SCRIPT = """\
+scale demo 3
+approve 1
+as UBOB
+approve 1
+status
+history
+as UALICE
+scale demo 1
+as UBOB
+approve 2
+status
+history
+"""
+
+
+def shell(
+    cwd: Path, stdin: str, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "BYOI_DEMO_DIR": str(cwd / "demo"), **(env or {})},
+    )
+
+
+def test_the_demo_scales_up_with_approval_then_down(tmp_path: Path) -> None:
+    done = shell(tmp_path, DEMO_SCRIPT)
+
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "run 1 · scale up demo/staging: 0 → 3 server(s)" in out
+    assert "45 days old (limit 30); ruby_version 3.1.2 → 3.2.2" in out
+    assert "✗ You requested this run; someone else has to approve it." in out
+    assert "Approved by UBOB; starting." in out
+    assert "scrubbed 11:" in out or "scrubbed" in out
+    assert out.count("✓") >= 3
+    assert "demo/staging: 1 server(s)" in out
+    assert (
+        "run 2    " in out and "scale down 3 → 1  succeeded  (by UALICE, approved by UBOB)" in out
+    )
+    servers = sorted((tmp_path / "demo/local/servers").iterdir())
+    live = [s for s in servers if (s / "rootfs").exists()]
+    assert len(servers) == 3 and len(live) == 1
+    root = live[0] / "rootfs"
+    assert (root / "etc/machine-id").read_text() == ""
+    assert not list((root / "etc/ssh").glob("ssh_host_*"))
+    assert not (root / "srv/app/shared").exists()
+    assert not (root / "srv/app/.env").exists()
+    assert (root / "srv/app/current/VERSION").read_text() == "v2.0.0\n"
+
+
+def test_the_demo_is_written_once_and_reused(tmp_path: Path) -> None:
+    shell(tmp_path, "scale demo 1\n")
+    again = shell(tmp_path, "history\n")
+
+    assert "run 1" in again.stdout
+    assert len(list((tmp_path / "demo/local/images").iterdir())) == 1
+
+
+def test_user_flag_sets_who_is_typing(tmp_path: Path) -> None:
+    shell(tmp_path, "scale demo 2\n")
+
+    done = shell(tmp_path, "whoami\napprove 1\n", "shell", "--user", "ubob")
+
+    assert "You are UBOB." in done.stdout
+    assert "Approved by UBOB; starting." in done.stdout
+    assert "succeeded" in done.stdout
+
+
+def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
+    slow = repr('sleep 2; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
+    world = make_world(tmp_path / "w", config_text(deploy_command=slow, approval_required="false"))
+    world.store.close()
+    config = tmp_path / "w/byoi.yml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(config), "shell"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("scale web 2\n")
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "deploy    working" in line:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "shell"],
+        input="status\nhistory\n",
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert "resuming run(s) 1 left in flight" in done.stderr
+    assert "web/staging: 2 server(s)" in done.stdout
+    assert "scale up 0 → 2  succeeded" in done.stdout
+    servers = list((tmp_path / "w/local/servers").iterdir())
+    assert len(servers) == 2  # no server was created twice

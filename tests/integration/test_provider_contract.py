@@ -1,0 +1,147 @@
+"""The provider contract: every adapter behaves the same through the port.
+
+Each adapter joins by adding a harness to ``HARNESSES``: it builds the provider against its
+emulated service and seeds an image there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from providers.base import (
+    TAG_APP,
+    TAG_KEY,
+    Image,
+    LaunchRequest,
+    NotFound,
+    Provider,
+    Script,
+    ServerSpec,
+    Target,
+)
+from providers.local import LocalProvider
+from tests.conftest import START
+
+
+class Harness(Protocol):
+    provider: Provider
+
+    def seed_image(
+        self, name: str, family: str, versions: Mapping[str, str], age_days: int
+    ) -> Image: ...
+
+
+class LocalHarness:
+    def __init__(self, root: Path) -> None:
+        self.local = LocalProvider(root)
+        self.provider: Provider = self.local
+
+    def seed_image(
+        self, name: str, family: str, versions: Mapping[str, str], age_days: int
+    ) -> Image:
+        return self.local.create_image(
+            name,
+            {"/etc/machine-id": "x\n"},
+            family=family,
+            versions=versions,
+            created_at=START - timedelta(days=age_days),
+        )
+
+
+HARNESSES: dict[str, Callable[[Path], Harness]] = {"local": LocalHarness}
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    yield HARNESSES[request.param](tmp_path)
+
+
+def launch(h: Harness, key: str, image: Image) -> LaunchRequest:
+    return LaunchRequest(
+        key=key,
+        name=key,
+        image=image,
+        spec=ServerSpec(size="small"),
+        tags={TAG_APP: "web", "byoi:env": "staging", "byoi:run": "1"},
+    )
+
+
+def test_images_resolve_by_id_name_and_family(harness: Harness) -> None:
+    old = harness.seed_image("web-old", "web", {"ruby_version": "3.1.2"}, 40)
+    new = harness.seed_image("web-new", "web", {"ruby_version": "3.2.2"}, 2)
+    harness.seed_image("other", "api", {}, 1)
+
+    assert harness.provider.resolve_image(old.id).name == "web-old"
+    assert harness.provider.resolve_image("web-old").id == old.id
+    assert harness.provider.resolve_image("family:web").id == new.id
+    assert dict(harness.provider.resolve_image(new.id).versions) == {"ruby_version": "3.2.2"}
+    assert sorted(i.name for i in harness.provider.list_images("web")) == ["web-new", "web-old"]
+    with pytest.raises(NotFound):
+        harness.provider.resolve_image("family:nothing")
+    with pytest.raises(NotFound):
+        harness.provider.resolve_image("no-such-image")
+
+
+def test_launch_is_idempotent_by_key_and_servers_are_found_by_tags(harness: Harness) -> None:
+    image = harness.seed_image("web", "web", {}, 1)
+
+    first = harness.provider.launch(launch(harness, "byoi-t-1-1", image))
+    again = harness.provider.launch(launch(harness, "byoi-t-1-1", image))
+    other = harness.provider.launch(launch(harness, "byoi-t-1-2", image))
+
+    assert first.id == again.id != other.id
+    assert first.image_id == image.id
+    listed = harness.provider.list_servers({TAG_APP: "web"})
+    assert sorted(s.id for s in listed) == sorted([first.id, other.id])
+    (by_key,) = harness.provider.list_servers({TAG_KEY: "byoi-t-1-2"})
+    assert by_key.id == other.id
+    assert by_key.tags["byoi:run"] == "1"
+
+
+def test_scripts_get_their_parameters_and_report_exit_code_and_output(harness: Harness) -> None:
+    server = harness.provider.launch(
+        launch(harness, "byoi-t-2-1", harness.seed_image("w", "w", {}, 1))
+    )
+
+    ok = harness.provider.run_script(server, Script("t", 'echo "hello $WHO"', {"WHO": "byoi"}))
+    bad = harness.provider.run_script(server, Script("t", "echo failing >&2; exit 4"))
+
+    assert ok.ok and ok.output.strip() == "hello byoi"
+    assert bad.exit_code == 4 and "failing" in bad.output
+
+
+def test_register_deregister_and_terminate(harness: Harness) -> None:
+    server = harness.provider.launch(
+        launch(harness, "byoi-t-3-1", harness.seed_image("w", "w", {}, 1))
+    )
+    target = Target("web-lb", drain_seconds=0.2)
+
+    harness.provider.register(server, target)
+    assert harness.provider.target_members(target) == [server.id]
+    started = time.monotonic()
+    harness.provider.deregister(server, target)
+    assert time.monotonic() - started >= 0.2  # the drain wait
+    assert harness.provider.target_members(target) == []
+    harness.provider.deregister(server, target)  # absent is fine
+    harness.provider.terminate(server)
+    harness.provider.terminate(server)  # already gone is fine
+
+    assert harness.provider.list_servers({TAG_APP: "web"}) == []
+
+
+def test_snapshot_publishes_a_new_image_into_the_family(harness: Harness) -> None:
+    base = harness.seed_image("web-base", "web", {"ruby_version": "3.1.2"}, 40)
+    server = harness.provider.launch(launch(harness, "byoi-t-4-1", base))
+
+    image = harness.provider.snapshot(
+        server, name="web-refreshed", family="web", versions={"ruby_version": "3.2.2"}
+    )
+
+    assert harness.provider.resolve_image("family:web").id == image.id
+    assert dict(image.versions) == {"ruby_version": "3.2.2"}

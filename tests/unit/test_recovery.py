@@ -1,0 +1,100 @@
+"""After a crash: runs resume where they stopped, and servers no run accounts for are removed."""
+
+from __future__ import annotations
+
+from pipeline import recovery
+from pipeline.models import RunState, ServerStatus, Step
+from pipeline.replies import RunReply
+from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec, Target
+from tests.conftest import World
+
+
+def launch(world: World, key: str, run: str = "99") -> str:
+    image = world.provider.resolve_image("family:web")
+    server = world.provider.launch(
+        LaunchRequest(
+            key=key,
+            name=key,
+            image=image,
+            spec=ServerSpec(),
+            tags={TAG_APP: "web", TAG_ENV: "staging", TAG_RUN: run},
+        )
+    )
+    return server.id
+
+
+def test_a_run_interrupted_mid_deploy_resumes_without_a_second_server(world: World) -> None:
+    reply = world.say("scale web 2")
+    assert isinstance(reply, RunReply) and reply.run is not None
+    run = reply.run
+    # What a crash leaves behind: approved and running, slot 1 launched and half deployed.
+    assert world.store.approve(run.id, "UBOB", world.clock()).started
+    world.store.transition(
+        run.id, [RunState.APPROVED], RunState.RUNNING, world.clock(), actor="byoi"
+    )
+    slot1 = run.servers[0]
+    server_id = launch(world, slot1.key, str(run.id))
+    world.store.update_server(
+        run.id,
+        1,
+        world.clock(),
+        event="deploy_started",
+        status=ServerStatus.WORKING,
+        step=Step.DEPLOY,
+        provider_id=server_id,
+    )
+
+    resumed = recovery.resume(world.store, world.runner, world.clock())
+    done = world.finish(run.id)
+
+    assert resumed == [run.id]
+    assert done.state == RunState.SUCCEEDED
+    live = world.provider.list_servers({TAG_APP: "web"})
+    assert len(live) == 2
+    assert done.servers[0].provider_id == server_id
+    assert world.provider.target_members(Target("web-lb")) == sorted(s.id for s in live)
+    assert "resumed" in [e.event for e in world.store.audit_events(run.id)]
+
+
+def test_the_reconciler_removes_only_this_installations_unaccounted_servers(world: World) -> None:
+    kept_run = world.scale_and_approve("scale web 1")
+    ours = launch(world, f"byoi-{world.store.install_id}-99-1")
+    world.provider.register(world.provider.list_servers({"byoi:key": ours})[0], Target("web-lb"))
+    foreign = launch(world, "byoi-zzzzzz-1-1")
+    by_hand = launch(world, "hand-made")
+
+    orphans = recovery.reconcile(
+        world.store, world.config, world.runner.provider_for, world.clock()
+    )
+
+    assert [(o.server_id, o.outcome) for o in orphans] == [(ours, "terminated")]
+    live = {s.id for s in world.provider.list_servers({TAG_APP: "web"})}
+    assert live == {kept_run.servers[0].provider_id, foreign, by_hand}
+    assert ours not in world.provider.target_members(Target("web-lb"))
+    assert any(e.event == "orphan" and ours in e.detail for e in world.store.audit_events())
+
+
+def test_servers_of_failed_slots_are_orphans_but_in_flight_ones_are_not(world: World) -> None:
+    reply = world.say("scale web 2")
+    run = reply.run  # type: ignore[attr-defined]
+    world.store.approve(run.id, "UBOB", world.clock())
+    world.store.transition(
+        run.id, [RunState.APPROVED], RunState.RUNNING, world.clock(), actor="byoi"
+    )
+    in_flight = launch(world, run.servers[0].key, str(run.id))
+    failed = launch(world, run.servers[1].key, str(run.id))
+    world.store.update_server(
+        run.id,
+        2,
+        world.clock(),
+        event="failed",
+        status=ServerStatus.FAILED,
+        reason="rollback failed",
+    )
+
+    orphans = recovery.reconcile(
+        world.store, world.config, world.runner.provider_for, world.clock()
+    )
+
+    assert [o.server_id for o in orphans] == [failed]
+    assert [s.id for s in world.provider.list_servers({TAG_APP: "web"})] == [in_flight]

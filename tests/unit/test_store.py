@@ -1,0 +1,72 @@
+"""The SQLite store: migrations, WAL, one active run per app/env across connections."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.models import RunState
+from pipeline.replies import RunReply
+from pipeline.store import ActiveRunExists, Store
+from tests.conftest import World
+
+
+def test_migrations_apply_once_and_the_install_id_is_stable(tmp_path: Path) -> None:
+    first = Store(tmp_path / "s.db")
+    install_id = first.install_id
+    first.close()
+    again = Store(tmp_path / "s.db")
+
+    names = [r["name"] for r in again.db.query("SELECT name FROM migrations ORDER BY name")]
+    mode = next(again.db.query("PRAGMA journal_mode"))["journal_mode"]
+    assert names == ["001_runs", "002_alerts"]
+    assert again.install_id == install_id and len(install_id) == 6
+    assert mode == "wal"
+    again.close()
+
+
+def test_a_second_active_run_is_refused_even_from_another_connection(world: World) -> None:
+    reply = world.say("scale web 2")
+    assert isinstance(reply, RunReply) and reply.run is not None
+    other = Store(world.store.path)
+
+    with pytest.raises(ActiveRunExists) as caught:
+        other.create_run(replace(reply.run, id=0, servers=()), world.clock())
+    other.close()
+
+    assert caught.value.run.id == reply.run.id
+
+
+def test_transition_moves_only_from_the_allowed_states(world: World) -> None:
+    run = world.say("scale web 1").run  # type: ignore[attr-defined]
+
+    moved = world.store.transition(
+        run.id, [RunState.RUNNING], RunState.FAILED, world.clock(), actor="x"
+    )
+    rejected = world.store.transition(
+        run.id,
+        [RunState.AWAITING_APPROVAL],
+        RunState.REJECTED,
+        world.clock(),
+        actor="UBOB",
+        reason="not today",
+    )
+
+    assert (moved, rejected) == (False, True)
+    stored = world.store.run(run.id)
+    assert stored is not None and stored.state == RunState.REJECTED
+    assert stored.reason == "not today"
+    assert [(e.event, e.actor) for e in world.store.audit_events(run.id)] == [
+        ("requested", "UALICE"),
+        ("rejected", "UBOB"),
+    ]
+
+
+def test_idempotency_keys_are_unique_per_database_run_and_slot(world: World) -> None:
+    run = world.say("scale web 3").run  # type: ignore[attr-defined]
+
+    keys = [s.key for s in run.servers]
+
+    assert keys == [f"byoi-{world.store.install_id}-{run.id}-{slot}" for slot in (1, 2, 3)]
