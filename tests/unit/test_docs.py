@@ -1,0 +1,16 @@
+"""The documentation names every configuration key byoi accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.configkeys import APP_KEYS, POLICY_KEYS, TOP_KEYS
+
+DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
+
+
+@pytest.mark.parametrize("key", sorted({*POLICY_KEYS, *APP_KEYS, *TOP_KEYS}))
+def test_every_key_is_documented(key: str) -> None:
+    assert f"| `{key}` |" in DOC.read_text()
