@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bot import demo
-from bot.wiring import UnavailableProvider, build, utcnow
+from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline import recovery
 from pipeline.config import Config, load_config
 from pipeline.yamlsrc import ConfigError
@@ -87,10 +87,7 @@ def shell(path: Path | None, user: str | None) -> int:
         app.close()
 
 
-def _recover(app: object) -> None:
-    from bot.wiring import App
-
-    assert isinstance(app, App)
+def _recover(app: App) -> None:
     now = app.clock()
     for orphan in recovery.reconcile(app.store, app.config, app.providers, now):
         print(

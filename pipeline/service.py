@@ -357,7 +357,7 @@ class Service:
             return ErrorReply(f"{env.provider} said: {exc.reason}")
         source = next((s for s in fleet if command.source in (None, s.id, s.name)), None)
         if source is None:
-            where = f"server `{command.source}`" if command.source else "a live server"
+            where = f"server `{command.source}`" if command.source else "live server"
             return ErrorReply(
                 f"{env.app}/{env.name} has no {where} to snapshot; scale up first.", usage
             )

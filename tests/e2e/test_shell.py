@@ -125,3 +125,44 @@ def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
     assert "scale up 0 → 2  succeeded" in done.stdout
     servers = list((tmp_path / "w/local/servers").iterdir())
     assert len(servers) == 2  # no server was created twice
+
+
+def test_the_interactive_shell_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=tmp_path,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "BYOI_DEMO_DIR": str(tmp_path / "demo")},
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                seen += os.read(leader, 65536)
+        assert marker in seen, seen.decode(errors="replace")[-2000:]
+
+    try:
+        read_until(b"byoi (UALICE)> ")
+        assert b"byoi demo: app `demo`" in seen
+        os.write(leader, b"scale demo 2\n")
+        read_until(b"approve 1")
+        os.write(leader, b"as UBOB\n")
+        read_until(b"byoi (UBOB)> ")
+        os.write(leader, b"approve 1\n")
+        read_until(b"succeeded")
+        os.write(leader, b"quit\n")
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        os.close(leader)

@@ -241,3 +241,37 @@ def test_status_and_history_report_servers_and_runs(world: World) -> None:
     assert status.envs[0].servers[0].image_name == "web-base"  # type: ignore[attr-defined]
     assert [r.id for r in history.runs] == [run.id]  # type: ignore[attr-defined]
     assert history.runs[0].approvers == ("UBOB",)  # type: ignore[attr-defined]
+
+
+def test_images_reports_age_versions_and_staleness(world: World) -> None:
+    world.clock.advance(days=40)
+
+    reply = world.say("images web")
+
+    staging, production = reply.images  # type: ignore[attr-defined]
+    assert staging.image.name == "web-base"
+    assert staging.staleness.age_days == 43
+    assert [f.kind for f in staging.staleness.findings] == ["age"]
+    assert staging.declared == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
+    assert production.env == "production"
+
+
+def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(world: World) -> None:
+    world.scale_and_approve("scale web 1")
+    world.clock.advance(days=1)
+
+    run = world.scale_and_approve("refresh web")
+
+    assert run.kind == RunKind.REFRESH and run.state == RunState.SUCCEEDED
+    newest = world.provider.resolve_image("family:web")
+    assert newest.name != "web-base"
+    assert dict(newest.versions) == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
+    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    assert plan.image.id == newest.id
+
+
+def test_refresh_needs_a_live_server(world: World) -> None:
+    reply = world.say("refresh web")
+
+    assert isinstance(reply, ErrorReply)
+    assert reply.message == "web/staging has no live server to snapshot; scale up first."
