@@ -120,8 +120,34 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(Path(args.path) if args.path else _config_path(args.config))
     if command == "shell":
         return shell(_config_path(args.config), getattr(args, "user", None))
+    if command == "serve":
+        return serve(_config_path(args.config))
     print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
     return 2
+
+
+def serve(path: Path | None) -> int:
+    missing = [name for name in ("SLACK_BOT_TOKEN",) if not os.environ.get(name)]
+    if not os.environ.get("SLACK_SIGNING_SECRET") and not os.environ.get("SLACK_APP_TOKEN"):
+        missing.append("SLACK_SIGNING_SECRET (HTTP) or SLACK_APP_TOKEN (Socket Mode)")
+    if missing:
+        print(f"byoi: serve needs {', '.join(missing)}; see docs/slack-setup.md.", file=sys.stderr)
+        return 2
+    if path is None:
+        print(
+            "byoi: serve needs a byoi.yml (--config, $BYOI_CONFIG or ./byoi.yml).", file=sys.stderr
+        )
+        return 2
+    config = _load(path)
+    if config is None:
+        return 1
+    from bot import serve as serve_module
+
+    try:
+        return serve_module.serve(config)
+    except UnavailableProvider as exc:
+        print(f"byoi: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

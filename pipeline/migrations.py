@@ -26,6 +26,8 @@ def m001_runs(db: sqlite_utils.Database) -> None:
             desired INTEGER NOT NULL,
             image_id TEXT NOT NULL,
             image_name TEXT NOT NULL,
+            image_created_at TEXT,
+            image_versions TEXT NOT NULL DEFAULT '{}',
             strategy TEXT NOT NULL,
             max_parallel INTEGER NOT NULL,
             target TEXT NOT NULL,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -115,6 +116,8 @@ class Run:
     target: str
     approvals_needed: int
     expires_at: datetime | None
+    image_created_at: datetime | None = None
+    image_versions: Mapping[str, str] = field(default_factory=dict)
     cancel_requested: bool = False
     reason: str | None = None
     notes: tuple[str, ...] = ()

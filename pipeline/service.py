@@ -210,6 +210,8 @@ class Service:
             desired=plan.desired,
             image_id=plan.image.id,
             image_name=plan.image.name,
+            image_created_at=plan.image.created_at,
+            image_versions=dict(plan.image.versions),
             strategy=plan.strategy,
             max_parallel=env.max_parallel,
             target=plan.target,

@@ -98,9 +98,9 @@ class Store:
             try:
                 cursor = conn.execute(
                     """INSERT INTO runs (kind, app, env, state, requester, created_at, updated_at,
-                    current, desired, image_id, image_name, strategy, max_parallel, target,
-                    approvals_needed, expires_at, notes, channel)
-                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                    current, desired, image_id, image_name, image_created_at, image_versions,
+                    strategy, max_parallel, target, approvals_needed, expires_at, notes, channel)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
                     [
                         run.kind,
                         run.app,
@@ -113,6 +113,8 @@ class Store:
                         run.desired,
                         run.image_id,
                         run.image_name,
+                        _iso(run.image_created_at),
+                        json.dumps(dict(run.image_versions)),
                         run.strategy,
                         run.max_parallel,
                         run.target,
@@ -225,6 +227,8 @@ class Store:
             max_parallel=row["max_parallel"],
             target=row["target"],
             approvals_needed=row["approvals_needed"],
+            image_created_at=_dt(row["image_created_at"]),
+            image_versions=json.loads(row["image_versions"]),
             expires_at=_dt(row["expires_at"]),
             cancel_requested=bool(row["cancel_requested"]),
             reason=row["reason"],

@@ -1,0 +1,181 @@
+"""One Slack message per run, edited in place: the Notifier for Slack.
+
+Edits are coalesced to at most one per ``interval`` seconds per run; the newest state always
+lands (a failed edit is retried on the next tick). Thread replies are posted only for a failed
+server and for the final summary, which is broadcast to the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot import messages
+from pipeline.models import Run, ServerStatus
+from pipeline.store import Store
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+ChannelOf = Callable[[Run], str | None]
+
+
+class Cards:
+    def __init__(
+        self,
+        client: WebClient,
+        store: Store,
+        clock: Clock,
+        channel_of: ChannelOf,
+        *,
+        interval: float = 2.0,
+        post_interval: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.clock = clock
+        self.channel_of = channel_of
+        self.interval = interval
+        self.post_interval = post_interval
+        self._pending: dict[int, Run] = {}
+        self._last_edit: dict[int, float] = {}
+        self._last_post: dict[str, float] = {}
+        self._failures_told: set[tuple[int, int]] = set()
+        self._summarised: set[int] = set()
+        self._run_locks: dict[int, threading.Lock] = {}
+        self._cv = threading.Condition()
+        self._post_lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # Notifier ---------------------------------------------------------------------------
+
+    def run_changed(self, run: Run) -> None:
+        if self._ensure_posted(run):
+            return
+        with self._cv:
+            self._pending[run.id] = run
+            self._cv.notify()
+
+    def _lock_for(self, run_id: int) -> threading.Lock:
+        with self._cv:
+            return self._run_locks.setdefault(run_id, threading.Lock())
+
+    def _ensure_posted(self, run: Run) -> bool:
+        """Post the parent message if the run has none yet; True if this call posted it."""
+        with self._lock_for(run.id):
+            stored = self.store.run(run.id) or run
+            if stored.message_ts:
+                return False
+            channel = self.channel_of(stored)
+            if channel is None:
+                return True  # nowhere to show it (a run from the shell with no channel)
+            response = self._post(
+                channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
+            )
+            ts = str(response["ts"])
+            self.store.set_message(run.id, str(response.get("channel", channel)), ts)
+            self._last_edit[run.id] = time.monotonic()
+            return True
+
+    # flushing ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="slack-cards", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Flush every pending edit (ignoring the interval), then stop the flusher."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            self._flush(force=True)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                if self._stopping:
+                    return
+                self._cv.wait(0.2)
+            self._flush(force=False)
+
+    def _flush(self, *, force: bool) -> None:
+        now = time.monotonic()
+        with self._cv:
+            due = [
+                run
+                for run_id, run in self._pending.items()
+                if force or now - self._last_edit.get(run_id, 0.0) >= self.interval
+            ]
+            for run in due:
+                del self._pending[run.id]
+        for run in due:
+            try:
+                self._edit(run)
+            except (SlackApiError, SlackClientError, OSError) as exc:
+                log.warning("could not update the card of run %s (will retry): %s", run.id, exc)
+                with self._cv:
+                    self._pending.setdefault(run.id, run)
+                time.sleep(0.2)
+
+    def _edit(self, run: Run) -> None:
+        stored = self.store.run(run.id) or run
+        if not stored.message_ts or not stored.channel:
+            return
+        self.client.chat_update(
+            channel=stored.channel,
+            ts=stored.message_ts,
+            text=self._fallback(stored),
+            blocks=messages.run_card(stored, self.clock()),
+        )
+        self._last_edit[run.id] = time.monotonic()
+        self._thread_replies(stored)
+
+    def _thread_replies(self, run: Run) -> None:
+        assert run.channel and run.message_ts
+        for server in run.servers:
+            key = (run.id, server.slot)
+            if server.status == ServerStatus.FAILED and key not in self._failures_told:
+                self._post(
+                    run.channel, text=messages.failure_text(run, server), thread_ts=run.message_ts
+                )
+                self._failures_told.add(key)
+        if (
+            run.state.terminal
+            and run.id not in self._summarised
+            and run.servers
+            and any(s.status.finished for s in run.servers)
+        ):
+            self._post(
+                run.channel,
+                text=messages.run_summary(run),
+                thread_ts=run.message_ts,
+                reply_broadcast=True,
+            )
+            self._summarised.add(run.id)
+
+    def _post(self, channel: str, **kwargs: object) -> dict[str, object]:
+        """chat.postMessage, at most one per second per channel."""
+        with self._post_lock:
+            wait = self._last_post.get(channel, 0.0) + self.post_interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last_post[channel] = time.monotonic()
+        response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    @staticmethod
+    def _fallback(run: Run) -> str:
+        return (
+            f"Run {run.id}: {messages.VERB[run.kind]} {run.app}/{run.env} "
+            f"{run.current} → {run.desired} ({run.state.value.replace('_', ' ')})"
+        )

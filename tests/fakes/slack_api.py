@@ -1,0 +1,152 @@
+"""A local fake of the Slack Web API: records every call, can answer 429 or 500 on demand.
+
+Also receives `response_url` posts (as method "respond") so ephemeral replies can be asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float
+    status: int
+
+
+@dataclass
+class Fault:
+    status: int
+    retry_after: int | None
+    times: int
+
+
+@dataclass
+class FakeSlack:
+    calls: list[Call] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    socket_url: str = ""
+    faults: dict[str, Fault] = field(default_factory=dict)
+    _ts: int = 1000
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    @property
+    def response_url(self) -> str:
+        return f"{self.url}/respond/T1/1/abc"
+
+    def start(self) -> FakeSlack:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def fail(
+        self, method: str, status: int, *, times: int = 1, retry_after: int | None = None
+    ) -> None:
+        with self._lock:
+            self.faults[method] = Fault(status, retry_after, times)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length", "0"))
+        raw = request.rfile.read(length).decode()
+        if "json" in request.headers.get("Content-Type", ""):
+            params = json.loads(raw or "{}")
+        else:
+            params = {k: v[0] for k, v in parse_qs(raw).items()}
+        method = "respond" if request.path.startswith("/respond/") else request.path.split("/")[-1]
+        with self._lock:
+            fault = self.faults.get(method)
+            if fault and fault.times > 0:
+                fault.times -= 1
+                self.calls.append(Call(method, params, time.monotonic(), fault.status))
+                request.send_response(fault.status)
+                if fault.retry_after is not None:
+                    request.send_header("Retry-After", str(fault.retry_after))
+                request.send_header("Content-Type", "application/json")
+                request.end_headers()
+                request.wfile.write(b'{"ok": false, "error": "ratelimited"}')
+                return
+            self.calls.append(Call(method, params, time.monotonic(), 200))
+            body = self._answer(method, params)
+        data = json.dumps(body).encode()
+        request.send_response(200)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "user_id": "UBYOI",
+                "bot_id": "BBYOI",
+                "team_id": "T1",
+                "url": "https://example.invalid/",
+            }
+        if method in ("chat.postMessage", "chat.update"):
+            self._ts += 1
+            ts = params.get("ts") or f"1700000000.{self._ts:06d}"
+            return {"ok": True, "channel": params.get("channel"), "ts": ts}
+        if method == "usergroups.users.list":
+            return {"ok": True, "users": self.groups.get(str(params.get("usergroup")), [])}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": self.socket_url}
+        return {"ok": True}
+
+    # reading what was sent -------------------------------------------------------------
+
+    def sent(self, method: str, ok_only: bool = True) -> list[Call]:
+        with self._lock:
+            return [
+                c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)
+            ]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = predicate()
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; calls so far: {[c.method for c in self.calls]}")
+
+
+def text_of(call: Call) -> str:
+    """Everything readable in a message: its text and its blocks' texts."""
+    blocks = call.params.get("blocks") or []
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return str(call.params.get("text", "")) + "\n" + json.dumps(blocks, ensure_ascii=False)
