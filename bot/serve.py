@@ -43,10 +43,11 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def web_client(token: str) -> WebClient:
+def web_client(token: str, base_url: str | None = None) -> WebClient:
+    """A Web API client that retries 429 (after Retry-After), connection errors and 5xx."""
     kwargs: dict[str, Any] = {}
-    if os.environ.get("SLACK_API_URL"):
-        kwargs["base_url"] = os.environ["SLACK_API_URL"].rstrip("/") + "/"
+    if base_url:
+        kwargs["base_url"] = base_url.rstrip("/") + "/"
     return WebClient(
         token=token,
         retry_handlers=[
@@ -93,7 +94,7 @@ def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float 
 def serve(config: Config) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
-    client = web_client(os.environ["SLACK_BOT_TOKEN"])
+    client = web_client(os.environ["SLACK_BOT_TOKEN"], os.environ.get("SLACK_API_URL"))
     cards_ref: list[Cards] = []
 
     class LateCards:

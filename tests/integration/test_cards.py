@@ -1,0 +1,81 @@
+"""Run cards against the fake Slack Web API: posted once, edited in place, expired cards closed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bot.cards import Cards
+from bot.serve import web_client
+from pipeline.models import RunState
+from pipeline.service import Caller
+from tests.conftest import World
+from tests.fakes.slack_api import FakeSlack, text_of
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSlack]:
+    server = FakeSlack().start()
+    yield server
+    server.stop()
+
+
+def cards_for(world: World, fake: FakeSlack, interval: float = 0.3) -> Cards:
+    cards = Cards(
+        web_client("xoxb-test", fake.api_url),
+        world.store,
+        world.clock,
+        lambda run: run.channel,
+        interval=interval,
+        post_interval=0.0,
+    )
+    cards.start()
+    return cards
+
+
+def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
+    world: World, fake: FakeSlack
+) -> None:
+    cards = cards_for(world, fake)
+    reply = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock())
+    run = reply.run  # type: ignore[attr-defined]
+    cards.run_changed(run)
+    world.clock.advance(minutes=31)
+
+    for expired in world.service.expire_due(world.clock()):
+        cards.run_changed(expired)
+    cards.stop()
+
+    (posted,) = fake.sent("chat.postMessage")
+    assert "run_approve" in text_of(posted)
+    last = fake.sent("chat.update")[-1]
+    assert "expired" in text_of(last) and "run_approve" not in text_of(last)
+    assert world.store.run(run.id).state == RunState.EXPIRED  # type: ignore[union-attr]
+
+
+def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
+    world: World, fake: FakeSlack
+) -> None:
+    cards = cards_for(world, fake, interval=0.5)
+    run = world.service.handle("scale web 1", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    cards.run_changed(run)
+    for _ in range(50):
+        cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    world.store.transition(
+        run.id,
+        [RunState.AWAITING_APPROVAL],
+        RunState.REJECTED,
+        world.clock(),
+        actor="UBOB",
+        reason="rejected by UBOB",
+    )
+    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    time.sleep(0.2)
+    cards.stop()
+
+    updates = fake.sent("chat.update")
+    assert 1 <= len(updates) <= 2
+    assert "rejected" in text_of(updates[-1])
+    assert len(fake.sent("chat.postMessage")) == 1
