@@ -45,6 +45,10 @@ class Providers:
             from providers.local import LocalProvider
 
             return LocalProvider(Path(settings["root"]))
+        if name == "aws":
+            from providers.aws import AwsProvider
+
+            return AwsProvider(settings)
         raise UnavailableProvider(
             f"the {name} provider is not part of this build yet; use provider: local"
         )

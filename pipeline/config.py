@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import manifest as manifests
-from pipeline.configkeys import APP_KEYS, POLICY_KEYS, TOP_KEYS, check_value
+from pipeline.configkeys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS, check_value
 from pipeline.yamlsrc import ConfigError, Node, Problem, load, plain
 from providers.base import ServerSpec
 
@@ -231,6 +231,8 @@ def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dic
             problems.append(node.problem(name, "unknown provider (expected local, aws or gcp)"))
             continue
         section = _section(node, name, problems)
+        if section is not None:
+            _known_keys(section, PROVIDER_KEYS[name], problems)
         settings = plain(section) if section is not None else {}
         if name == "local" and "root" in settings:
             settings["root"] = str(base / str(settings["root"]))

@@ -131,3 +131,24 @@ def _check_users(value: Any) -> str | None:
                 "use ids, never display names"
             )
     return None
+
+
+PROVIDER_KEYS: dict[str, dict[str, str]] = {
+    "local": {"root": "directory of images/, servers/ and targets/ (default .byoi/local)"},
+    "aws": {
+        "region": "AWS region (default: boto3's chain, e.g. AWS_REGION)",
+        "profile": "named profile from the shared AWS config (default: boto3's chain)",
+        "endpoint_url": "API endpoint override (AWS_ENDPOINT_URL works too)",
+        "security_group_ids": "security groups for new instances",
+        "iam_instance_profile": "instance profile name; it must allow SSM",
+        "key_name": "EC2 key pair for new instances (optional; SSM needs none)",
+        "instance_type": "instance type when the manifest gives no size (default t3.micro)",
+        "poll_seconds": "delay between state checks (default 5)",
+        "wait_seconds": "longest wait for a state: running, healthy, image available (default 600)",
+        "max_attempts": "boto3 standard-mode attempts per call, retries included (default 5)",
+    },
+    "gcp": {
+        "project": "GCP project id",
+        "api_endpoint": "Compute API endpoint override, for emulators",
+    },
+}

@@ -1,0 +1,419 @@
+"""The AWS adapter: AMIs and EC2 instances, scripts through SSM Run Command, ELBv2 targets.
+
+boto3 is imported only when this module is, which happens only when an app uses AWS.
+Every botocore error is translated into the port's errors in ``_translate``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+from providers.base import (
+    TAG_FAMILY,
+    TAG_KEY,
+    VERSION_TAG_PREFIX,
+    AuthError,
+    Capacity,
+    Image,
+    ImageState,
+    InvalidRequest,
+    LaunchRequest,
+    LimitExceeded,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+    RegistrationFailed,
+    Script,
+    ScriptResult,
+    Server,
+    ServerState,
+    Target,
+    Throttled,
+)
+
+ERRORS: dict[str, type[ProviderError]] = {
+    "Throttling": Throttled,
+    "ThrottlingException": Throttled,
+    "RequestLimitExceeded": Throttled,
+    "TooManyRequestsException": Throttled,
+    "InsufficientInstanceCapacity": Capacity,
+    "InsufficientHostCapacity": Capacity,
+    "InsufficientReservedInstanceCapacity": Capacity,
+    "InsufficientCapacityOnOutpost": Capacity,
+    "InstanceLimitExceeded": LimitExceeded,
+    "VcpuLimitExceeded": LimitExceeded,
+    "LimitExceeded": LimitExceeded,
+    "ResourceLimitExceeded": LimitExceeded,
+    "TooManyTargets": LimitExceeded,
+    "AuthFailure": AuthError,
+    "UnauthorizedOperation": AuthError,
+    "AccessDenied": AuthError,
+    "AccessDeniedException": AuthError,
+    "ExpiredToken": AuthError,
+    "InvalidClientTokenId": AuthError,
+    "UnrecognizedClientException": AuthError,
+    "SignatureDoesNotMatch": AuthError,
+    "InvalidAMIID.NotFound": NotFound,
+    "InvalidAMIID.Unavailable": NotFound,
+    "InvalidInstanceID.NotFound": NotFound,
+    "TargetGroupNotFound": NotFound,
+    "InvalidTarget": RegistrationFailed,
+    "InvalidInstanceId": NotFound,
+}
+IMAGE_STATES = {
+    "available": ImageState.READY,
+    "pending": ImageState.PENDING,
+    "failed": ImageState.FAILED,
+    "error": ImageState.FAILED,
+    "invalid": ImageState.FAILED,
+    "deregistered": ImageState.DELETED,
+    "disabled": ImageState.OBSOLETE,
+}
+SERVER_STATES = {
+    "pending": ServerState.PENDING,
+    "running": ServerState.RUNNING,
+    "stopping": ServerState.STOPPING,
+    "stopped": ServerState.STOPPED,
+    "shutting-down": ServerState.TERMINATED,
+    "terminated": ServerState.TERMINATED,
+}
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+SCRIPT_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
+
+
+@contextmanager
+def _translate(action: str) -> Iterator[None]:
+    """The one place botocore errors become the port's errors."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")) or code
+        kind = ERRORS.get(code)
+        if kind is None and code.endswith(".NotFound"):
+            kind = NotFound
+        if kind is None and code.startswith(("InvalidParameter", "Invalid", "Unsupported")):
+            kind = InvalidRequest
+        raise (kind or ProviderError)(f"{action}: {code}: {message}") from exc
+    except WaiterError as exc:
+        raise ProviderTimeout(f"{action}: gave up waiting ({exc.last_response})") from exc
+    except BotoCoreError as exc:
+        raise ProviderError(f"{action}: {exc}") from exc
+
+
+def _tags(items: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in items or []}
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def image_from(data: Mapping[str, Any]) -> Image:
+    tags = _tags(data.get("Tags"))
+    versions = {
+        k.removeprefix(VERSION_TAG_PREFIX): v
+        for k, v in tags.items()
+        if k.startswith(VERSION_TAG_PREFIX)
+    }
+    return Image(
+        id=str(data["ImageId"]),
+        name=str(data.get("Name") or data["ImageId"]),
+        created_at=_time(data.get("CreationDate")) or datetime.min.replace(tzinfo=UTC),
+        state=IMAGE_STATES.get(str(data.get("State")), ImageState.UNKNOWN),
+        family=tags.get(TAG_FAMILY),
+        versions=versions,
+        tags=tags,
+        deprecated_at=_time(data.get("DeprecationTime")),
+    )
+
+
+def server_from(data: Mapping[str, Any]) -> Server:
+    tags = _tags(data.get("Tags"))
+    launched = data.get("LaunchTime")
+    created = launched if isinstance(launched, datetime) else _time(str(launched or ""))
+    return Server(
+        id=str(data["InstanceId"]),
+        name=tags.get("Name", str(data["InstanceId"])),
+        image_id=str(data.get("ImageId", "")),
+        state=SERVER_STATES.get(str(data.get("State", {}).get("Name")), ServerState.UNKNOWN),
+        created_at=created or datetime.min.replace(tzinfo=UTC),
+        tags=tags,
+        address=data.get("PrivateIpAddress"),
+    )
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def ssm_commands(script: Script) -> list[str]:
+    """Shell lines for AWS-RunShellScript that carry parameters as environment variables.
+
+    Values and the script travel base64-encoded, so no user text is ever parsed as shell.
+    """
+    lines = ["set -e"]
+    for name, value in sorted(script.env.items()):
+        if not name.isidentifier() or not name.isascii():
+            raise InvalidRequest(f"bad environment variable name {name!r}")
+        lines.append(f'export {name}="$(printf %s {_b64(value)} | base64 -d)"')
+    lines.append(f'exec bash -c "$(printf %s {_b64(script.body)} | base64 -d)"')
+    return lines
+
+
+class AwsProvider:
+    name = "aws"
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        config = BotoConfig(
+            retries={"mode": "standard", "max_attempts": int(settings.get("max_attempts", 5))},
+            region_name=settings.get("region"),
+        )
+        session = boto3.session.Session(profile_name=settings.get("profile"))
+        endpoint = settings.get("endpoint_url")
+        self.ec2 = session.client("ec2", config=config, endpoint_url=endpoint)
+        self.ssm = session.client("ssm", config=config, endpoint_url=endpoint)
+        self.elbv2 = session.client("elbv2", config=config, endpoint_url=endpoint)
+        self.poll_seconds = float(settings.get("poll_seconds", 5))
+        self.wait_seconds = float(settings.get("wait_seconds", 600))
+        self._target_arns: dict[str, str] = {}
+
+    def _waiter_config(self) -> dict[str, int]:
+        delay = max(1, int(self.poll_seconds))
+        return {"Delay": delay, "MaxAttempts": max(1, int(self.wait_seconds // delay))}
+
+    # images -----------------------------------------------------------------------------
+
+    def _describe_images(self, **kwargs: Any) -> list[Image]:
+        with _translate("describe images"):
+            pages = self.ec2.get_paginator("describe_images").paginate(**kwargs)
+            return [image_from(i) for page in pages for i in page.get("Images", [])]
+
+    def list_images(self, family: str | None = None) -> list[Image]:
+        filters = [{"Name": f"tag:{TAG_FAMILY}", "Values": [family]}] if family else []
+        return self._describe_images(Owners=["self"], Filters=filters)
+
+    def resolve_image(self, ref: str) -> Image:
+        if ref.startswith("family:"):
+            family = ref.removeprefix("family:")
+            now = datetime.now(UTC)
+            usable = [
+                i
+                for i in self.list_images(family)
+                if i.state == ImageState.READY and not (i.deprecated_at and i.deprecated_at <= now)
+            ]
+            if not usable:
+                raise NotFound(f"no available AMI tagged {TAG_FAMILY}={family}")
+            return max(usable, key=lambda i: (i.created_at, i.id))
+        if ref.startswith("ami-"):
+            found = self._describe_images(ImageIds=[ref])
+        else:
+            found = self._describe_images(
+                Owners=["self"], Filters=[{"Name": "name", "Values": [ref]}]
+            )
+        if not found:
+            raise NotFound(f"no AMI with id or name {ref!r}")
+        return max(found, key=lambda i: i.created_at)
+
+    def snapshot(
+        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+    ) -> Image:
+        tags = {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
+        tags["byoi:source"] = server.id
+        if family:
+            tags[TAG_FAMILY] = family
+        with _translate("create image"):
+            image_id = self.ec2.create_image(
+                InstanceId=server.id,
+                Name=name,
+                TagSpecifications=[
+                    {
+                        "ResourceType": "image",
+                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                    }
+                ],
+            )["ImageId"]
+            self.ec2.get_waiter("image_available").wait(
+                ImageIds=[image_id], WaiterConfig=self._waiter_config()
+            )
+        return self.resolve_image(image_id)
+
+    # servers ----------------------------------------------------------------------------
+
+    def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
+        filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
+        filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
+        with _translate("describe instances"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+            return [
+                server_from(i)
+                for page in pages
+                for r in page.get("Reservations", [])
+                for i in r.get("Instances", [])
+            ]
+
+    def launch(self, request: LaunchRequest) -> Server:
+        # ClientToken makes a retried call idempotent; the tag finds a server a crash hid.
+        existing = self.list_servers({TAG_KEY: request.key})
+        if existing:
+            return self._wait_running(existing[0].id)
+        with _translate("run instances"):
+            response = self.ec2.run_instances(**self._run_args(request))
+        return self._wait_running(str(response["Instances"][0]["InstanceId"]))
+
+    def _run_args(self, request: LaunchRequest) -> dict[str, Any]:
+        spec = request.spec
+        tags = [
+            {"Key": k, "Value": v}
+            for k, v in {**request.tags, TAG_KEY: request.key, "Name": request.name}.items()
+        ]
+        args: dict[str, Any] = {
+            "ImageId": request.image.id,
+            "InstanceType": spec.size or self.settings.get("instance_type", "t3.micro"),
+            "MinCount": 1,
+            "MaxCount": 1,
+            "ClientToken": request.key,
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+            "MetadataOptions": {"HttpTokens": "required"},
+        }
+        if spec.subnet:
+            args["SubnetId"] = spec.subnet
+        if spec.zone:
+            args["Placement"] = {"AvailabilityZone": spec.zone}
+        if self.settings.get("security_group_ids"):
+            args["SecurityGroupIds"] = list(self.settings["security_group_ids"])
+        if self.settings.get("iam_instance_profile"):
+            args["IamInstanceProfile"] = {"Name": self.settings["iam_instance_profile"]}
+        if self.settings.get("key_name"):
+            args["KeyName"] = self.settings["key_name"]
+        if spec.root_disk_gb:
+            with _translate("describe image"):
+                found = self.ec2.describe_images(ImageIds=[request.image.id])["Images"]
+            device = found[0].get("RootDeviceName", "/dev/xvda") if found else "/dev/xvda"
+            args["BlockDeviceMappings"] = [
+                {
+                    "DeviceName": device,
+                    "Ebs": {
+                        "VolumeSize": spec.root_disk_gb,
+                        "VolumeType": "gp3",
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ]
+        return args
+
+    def _wait_running(self, instance_id: str) -> Server:
+        with _translate("wait for running"):
+            self.ec2.get_waiter("instance_running").wait(
+                InstanceIds=[instance_id], WaiterConfig=self._waiter_config()
+            )
+            reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return server_from(reservations[0]["Instances"][0])
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        with _translate(f"{script.name} through SSM"):
+            command = self.ssm.send_command(
+                InstanceIds=[server.id],
+                DocumentName="AWS-RunShellScript",
+                Comment=f"byoi {script.name}"[:100],
+                Parameters={
+                    "commands": ssm_commands(script),
+                    "executionTimeout": [str(int(script.timeout_seconds))],
+                },
+                TimeoutSeconds=max(30, int(script.timeout_seconds)),
+            )["Command"]
+            return self._wait_command(str(command["CommandId"]), server.id, script)
+
+    def _wait_command(self, command_id: str, instance_id: str, script: Script) -> ScriptResult:
+        deadline = time.monotonic() + script.timeout_seconds + 60
+        while True:
+            try:
+                found = self.ssm.get_command_invocation(
+                    CommandId=command_id, InstanceId=instance_id
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "InvocationDoesNotExist":
+                    raise
+                found = {"Status": "Pending"}
+            if found["Status"] in SCRIPT_DONE:
+                output = (found.get("StandardOutputContent") or "") + (
+                    found.get("StandardErrorContent") or ""
+                )
+                code = int(found.get("ResponseCode", -1))
+                if found["Status"] != "Success" and code == 0:
+                    code = -1
+                return ScriptResult(exit_code=code, output=output)
+            if time.monotonic() > deadline:
+                raise ProviderTimeout(
+                    f"{script.name} did not finish within {script.timeout_seconds:g}s"
+                )
+            time.sleep(min(self.poll_seconds, 2.0))
+
+    def terminate(self, server: Server) -> None:
+        try:
+            with _translate("terminate"):
+                self.ec2.terminate_instances(InstanceIds=[server.id])
+                self.ec2.get_waiter("instance_terminated").wait(
+                    InstanceIds=[server.id], WaiterConfig=self._waiter_config()
+                )
+        except NotFound:
+            return
+
+    # targets ----------------------------------------------------------------------------
+
+    def _target_arn(self, target: Target) -> str:
+        if target.name.startswith("arn:"):
+            return target.name
+        if target.name not in self._target_arns:
+            with _translate(f"find target group {target.name}"):
+                groups = self.elbv2.describe_target_groups(Names=[target.name])["TargetGroups"]
+            self._target_arns[target.name] = str(groups[0]["TargetGroupArn"])
+        return self._target_arns[target.name]
+
+    def register(self, server: Server, target: Target) -> None:
+        arn = self._target_arn(target)
+        with _translate(f"register with {target.name}"):
+            self.elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
+        try:
+            with _translate(f"wait for {target.name} to report healthy"):
+                self.elbv2.get_waiter("target_in_service").wait(
+                    TargetGroupArn=arn,
+                    Targets=[{"Id": server.id}],
+                    WaiterConfig=self._waiter_config(),
+                )
+        except ProviderTimeout as exc:
+            raise RegistrationFailed(exc.reason) from exc
+
+    def deregister(self, server: Server, target: Target) -> None:
+        if server.id not in self.target_members(target):
+            return  # absent is fine (EC2 answers InvalidTarget for it)
+        arn = self._target_arn(target)
+        with _translate(f"deregister from {target.name}"):
+            self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
+            # The target group's deregistration delay is the drain; wait for it to end.
+            self.elbv2.get_waiter("target_deregistered").wait(
+                TargetGroupArn=arn, Targets=[{"Id": server.id}], WaiterConfig=self._waiter_config()
+            )
+        if target.drain_seconds > 0:
+            time.sleep(min(target.drain_seconds, self.wait_seconds))
+
+    def target_members(self, target: Target) -> list[str]:
+        with _translate(f"read {target.name}"):
+            health = self.elbv2.describe_target_health(TargetGroupArn=self._target_arn(target))
+        return sorted(str(d["Target"]["Id"]) for d in health["TargetHealthDescriptions"])
