@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pipeline.alerts import Alert, AlertState
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.replies import (
+    AlertsReply,
     ErrorReply,
     HelpReply,
     HistoryReply,
@@ -14,6 +16,7 @@ from pipeline.replies import (
     Plan,
     Reply,
     RunReply,
+    ScanReply,
     StatusReply,
 )
 
@@ -47,7 +50,41 @@ def render(reply: Reply) -> str:
             return images_text(reply)
         case HistoryReply(runs):
             return history_text(runs)
+        case AlertsReply(alerts, now, message):
+            shown = [message] if message else []
+            shown.extend(alert_line(a, now) for a in alerts)
+            return "\n".join(shown) or "No stale-image alerts."
+        case ScanReply():
+            return scan_text(reply)
     raise AssertionError(reply)
+
+
+def alert_line(alert: Alert, now: datetime) -> str:
+    state = alert.state.value
+    if alert.snoozed_until and alert.state == AlertState.SNOOZED:
+        state += f" until {alert.snoozed_until:%Y-%m-%d}"
+    return (
+        f"alert {alert.id:<4} {alert.app}/{alert.env} {alert.image_name} · {alert.finding}: "
+        f"{alert.detail} · {state} → `refresh {alert.app} --env {alert.env}` or "
+        f"`snooze {alert.id}`"
+    )
+
+
+def scan_text(reply: ScanReply) -> str:
+    lines = [f"{'app/env':<28} {'image':<28} {'age':>5}  findings"]
+    for obs in reply.observations:
+        where = f"{obs.app}/{obs.env}"
+        if obs.image is None or obs.staleness is None:
+            lines.append(f"{where:<28} {obs.ref:<28} {'-':>5}  ✗ {obs.error}")
+            continue
+        verdict = "fresh" if obs.staleness.fresh else obs.staleness.summary()
+        lines.append(f"{where:<28} {obs.image.name:<28} {obs.staleness.age_days:>4}d  {verdict}")
+    changes = reply.changes
+    lines.append(
+        f"{reply.findings} finding(s): {len(changes.new)} new alert(s), "
+        f"{len(changes.reminded)} reminded, {len(changes.resolved)} resolved"
+    )
+    return "\n".join(lines)
 
 
 def _verb(kind: RunKind) -> str:

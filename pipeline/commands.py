@@ -31,6 +31,8 @@ USAGE = {
     "cancel": "/byoi cancel <run>",
     "approve": "/byoi approve <run>",
     "reject": "/byoi reject <run>",
+    "alerts": "/byoi alerts [app]",
+    "snooze": "/byoi snooze <alert>",
 }
 SUMMARY = {
     "help": "this help",
@@ -42,6 +44,8 @@ SUMMARY = {
     "cancel": "stop a run; finished servers stay, in-flight ones are rolled back",
     "approve": "approve a run (the buttons do the same)",
     "reject": "reject a run (the buttons do the same)",
+    "alerts": "stale-image alerts that are not resolved",
+    "snooze": "silence a stale-image alert for 7 days (the button does the same)",
 }
 
 
@@ -98,7 +102,19 @@ class Reject:
     run_id: int
 
 
-Command = Help | Scale | Status | Images | History | Refresh | Cancel | Approve | Reject
+@dataclass(frozen=True)
+class Alerts:
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Snooze:
+    alert_id: int
+
+
+Command = (
+    Alerts | Snooze | Help | Scale | Status | Images | History | Refresh | Cancel | Approve | Reject
+)
 
 
 @dataclass(frozen=True)
@@ -203,12 +219,12 @@ def _count(word: str) -> tuple[int, bool]:
     return value, relative
 
 
-def _run_id(args: list[str]) -> int:
+def _run_id(args: list[str], what: str = "run") -> int:
     if len(args) != 1:
-        raise _Bad("Give one run number, for example `12`.")
+        raise _Bad(f"Give one {what} number, for example `12`.")
     word = args[0].removeprefix("#")
     if not word.isascii() or not word.isdigit() or len(word) > 12 or int(word) == 0:
-        raise _Bad(f"`{shown(args[0])}` is not a run number.")
+        raise _Bad(f"`{shown(args[0])}` is not a {what} number.")
     return int(word)
 
 
@@ -269,4 +285,6 @@ _PARSERS: dict[str, Callable[[list[str]], Command]] = {
     "cancel": lambda a: Cancel(_run_id(a)),
     "approve": lambda a: Approve(_run_id(a)),
     "reject": lambda a: Reject(_run_id(a)),
+    "alerts": lambda a: Alerts(_optional_app(a)),
+    "snooze": lambda a: Snooze(_run_id(a, "alert")),
 }

@@ -96,14 +96,24 @@ def m002_alerts(db: sqlite_utils.Database) -> None:
             env TEXT NOT NULL,
             image_id TEXT NOT NULL,
             finding TEXT NOT NULL,
+            image_name TEXT NOT NULL DEFAULT '',
             detail TEXT NOT NULL,
             state TEXT NOT NULL,
             first_seen TEXT NOT NULL,
             last_seen TEXT NOT NULL,
             snoozed_until TEXT,
+            snoozed_by TEXT,
+            resolved_at TEXT,
             channel TEXT,
             message_ts TEXT,
             UNIQUE (app, env, image_id, finding)
+        );
+        CREATE INDEX alerts_state ON alerts (state);
+        CREATE TABLE scans (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            findings INTEGER NOT NULL
         );
         """,
     )

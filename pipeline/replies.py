@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pipeline.alerts import Alert, Changes
 from pipeline.models import Run, RunKind, Strategy
+from pipeline.scan import Observation
 from pipeline.staleness import Staleness
 from providers.base import Image, Server
 
@@ -100,4 +102,32 @@ class HistoryReply:
     runs: tuple[Run, ...]
 
 
-Reply = ErrorReply | InfoReply | HelpReply | RunReply | StatusReply | ImagesReply | HistoryReply
+@dataclass(frozen=True)
+class AlertsReply:
+    alerts: tuple[Alert, ...]
+    now: datetime
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ScanReply:
+    observations: tuple[Observation, ...]
+    changes: Changes
+    now: datetime
+
+    @property
+    def findings(self) -> int:
+        return sum(o.findings for o in self.observations)
+
+
+Reply = (
+    ErrorReply
+    | InfoReply
+    | HelpReply
+    | RunReply
+    | StatusReply
+    | ImagesReply
+    | HistoryReply
+    | AlertsReply
+    | ScanReply
+)

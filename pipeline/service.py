@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pipeline import alerts, policy, scan
 from pipeline import commands as cmd
-from pipeline import policy
 from pipeline.config import AppConfig, Config, EnvConfig
 from pipeline.models import (
     ACTIVE_STATES,
@@ -22,6 +22,7 @@ from pipeline.models import (
     Strategy,
 )
 from pipeline.replies import (
+    AlertsReply,
     EnvStatus,
     ErrorReply,
     HelpReply,
@@ -32,11 +33,12 @@ from pipeline.replies import (
     Plan,
     Reply,
     RunReply,
+    ScanReply,
     ServerView,
     StatusReply,
 )
 from pipeline.runner import ProviderFor, Runner
-from pipeline.staleness import assess
+from pipeline.staleness import FindingKind, Staleness, assess
 from pipeline.store import ActiveRunExists, Store
 from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
 
@@ -87,6 +89,10 @@ class Service:
                 return self.history(app)
             case cmd.Refresh():
                 return self.refresh(command, caller, now)
+            case cmd.Alerts(app):
+                return self.alerts(app, now)
+            case cmd.Snooze(alert_id):
+                return self.snooze(alert_id, caller, now)
         raise AssertionError(command)
 
     # lookups ----------------------------------------------------------------------------
@@ -153,12 +159,13 @@ class Service:
         except ProviderError as exc:
             return ErrorReply(f"{env.provider} said: {exc.reason}")
         kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
-        blocking = staleness.blocking
-        if kind == RunKind.SCALE_UP and blocking is not None:
+        refusal = _image_refusal(staleness, explicit=command.image is not None)
+        if kind == RunKind.SCALE_UP and refusal is not None:
             return ErrorReply(
-                f"Image {image.name} cannot be used: {blocking.detail}. "
+                f"Image {image.name} cannot be used: {refusal}. "
                 f"Refresh it (`refresh {env.app}`) or pass --image."
             )
+
         plan = Plan(
             app=env.app,
             env=env.name,
@@ -447,12 +454,61 @@ class Service:
             )
         return ImagesReply(tuple(views), now)
 
+    def alerts(self, app_name: str | None, now: datetime) -> Reply:
+        if app_name is not None:
+            app = self._app(app_name, cmd.USAGE["alerts"])
+            if isinstance(app, ErrorReply):
+                return app
+        return AlertsReply(tuple(alerts.unresolved(self.store, app_name)), now)
+
+    def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
+        alert = alerts.get(self.store, alert_id)
+        if alert is None:
+            return ErrorReply(f"There is no alert {alert_id}.")
+        env = (
+            self.config.apps[alert.app].environments.get(alert.env)
+            if (alert.app in self.config.apps)
+            else None
+        )
+        if env is None or not policy.is_member(
+            caller.user,
+            [*env.operators, *env.approval.approvers],
+            self.config.groups,
+            caller.groups,
+        ):
+            return ErrorReply(
+                f"Only operators or approvers of {alert.app}/{alert.env} may snooze its alerts."
+            )
+        if alert.state == alerts.AlertState.RESOLVED:
+            return AlertsReply((alert,), now, f"Alert {alert_id} is already resolved.")
+        snoozed = alerts.snooze(self.store, alert_id, caller.user, now)
+        self.store.audit(now, None, caller.user, "alert_snoozed", f"alert {alert_id}")
+        assert snoozed is not None
+        until = snoozed.snoozed_until.strftime("%Y-%m-%d") if snoozed.snoozed_until else "?"
+        return AlertsReply((snoozed,), now, f"Alert {alert_id} snoozed until {until}.")
+
+    def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
+        """Run the stale-image check once and record what it found."""
+        observations = scan.scan(self.config, self.provider_for, now)
+        changes = alerts.apply(self.store, observations, now, trigger)
+        return ScanReply(tuple(observations), changes, now)
+
     def history(self, app_name: str | None) -> Reply:
         if app_name is not None:
             app = self._app(app_name, cmd.USAGE["history"])
             if isinstance(app, ErrorReply):
                 return app
         return HistoryReply(tuple(self.store.runs(app_name, limit=10)))
+
+
+def _image_refusal(staleness: Staleness, *, explicit: bool) -> str | None:
+    """Obsolete images are never cloned; deprecated ones only when asked for by --image."""
+    if staleness.blocking is not None:
+        return staleness.blocking.detail
+    deprecated = next((f for f in staleness.findings if f.kind == FindingKind.DEPRECATED), None)
+    if deprecated is not None and not explicit:
+        return deprecated.detail
+    return None
 
 
 def _slot(slot: int, provider_id: str | None) -> RunServer:

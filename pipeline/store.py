@@ -75,6 +75,15 @@ class Store:
         self.db.close()
 
     @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction (for modules that keep their own tables here)."""
+        with self._write() as conn:
+            yield conn
+
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return self._rows(sql, params)
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             conn = self.db.conn
