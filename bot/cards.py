@@ -25,6 +25,25 @@ Clock = Callable[[], datetime]
 ChannelOf = Callable[[Run], str | None]
 
 
+class Poster:
+    """chat.postMessage, at most one post per ``interval`` seconds per channel."""
+
+    def __init__(self, client: WebClient, interval: float = 1.0) -> None:
+        self.client = client
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
+        with self._lock:
+            wait = self._last.get(channel, 0.0) + self.interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            self._last[channel] = time.monotonic()
+        response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+
 class Cards:
     def __init__(
         self,
@@ -35,21 +54,21 @@ class Cards:
         *,
         interval: float = 2.0,
         post_interval: float = 1.0,
+        poster: Poster | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.clock = clock
         self.channel_of = channel_of
         self.interval = interval
-        self.post_interval = post_interval
+        self._post = poster or Poster(client, post_interval)
+
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
-        self._last_post: dict[str, float] = {}
         self._failures_told: set[tuple[int, int]] = set()
         self._summarised: set[int] = set()
         self._run_locks: dict[int, threading.Lock] = {}
         self._cv = threading.Condition()
-        self._post_lock = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -162,16 +181,6 @@ class Cards:
                 reply_broadcast=True,
             )
             self._summarised.add(run.id)
-
-    def _post(self, channel: str, **kwargs: object) -> dict[str, object]:
-        """chat.postMessage, at most one per second per channel."""
-        with self._post_lock:
-            wait = self._last_post.get(channel, 0.0) + self.post_interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last_post[channel] = time.monotonic()
-        response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
-        return dict(response.data) if isinstance(response.data, dict) else {}
 
     @staticmethod
     def _fallback(run: Run) -> str:

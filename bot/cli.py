@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from bot import demo
+from bot import demo, report, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline import recovery
 from pipeline.config import Config, load_config
+from pipeline.models import Run
 from pipeline.yamlsrc import ConfigError
 
 log = logging.getLogger("byoi")
@@ -26,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the Slack bot")
     check = sub.add_parser("check-config", help="validate byoi.yml and its manifests")
     check.add_argument("path", nargs="?", help="path of byoi.yml")
-    sub.add_parser("scan", help="check images for age, drift and deprecation once")
+    scan = sub.add_parser("scan", help="check images for age, drift and deprecation once")
+    scan.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -122,8 +125,40 @@ def main(argv: list[str] | None = None) -> int:
         return shell(_config_path(args.config), getattr(args, "user", None))
     if command == "serve":
         return serve(_config_path(args.config))
+    if command == "scan":
+        return scan(_config_path(args.config), as_json=args.json)
     print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
     return 2
+
+
+def scan(path: Path | None, *, as_json: bool) -> int:
+    """Exit 0 when every image is fresh, 1 when there are findings, 2 when it cannot check."""
+    if path is None:
+        print(
+            "byoi: scan needs a byoi.yml (--config, $BYOI_CONFIG or ./byoi.yml).", file=sys.stderr
+        )
+        return 2
+    config = _load(path)
+    if config is None:
+        return 2
+    try:
+        app = build(config, _Quiet())
+    except UnavailableProvider as exc:
+        print(f"byoi: {exc}", file=sys.stderr)
+        return 2
+    try:
+        reply = app.service.scan(app.clock(), "cli")
+    finally:
+        app.close()
+    print(json.dumps(report.as_json(reply), indent=2) if as_json else text.scan_text(reply))
+    if any(o.error for o in reply.observations):
+        return 2
+    return 1 if reply.findings else 0
+
+
+class _Quiet:
+    def run_changed(self, run: Run) -> None:
+        pass
 
 
 def serve(path: Path | None) -> int:

@@ -20,7 +20,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.cards import Cards
+from bot.alertcards import AlertCards
+from bot.cards import Cards, Poster
+from bot.schedule import Schedule
 from bot.slack import Directory, Services, create_app
 from bot.wiring import App, build
 from pipeline import recovery
@@ -102,11 +104,19 @@ def serve(config: Config) -> int:
             cards_ref[0].run_changed(run)
 
     app = build(config, LateCards())
-    cards = Cards(client, app.store, app.clock, _channel_of(config))
+    poster = Poster(client)
+    cards = Cards(client, app.store, app.clock, _channel_of(config), poster=poster)
     cards_ref.append(cards)
     cards.start()
+    alert_cards = AlertCards(poster, app.store, app.clock)
+
     services = Services(
-        app.service, app.store, cards, Directory.for_config(client, config), app.clock
+        app.service,
+        app.store,
+        cards,
+        Directory.for_config(client, config),
+        app.clock,
+        alert_cards,
     )
     bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
     now = app.clock()
@@ -115,12 +125,19 @@ def serve(config: Config) -> int:
     recovery.resume(app.store, app.runner, now)
     stop = threading.Event()
     threading.Thread(target=_sweep_expiries, args=(app, cards, stop), daemon=True).start()
+
+    def scan(trigger: str) -> None:
+        alert_cards.show(app.service.scan(app.clock(), trigger).changes)
+
+    schedule = Schedule(config, scan)
+    schedule.start()
     try:
         if os.environ.get("SLACK_APP_TOKEN"):
             _socket_mode(bolt, client, os.environ["SLACK_APP_TOKEN"])
         else:
             _http(bolt)
     finally:
+        schedule.stop()
         stop.set()
         app.runner.wait(60)
         cards.stop()

@@ -15,9 +15,11 @@ from bot import text
 from bot.wiring import App
 from pipeline.configkeys import USER_REF
 from pipeline.models import Run, ServerStatus, Step
+from pipeline.replies import AlertsReply
 from pipeline.service import Caller
 
 SHELL_HELP = """\
+  scan             check every image for age, drift and deprecation now (what the schedule does)
   as <USER>        switch who is typing (a Slack-style user id, e.g. UBOB)
   whoami           who is typing
   quit             leave (runs in flight continue next time byoi starts)"""
@@ -79,6 +81,14 @@ class Shell:
         if verb == "as":
             self._switch(words[1:])
             return True
+        if verb == "scan":
+            scanned = self.app.service.scan(self.app.clock(), "shell")
+            self.say(text.render(scanned))
+            shown = [*scanned.changes.new, *scanned.changes.reminded]
+            if shown:
+                self.say(text.render(AlertsReply(tuple(shown), scanned.now)))
+            return True
+
         now = self.app.clock()
         for run in self.app.service.expire_due(now):
             self.say(f"run {run.id} expired: no approval in time.")

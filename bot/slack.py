@@ -21,10 +21,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import messages
+from bot.alertcards import AlertCards
 from bot.cards import Cards
-from pipeline import commands
+from pipeline import alerts, commands
+from pipeline.alerts import Alert
 from pipeline.config import Config
-from pipeline.replies import ErrorReply, ImagesReply, Reply, RunReply, StatusReply
+from pipeline.replies import AlertsReply, ErrorReply, ImagesReply, Reply, RunReply, StatusReply
 from pipeline.service import Caller, Service
 from pipeline.store import Store
 
@@ -79,6 +81,7 @@ class Services:
     cards: Cards
     directory: Directory
     clock: Clock
+    alert_cards: AlertCards
 
 
 @contextmanager
@@ -122,6 +125,9 @@ def _caller(services: Services, user: str, channel: str | None) -> Caller:
 def deliver(services: Services, reply: Reply, respond: Respond) -> None:
     """Show a reply: runs on their card in the channel, everything else to the asker only."""
     now = services.clock()
+    if isinstance(reply, AlertsReply) and reply.message:
+        for alert in reply.alerts:
+            services.alert_cards.update(alert)
     if isinstance(reply, RunReply) and reply.run is not None:
         run = services.store.run(reply.run.id) or reply.run
         try:
@@ -207,6 +213,42 @@ def register_actions(app: App, services: Services) -> None:
     def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         on_click(body, respond, "reject")
+
+    @app.action(messages.ALERT_REFRESH)
+    def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        with guarded(respond):
+            alert = _clicked_alert(services, body)
+            if alert is None:
+                respond(
+                    text="That alert no longer exists.",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+                return
+            caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+            command = commands.Refresh(alert.app, alert.env)
+            deliver(services, services.service.refresh(command, caller, services.clock()), respond)
+
+    @app.action(messages.ALERT_SNOOZE)
+    def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        with guarded(respond):
+            alert = _clicked_alert(services, body)
+            if alert is None:
+                respond(
+                    text="That alert no longer exists.",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+                return
+            caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+            deliver(services, services.service.snooze(alert.id, caller, services.clock()), respond)
+
+
+def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
+    alert_id = _clicked_run(body)
+    return alerts.get(services.store, alert_id) if alert_id is not None else None
 
 
 def register_events(app: App, services: Services) -> None:

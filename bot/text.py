@@ -105,7 +105,9 @@ def plan_text(plan: Plan, run: Run | None) -> str:
         f"  staleness {'yes' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",
         f"  strategy  {plan.strategy.value} · target {plan.target} · requested by {plan.requester}",
     ]
-    if plan.removals:
+    if plan.removals and plan.kind == RunKind.REFRESH:
+        lines.append(f"  source    {plan.removals[0].id} (snapshot into a new image)")
+    elif plan.removals:
         lines.append(
             "  removes   " + ", ".join(s.id for s in plan.removals) + " (oldest image first)"
         )

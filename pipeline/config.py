@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apscheduler.triggers.cron import CronTrigger
+
 from pipeline import manifest as manifests
 from pipeline.configkeys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS, check_value
 from pipeline.yamlsrc import ConfigError, Node, Problem, load, plain
@@ -83,6 +85,8 @@ class AppConfig:
 class StalePolicy:
     max_age_days: int = 30
     schedule: str = "0 9 * * mon-fri"
+    interval_seconds: float | None = None
+    """Instead of ``schedule``: check every so many seconds (for tests and tight loops)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,7 @@ def _stale(root: Node, problems: list[Problem]) -> StalePolicy:
     node = _section(root, "stale", problems)
     if node is None:
         return StalePolicy()
-    _known_keys(node, {"max_age_days": 1, "schedule": 1}, problems)
+    _known_keys(node, {"max_age_days": 1, "schedule": 1, "interval_seconds": 1}, problems)
     days = node.value.get("max_age_days", 30)
     if not isinstance(days, int) or isinstance(days, bool) or days < 1:
         problems.append(node.problem("max_age_days", "must be a whole number of days, 1 or more"))
@@ -218,7 +222,18 @@ def _stale(root: Node, problems: list[Problem]) -> StalePolicy:
         problems.append(
             node.problem("schedule", "must be a 5-field cron line like '0 9 * * mon-fri'")
         )
-    return StalePolicy(max_age_days=days, schedule=schedule)
+    else:
+        try:
+            CronTrigger.from_crontab(schedule)
+        except ValueError as exc:
+            problems.append(node.problem("schedule", f"is not a valid cron line: {exc}"))
+    interval = node.value.get("interval_seconds")
+    if interval is not None and (
+        not isinstance(interval, int | float) or isinstance(interval, bool) or interval < 1
+    ):
+        problems.append(node.problem("interval_seconds", "must be a number of seconds, 1 or more"))
+        interval = None
+    return StalePolicy(max_age_days=days, schedule=schedule, interval_seconds=interval)
 
 
 def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:

@@ -317,7 +317,7 @@ class Runner:
             slot.record.slot,
             self.clock(),
             event="snapshot_created",
-            reason=f"image {image.name}",
+            note=f"image {image.name} ({image.id})",
         )
 
     # rollback ---------------------------------------------------------------------------

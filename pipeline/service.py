@@ -558,11 +558,14 @@ def _busy(active: Run, now: datetime) -> ErrorReply:
 
 
 def _already(run: Run) -> Reply:
-    by = (
-        f" by {', '.join(run.approvers)}"
-        if run.approvers and run.state not in (RunState.REJECTED, RunState.EXPIRED)
-        else ""
-    )
+    names = ", ".join(run.approvers)
+    if not run.approvers or run.state in (RunState.REJECTED, RunState.EXPIRED):
+        by = ""
+    elif run.state == RunState.APPROVED:
+        by = f" by {names}"
+    else:
+        by = f" (approved by {names})"
+
     return RunReply(None, run, f"Run {run.id} is already {run.state.value.replace('_', ' ')}{by}.")
 
 

@@ -147,7 +147,6 @@ def test_unicode_junk_is_echoed_safely() -> None:
     assert len(result.message) < 160
 
 
-
 def test_shown_neutralises_mentions_and_markup() -> None:
     assert shown("<!channel> `x` @here") == "‹!channel› 'x' ＠here"
     assert shown("a" * 100).endswith("…")
