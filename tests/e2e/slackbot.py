@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.conftest import FIXTURES, config_text, make_world
+from tests.conftest import FIXTURES, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack
 
 SECRET = "test-signing-secret"
@@ -112,8 +112,11 @@ def running_bot(
     config: str = SLACK_CONFIG,
     env: dict[str, str] | None = None,
     fake: FakeSlack | None = None,
+    before: Callable[[World], None] | None = None,
 ) -> Iterator[Bot]:
     world = make_world(root, config)
+    if before is not None:
+        before(world)
     world.store.close()
     fake = fake or FakeSlack()
     fake.start()

@@ -58,7 +58,7 @@ apps:
 """
 
 
-def aws_world(root: Path, attempts: int = 3) -> World:
+def aws_world(root: Path, attempts: int = 3, channel: str | None = None) -> World:
     root.mkdir(parents=True, exist_ok=True)
     ec2 = client("ec2")
     vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
@@ -66,7 +66,11 @@ def aws_world(root: Path, attempts: int = 3) -> World:
     target_group("web-lb")
     seed_ami("web-base-v1", "web", {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"})
     (root / "manifest.yml").write_text(MANIFEST)
-    (root / "byoi.yml").write_text(CONFIG.format(attempts=attempts, group=group))
+    text = CONFIG.format(attempts=attempts, group=group)
+    if channel:
+        text += f"    channel: {channel}\n"
+    (root / "byoi.yml").write_text(text)
+
     config = load_config(root / "byoi.yml")
     provider = AwsProvider(config.providers["aws"])
     store = Store(config.database)

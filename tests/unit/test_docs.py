@@ -16,6 +16,11 @@ def test_every_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in DOC.read_text()
 
 
+@pytest.mark.parametrize("key", ["stale.max_age_days", "stale.schedule", "stale.interval_seconds"])
+def test_every_stale_key_is_documented(key: str) -> None:
+    assert f"| `{key}` |" in DOC.read_text()
+
+
 @pytest.mark.parametrize(
     "key", sorted(f"providers.{p}.{k}" for p, keys in PROVIDER_KEYS.items() for k in keys)
 )
