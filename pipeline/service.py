@@ -9,38 +9,29 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pipeline import alerts, policy, scan
+from pipeline import alerts, plans, policy
 from pipeline import commands as cmd
 from pipeline.config import AppConfig, Config, EnvConfig
 from pipeline.models import (
     ACTIVE_STATES,
     Run,
     RunKind,
-    RunServer,
     RunState,
-    ServerStatus,
     Strategy,
 )
 from pipeline.replies import (
     AlertsReply,
-    EnvStatus,
     ErrorReply,
     HelpReply,
-    HistoryReply,
-    ImagesReply,
-    ImageView,
-    InfoReply,
     Plan,
     Reply,
     RunReply,
-    ScanReply,
-    ServerView,
-    StatusReply,
 )
 from pipeline.runner import ProviderFor, Runner
-from pipeline.staleness import FindingKind, Staleness, assess
+from pipeline.staleness import assess
 from pipeline.store import ActiveRunExists, Store
-from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
+from pipeline.views import Views
+from providers.base import ProviderError, Server
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +45,9 @@ class Caller:
     channel: str | None = None
 
 
-class Service:
+class Service(Views):
+    """Plans and changes runs; the read-only views come from Views."""
+
     def __init__(
         self, *, config: Config, store: Store, provider_for: ProviderFor, runner: Runner
     ) -> None:
@@ -97,13 +90,6 @@ class Service:
 
     # lookups ----------------------------------------------------------------------------
 
-    def _app(self, name: str, usage: str) -> AppConfig | ErrorReply:
-        app = self.config.apps.get(name)
-        if app is None:
-            known = ", ".join(sorted(self.config.apps)) or "none configured"
-            return ErrorReply(f"Unknown app `{name}` (apps: {known}).", usage)
-        return app
-
     def _env(self, app: AppConfig, name: str | None, usage: str) -> EnvConfig | ErrorReply:
         names = ", ".join(app.environments)
         chosen = name or app.default_env
@@ -130,9 +116,6 @@ class Service:
         refusal = policy.request_refusal(caller.user, env, self.config.groups, caller.groups)
         return ErrorReply(refusal) if refusal else env
 
-    def _fleet(self, env: EnvConfig) -> list[Server]:
-        return self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
-
     # scale ------------------------------------------------------------------------------
 
     def scale(self, command: cmd.Scale, caller: Caller, now: datetime) -> Reply:
@@ -148,7 +131,7 @@ class Service:
             fleet = self._fleet(env)
             current = len(fleet)
             desired = current + command.count if command.relative else command.count
-            bounds = _bounds(env, current, desired)
+            bounds = plans.bounds(env, current, desired)
             if bounds is not None:
                 return bounds
             image = provider.resolve_image(command.image or env.image)
@@ -159,7 +142,7 @@ class Service:
         except ProviderError as exc:
             return ErrorReply(f"{env.provider} said: {exc.reason}")
         kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
-        refusal = _image_refusal(staleness, explicit=command.image is not None)
+        refusal = plans.image_refusal(staleness, explicit=command.image is not None)
         if kind == RunKind.SCALE_UP and refusal is not None:
             return ErrorReply(
                 f"Image {image.name} cannot be used: {refusal}. "
@@ -201,9 +184,9 @@ class Service:
     def _submit(self, plan: Plan, env: EnvConfig, caller: Caller, now: datetime) -> Reply:
         needs_approval = plan.approvals_needed > 0
         if plan.kind == RunKind.SCALE_UP:
-            slots = [_slot(i, None) for i in range(1, plan.desired - plan.current + 1)]
+            slots = [plans.slot(i, None) for i in range(1, plan.desired - plan.current + 1)]
         else:
-            slots = [_slot(i, s.id) for i, s in enumerate(plan.removals, start=1)]
+            slots = [plans.slot(i, s.id) for i, s in enumerate(plan.removals, start=1)]
         run = Run(
             id=0,
             kind=plan.kind,
@@ -389,78 +372,6 @@ class Service:
         )
         return self._submit(plan, env, caller, now)
 
-    # read-only views --------------------------------------------------------------------
-
-    def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
-        if app_name is None:
-            return [e for a in self.config.apps.values() for e in a.environments.values()]
-        app = self._app(app_name, usage)
-        if isinstance(app, ErrorReply):
-            return app
-        return list(app.environments.values())
-
-    def status(self, app_name: str | None, now: datetime) -> Reply:
-        envs = self._envs(app_name, cmd.USAGE["status"])
-        if isinstance(envs, ErrorReply):
-            return envs
-        views = []
-        for env in envs:
-            active = self.store.active_run(env.app, env.name)
-            try:
-                fleet = self._fleet(env)
-                images = self._image_names(env, fleet, now)
-            except ProviderError as exc:
-                views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
-                continue
-            servers = tuple(
-                ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
-            )
-            views.append(EnvStatus(env.app, env.name, servers, active))
-        return StatusReply(tuple(views))
-
-    def _image_names(
-        self, env: EnvConfig, fleet: list[Server], now: datetime
-    ) -> dict[str, tuple[str, int]]:
-        provider = self.provider_for(env.provider)
-        found: dict[str, tuple[str, int]] = {}
-        for image_id in {s.image_id for s in fleet}:
-            try:
-                image = provider.resolve_image(image_id)
-            except ProviderError:
-                continue
-            found[image_id] = (image.name, (now - image.created_at).days)
-        return found
-
-    def images(self, app_name: str | None, now: datetime) -> Reply:
-        envs = self._envs(app_name, cmd.USAGE["images"])
-        if isinstance(envs, ErrorReply):
-            return envs
-        views = []
-        for env in envs:
-            try:
-                image: Image = self.provider_for(env.provider).resolve_image(env.image)
-            except ProviderError as exc:
-                views.append(
-                    ImageView(
-                        env.app, env.name, env.image, None, None, dict(env.versions), exc.reason
-                    )
-                )
-                continue
-            staleness = assess(
-                image, env.versions, max_age_days=self.config.stale.max_age_days, now=now
-            )
-            views.append(
-                ImageView(env.app, env.name, env.image, image, staleness, dict(env.versions))
-            )
-        return ImagesReply(tuple(views), now)
-
-    def alerts(self, app_name: str | None, now: datetime) -> Reply:
-        if app_name is not None:
-            app = self._app(app_name, cmd.USAGE["alerts"])
-            if isinstance(app, ErrorReply):
-                return app
-        return AlertsReply(tuple(alerts.unresolved(self.store, app_name)), now)
-
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
         alert = alerts.get(self.store, alert_id)
         if alert is None:
@@ -486,66 +397,6 @@ class Service:
         assert snoozed is not None
         until = snoozed.snoozed_until.strftime("%Y-%m-%d") if snoozed.snoozed_until else "?"
         return AlertsReply((snoozed,), now, f"Alert {alert_id} snoozed until {until}.")
-
-    def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
-        """Run the stale-image check once and record what it found."""
-        observations = scan.scan(self.config, self.provider_for, now)
-        changes = alerts.apply(self.store, observations, now, trigger)
-        return ScanReply(tuple(observations), changes, now)
-
-    def history(self, app_name: str | None) -> Reply:
-        if app_name is not None:
-            app = self._app(app_name, cmd.USAGE["history"])
-            if isinstance(app, ErrorReply):
-                return app
-        return HistoryReply(tuple(self.store.runs(app_name, limit=10)))
-
-
-def _image_refusal(staleness: Staleness, *, explicit: bool) -> str | None:
-    """Obsolete images are never cloned; deprecated ones only when asked for by --image."""
-    if staleness.blocking is not None:
-        return staleness.blocking.detail
-    deprecated = next((f for f in staleness.findings if f.kind == FindingKind.DEPRECATED), None)
-    if deprecated is not None and not explicit:
-        return deprecated.detail
-    return None
-
-
-def _slot(slot: int, provider_id: str | None) -> RunServer:
-    return RunServer(
-        run_id=0,
-        slot=slot,
-        key="",
-        status=ServerStatus.PENDING,
-        step=None,
-        provider_id=provider_id,
-        registered=False,
-        reason=None,
-        cleanup=None,
-        note=None,
-        updated_at=datetime.min,
-    )
-
-
-def _bounds(env: EnvConfig, current: int, desired: int) -> Reply | None:
-    where = f"{env.app}/{env.name}"
-    if desired < 0:
-        return ErrorReply(
-            f"{where} runs {current} server(s); that would go below zero.", cmd.USAGE["scale"]
-        )
-    if desired > env.max_servers:
-        return ErrorReply(
-            f"{desired} is above max_servers ({env.max_servers}) for {where}; "
-            "raise max_servers in byoi.yml to go further.",
-            cmd.USAGE["scale"],
-        )
-    if desired < env.min_servers:
-        return ErrorReply(
-            f"{desired} is below min_servers ({env.min_servers}) for {where}.", cmd.USAGE["scale"]
-        )
-    if desired == current:
-        return InfoReply(f"{where} already runs {current} server(s); nothing to do.")
-    return None
 
 
 def _busy(active: Run, now: datetime) -> ErrorReply:
