@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ class Providers:
             from providers.aws import AwsProvider
 
             return AwsProvider(settings)
+        if name == "gcp":
+            from providers.gcp import GcpProvider  # the SDK costs seconds: only when used
+
+            return GcpProvider(
+                {"api_endpoint": os.environ.get("BYOI_GCP_API_ENDPOINT"), **settings}
+            )
         raise UnavailableProvider(
             f"the {name} provider is not part of this build yet; use provider: local"
         )

@@ -148,7 +148,16 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "max_attempts": "boto3 standard-mode attempts per call, retries included (default 5)",
     },
     "gcp": {
-        "project": "GCP project id",
-        "api_endpoint": "Compute API endpoint override, for emulators",
+        "project": "GCP project id (default: from Application Default Credentials)",
+        "zone": "zone of new instances when the manifest gives none (default us-central1-a)",
+        "api_endpoint": "Compute API endpoint override, for emulators (or BYOI_GCP_API_ENDPOINT)",
+        "credentials": "`anonymous` for emulators; otherwise Application Default Credentials",
+        "network": "network of new instances (default global/networks/default)",
+        "subnetwork": "subnetwork when the manifest gives none",
+        "machine_type": "machine type when the manifest gives no size (default e2-small)",
+        "service_account": "service account e-mail of new instances",
+        "instance_group_zone": "zone of the unmanaged instance groups (default: the server's)",
+        "poll_seconds": "delay between state checks (default 5)",
+        "wait_seconds": "longest wait for an operation, RUNNING or a step report (default 600)",
     },
 }

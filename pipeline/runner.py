@@ -237,8 +237,17 @@ class Runner:
             image=image,
             spec=slot.env.spec,
             tags={TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env},
+            scripts=self._scripts(slot),
         )
         return slot.provider.launch(request)
+
+    def _scripts(self, slot: _Slot) -> tuple[scripts.Script, ...]:
+        """The scrub, deploy and (if configured) health scripts of a new server, in order."""
+        deploy = slot.env.deploy
+        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
+        if deploy.health_command:
+            steps.append(scripts.health(deploy))
+        return tuple(steps)
 
     def _scale_up_step(self, slot: _Slot, step: Step) -> None:
         # A resumed slot finds its server again through the idempotent launch.
@@ -251,14 +260,15 @@ class Runner:
                 event="launched",
                 provider_id=slot.server.id,
             )
-        deploy = slot.env.deploy
+        steps = {s.name: s for s in self._scripts(slot)}
         if step == Step.SCRUB:
-            self._script(slot, "scrub", scripts.scrub(deploy))
+            self._script(slot, "scrub", steps["scrub"])
         elif step == Step.DEPLOY:
-            self._script(slot, "deploy", scripts.deploy(deploy, slot.run, slot.record.key))
+            self._script(slot, "deploy", steps["deploy"])
         elif step == Step.REGISTER:
-            if deploy.health_command:
-                self._script(slot, "health check", scripts.health(deploy))
+            if "health" in steps:
+                self._script(slot, "health check", steps["health"])
+
             self.store.update_server(
                 slot.run.id, slot.record.slot, self.clock(), event="registering", registered=True
             )

@@ -111,43 +111,6 @@ class Image:
 
 
 @dataclass(frozen=True)
-class ServerSpec:
-    """Where and how big a new server is, from the manifest's ``server`` fields."""
-
-    size: str | None = None
-    region: str | None = None
-    zone: str | None = None
-    subnet: str | None = None
-    root_disk_gb: int | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LaunchRequest:
-    key: str
-    """Idempotency key: the same key never creates a second server."""
-    name: str
-    image: Image
-    spec: ServerSpec
-    tags: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Server:
-    id: str
-    name: str
-    image_id: str
-    state: ServerState
-    created_at: datetime
-    tags: Mapping[str, str] = field(default_factory=dict)
-    address: str | None = None
-
-    @property
-    def key(self) -> str | None:
-        return self.tags.get(TAG_KEY)
-
-
-@dataclass(frozen=True)
 class Script:
     """A shell script run on a server; parameters travel only in ``env``."""
 
@@ -168,6 +131,46 @@ class ScriptResult:
 
     def tail(self, lines: int = 5) -> str:
         return "\n".join(self.output.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Where and how big a new server is, from the manifest's ``server`` fields."""
+
+    size: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    subnet: str | None = None
+    root_disk_gb: int | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    key: str
+    """Idempotency key: the same key never creates a second server."""
+    name: str
+    image: Image
+    spec: ServerSpec
+    tags: Mapping[str, str]
+    scripts: tuple[Script, ...] = ()
+    """The steps ``run_script`` will be asked for, in order. Providers that can only run
+    scripts at boot (GCP's startup script) install them here; the others run them on demand."""
+
+
+@dataclass(frozen=True)
+class Server:
+    id: str
+    name: str
+    image_id: str
+    state: ServerState
+    created_at: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    address: str | None = None
+
+    @property
+    def key(self) -> str | None:
+        return self.tags.get(TAG_KEY)
 
 
 @dataclass(frozen=True)

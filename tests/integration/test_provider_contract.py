@@ -79,9 +79,45 @@ class AwsHarness:
         return self.provider.resolve_image(self._seed(name, family, dict(versions)))
 
 
+class GcpHarness:
+    """The real google-cloud-compute clients against the in-repo Compute REST fake."""
+
+    executes_scripts = False
+
+    def __init__(self, request: pytest.FixtureRequest, root: Path) -> None:
+        from providers.gcp import GcpProvider
+        from tests.fakes.compute import FakeCompute
+
+        self.fake = FakeCompute().start()
+        request.addfinalizer(self.fake.stop)
+        self.fake.add_group("us-central1-a", "web-lb")
+        self.provider = GcpProvider(
+            {
+                "project": self.fake.project,
+                "api_endpoint": self.fake.url,
+                "credentials": "anonymous",
+                "zone": "us-central1-a",
+                "poll_seconds": 0.05,
+                "wait_seconds": 20,
+            }
+        )
+
+    def seed_image(
+        self, name: str, family: str, versions: Mapping[str, str], age_days: int
+    ) -> Image:
+        from providers.gcp import LABEL_PREFIX, describe_versions, label_value
+
+        created = (START - timedelta(days=age_days)).isoformat(timespec="milliseconds")
+        labels = {f"{LABEL_PREFIX}{k}": label_value(v) for k, v in versions.items()}
+        self.fake.add_image(name, family, labels, created)
+        self.fake.images[name]["description"] = describe_versions(versions)
+        return self.provider.resolve_image(name)
+
+
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
     "local": LocalHarness,
     "aws": AwsHarness,
+    "gcp": GcpHarness,
 }
 
 

@@ -1,0 +1,215 @@
+"""Whole runs on GCP: the real google-cloud-compute clients against the Compute REST fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.models import RunState, ServerStatus
+from pipeline.runner import Runner
+from pipeline.service import Service
+from pipeline.store import Store
+from providers.gcp import GcpProvider, describe_versions
+from tests.conftest import Clock, Recorder, World
+from tests.fakes.compute import FakeCompute
+
+ZONE = "europe-west1-b"
+MANIFEST = """\
+docker:
+  configuration:
+    version: '17.06.2-ce'
+    ruby_version: 3.2.2
+  servers:
+  - server:
+      unique_name: web
+      size: n1-standard-1
+      region: europe-west1-b
+      vendor: googlecloud
+      root_disk_size: 20
+"""
+CONFIG = """\
+database: byoi.db
+providers:
+  gcp:
+    project: byoi-test
+    api_endpoint: {url}
+    credentials: anonymous
+    zone: us-central1-a
+    poll_seconds: 0.05
+    wait_seconds: 20
+groups:
+  ops: [UALICE, UBOB]
+apps:
+  web:
+    manifest: manifest.yml
+    image: family:web
+    target: web-lb
+    operators: ["@ops"]
+    approvers: ["@ops"]
+    drain_seconds: 0
+    deploy_command: ./bin/deploy
+    health_command: curl -fsS localhost:3000/health
+"""
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeCompute]:
+    server = FakeCompute().start()
+    server.add_group(ZONE, "web-lb")
+    server.add_image(
+        "web-base-v1",
+        "web",
+        {"byoi-v-docker_version": "17-06-2-ce"},
+        "2026-11-20T09:00:00.000+00:00",
+    )
+    server.images["web-base-v1"]["description"] = describe_versions(
+        {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(fake: FakeCompute, tmp_path: Path) -> World:
+    (tmp_path / "manifest.yml").write_text(MANIFEST)
+    (tmp_path / "byoi.yml").write_text(CONFIG.format(url=fake.url))
+    config = load_config(tmp_path / "byoi.yml")
+    provider = GcpProvider(config.providers["gcp"])
+    store = Store(config.database)
+    clock = Clock()
+    notifier = Recorder()
+    runner = Runner(
+        store=store, config=config, provider_for=lambda _: provider, notifier=notifier, clock=clock
+    )
+    service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
+    return World(tmp_path, config, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+
+
+def test_scale_up_three_servers_with_labels_startup_script_and_group(
+    world: World, fake: FakeCompute
+) -> None:
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    assert len(fake.instances) == 3
+    for (zone, name), instance in fake.instances.items():
+        assert zone == ZONE and instance["status"] == "RUNNING"
+        assert instance["labels"]["byoi-app"] == "web"
+        assert instance["labels"]["byoi-env"] == "default"
+        assert instance["labels"]["byoi-key"] == name
+        assert instance["machineType"].endswith("/machineTypes/n1-standard-1")
+        items = {i["key"]: i["value"] for i in instance["metadata"]["items"]}
+        assert items["enable-guest-attributes"] == "TRUE"
+        assert items["byoi-steps"] == "scrub,deploy,health"
+        assert "guest-attributes/byoi/" in items["startup-script"]
+        assert "./bin/deploy" not in items["startup-script"]  # only ever base64 data
+        disk = instance["disks"]
+        assert disk[0]["boot"] is True
+    members = fake.groups[(ZONE, "web-lb")]
+    assert sorted(m.rsplit("/", 1)[-1] for m in members) == sorted(n for _, n in fake.instances)
+    inserts = fake.calls("POST", r"/zones/[^/]+/instances$")
+    assert len(inserts) == 3 and all(r.query.get("requestId") for r in inserts)
+    assert fake.calls("GET", r"/zones/.*/operations/") == []  # waited through /wait only
+
+
+def test_scale_down_removes_from_the_group_and_deletes(world: World, fake: FakeCompute) -> None:
+    world.scale_and_approve("scale web 3")
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.SUCCEEDED
+    assert len(fake.instances) == 1
+    assert len(fake.groups[(ZONE, "web-lb")]) == 1
+
+
+def test_refresh_inserts_a_labelled_image_into_the_family(world: World, fake: FakeCompute) -> None:
+    world.scale_and_approve("scale web 1")
+
+    run = world.scale_and_approve("refresh web")
+
+    assert run.state == RunState.SUCCEEDED
+    image = world.provider.resolve_image("family:web")
+    assert image.name.startswith("web-default-")
+    body = fake.calls("POST", r"/global/images$")[0]
+    assert body.body["labels"]["byoi-v-ruby_version"] == "3-2-2"
+    assert body.body["labels"]["byoi-v-docker_version"] == "17-06-2-ce"
+    assert body.body["sourceDisk"].endswith(f"/zones/{ZONE}/disks/{fake_name(fake)}")
+    assert body.query["forceCreate"] == "true"
+    assert dict(image.versions) == {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
+    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    assert plan.image.id == image.id
+
+
+def fake_name(fake: FakeCompute) -> str:
+    return next(iter(fake.instances))[1]
+
+
+def test_429_and_503_are_retried_with_the_same_request_id(world: World, fake: FakeCompute) -> None:
+    fake.fail_http("POST", r"/zones/[^/]+/instances$", 429)
+    fake.fail_http("POST", r"/zones/[^/]+/instances$", 503)
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.SUCCEEDED
+    inserts = fake.calls("POST", r"/zones/[^/]+/instances$")
+    assert len(inserts) == 3
+    assert len({r.query["requestId"] for r in inserts}) == 1
+    assert len(fake.instances) == 1
+
+
+def test_an_exhausted_zone_rolls_that_server_back(world: World, fake: FakeCompute) -> None:
+    fake.fail_operation(
+        "insert",
+        r"/instances/byoi-\w+-\d+-2$",
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
+        "The zone does not have enough resources available.",
+    )
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert failed.slot == 2 and "ZONE_RESOURCE_POOL_EXHAUSTED" in (failed.reason or "")
+    assert len(fake.instances) == 2
+    assert len(fake.groups[(ZONE, "web-lb")]) == 2
+
+
+def test_quota_exceeded_is_a_limit_and_nothing_is_left_behind(
+    world: World, fake: FakeCompute
+) -> None:
+    fake.fail_operation("insert", r"/instances/", "QUOTA_EXCEEDED", "Quota 'CPUS' exceeded.")
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "QUOTA_EXCEEDED" in (run.servers[0].reason or "")
+    assert fake.instances == {}
+
+
+def test_a_failing_deploy_step_is_reported_and_rolled_back(world: World, fake: FakeCompute) -> None:
+    key = f"byoi-{world.store.install_id}-1-2"
+    fake.fail_step(key, "deploy", 3, "migrations failed: db unreachable")
+
+    run = world.scale_and_approve("scale web 2")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert failed.key == key
+    assert "deploy exited 3: migrations failed" in (failed.reason or "")
+    assert [n for _, n in fake.instances] == [f"byoi-{world.store.install_id}-1-1"]
+
+
+def test_obsolete_images_are_refused_and_deprecated_ones_skipped_by_family(
+    world: World, fake: FakeCompute
+) -> None:
+    fake.images["web-base-v1"]["deprecated"] = {"state": "OBSOLETE"}
+
+    by_family = world.say("scale web 1")
+    by_name = world.say("scale web 1 --image web-base-v1")
+
+    assert "family web has no usable image" in by_family.message  # type: ignore[attr-defined]
+    assert "image is obsolete" in by_name.message  # type: ignore[attr-defined]
+    assert fake.instances == {}
