@@ -67,7 +67,7 @@ class Cards:
         self._last_edit: dict[int, float] = {}
         self._failures_told: set[tuple[int, int]] = set()
         self._summarised: set[int] = set()
-        self._run_locks: dict[int, threading.Lock] = {}
+        self._tell: dict[int, Callable[[str], object]] = {}
         self._cv = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -75,32 +75,15 @@ class Cards:
     # Notifier ---------------------------------------------------------------------------
 
     def run_changed(self, run: Run) -> None:
-        if self._ensure_posted(run):
-            return
+        """Queue the run's card; the flusher thread posts or edits it, so callers never wait."""
         with self._cv:
             self._pending[run.id] = run
             self._cv.notify()
 
-    def _lock_for(self, run_id: int) -> threading.Lock:
+    def on_post_error(self, run_id: int, tell: Callable[[str], object]) -> None:
+        """Who to tell if the card cannot be posted at all (byoi is not in the channel)."""
         with self._cv:
-            return self._run_locks.setdefault(run_id, threading.Lock())
-
-    def _ensure_posted(self, run: Run) -> bool:
-        """Post the parent message if the run has none yet; True if this call posted it."""
-        with self._lock_for(run.id):
-            stored = self.store.run(run.id) or run
-            if stored.message_ts:
-                return False
-            channel = self.channel_of(stored)
-            if channel is None:
-                return True  # nowhere to show it (a run from the shell with no channel)
-            response = self._post(
-                channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
-            )
-            ts = str(response["ts"])
-            self.store.set_message(run.id, str(response.get("channel", channel)), ts)
-            self._last_edit[run.id] = time.monotonic()
-            return True
+            self._tell[run_id] = tell
 
     # flushing ---------------------------------------------------------------------------
 
@@ -139,12 +122,46 @@ class Cards:
                 del self._pending[run.id]
         for run in due:
             try:
-                self._edit(run)
-            except (SlackApiError, SlackClientError, OSError) as exc:
-                log.warning("could not update the card of run %s (will retry): %s", run.id, exc)
-                with self._cv:
-                    self._pending.setdefault(run.id, run)
-                time.sleep(0.2)
+                self._show(run)
+            except SlackApiError as exc:
+                if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
+                    self._cannot_post(run, str(exc.response.get("error")))
+                    continue
+                self._retry_later(run, exc)
+            except (SlackClientError, OSError) as exc:
+                self._retry_later(run, exc)
+
+    def _retry_later(self, run: Run, exc: Exception) -> None:
+        log.warning("could not show the card of run %s (will retry): %s", run.id, exc)
+        with self._cv:
+            self._pending.setdefault(run.id, run)
+        time.sleep(0.2)
+
+    def _cannot_post(self, run: Run, error: str) -> None:
+        log.warning("cannot post the card of run %s: %s", run.id, error)
+        with self._cv:
+            tell = self._tell.pop(run.id, None)
+        if tell is not None:
+            tell(
+                f"Run {run.id} was created, but byoi cannot post in this channel ({error}): "
+                "invite it with `/invite @byoi`."
+            )
+
+    def _show(self, run: Run) -> None:
+        stored = self.store.run(run.id) or run
+        if stored.message_ts:
+            self._edit(stored)
+            return
+        channel = self.channel_of(stored)
+        if channel is None:
+            return  # nowhere to show it (a run from the shell with no channel)
+        response = self._post(
+            channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
+        )
+        self.store.set_message(run.id, str(response.get("channel", channel)), str(response["ts"]))
+        self._last_edit[run.id] = time.monotonic()
+        with self._cv:
+            self._tell.pop(run.id, None)
 
     def _edit(self, run: Run) -> None:
         stored = self.store.run(run.id) or run

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -61,13 +62,39 @@ def web_client(token: str, base_url: str | None = None) -> WebClient:
     )
 
 
+class ReplayGuard:
+    """Refuses a signed request seen before. Slack's timestamp check (5 minutes, in Bolt) bounds
+    how long a captured request stays valid; this closes that window."""
+
+    def __init__(self, window: float = 300.0) -> None:
+        self.window = window
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, signature: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000 or next(iter(self._seen.values()), now) < now - self.window:
+                self._seen = {s: t for s, t in self._seen.items() if t >= now - self.window}
+            if signature in self._seen:
+                return False
+            self._seen[signature] = now
+            return True
+
+
 def wsgi(bolt: BoltApp) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     handler = SlackRequestHandler(bolt)
+    replays = ReplayGuard()
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
             start_response("200 OK", [("Content-Type", "application/json")])
             return [b'{"ok": true}']
+        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+        if signature and not replays.first_time(signature):
+            log.warning("refused a replayed request")
+            start_response("401 Unauthorized", [("Content-Type", "application/json")])
+            return [b'{"error": "replayed request"}']
         return handler(environ, start_response)
 
     return application

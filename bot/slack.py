@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -111,6 +112,8 @@ def create_app(services: Services, client: WebClient, signing_secret: str | None
         request_verification_enabled=signing_secret is not None,
         token_verification_enabled=True,
         raise_error_for_unhandled_request=False,
+        # Listeners wait on clouds; enough of them that a busy one never delays an ack.
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="listener"),
     )
     register_commands(app, services)
     register_actions(app, services)
@@ -130,17 +133,11 @@ def deliver(services: Services, reply: Reply, respond: Respond) -> None:
             services.alert_cards.update(alert)
     if isinstance(reply, RunReply) and reply.run is not None:
         run = services.store.run(reply.run.id) or reply.run
-        try:
-            services.cards.run_changed(run)
-        except SlackApiError as exc:
-            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
-                respond(
-                    text=f"Run {run.id} was created, but byoi cannot post in this channel: "
-                    "invite it with `/invite @byoi`.",
-                    response_type="ephemeral",
-                )
-                return
-            raise
+        if not run.message_ts:
+            services.cards.on_post_error(
+                run.id, lambda text: respond(text=text, response_type="ephemeral")
+            )
+        services.cards.run_changed(run)
         if reply.message:
             respond(text=reply.message, response_type="ephemeral", replace_original=False)
         return

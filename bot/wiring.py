@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +68,20 @@ class Providers:
             self(name)
 
 
+def drill_checkpoint(kill_at: str | None) -> Callable[[str], None] | None:
+    """For crash drills: SIGKILL this process when the runner reaches ``kill_at``
+    (e.g. ``deploy_started:2``); see docs/operations.md."""
+    if not kill_at:
+        return None
+
+    def checkpoint(point: str) -> None:
+        if point == kill_at:
+            logging.getLogger(__name__).warning("drill: killing byoi at %s", point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
+
+
 @dataclass
 class App:
     config: Config
@@ -87,7 +103,12 @@ def build(
     providers.check()
     store = Store(database or config.database)
     runner = Runner(
-        store=store, config=config, provider_for=providers, notifier=notifier, clock=clock
+        store=store,
+        config=config,
+        provider_for=providers,
+        notifier=notifier,
+        clock=clock,
+        checkpoint=drill_checkpoint(os.environ.get("BYOI_DRILL_KILL_AT")),
     )
     service = Service(config=config, store=store, provider_for=providers, runner=runner)
     return App(config, store, providers, runner, service, clock)

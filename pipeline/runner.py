@@ -74,8 +74,11 @@ class Runner:
         provider_for: ProviderFor,
         notifier: Notifier,
         clock: Clock,
+        checkpoint: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        # Called at every step boundary with "<point>:<slot>"; crash drills kill the process there.
+        self.checkpoint = checkpoint or (lambda _: None)
         self.config = config
         self.provider_for = provider_for
         self.notifier = notifier
@@ -204,10 +207,12 @@ class Runner:
             for step in steps[start:]:
                 self._check_cancel(slot)
                 self._set(slot, ServerStatus.WORKING, f"{step}_started", step=step)
+                self.checkpoint(f"{step}_started:{slot.record.slot}")
                 self._do(slot, step)
                 self.store.update_server(
                     slot.run.id, slot.record.slot, self.clock(), event=f"{step}_done", step=step
                 )
+                self.checkpoint(f"{step}_done:{slot.record.slot}")
         except Cancelled:
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
@@ -253,6 +258,8 @@ class Runner:
         # A resumed slot finds its server again through the idempotent launch.
         if slot.server is None:
             slot.server = self._launch(slot)
+            self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
+
             self.store.update_server(
                 slot.run.id,
                 slot.record.slot,

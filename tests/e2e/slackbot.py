@@ -114,14 +114,27 @@ def running_bot(
     fake: FakeSlack | None = None,
     before: Callable[[World], None] | None = None,
 ) -> Iterator[Bot]:
+    """`byoi serve` on the local provider, with a world made from ``config``."""
     world = make_world(root, config)
     if before is not None:
         before(world)
     world.store.close()
     fake = fake or FakeSlack()
     fake.start()
+    try:
+        with serving(root, fake, env) as bot:
+            yield bot
+    finally:
+        fake.stop()
+
+
+@contextmanager
+def serving(
+    root: Path, fake: FakeSlack, env: dict[str, str] | None = None, log_name: str = "serve.log"
+) -> Iterator[Bot]:
+    """`byoi serve` on ``root/byoi.yml`` as a real process, against a running fake Slack."""
     port = free_port()
-    log = root / "serve.log"
+    log = root / log_name
     environment = {
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
@@ -155,7 +168,6 @@ def running_bot(
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
-        fake.stop()
 
 
 def _wait_healthy(bot: Bot, timeout: float = 60) -> None:

@@ -42,7 +42,9 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     reply = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock())
     run = reply.run  # type: ignore[attr-defined]
     cards.run_changed(run)
+    fake.wait_for(lambda: fake.sent("chat.postMessage"))
     world.clock.advance(minutes=31)
+
 
     for expired in world.service.expire_due(world.clock()):
         cards.run_changed(expired)

@@ -1,0 +1,136 @@
+"""Crash drill: `byoi serve` on AWS (moto server) is SIGKILLed at each step boundary of a
+3-server scale-up and restarted; every run ends, no server is orphaned or created twice."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.slackbot import serving
+from tests.fakes.slack_api import FakeSlack, text_of
+from tests.integration.moto_env import client
+from tests.integration.test_aws_runs import aws_world, healthy_targets
+
+POINTS = ["clone_started:2", "launched:2", "scrub_started:2", "deploy_started:2", "register_done:2"]
+
+
+def all_instances() -> list[dict[str, Any]]:
+    pages = client("ec2").describe_instances(Filters=[{"Name": "tag:byoi:app", "Values": ["web"]}])
+    return [i for r in pages["Reservations"] for i in r["Instances"]]
+
+
+def run_row(root: Path) -> tuple[str, list[tuple[str, str | None]]]:
+    db = sqlite3.connect(root / "byoi.db")
+    try:
+        (state,) = db.execute("SELECT state FROM runs WHERE id = 1").fetchone()
+        servers = db.execute(
+            "SELECT status, provider_id FROM servers WHERE run_id = 1 ORDER BY slot"
+        ).fetchall()
+    finally:
+        db.close()
+    return state, servers
+
+
+def wait_terminal(root: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state, _ = run_row(root)
+        if state not in ("awaiting_approval", "approved", "running"):
+            return str(state)
+        time.sleep(0.2)
+    raise AssertionError(f"run 1 is still {run_row(root)}")
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_a_kill_at_each_step_boundary_is_recovered(aws: str, tmp_path: Path, point: str) -> None:
+    world = aws_world(tmp_path)
+    world.store.close()
+    fake = FakeSlack().start()
+    try:
+        with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
+            bot.command("scale web 3", user="UALICE")
+            fake.wait_for(lambda: fake.sent("chat.postMessage"))
+            with contextlib.suppress(ConnectionError):  # the drill may kill byoi mid-answer
+                bot.click("run_approve", 1, "UBOB")
+            bot.process.wait(60)
+
+            assert bot.process.returncode == -9, bot.logs()
+        with serving(tmp_path, fake, log_name="restart.log"):
+            state = wait_terminal(tmp_path)
+            fake.wait_for(lambda: any("succeeded" in text_of(c) for c in fake.sent("chat.update")))
+    finally:
+        fake.stop()
+
+    assert state == "succeeded"
+    _, servers = run_row(tmp_path)
+    accounted = sorted(str(p) for status, p in servers if status == "done")
+    instances = all_instances()
+    live = sorted(i["InstanceId"] for i in instances if i["State"]["Name"] == "running")
+    assert live == accounted and len(live) == 3
+    keys = Counter({t["Key"]: t["Value"] for t in i["Tags"]}["byoi:key"] for i in instances)
+    assert max(keys.values()) == 1  # no key (ClientToken) made two instances
+    tokens = Counter(i.get("ClientToken") for i in instances if i.get("ClientToken"))
+    assert not tokens or max(tokens.values()) == 1
+    assert healthy_targets() == live
+    final = [text_of(c) for c in fake.sent("chat.update")][-1]
+    assert "succeeded" in final and final.count(":white_check_mark: `i-") == 3
+
+
+def test_the_reconciler_terminates_an_unaccounted_tagged_instance(aws: str, tmp_path: Path) -> None:
+    world = aws_world(tmp_path)
+    install_id = world.store.install_id
+    image = world.provider.resolve_image("family:web")
+    stray = client("ec2").run_instances(
+        ImageId=image.id,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "byoi:app", "Value": "web"},
+                    {"Key": "byoi:env", "Value": "production"},
+                    {"Key": "byoi:key", "Value": f"byoi-{install_id}-99-1"},
+                ],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    mine = client("ec2").run_instances(
+        ImageId=image.id,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [
+                    {"Key": "byoi:app", "Value": "web"},
+                    {"Key": "Name", "Value": "hand-made"},
+                ],
+            }
+        ],
+    )["Instances"][0]["InstanceId"]
+    world.store.close()
+    fake = FakeSlack().start()
+    try:
+        with serving(tmp_path, fake) as bot:
+            time.sleep(0.5)
+            log = bot.logs()
+    finally:
+        fake.stop()
+
+    states = {i["InstanceId"]: i["State"]["Name"] for i in all_instances()}
+    assert states[stray] == "terminated"
+    assert states[mine] == "running"
+    assert f"reconciler: {stray}" in log
+    db = sqlite3.connect(tmp_path / "byoi.db")
+    assert db.execute(
+        "SELECT count(*) FROM audit WHERE event = 'orphan' AND detail LIKE ?", [f"%{stray}%"]
+    ).fetchone() == (1,)
