@@ -73,7 +73,15 @@ def load(path: Path, display: str | None = None) -> Node:
 
 
 def parse(text: str, name: str) -> Node:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        raise ConfigError(
+            [Problem(name, line, "", f"invalid YAML: character {char} is not allowed")]
+        ) from None
+
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -83,6 +91,7 @@ def parse(text: str, name: str) -> Node:
         raise ConfigError([Problem(name, 0, "", f"invalid YAML: {exc}")]) from None
     finally:
         loader.dispose()
+
     if root is None:
         return Node({}, name, 1, "")
     try:

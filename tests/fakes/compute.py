@@ -76,6 +76,8 @@ class FakeCompute:
     http_faults: list[tuple[str, str, int]] = field(default_factory=list)
     operation_faults: list[tuple[str, str, str, str]] = field(default_factory=list)
     step_failures: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    stuck: set[str] = field(default_factory=set)
+    """Instance names that never get past PROVISIONING."""
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _server: ThreadingHTTPServer | None = None
@@ -348,7 +350,8 @@ class FakeCompute:
                     "networkInterfaces": [{"networkIP": f"10.0.0.{len(self.instances) + 2}"}],
                 }
             elif phase == "done":
-                self.instances[(zone, name)]["status"] = "STAGING"
+                if name not in self.stuck:
+                    self.instances[(zone, name)]["status"] = "STAGING"
             else:
                 self.instances.pop((zone, name), None)
 

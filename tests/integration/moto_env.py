@@ -119,3 +119,24 @@ def inject(
 
     boto_client.meta.events.register(f"before-send.{service}.{operation}", hook)
     return seen
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> AWSResponse:
+    """A JSON-protocol answer (SSM speaks awsJson1_1)."""
+    import json
+
+    return AWSResponse(
+        "https://ssm.amazonaws.com/",
+        status,
+        {"Content-Type": "application/x-amz-json-1.1"},
+        _Raw(json.dumps(body).encode()),
+    )
+
+
+def elbv2_error(code: str, message: str, status: int = 400) -> AWSResponse:
+    body = (
+        '<ErrorResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">'
+        f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>7c1a4e2b-0000-4000-8000-000000000001</RequestId></ErrorResponse>"
+    ).encode()
+    return AWSResponse("https://elasticloadbalancing.amazonaws.com/", status, {}, _Raw(body))

@@ -230,3 +230,60 @@ def test_scale_up_refuses_an_unknown_family_clearly(world: World) -> None:
 def test_region_comes_from_settings() -> None:
     provider = AwsProvider({"region": REGION})
     assert provider.ec2.meta.region_name == REGION
+
+
+def test_a_failing_deploy_through_ssm_rolls_that_server_back(world: World) -> None:
+    import json
+
+    from tests.integration.moto_env import json_response
+
+    failing: set[str] = set()
+
+    def send(request: Any) -> Any:
+        body = json.loads(request.body)
+        env = decoded_env(body["Parameters"]["commands"])
+        if body.get("Comment") == "byoi deploy" and env.get("BYOI_SERVER", "").endswith("-2"):
+            failing.add("0b7e4f2a-1111-4222-8333-944455556666")
+            return json_response({"Command": {"CommandId": "0b7e4f2a-1111-4222-8333-944455556666"}})
+        return None
+
+    def invocation(request: Any) -> Any:
+        if json.loads(request.body)["CommandId"] in failing:
+            return json_response(
+                {
+                    "CommandId": "0b7e4f2a-1111-4222-8333-944455556666",
+                    "Status": "Failed",
+                    "ResponseCode": 3,
+                    "StandardOutputContent": "",
+                    "StandardErrorContent": "migrations failed: db unreachable",
+                }
+            )
+        return None
+
+    inject(world.provider.ssm, "SendCommand", send)  # type: ignore[attr-defined]
+    inject(world.provider.ssm, "GetCommandInvocation", invocation)  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert failed.slot == 2
+    assert failed.reason == "deploy exited 3: migrations failed: db unreachable"
+    assert len(running(world)) == 2 and len(healthy_targets()) == 2
+
+
+def test_a_target_registration_failure_deregisters_and_terminates(world: World) -> None:
+    from tests.integration.moto_env import elbv2_error
+
+    inject(
+        world.provider.elbv2,
+        "RegisterTargets",  # type: ignore[attr-defined]
+        lambda _: elbv2_error("InvalidTarget", "The target is not in a running state."),
+    )
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "InvalidTarget" in (run.servers[0].reason or "")
+    assert "rolled back" in (run.servers[0].cleanup or "")
+    assert running(world) == [] and healthy_targets() == []

@@ -45,7 +45,6 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     fake.wait_for(lambda: fake.sent("chat.postMessage"))
     world.clock.advance(minutes=31)
 
-
     for expired in world.service.expire_due(world.clock()):
         cards.run_changed(expired)
     cards.stop()

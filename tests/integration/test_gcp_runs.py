@@ -213,3 +213,16 @@ def test_obsolete_images_are_refused_and_deprecated_ones_skipped_by_family(
     assert "family web has no usable image" in by_family.message  # type: ignore[attr-defined]
     assert "image is obsolete" in by_name.message  # type: ignore[attr-defined]
     assert fake.instances == {}
+
+
+def test_an_instance_that_never_runs_times_out_and_is_deleted(
+    world: World, fake: FakeCompute
+) -> None:
+    fake.stuck.add(f"byoi-{world.store.install_id}-1-1")
+    world.provider.wait_seconds = 1  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "is still PROVISIONING" in (run.servers[0].reason or "")
+    assert fake.instances == {}

@@ -275,3 +275,22 @@ def test_refresh_needs_a_live_server(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert reply.message == "web/staging has no live server to snapshot; scale up first."
+
+
+def test_a_briefly_locked_database_delays_a_run_but_loses_nothing(world: World) -> None:
+    import sqlite3
+    import threading
+
+    reply = world.say("scale web 2")
+    run_id = reply.run.id  # type: ignore[attr-defined]
+    other = sqlite3.connect(world.store.path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, lambda: other.execute("COMMIT")).start()
+
+    world.say(f"approve {run_id}", "UBOB")
+    run = world.finish(run_id)
+    other.close()
+
+    assert run.state == RunState.SUCCEEDED
+    events = [e.event for e in world.store.audit_events(run_id)]
+    assert events.count("done") == 2 and events[-1] == "succeeded"
