@@ -130,7 +130,9 @@ def serve(config: Config) -> int:
         def run_changed(self, run: Run) -> None:
             cards_ref[0].run_changed(run)
 
-    app = build(config, LateCards())
+    # Slack edits are coalesced anyway: re-reading a run on every step of every server is waste.
+    app = build(config, LateCards(), notify_interval=0.1)
+
     poster = Poster(client)
     cards = Cards(client, app.store, app.clock, _channel_of(config), poster=poster)
     cards_ref.append(cards)

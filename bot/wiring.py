@@ -97,7 +97,12 @@ class App:
 
 
 def build(
-    config: Config, notifier: Notifier, *, clock: Clock = utcnow, database: Path | None = None
+    config: Config,
+    notifier: Notifier,
+    *,
+    clock: Clock = utcnow,
+    database: Path | None = None,
+    notify_interval: float = 0.0,
 ) -> App:
     providers = Providers(config)
     providers.check()
@@ -109,6 +114,8 @@ def build(
         notifier=notifier,
         clock=clock,
         checkpoint=drill_checkpoint(os.environ.get("BYOI_DRILL_KILL_AT")),
+        notify_interval=notify_interval,
     )
+
     service = Service(config=config, store=store, provider_for=providers, runner=runner)
     return App(config, store, providers, runner, service, clock)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -75,7 +76,13 @@ class Runner:
         notifier: Notifier,
         clock: Clock,
         checkpoint: Callable[[str], None] | None = None,
+        notify_interval: float = 0.0,
     ) -> None:
+        # 0 tells the notifier of every change (the shell prints each step); a server sets
+        # a short interval so a large fleet is not re-read from the store on every step.
+        self.notify_interval = notify_interval
+        self._dirty: set[int] = set()
+        self._notifier_thread: threading.Thread | None = None
         self.store = store
         # Called at every step boundary with "<point>:<slot>"; crash drills kill the process there.
         self.checkpoint = checkpoint or (lambda _: None)
@@ -105,6 +112,7 @@ class Runner:
             threads = list(self._threads.values())
         for thread in threads:
             thread.join(timeout)
+        self._flush_notifications()
 
     def busy(self) -> bool:
         with self._lock:
@@ -126,6 +134,35 @@ class Runner:
             self._notify(run_id)
 
     def _notify(self, run_id: int) -> None:
+        """Tell the notifier; with a notify_interval, at most once per interval per run."""
+        if self.notify_interval <= 0:
+            self._deliver(run_id)
+            return
+        with self._lock:
+            self._dirty.add(run_id)
+            if self._notifier_thread is None or not self._notifier_thread.is_alive():
+                self._notifier_thread = threading.Thread(
+                    target=self._notify_loop, name="run-notifier", daemon=True
+                )
+                self._notifier_thread.start()
+
+    def _notify_loop(self) -> None:
+        while True:
+            time.sleep(self.notify_interval)
+            if not self._flush_notifications():
+                return
+
+    def _flush_notifications(self) -> bool:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if not dirty:
+                self._notifier_thread = None
+                return False
+        for run_id in sorted(dirty):
+            self._deliver(run_id)
+        return True
+
+    def _deliver(self, run_id: int) -> None:
         run = self.store.run(run_id)
         if run is None:
             return

@@ -26,3 +26,27 @@ def test_every_stale_key_is_documented(key: str) -> None:
 )
 def test_every_provider_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in DOC.read_text()
+
+
+def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
+    """google.cloud.compute_v1 costs seconds and ~150 MB: only an app on GCP may load it."""
+    import subprocess
+    import sys
+
+    (tmp_path / "m.yml").write_text("production:\n  rails:\n    server:\n      vendor: aws\n")
+    (tmp_path / "byoi.yml").write_text(
+        "providers:\n  aws:\n    region: us-east-1\napps:\n  api:\n    manifest: m.yml\n"
+        "    image: ami-12345678\n    approvers: [UBOB]\n    deploy_command: 'true'\n")
+    code = (
+        "import sys; from pathlib import Path\n"
+        "import bot.cli, bot.serve, bot.slack\n"
+        "from bot.wiring import build\n"
+        "from pipeline.config import load_config\n"
+        f"app = build(load_config(Path({str(tmp_path / 'byoi.yml')!r})), None)\n"
+        "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
