@@ -36,7 +36,8 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
     (tmp_path / "m.yml").write_text("production:\n  rails:\n    server:\n      vendor: aws\n")
     (tmp_path / "byoi.yml").write_text(
         "providers:\n  aws:\n    region: us-east-1\napps:\n  api:\n    manifest: m.yml\n"
-        "    image: ami-12345678\n    approvers: [UBOB]\n    deploy_command: 'true'\n")
+        "    image: ami-12345678\n    approvers: [UBOB]\n    deploy_command: 'true'\n"
+    )
     code = (
         "import sys; from pathlib import Path\n"
         "import bot.cli, bot.serve, bot.slack\n"
@@ -45,8 +46,14 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
         f"app = build(load_config(Path({str(tmp_path / 'byoi.yml')!r})), None)\n"
         "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "True"]
