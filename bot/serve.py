@@ -121,6 +121,7 @@ def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float 
 
 
 def serve(config: Config) -> int:
+
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
     client = web_client(os.environ["SLACK_BOT_TOKEN"], os.environ.get("SLACK_API_URL"))

@@ -83,6 +83,17 @@ class Services:
     directory: Directory
     clock: Clock
     alert_cards: AlertCards
+    # The work after an ack runs here, a few at a time, so it never starves the next ack.
+    work: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="work")
+    )
+
+    def later(self, work: Callable[[], None], respond: Respond | None) -> None:
+        def guarded_work() -> None:
+            with guarded(respond):
+                work()
+
+        self.work.submit(guarded_work)
 
 
 @contextmanager
@@ -156,10 +167,13 @@ def register_commands(app: App, services: Services) -> None:
             ack(text=text, blocks=blocks, response_type="ephemeral")
             return
         ack()
-        with guarded(respond):
+
+        def work() -> None:
             caller = _caller(services, str(command["user_id"]), str(command["channel_id"]))
             reply = services.service.dispatch(parsed, caller, services.clock())
             deliver(services, reply, respond)
+
+        services.later(work, respond)
 
 
 def _clicked_run(body: dict[str, Any]) -> int | None:
@@ -176,71 +190,66 @@ def _click_channel(body: dict[str, Any]) -> str | None:
 
 def register_actions(app: App, services: Services) -> None:
     def on_click(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        with guarded(respond):
-            run_id = _clicked_run(body)
-            if run_id is None:
-                respond(
-                    text="That button does not name a run.",
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
-                return
-            caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
-            handler = services.service.approve if verb == "approve" else services.service.reject
-            reply = handler(run_id, caller, services.clock())
-            run = services.store.run(run_id)
-            if run is not None and run.message_ts:
-                services.cards.run_changed(run)  # the card shows what happened either way
-            if isinstance(reply, ErrorReply) or (
-                isinstance(reply, RunReply) and "already" in reply.message
-            ):
-                text = reply.message
-                respond(
-                    text=f":warning: {text}" if isinstance(reply, ErrorReply) else text,
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
+        run_id = _clicked_run(body)
+        if run_id is None:
+            respond(
+                text="That button does not name a run.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        handler = services.service.approve if verb == "approve" else services.service.reject
+        reply = handler(run_id, caller, services.clock())
+        run = services.store.run(run_id)
+        if run is not None and run.message_ts:
+            services.cards.run_changed(run)  # the card shows what happened either way
+        if isinstance(reply, ErrorReply) or (
+            isinstance(reply, RunReply) and "already" in reply.message
+        ):
+            text = reply.message
+            respond(
+                text=f":warning: {text}" if isinstance(reply, ErrorReply) else text,
+                response_type="ephemeral",
+                replace_original=False,
+            )
 
     @app.action(messages.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        on_click(body, respond, "approve")
+        services.later(lambda: on_click(body, respond, "approve"), respond)
 
     @app.action(messages.REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        on_click(body, respond, "reject")
+        services.later(lambda: on_click(body, respond, "reject"), respond)
+
+    def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
+        alert = _clicked_alert(services, body)
+        if alert is None:
+            respond(
+                text="That alert no longer exists.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        now = services.clock()
+        if verb == "refresh":
+            reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
+        else:
+            reply = services.service.snooze(alert.id, caller, now)
+        deliver(services, reply, respond)
 
     @app.action(messages.ALERT_REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        with guarded(respond):
-            alert = _clicked_alert(services, body)
-            if alert is None:
-                respond(
-                    text="That alert no longer exists.",
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
-                return
-            caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
-            command = commands.Refresh(alert.app, alert.env)
-            deliver(services, services.service.refresh(command, caller, services.clock()), respond)
+        services.later(lambda: on_alert(body, respond, "refresh"), respond)
 
     @app.action(messages.ALERT_SNOOZE)
     def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        with guarded(respond):
-            alert = _clicked_alert(services, body)
-            if alert is None:
-                respond(
-                    text="That alert no longer exists.",
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
-                return
-            caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
-            deliver(services, services.service.snooze(alert.id, caller, services.clock()), respond)
+        services.later(lambda: on_alert(body, respond, "snooze"), respond)
 
 
 def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,7 +90,12 @@ def slash_body(text: str, user: str, channel: str, response_url: str) -> str:
     """Slack's real slash-command form (bolt-python's fixture), with our command in it."""
     fields = dict(parse_qsl((PAYLOADS / "slash_command.bolt_python.form.txt").read_text()))
     fields.update(
-        command="/byoi", text=text, user_id=user, channel_id=channel, response_url=response_url
+        command="/byoi",
+        text=text,
+        user_id=user,
+        channel_id=channel,
+        response_url=response_url,
+        trigger_id=f"{time.time_ns()}.{uuid.uuid4().hex}",  # unique, as Slack's are
     )
     return urlencode(fields)
 
@@ -100,6 +106,7 @@ def click_body(action: str, run_id: int | str, user: str, response_url: str) -> 
     payload["user"] = {"id": user}
     payload["response_url"] = response_url
     payload["actions"][0].update(action_id=action, value=str(run_id), block_id="run-approval")
+    payload["trigger_id"] = f"{time.time_ns()}.{uuid.uuid4().hex}"
     return urlencode({"payload": json.dumps(payload)})
 
 

@@ -150,3 +150,17 @@ def text_of(call: Call) -> str:
     if isinstance(blocks, str):
         blocks = json.loads(blocks)
     return str(call.params.get("text", "")) + "\n" + json.dumps(blocks, ensure_ascii=False)
+
+
+def main() -> None:
+    """Run the fake alone (benchmarks keep it out of the measuring process): prints its URL."""
+    import signal
+
+    fake = FakeSlack().start()
+    print(fake.url, flush=True)
+    signal.sigwait([signal.SIGTERM, signal.SIGINT])
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()
