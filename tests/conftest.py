@@ -126,6 +126,19 @@ class World:
         return self.finish(run.id)
 
 
+def world_around(root: Path, provider: Provider, clock: Clock | None = None) -> World:
+    """Store, runner and service for the byoi.yml in ``root``, all on ``provider``."""
+    loaded = load_config(root / "byoi.yml")
+    store = Store(loaded.database)
+    clock = clock or Clock()
+    notifier = Recorder()
+    runner = Runner(
+        store=store, config=loaded, provider_for=lambda _: provider, notifier=notifier, clock=clock
+    )
+    service = Service(config=loaded, store=store, provider_for=lambda _: provider, runner=runner)
+    return World(root, loaded, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+
+
 def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) -> World:
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.yml").write_text(manifest)
@@ -140,18 +153,7 @@ def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) 
             versions={"ruby_version": "3.2.2", "operating_system": "ubuntu2204"},
             created_at=START - timedelta(days=3),
         )
-    loaded = load_config(root / "byoi.yml")
-    store = Store(loaded.database)
-    notifier = Recorder()
-
-    def provider_for(name: str) -> Provider:
-        return provider
-
-    runner = Runner(
-        store=store, config=loaded, provider_for=provider_for, notifier=notifier, clock=clock
-    )
-    service = Service(config=loaded, store=store, provider_for=provider_for, runner=runner)
-    return World(root, loaded, store, provider, runner, service, clock, notifier)
+    return world_around(root, provider, clock)
 
 
 @pytest.fixture

@@ -11,12 +11,9 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import RunState, ServerStatus
-from pipeline.runner import Runner
-from pipeline.service import Service
-from pipeline.store import Store
 from providers.aws import AwsProvider
 from providers.base import TAG_APP, LaunchRequest, ServerSpec
-from tests.conftest import Clock, Recorder, World
+from tests.conftest import World, world_around
 from tests.integration.moto_env import REGION, client, ec2_error, inject, seed_ami, target_group
 
 MANIFEST = """\
@@ -71,16 +68,8 @@ def aws_world(root: Path, attempts: int = 3, channel: str | None = None) -> Worl
         text += f"    channel: {channel}\n"
     (root / "byoi.yml").write_text(text)
 
-    config = load_config(root / "byoi.yml")
-    provider = AwsProvider(config.providers["aws"])
-    store = Store(config.database)
-    clock = Clock()
-    notifier = Recorder()
-    runner = Runner(
-        store=store, config=config, provider_for=lambda _: provider, notifier=notifier, clock=clock
-    )
-    service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
-    return World(root, config, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+    provider = AwsProvider(load_config(root / "byoi.yml").providers["aws"])
+    return world_around(root, provider)
 
 
 def running(world: World) -> list[dict[str, Any]]:

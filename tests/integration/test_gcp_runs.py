@@ -9,11 +9,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import RunState, ServerStatus
-from pipeline.runner import Runner
-from pipeline.service import Service
-from pipeline.store import Store
 from providers.gcp import GcpProvider, describe_versions
-from tests.conftest import Clock, Recorder, World
+from tests.conftest import World, world_around
 from tests.fakes.compute import FakeCompute
 
 ZONE = "europe-west1-b"
@@ -76,16 +73,8 @@ def fake() -> Iterator[FakeCompute]:
 def world(fake: FakeCompute, tmp_path: Path) -> World:
     (tmp_path / "manifest.yml").write_text(MANIFEST)
     (tmp_path / "byoi.yml").write_text(CONFIG.format(url=fake.url))
-    config = load_config(tmp_path / "byoi.yml")
-    provider = GcpProvider(config.providers["gcp"])
-    store = Store(config.database)
-    clock = Clock()
-    notifier = Recorder()
-    runner = Runner(
-        store=store, config=config, provider_for=lambda _: provider, notifier=notifier, clock=clock
-    )
-    service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
-    return World(tmp_path, config, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+    provider = GcpProvider(load_config(tmp_path / "byoi.yml").providers["gcp"])
+    return world_around(tmp_path, provider)
 
 
 def test_scale_up_three_servers_with_labels_startup_script_and_group(
