@@ -134,3 +134,42 @@ def test_the_reconciler_terminates_an_unaccounted_tagged_instance(aws: str, tmp_
     assert db.execute(
         "SELECT count(*) FROM audit WHERE event = 'orphan' AND detail LIKE ?", [f"%{stray}%"]
     ).fetchone() == (1,)
+
+
+@pytest.mark.parametrize("point", ["launched:2", "deploy_started:2", "register_done:2"])
+def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
+    from providers.gcp import describe_versions
+    from tests.fakes.compute import FakeCompute
+    from tests.integration.test_gcp_runs import CONFIG, MANIFEST, ZONE
+
+    compute = FakeCompute().start()
+    compute.add_group(ZONE, "web-lb")
+    compute.add_image("web-base-v1", "web", {}, "2026-11-20T09:00:00.000+00:00")
+    compute.images["web-base-v1"]["description"] = describe_versions(
+        {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
+    )
+    (tmp_path / "manifest.yml").write_text(MANIFEST)
+    (tmp_path / "byoi.yml").write_text(CONFIG.format(url=compute.url))
+    fake = FakeSlack().start()
+    try:
+        with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
+            bot.command("scale web 3", user="UALICE")
+            fake.wait_for(lambda: fake.sent("chat.postMessage"))
+            with contextlib.suppress(ConnectionError):
+                bot.click("run_approve", 1, "UBOB")
+            bot.process.wait(60)
+            assert bot.process.returncode == -9, bot.logs()
+        with serving(tmp_path, fake, log_name="restart.log"):
+            state = wait_terminal(tmp_path)
+    finally:
+        fake.stop()
+        compute.stop()
+
+    assert state == "succeeded"
+    _, servers = run_row(tmp_path)
+    accounted = sorted(str(p).split("/")[-1] for status, p in servers if status == "done")
+    assert sorted(name for _, name in compute.instances) == accounted and len(accounted) == 3
+    inserts = compute.calls("POST", r"/zones/[^/]+/instances$")
+    assert len({r.query["requestId"] for r in inserts}) == 3  # one request id per server
+    members = sorted(m.rsplit("/", 1)[-1] for m in compute.groups[(ZONE, "web-lb")])
+    assert members == accounted
