@@ -108,7 +108,10 @@ class Cards:
                 if self._stopping:
                     return
                 self._cv.wait(0.2)
-            self._flush(force=False)
+            try:
+                self._flush(force=False)
+            except Exception:  # the flusher must outlive any one bad card
+                log.exception("showing run cards failed")
 
     def _flush(self, *, force: bool) -> None:
         now = time.monotonic()
