@@ -65,8 +65,6 @@ class Cards:
 
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
-        self._failures_told: set[tuple[int, int]] = set()
-        self._summarised: set[int] = set()
         self._tell: dict[int, Callable[[str], object]] = {}
         self._cv = threading.Condition()
         self._stopping = False
@@ -180,27 +178,25 @@ class Cards:
         self._thread_replies(stored)
 
     def _thread_replies(self, run: Run) -> None:
+        """A reply per failed server and one broadcast summary, each posted once, ever."""
         assert run.channel and run.message_ts
+        told = self.store.replies(run.id)
         for server in run.servers:
-            key = (run.id, server.slot)
-            if server.status == ServerStatus.FAILED and key not in self._failures_told:
+            what = f"failure:{server.slot}"
+            if server.status == ServerStatus.FAILED and what not in told:
                 self._post(
                     run.channel, text=messages.failure_text(run, server), thread_ts=run.message_ts
                 )
-                self._failures_told.add(key)
-        if (
-            run.state.terminal
-            and run.id not in self._summarised
-            and run.servers
-            and any(s.status.finished for s in run.servers)
-        ):
+                self.store.record_reply(run.id, what, self.clock())
+        finished = run.servers and any(s.status.finished for s in run.servers)
+        if run.state.terminal and finished and "summary" not in told:
             self._post(
                 run.channel,
                 text=messages.run_summary(run),
                 thread_ts=run.message_ts,
                 reply_broadcast=True,
             )
-            self._summarised.add(run.id)
+            self.store.record_reply(run.id, "summary", self.clock())
 
     @staticmethod
     def _fallback(run: Run) -> str:

@@ -126,9 +126,26 @@ def _script(db: sqlite_utils.Database, sql: str) -> None:
             db.execute(statement)
 
 
+def m003_replies(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- Thread replies already posted for a run ('failure:<slot>', 'summary'), so a restart
+        -- never says the same thing twice.
+        CREATE TABLE replies (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            what TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (run_id, what)
+        );
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
+    ("003_replies", m003_replies),
 )
 
 

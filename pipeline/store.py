@@ -337,6 +337,18 @@ class Store:
             detail = json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
             self._audit(conn, now, run_id, "byoi", event, detail)
 
+    def replies(self, run_id: int) -> set[str]:
+        """Thread replies already posted for a run (see migrations.m003_replies)."""
+        return {
+            r["what"] for r in self._rows("SELECT what FROM replies WHERE run_id = ?", [run_id])
+        }
+
+    def record_reply(self, run_id: int, what: str, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]
+            )
+
     def accounted_server_keys(self) -> set[str]:
         """Keys of every server slot byoi knows, whatever its state."""
         return {r["key"] for r in self._rows("SELECT key FROM servers")}

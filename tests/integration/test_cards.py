@@ -80,3 +80,28 @@ def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     assert 1 <= len(updates) <= 2
     assert "rejected" in text_of(updates[-1])
     assert len(fake.sent("chat.postMessage")) == 1
+
+
+def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake: FakeSlack) -> None:
+    from pathlib import Path
+
+    from tests.conftest import config_text, make_world
+    from tests.unit.test_runs import FAIL_ON_SLOT_2
+
+    world = make_world(Path(str(tmp_path)), config_text(deploy_command=FAIL_ON_SLOT_2))
+    first = cards_for(world, fake)
+    run = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    first.run_changed(run)
+    world.say(f"approve {run.id}", "UBOB")
+    final = world.finish(run.id)
+    first.run_changed(final)
+    first.stop()
+    replies = [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")]
+
+    second = cards_for(world, fake)  # as after a restart: the same run is shown again
+    second.run_changed(final)
+    second.stop()
+
+    assert final.state == RunState.PARTIALLY_FAILED
+    assert len(replies) == 2  # the failure and the summary
+    assert [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")] == replies

@@ -158,3 +158,36 @@ def test_a_family_whose_images_are_all_deprecated_says_so(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert reply.message == "local said: no ready image in family 'web'"
+
+
+def test_byoi_scan_prints_the_report_and_exits_by_findings(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    world = make_world(tmp_path)
+    world.store.close()
+
+    def scan(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "--config", str(tmp_path / "byoi.yml"), "scan", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    fresh = scan()
+    world.provider.create_image(
+        "web-old", IMAGE_FILES, family="web", versions={"ruby_version": "2.7.0"}, created_at=START
+    )
+    stale = scan("--json")
+
+    assert fresh.returncode == 0, fresh.stderr
+    assert "web/staging" in fresh.stdout and "fresh" in fresh.stdout
+    assert stale.returncode == 1
+    report = json.loads(stale.stdout)
+    staging = next(e for e in report["environments"] if e["env"] == "staging")
+    assert staging["image"]["name"] == "web-old"
+    assert {"kind": "drift", "detail": "ruby_version 2.7.0 → 3.2.2"} in staging["findings"]
+    assert report["alerts"]["new"] == 4
