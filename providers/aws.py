@@ -106,7 +106,7 @@ def _translate(action: str) -> Iterator[None]:
             kind = InvalidRequest
         raise (kind or ProviderError)(f"{action}: {code}: {message}") from exc
     except WaiterError as exc:
-        raise ProviderTimeout(f"{action}: gave up waiting ({exc.last_response})") from exc
+        raise ProviderTimeout(f"{action}: gave up waiting ({exc})") from exc
     except BotoCoreError as exc:
         raise ProviderError(f"{action}: {exc}") from exc
 
@@ -367,11 +367,11 @@ class AwsProvider:
 
     def terminate(self, server: Server) -> None:
         try:
+            # Accepted is enough: EC2 finishes terminating on its own, and listings skip
+            # shutting-down instances, so waiting would only slow rollbacks and scale-downs.
             with _translate("terminate"):
                 self.ec2.terminate_instances(InstanceIds=[server.id])
-                self.ec2.get_waiter("instance_terminated").wait(
-                    InstanceIds=[server.id], WaiterConfig=self._waiter_config()
-                )
+
         except NotFound:
             return
 

@@ -276,3 +276,33 @@ def test_a_target_registration_failure_deregisters_and_terminates(world: World) 
     assert "InvalidTarget" in (run.servers[0].reason or "")
     assert "rolled back" in (run.servers[0].cleanup or "")
     assert running(world) == [] and healthy_targets() == []
+
+
+def test_an_instance_that_never_runs_times_out_and_is_terminated(world: World) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    from tests.integration.moto_env import _Raw
+
+    def pending(request: Any) -> Any:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        match = re.search(r"InstanceId\.1=([\w-]+)", body)
+        if not match:
+            return None  # listings by tag still see the real state
+        xml = (
+            '<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
+            "<requestId>1</requestId><reservationSet><item><reservationId>r-1</reservationId>"
+            f"<instancesSet><item><instanceId>{match[1]}</instanceId><instanceState><code>0"
+            "</code><name>pending</name></instanceState></item></instancesSet></item>"
+            "</reservationSet></DescribeInstancesResponse>"
+        ).encode()
+        return AWSResponse("https://ec2.amazonaws.com/", 200, {}, _Raw(xml))
+
+    inject(world.provider.ec2, "DescribeInstances", pending)  # type: ignore[attr-defined]
+    world.provider.wait_seconds = 2  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "wait for running: gave up waiting" in (run.servers[0].reason or "")
+    assert "rolled back (terminated i-" in (run.servers[0].cleanup or "")
+    assert running(world) == []
