@@ -9,14 +9,10 @@ report each step through guest attributes, which ``run_script`` waits for.
 
 from __future__ import annotations
 
-import base64
-import json
-import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import google.auth
@@ -27,14 +23,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from providers.base import (
-    TAG_APP,
-    TAG_ENV,
     TAG_KEY,
-    TAG_RUN,
     AuthError,
     Capacity,
     Image,
-    ImageState,
     InvalidRequest,
     LaunchRequest,
     LimitExceeded,
@@ -48,10 +40,16 @@ from providers.base import (
     Target,
     Throttled,
 )
+from providers.gcp_codec import (
+    LABEL_PREFIX,
+    LABELS,
+    describe_versions,
+    image_from,
+    label_value,
+    server_from,
+    startup_script,
+)
 
-LABEL_PREFIX = "byoi-v-"
-LABELS = {TAG_RUN: "byoi-run", TAG_APP: "byoi-app", TAG_ENV: "byoi-env", TAG_KEY: "byoi-key"}
-TAGS = {v: k for k, v in LABELS.items()}
 OPERATION_ERRORS: dict[str, type[ProviderError]] = {
     "ZONE_RESOURCE_POOL_EXHAUSTED": Capacity,
     "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS": Capacity,
@@ -59,28 +57,6 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
     "QUOTA_EXCEEDED": LimitExceeded,
     "RESOURCE_NOT_FOUND": NotFound,
     "RATE_LIMIT_EXCEEDED": Throttled,
-}
-IMAGE_STATES = {
-    "READY": ImageState.READY,
-    "PENDING": ImageState.PENDING,
-    "FAILED": ImageState.FAILED,
-    "DELETING": ImageState.DELETED,
-}
-DEPRECATION = {
-    "DEPRECATED": ImageState.DEPRECATED,
-    "OBSOLETE": ImageState.OBSOLETE,
-    "DELETED": ImageState.DELETED,
-}
-SERVER_STATES = {
-    "PROVISIONING": ServerState.PENDING,
-    "STAGING": ServerState.PENDING,
-    "RUNNING": ServerState.RUNNING,
-    "STOPPING": ServerState.STOPPING,
-    "SUSPENDING": ServerState.STOPPING,
-    "SUSPENDED": ServerState.STOPPED,
-    "STOPPED": ServerState.STOPPED,
-    "TERMINATED": ServerState.STOPPED,
-    "REPAIRING": ServerState.UNKNOWN,
 }
 # Only the call is retried, with the same requestId, so a retry never creates twice.
 TRANSIENT = Retry(
@@ -111,103 +87,6 @@ def _translate(action: str) -> Iterator[None]:
         raise Throttled(f"{action}: gave up retrying: {exc.cause}") from exc
     except gexc.GoogleAPIError as exc:
         raise ProviderError(f"{action}: {exc}") from exc
-
-
-def label_value(value: str) -> str:
-    """GCE label values allow only [a-z0-9_-] and 63 characters: 2.7.0 is stored as 2-7-0."""
-    return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def versions_of(image: Any) -> dict[str, str]:
-    """Versions as recorded: exact in the description byoi writes, else from the labels."""
-    described = re.search(r"byoi-versions: (\{.*\})", image.description or "")
-    if described:
-        try:
-            return {str(k): str(v) for k, v in json.loads(described[1]).items()}
-        except ValueError:
-            pass
-    return {
-        str(k).removeprefix(LABEL_PREFIX): str(v)
-        for k, v in image.labels.items()
-        if str(k).startswith(LABEL_PREFIX)
-    }
-
-
-def describe_versions(versions: Mapping[str, str]) -> str:
-    return f"byoi-versions: {json.dumps(dict(versions), sort_keys=True)}"
-
-
-def image_from(image: Any) -> Image:
-    labels = dict(image.labels)
-    deprecated = image.deprecated.state if image.deprecated else ""
-    state = DEPRECATION.get(deprecated) or IMAGE_STATES.get(image.status, ImageState.UNKNOWN)
-    deleted_at = image.deprecated.deprecated if image.deprecated else ""
-    return Image(
-        id=image.name,
-        name=image.name,
-        created_at=_time(image.creation_timestamp),
-        state=state,
-        family=image.family or None,
-        versions=versions_of(image),
-        tags=labels,
-        deprecated_at=_time(deleted_at) if deleted_at else None,
-    )
-
-
-def server_from(instance: Any, zone: str) -> Server:
-    labels = dict(instance.labels)
-    return Server(
-        id=f"{zone}/{instance.name}",
-        name=instance.name,
-        image_id=labels.get("byoi-image", ""),
-        state=SERVER_STATES.get(instance.status, ServerState.UNKNOWN),
-        created_at=_time(instance.creation_timestamp),
-        tags={TAGS.get(str(k), str(k)): str(v) for k, v in labels.items()},
-        address=(
-            instance.network_interfaces[0].network_i_p if instance.network_interfaces else None
-        ),
-    )
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def startup_script(scripts: tuple[Script, ...], key: str) -> str:
-    """Run each step once, stop at the first failure, report every result as guest attributes.
-
-    Parameters travel base64-encoded into environment variables, never as shell text.
-    """
-    lines = [
-        "#!/bin/bash",
-        "# byoi: runs the steps below once per server and reports each through guest attributes.",
-        "set -u",
-        'report() { curl -sf -X PUT --data "$2" -H "Metadata-Flavor: Google" '
-        '"http://metadata.google.internal/computeMetadata/v1/instance/guest-attributes/byoi/$1" '
-        ">/dev/null; }",
-        f'marker="${{BYOI_STATE_DIR:-/var/lib/byoi}}/{key}"',
-        'mkdir -p "$marker"',
-    ]
-    for script in scripts:
-        env = " ".join(
-            f'{n}="$(printf %s {_b64(v)} | base64 -d)"' for n, v in sorted(script.env.items())
-        )
-        name = script.name
-        lines += [
-            f'if [ ! -e "$marker/{name}" ]; then',
-            f'  out=$(env {env} bash -c "$(printf %s {_b64(script.body)} | base64 -d)" 2>&1)',
-            "  code=$?",
-            f'  report {name}-output "$(printf %s "$out" | tail -c 1024)"',
-            f'  report {name}-exit "$code"',
-            '  [ "$code" = 0 ] || exit "$code"',
-            f'  touch "$marker/{name}"',
-            "fi",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 class GcpProvider:

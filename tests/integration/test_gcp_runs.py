@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import RunState, ServerStatus
-from providers.gcp import GcpProvider, describe_versions
+from providers.gcp import GcpProvider
+from providers.gcp_codec import describe_versions
 from tests.conftest import World, world_around
 from tests.fakes.compute import FakeCompute
 

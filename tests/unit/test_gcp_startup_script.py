@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from providers.base import Script
-from providers.gcp import label_value, startup_script
+from providers.gcp_codec import label_value, startup_script
 
 FAKE_CURL = """#!/bin/bash
 # Records each guest-attribute PUT as <name>=<value> lines.
