@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App as BoltApp
@@ -147,6 +148,7 @@ def serve(config: Config) -> int:
         Directory.for_config(client, config),
         app.clock,
         alert_cards,
+        ThreadPoolExecutor(int(os.environ.get("BYOI_WORKERS", "2")), thread_name_prefix="work"),
     )
     bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
     now = app.clock()
