@@ -161,6 +161,10 @@ class Cards:
         )
         self.store.set_message(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
+        posted = self.store.run(run.id)
+        if posted is not None:
+            self._thread_replies(posted)  # a run can end before its card is first shown
+
         with self._cv:
             self._tell.pop(run.id, None)
 

@@ -62,8 +62,10 @@ def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     cards = cards_for(world, fake, interval=0.5)
     run = world.service.handle("scale web 1", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
     cards.run_changed(run)
+    fake.wait_for(lambda: fake.sent("chat.postMessage"))
     for _ in range(50):
         cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+
     world.store.transition(
         run.id,
         [RunState.AWAITING_APPROVAL],
@@ -105,3 +107,21 @@ def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake:
     assert final.state == RunState.PARTIALLY_FAILED
     assert len(replies) == 2  # the failure and the summary
     assert [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")] == replies
+
+
+def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
+    world: World, fake: FakeSlack
+) -> None:
+    run = world.scale_and_approve("scale web 1")  # finished before any card exists
+    with world.store.transaction() as conn:
+        conn.execute("UPDATE runs SET channel = 'C1' WHERE id = ?", [run.id])
+    cards = cards_for(world, fake)
+
+    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    cards.stop()
+
+    (card, summary) = fake.sent("chat.postMessage")
+    assert "succeeded" in text_of(card)
+    assert summary.params["reply_broadcast"] is True
+    stored = world.store.run(run.id)
+    assert stored is not None and summary.params["thread_ts"] == stored.message_ts
