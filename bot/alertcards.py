@@ -8,7 +8,7 @@ from datetime import datetime
 
 from slack_sdk.errors import SlackApiError
 
-from bot import messages
+from bot import alertblocks
 from bot.cards import Poster
 from pipeline import alerts
 from pipeline.alerts import Alert, Changes
@@ -48,7 +48,7 @@ class AlertCards:
             return
         now = self.clock()
         response = self.poster(
-            alert.channel, text=self._fallback(alert), blocks=messages.alert_card(alert, now)
+            alert.channel, text=self._fallback(alert), blocks=alertblocks.alert_card(alert, now)
         )
         alerts.set_message(
             self.store, alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
@@ -62,7 +62,7 @@ class AlertCards:
         self.update(current)
         self.poster(
             current.channel,
-            text=messages.alert_reminder(current, self.clock()),
+            text=alertblocks.alert_reminder(current, self.clock()),
             thread_ts=current.message_ts,
         )
 
@@ -74,7 +74,7 @@ class AlertCards:
             channel=current.channel,
             ts=current.message_ts,
             text=self._fallback(current),
-            blocks=messages.alert_card(current, self.clock()),
+            blocks=alertblocks.alert_card(current, self.clock()),
         )
 
     @staticmethod

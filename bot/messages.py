@@ -10,7 +10,8 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from pipeline.alerts import Alert, AlertState
+from bot.alertblocks import alerts_blocks
+from bot.blocks import MAX_BLOCKS, Block, clip, context, escape, section, who
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.replies import (
     AlertsReply,
@@ -26,9 +27,6 @@ from pipeline.replies import (
     StatusReply,
 )
 
-Block = dict[str, Any]
-MAX_BLOCKS = 50
-MAX_SECTION = 3000
 MAX_SERVER_LINES = 25
 APPROVE = "run_approve"
 REJECT = "run_reject"
@@ -58,32 +56,6 @@ VERB = {
     RunKind.SCALE_DOWN: "scale down",
     RunKind.REFRESH: "refresh image",
 }
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so user text cannot mention or link."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def clip(text: str, limit: int = MAX_SECTION) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
-
-
-def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text)}]}
-
-
-def who(ref: str) -> str:
-    """A user, Slack user group or @group as Slack shows it."""
-    if ref.startswith(("U", "W")):
-        return f"<@{ref}>"
-    if ref.startswith("S"):
-        return f"<!subteam^{ref}>"
-    return escape(ref)
 
 
 def _state(run: Run) -> str:
@@ -356,106 +328,3 @@ def home_view(status: StatusReply, images: ImagesReply) -> dict[str, Any]:
         *images_blocks(images)[:20],
     ]
     return {"type": "home", "blocks": blocks[:100]}
-
-
-# stale-image alerts ---------------------------------------------------------------------
-
-ALERT_REFRESH = "alert_refresh"
-ALERT_SNOOZE = "alert_snooze"
-FINDING_TITLE = {
-    "age": "too old",
-    "drift": "drifted from the manifest",
-    "unknown": "versions unknown",
-    "deprecated": "deprecated",
-    "obsolete": "obsolete",
-}
-
-
-def alert_card(alert: Alert, now: datetime) -> list[Block]:
-    """One card per (app, env, image, finding), with Refresh and Snooze while it is open."""
-    title = FINDING_TITLE.get(alert.finding, alert.finding)
-    head = (
-        f":rotating_light: *Stale image* · *{alert.app}/{alert.env}* · "
-        f"`{escape(alert.image_name)}` is {title}"
-    )
-    if alert.state == AlertState.RESOLVED:
-        when = alert.resolved_at.strftime("%Y-%m-%d %H:%M") if alert.resolved_at else "now"
-        return [
-            section(
-                f":white_check_mark: ~Stale image~ · *{alert.app}/{alert.env}* · "
-                f"`{escape(alert.image_name)}` was {title}: resolved {when} UTC "
-                "(the image was refreshed or the manifest changed)."
-            ),
-            context(f"alert {alert.id} · {escape(alert.detail)}"),
-        ]
-    blocks: list[Block] = [
-        section(head),
-        section(
-            f"*What* {escape(alert.detail)}\n*Since* {alert.first_seen:%Y-%m-%d} · "
-            f"last checked {alert.last_seen:%Y-%m-%d %H:%M} UTC"
-        ),
-    ]
-    if alert.state == AlertState.SNOOZED and alert.snoozed_until:
-        blocks.append(
-            context(
-                f":zzz: snoozed until {alert.snoozed_until:%Y-%m-%d} by "
-                f"{who(alert.snoozed_by or '?')} · alert {alert.id}"
-            )
-        )
-    else:
-        blocks.append(
-            context(
-                f"alert {alert.id} · text: `/byoi refresh {alert.app} --env "
-                f"{alert.env}` or `/byoi snooze {alert.id}`"
-            )
-        )
-    elements = [
-        {
-            "type": "button",
-            "action_id": ALERT_REFRESH,
-            "style": "primary",
-            "value": str(alert.id),
-            "text": {"type": "plain_text", "text": "Refresh image"},
-            "confirm": {
-                "title": {"type": "plain_text", "text": "Refresh this image?"},
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"Snapshot a healthy {alert.app}/{alert.env} "
-                    "server into a new image (approval applies).",
-                },
-                "confirm": {"type": "plain_text", "text": "Refresh"},
-                "deny": {"type": "plain_text", "text": "Back"},
-            },
-        }
-    ]
-    if alert.state == AlertState.OPEN:
-        elements.append(
-            {
-                "type": "button",
-                "action_id": ALERT_SNOOZE,
-                "value": str(alert.id),
-                "text": {"type": "plain_text", "text": "Snooze 7 days"},
-            }
-        )
-    blocks.append({"type": "actions", "block_id": f"alert-{alert.id}", "elements": elements})
-    return blocks
-
-
-def alert_reminder(alert: Alert, now: datetime) -> str:
-    days = max(0, (now - alert.first_seen).days)
-    return (
-        f":alarm_clock: Still stale after {days} day(s): {alert.app}/{alert.env} "
-        f"`{escape(alert.image_name)}` — {escape(alert.detail)}"
-    )
-
-
-def alerts_blocks(reply: AlertsReply) -> list[Block]:
-    lines = [reply.message] if reply.message else []
-    for alert in reply.alerts[:40]:
-        state = alert.state.value
-        lines.append(
-            f"*alert {alert.id}* {alert.app}/{alert.env} `{escape(alert.image_name)}` · "
-            f"{FINDING_TITLE.get(alert.finding, alert.finding)}: {escape(alert.detail)} "
-            f"· {state}"
-        )
-    return [section("\n".join(lines) or "No stale-image alerts.")]

@@ -21,7 +21,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import messages
+from bot import alertblocks, messages
 from bot.alertcards import AlertCards
 from bot.cards import Cards
 from pipeline import alerts, commands
@@ -245,12 +245,12 @@ def register_actions(app: App, services: Services) -> None:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
 
-    @app.action(messages.ALERT_REFRESH)
+    @app.action(alertblocks.ALERT_REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         services.later(lambda: on_alert(body, respond, "refresh"), respond)
 
-    @app.action(messages.ALERT_SNOOZE)
+    @app.action(alertblocks.ALERT_SNOOZE)
     def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         services.later(lambda: on_alert(body, respond, "snooze"), respond)

@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
 from bot import messages
+from bot.blocks import MAX_BLOCKS, MAX_SECTION
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
 from pipeline.replies import ErrorReply, HistoryReply, RunReply
 from tests.conftest import START, World
@@ -60,13 +61,13 @@ def run(servers: int, state: RunState = RunState.RUNNING, **kw: Any) -> Run:
 
 
 def check(blocks: list[dict[str, Any]]) -> None:
-    assert 0 < len(blocks) <= messages.MAX_BLOCKS
+    assert 0 < len(blocks) <= MAX_BLOCKS
     for raw in blocks:
         parsed = Block.parse(raw)
         assert parsed is not None
         parsed.validate_json()
         text = raw.get("text", {}).get("text", "")
-        assert len(text) <= messages.MAX_SECTION
+        assert len(text) <= MAX_SECTION
 
 
 @pytest.mark.parametrize("state", list(RunState))
@@ -84,7 +85,7 @@ def test_large_fleets_are_summarised_with_failures_listed() -> None:
 
     assert text.startswith("*500 servers:* 71 failed · 429 working (deploy)")
     assert "i-00000000000000007" in text
-    assert len(text) <= messages.MAX_SECTION
+    assert len(text) <= MAX_SECTION
 
 
 def test_buttons_carry_only_the_run_id_and_ask_for_confirmation() -> None:
