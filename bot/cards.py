@@ -168,8 +168,8 @@ class Cards:
         with self._cv:
             self._tell.pop(run.id, None)
 
-    def _edit(self, run: Run) -> None:
-        stored = self.store.run(run.id) or run
+    def _edit(self, stored: Run) -> None:
+        """Edit the card of ``stored``, a run just read from the store."""
         if not stored.message_ts or not stored.channel:
             return
         self.client.chat_update(
@@ -178,7 +178,7 @@ class Cards:
             text=self._fallback(stored),
             blocks=messages.run_card(stored, self.clock()),
         )
-        self._last_edit[run.id] = time.monotonic()
+        self._last_edit[stored.id] = time.monotonic()
         self._thread_replies(stored)
 
     def _thread_replies(self, run: Run) -> None:

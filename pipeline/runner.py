@@ -114,10 +114,6 @@ class Runner:
             thread.join(timeout)
         self._flush_notifications()
 
-    def busy(self) -> bool:
-        with self._lock:
-            return any(t.is_alive() for t in self._threads.values())
-
     def _guarded(self, run_id: int) -> None:
         try:
             self.execute(run_id)
@@ -232,8 +228,7 @@ class Runner:
         self._notify(slot.run.id)
 
     def _check_cancel(self, slot: _Slot) -> None:
-        run = self.store.run(slot.run.id)
-        if run is not None and run.cancel_requested:
+        if self.store.cancel_requested(slot.run.id):
             raise Cancelled
 
     def _work(self, slot: _Slot) -> bool:

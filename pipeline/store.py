@@ -349,9 +349,10 @@ class Store:
                 "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]
             )
 
-    def accounted_server_keys(self) -> set[str]:
-        """Keys of every server slot byoi knows, whatever its state."""
-        return {r["key"] for r in self._rows("SELECT key FROM servers")}
+    def cancel_requested(self, run_id: int) -> bool:
+        """Checked before every step of every server: one column, not the whole run."""
+        rows = self._rows("SELECT cancel_requested FROM runs WHERE id = ?", [run_id])
+        return bool(rows and rows[0]["cancel_requested"])
 
     # audit ------------------------------------------------------------------------------
 
