@@ -208,12 +208,11 @@ def register_actions(app: App, services: Services) -> None:
         run = services.store.run(run_id)
         if run is not None and run.message_ts:
             services.cards.run_changed(run)  # the card shows what happened either way
-        if isinstance(reply, ErrorReply) or (
-            isinstance(reply, RunReply) and "already" in reply.message
-        ):
-            text = reply.message
+        # The clicker always hears what their click did (refused, recorded, already done).
+        message = reply.message if isinstance(reply, ErrorReply | RunReply) else ""
+        if message:
             respond(
-                text=f":warning: {text}" if isinstance(reply, ErrorReply) else text,
+                text=f":warning: {message}" if isinstance(reply, ErrorReply) else message,
                 response_type="ephemeral",
                 replace_original=False,
             )
