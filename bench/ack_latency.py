@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from bot import demo
+from bot.shell import demo
 from tests.e2e.slackbot import SECRET, TOKEN, Bot, click_body, free_port, slash_body
 from tests.fakes.slack_api import FakeSlack
 

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from waitress import serve
 
-from bot.serve import web_client, wsgi
+from bot.slack.serve import web_client, wsgi
 
 
 def main() -> None:

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.cards import Cards
-from bot.serve import web_client
-from pipeline.config import load_config
-from pipeline.models import RunState
-from pipeline.runner import Runner
-from pipeline.service import Caller, Service
-from pipeline.store import Store
+from bot.slack.cards import Cards
+from bot.slack.serve import web_client
+from pipeline.config.model import load_config
+from pipeline.domain.models import RunState
+from pipeline.execution.runner import Runner
+from pipeline.services.service import Caller, Service
+from pipeline.state.store import Store
 from providers.base import (
     TAG_KEY,
     Image,

@@ -15,8 +15,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config import load_config
-from pipeline.scan import scan
+from pipeline.config.model import load_config
+from pipeline.execution.scan import scan
 from providers.base import Image, NotFound
 
 PAGE = 1000

@@ -14,10 +14,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config import load_config
-from pipeline.runner import Runner
-from pipeline.service import Caller, Service
-from pipeline.store import Store
+from pipeline.config.model import load_config
+from pipeline.execution.runner import Runner
+from pipeline.services.service import Caller, Service
+from pipeline.state.store import Store
 from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec
 from providers.local import LocalProvider
 

@@ -9,12 +9,12 @@ import os
 import sys
 from pathlib import Path
 
-from bot import demo, report, text
+from bot.shell import demo, report, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
-from pipeline import recovery
-from pipeline.config import Config, load_config
-from pipeline.models import Run
-from pipeline.yamlsrc import ConfigError
+from pipeline.config.model import Config, load_config
+from pipeline.config.yamlsrc import ConfigError
+from pipeline.domain.models import Run
+from pipeline.execution import recovery
 
 log = logging.getLogger("byoi")
 
@@ -67,7 +67,7 @@ def check_config(path: Path | None) -> int:
 
 
 def shell(path: Path | None, user: str | None) -> int:
-    from bot import shell as shell_module
+    from bot.shell import console as shell_module
 
     banner = None
     if path is None:
@@ -176,7 +176,7 @@ def serve(path: Path | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    from bot import serve as serve_module
+    from bot.slack import serve as serve_module
 
     try:
         return serve_module.serve(config)

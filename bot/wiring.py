@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.config import Config
-from pipeline.runner import Notifier, Runner
-from pipeline.service import Service
-from pipeline.store import Store
+from pipeline.config.model import Config
+from pipeline.execution.runner import Runner
+from pipeline.ports import Clock, Notifier
+from pipeline.services.service import Service
+from pipeline.state.store import Store
 from providers.base import Provider
-
-Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:

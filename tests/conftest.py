@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, load_config
-from pipeline.models import Run, RunState
-from pipeline.runner import Runner
-from pipeline.service import Caller, Service
-from pipeline.store import Store
+from pipeline.config.model import Config, load_config
+from pipeline.domain.models import Run, RunState
+from pipeline.execution.runner import Runner
+from pipeline.services.service import Caller, Service
+from pipeline.state.store import Store
 from providers.base import Provider
 from providers.local import LocalProvider
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.alertcards import AlertCards
-from bot.cards import Poster
-from bot.serve import web_client
-from pipeline import alerts
+from bot.slack.alertcards import AlertCards
+from bot.slack.cards import Poster
+from bot.slack.serve import web_client
+from pipeline.services import alerts
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
 

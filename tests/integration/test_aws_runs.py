@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.models import RunState, ServerStatus
+from pipeline.config.model import load_config
+from pipeline.domain.models import RunState, ServerStatus
 from providers.aws import AwsProvider
 from providers.base import TAG_APP, LaunchRequest, ServerSpec
 from tests.conftest import World, world_around

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.cards import Cards
-from bot.serve import web_client
-from pipeline.models import RunState
-from pipeline.service import Caller
+from bot.slack.cards import Cards
+from bot.slack.serve import web_client
+from pipeline.domain.models import RunState
+from pipeline.services.service import Caller
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.models import RunState, ServerStatus
+from pipeline.config.model import load_config
+from pipeline.domain.models import RunState, ServerStatus
 from providers.gcp import GcpProvider
 from providers.gcp_codec import describe_versions
 from tests.conftest import World, world_around

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pipeline import alerts
-from pipeline.alerts import AlertState
-from pipeline.replies import AlertsReply, ErrorReply, RunReply
+from pipeline.services import alerts
+from pipeline.services.alerts import AlertState
+from pipeline.services.replies import AlertsReply, ErrorReply, RunReply
 from providers.base import ImageState
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 

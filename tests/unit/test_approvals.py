@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from pipeline.models import RunState
-from pipeline.replies import ErrorReply, RunReply
-from pipeline.service import Caller
-from pipeline.store import Store
+from pipeline.domain.models import RunState
+from pipeline.services.replies import ErrorReply, RunReply
+from pipeline.services.service import Caller
+from pipeline.state.store import Store
 from tests.conftest import World, config_text, make_world
 
 

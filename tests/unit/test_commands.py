@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.commands import (
+from pipeline.domain.commands import (
     USAGE,
     Approve,
     Cancel,
@@ -21,7 +21,7 @@ from pipeline.commands import (
     parse,
     shown,
 )
-from pipeline.models import Strategy
+from pipeline.domain.models import Strategy
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,7 @@ def test_shown_neutralises_mentions_and_markup() -> None:
 def test_parse_never_raises_on_any_text(text: str) -> None:
     result = parse(text)
 
-    assert isinstance(result, CommandError) or type(result).__module__ == "pipeline.commands"
+    assert isinstance(result, CommandError) or type(result).__module__ == "pipeline.domain.commands"
 
 
 WORDS = st.sampled_from(

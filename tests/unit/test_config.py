@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_SCRUB_PATHS, load_config
-from pipeline.yamlsrc import ConfigError
+from pipeline.config.model import DEFAULT_SCRUB_PATHS, load_config
+from pipeline.config.yamlsrc import ConfigError
 from tests.conftest import FIXTURES, MANIFEST, config_text
 
 REAL = FIXTURES / "cloud66-manifests"

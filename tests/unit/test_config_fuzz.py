@@ -9,8 +9,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import load_config
-from pipeline.yamlsrc import ConfigError
+from pipeline.config.model import load_config
+from pipeline.config.yamlsrc import ConfigError
 
 KEYS = st.sampled_from(
     [

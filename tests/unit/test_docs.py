@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.configkeys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS
+from pipeline.config.keys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS
 
 DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
 
@@ -40,9 +40,9 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
     )
     code = (
         "import sys; from pathlib import Path\n"
-        "import bot.cli, bot.serve, bot.slack\n"
+        "import bot.cli, bot.slack.serve, bot.slack.app\n"
         "from bot.wiring import build\n"
-        "from pipeline.config import load_config\n"
+        "from pipeline.config.model import load_config\n"
         f"app = build(load_config(Path({str(tmp_path / 'byoi.yml')!r})), None)\n"
         "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules)\n"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import manifest
-from pipeline.yamlsrc import ConfigError
+from pipeline.config import manifest
+from pipeline.config.yamlsrc import ConfigError
 from tests.conftest import FIXTURES
 
 REAL = FIXTURES / "cloud66-manifests"

@@ -10,10 +10,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot import messages
-from bot.blocks import MAX_BLOCKS, MAX_SECTION
-from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
-from pipeline.replies import ErrorReply, HistoryReply, RunReply
+from bot.slack.blocks import messages
+from bot.slack.blocks.kit import MAX_BLOCKS, MAX_SECTION
+from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
+from pipeline.services.replies import ErrorReply, HistoryReply, RunReply
 from tests.conftest import START, World
 
 

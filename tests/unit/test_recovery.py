@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline import recovery
-from pipeline.models import RunState, ServerStatus, Step
-from pipeline.replies import RunReply
+from pipeline.domain.models import RunState, ServerStatus, Step
+from pipeline.execution import recovery
+from pipeline.services.replies import RunReply
 from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec, Target
 from tests.conftest import World
 

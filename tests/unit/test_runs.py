@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pipeline.models import RunKind, RunState, ServerStatus, Step
-from pipeline.replies import ErrorReply, InfoReply, RunReply
+from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
+from pipeline.services.replies import ErrorReply, InfoReply, RunReply
 from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Target
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.schedule import Schedule
-from pipeline.config import load_config
+from bot.slack.schedule import Schedule
+from pipeline.config.model import load_config
 from tests.conftest import config_text, make_world
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline import scripts
-from pipeline.config import DeployConfig
+from pipeline.config.model import DeployConfig
+from pipeline.execution import scripts
 from tests.conftest import IMAGE_FILES
 
 
@@ -125,7 +125,7 @@ def test_health_reports_the_command_exit_code(tmp_path: Path) -> None:
 def _run():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
-    from pipeline.models import Run, RunKind, RunState, Strategy
+    from pipeline.domain.models import Run, RunKind, RunState, Strategy
 
     now = datetime.now(UTC)
     return Run(

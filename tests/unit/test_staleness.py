@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline.staleness import FindingKind, assess
+from pipeline.domain.staleness import FindingKind, assess
 from providers.base import Image, ImageState
 from tests.conftest import START
 

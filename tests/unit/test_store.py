@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.models import RunState
-from pipeline.replies import RunReply
-from pipeline.store import ActiveRunExists, Store
+from pipeline.domain.models import RunState
+from pipeline.services.replies import RunReply
+from pipeline.state.store import ActiveRunExists, Store
 from tests.conftest import World
 
 

@@ -1,0 +1,84 @@
+"""Stale-image alert cards in Slack: posted once, reminded in their thread, edited when resolved."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.blocks import alerts as alertblocks
+from bot.slack.cards import Poster
+from pipeline.ports import Clock
+from pipeline.services import alerts
+from pipeline.services.alerts import Alert, Changes
+from pipeline.state.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class AlertCards:
+    def __init__(self, poster: Poster, store: Store, clock: Clock) -> None:
+        self.poster = poster
+        self.store = store
+        self.clock = clock
+
+    def show(self, changes: Changes) -> None:
+        for alert in changes.new:
+            self._guard(self._post_or_reopen, alert)
+        for alert in changes.reminded:
+            self._guard(self._remind, alert)
+        for alert in changes.resolved:
+            self._guard(self.update, alert)
+
+    def _guard(self, action: Callable[[Alert], None], alert: Alert) -> None:
+        try:
+            action(alert)
+        except SlackApiError as exc:
+            log.warning("could not show %s in Slack: %s", alert.label, exc)
+
+    def _post_or_reopen(self, alert: Alert) -> None:
+        if alert.message_ts:
+            self.update(alert)
+            self._remind(alert)
+            return
+        if not alert.channel:
+            log.info("%s has no channel (set channel: for %s)", alert.label, alert.app)
+            return
+        now = self.clock()
+        response = self.poster(
+            alert.channel, text=self._fallback(alert), blocks=alertblocks.alert_card(alert, now)
+        )
+        alerts.set_message(
+            self.store, alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
+        )
+
+    def _remind(self, alert: Alert) -> None:
+        current = alerts.get(self.store, alert.id) or alert
+        if not current.message_ts or not current.channel:
+            self._post_or_reopen(current)  # never shown yet: post the card now
+            return
+        self.update(current)
+        self.poster(
+            current.channel,
+            text=alertblocks.alert_reminder(current, self.clock()),
+            thread_ts=current.message_ts,
+        )
+
+    def update(self, alert: Alert) -> None:
+        current = alerts.get(self.store, alert.id) or alert
+        if not current.message_ts or not current.channel:
+            return
+        self.poster.client.chat_update(
+            channel=current.channel,
+            ts=current.message_ts,
+            text=self._fallback(current),
+            blocks=alertblocks.alert_card(current, self.clock()),
+        )
+
+    @staticmethod
+    def _fallback(alert: Alert) -> str:
+        return (
+            f"Stale image for {alert.app}/{alert.env}: {alert.image_name} "
+            f"({alert.finding}: {alert.detail}) · {alert.state.value}"
+        )

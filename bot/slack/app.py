@@ -1,0 +1,286 @@
+"""The Bolt app: `/byoi`, the Approve/Reject buttons and the App Home tab.
+
+Every listener acknowledges first (Slack's 3 s), then calls the pipeline and renders the reply
+with bot/slack/blocks/messages.py. Buttons carry only a run id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.slack.alertcards import AlertCards
+from bot.slack.blocks import alerts as alertblocks
+from bot.slack.blocks import messages
+from bot.slack.cards import Cards
+from pipeline.config.model import Config
+from pipeline.domain import commands
+from pipeline.ports import Clock
+from pipeline.services import alerts
+from pipeline.services.alerts import Alert
+from pipeline.services.replies import (
+    AlertsReply,
+    ErrorReply,
+    ImagesReply,
+    Reply,
+    RunReply,
+    StatusReply,
+)
+from pipeline.services.service import Caller, Service
+from pipeline.state.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Directory:
+    """Slack user-group membership (S… ids named in byoi.yml), cached for a few minutes."""
+
+    client: WebClient
+    groups: frozenset[str]
+    ttl: float = 300.0
+    _cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def for_config(cls, client: WebClient, config: Config) -> Directory:
+        refs = {
+            ref
+            for app in config.apps.values()
+            for env in app.environments.values()
+            for ref in (*env.operators, *env.approval.approvers)
+            if ref.startswith("S")
+        }
+        return cls(client, frozenset(refs))
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        return frozenset(g for g in self.groups if user in self._members(g))
+
+    def _members(self, group: str) -> frozenset[str]:
+        with self._lock:
+            cached = self._cache.get(group)
+            if cached and time.monotonic() - cached[0] < self.ttl:
+                return cached[1]
+        try:
+            users = self.client.usergroups_users_list(usergroup=group).get("users") or []
+        except SlackApiError as exc:
+            log.warning("could not read members of user group %s: %s", group, exc)
+            users = []
+        members = frozenset(str(u) for u in users)
+        with self._lock:
+            self._cache[group] = (time.monotonic(), members)
+        return members
+
+
+@dataclass
+class Services:
+    service: Service
+    store: Store
+    cards: Cards
+    directory: Directory
+    clock: Clock
+    alert_cards: AlertCards
+    # The work after an ack runs here, a few at a time, so it never starves the next ack
+    # (bench/ack_latency.py: 2 keeps p99 at or under a bare app's on 2 cores; serve raises
+    # it from BYOI_WORKERS where most of the work is waiting on slow cloud APIs).
+    work: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="work")
+    )
+
+    def later(self, work: Callable[[], None], respond: Respond | None) -> None:
+        def guarded_work() -> None:
+            with guarded(respond):
+                work()
+
+        self.work.submit(guarded_work)
+
+
+@contextmanager
+def guarded(respond: Respond | None) -> Iterator[None]:
+    """Internal errors: the trace goes to the log, the user gets a short reference."""
+    try:
+        yield
+    except Exception:
+        ref = secrets.token_hex(3)
+        log.exception("internal error, reference %s", ref)
+        if respond is not None:
+            try:
+                respond(
+                    text=f":warning: Something went wrong on byoi's side (reference {ref}). "
+                    "The details are in byoi's log.",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            except Exception:
+                log.exception("could not tell the user about reference %s", ref)
+
+
+def create_app(services: Services, client: WebClient, signing_secret: str | None) -> App:
+    app = App(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=signing_secret is not None,
+        token_verification_enabled=True,
+        raise_error_for_unhandled_request=False,
+        # Every listener only acks and hands its work to Services.later, so it can run in the
+        # request's own thread: the answer goes out as soon as the listener returns, without
+        # Bolt's hop to an executor and its 10 ms polling for the ack.
+        process_before_response=True,
+    )
+    register_commands(app, services)
+    register_actions(app, services)
+    register_events(app, services)
+    return app
+
+
+def _caller(services: Services, user: str, channel: str | None) -> Caller:
+    return Caller(user, services.directory.groups_of(user), channel)
+
+
+def deliver(services: Services, reply: Reply, respond: Respond) -> None:
+    """Show a reply: runs on their card in the channel, everything else to the asker only."""
+    now = services.clock()
+    if isinstance(reply, AlertsReply) and reply.message:
+        for alert in reply.alerts:
+            services.alert_cards.update(alert)
+    if isinstance(reply, RunReply) and reply.run is not None:
+        run = services.store.run(reply.run.id) or reply.run
+        if not run.message_ts:
+            services.cards.on_post_error(
+                run.id, lambda text: respond(text=text, response_type="ephemeral")
+            )
+        services.cards.run_changed(run)
+        if reply.message:
+            respond(text=reply.message, response_type="ephemeral", replace_original=False)
+        return
+    text, blocks = messages.reply_blocks(reply, now)
+    respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
+
+def register_commands(app: App, services: Services) -> None:
+    @app.command("/byoi")
+    def byoi(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        parsed = commands.parse(str(command.get("text", "")))
+        if isinstance(parsed, commands.CommandError):
+            text, blocks = messages.reply_blocks(
+                ErrorReply(parsed.message, parsed.usage), services.clock()
+            )
+            ack(text=text, blocks=blocks, response_type="ephemeral")
+            return
+        ack()
+
+        def work() -> None:
+            caller = _caller(services, str(command["user_id"]), str(command["channel_id"]))
+            reply = services.service.dispatch(parsed, caller, services.clock())
+            deliver(services, reply, respond)
+
+        services.later(work, respond)
+
+
+def _clicked_run(body: dict[str, Any]) -> int | None:
+    value = str(body.get("actions", [{}])[0].get("value", ""))
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
+
+
+def _click_channel(body: dict[str, Any]) -> str | None:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    return str(channel) if channel else None
+
+
+def register_actions(app: App, services: Services) -> None:
+    def on_click(body: dict[str, Any], respond: Respond, verb: str) -> None:
+        run_id = _clicked_run(body)
+        if run_id is None:
+            respond(
+                text="That button does not name a run.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        handler = services.service.approve if verb == "approve" else services.service.reject
+        reply = handler(run_id, caller, services.clock())
+        run = services.store.run(run_id)
+        if run is not None and run.message_ts:
+            services.cards.run_changed(run)  # the card shows what happened either way
+        # The clicker always hears what their click did (refused, recorded, already done).
+        message = reply.message if isinstance(reply, ErrorReply | RunReply) else ""
+        if message:
+            respond(
+                text=f":warning: {message}" if isinstance(reply, ErrorReply) else message,
+                response_type="ephemeral",
+                replace_original=False,
+            )
+
+    @app.action(messages.APPROVE)
+    def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_click(body, respond, "approve"), respond)
+
+    @app.action(messages.REJECT)
+    def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_click(body, respond, "reject"), respond)
+
+    def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
+        alert = _clicked_alert(services, body)
+        if alert is None:
+            respond(
+                text="That alert no longer exists.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        now = services.clock()
+        if verb == "refresh":
+            reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
+        else:
+            reply = services.service.snooze(alert.id, caller, now)
+        deliver(services, reply, respond)
+
+    @app.action(alertblocks.ALERT_REFRESH)
+    def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_alert(body, respond, "refresh"), respond)
+
+    @app.action(alertblocks.ALERT_SNOOZE)
+    def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_alert(body, respond, "snooze"), respond)
+
+
+def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
+    alert_id = _clicked_run(body)
+    return alerts.get(services.store, alert_id) if alert_id is not None else None
+
+
+def register_events(app: App, services: Services) -> None:
+    @app.event("app_home_opened")
+    def home(ack: Ack, event: dict[str, Any], client: WebClient) -> None:
+        ack()
+
+        def publish() -> None:
+            # Published whichever tab was opened, so the Home tab is current when it is shown.
+            now = services.clock()
+            status = services.service.status(None, now)
+            images = services.service.images(None, now)
+            assert isinstance(status, StatusReply) and isinstance(images, ImagesReply)
+            client.views_publish(
+                user_id=str(event["user"]), view=messages.home_view(status, images)
+            )
+
+        services.later(publish, None)

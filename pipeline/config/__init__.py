@@ -1,0 +1,1 @@
+"""byoi.yml and Cloud 66 manifests: the configuration model, its keys and its loader."""

@@ -1,0 +1,290 @@
+"""The command language shared by Slack and the shell: text in, a Command or a CommandError out.
+
+``parse`` never raises: every malformed input becomes a specific message plus the usage line.
+Checks that need the configuration (does the app exist?) happen in the service.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.domain.models import Strategy
+
+MAX_COUNT = 1000
+_APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_ENV = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$")
+_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_COUNT = re.compile(r"^[+-]?[0-9]+$")
+
+USAGE = {
+    "help": "/byoi help [command]",
+    "scale": "/byoi scale <app> <count|+n|-n> [--env E] [--image I] "
+    "[--strategy parallel|serial] [--dry-run]",
+    "status": "/byoi status [app]",
+    "images": "/byoi images [app]",
+    "refresh": "/byoi refresh <app> [--env E] [--from SERVER]",
+    "history": "/byoi history [app]",
+    "cancel": "/byoi cancel <run>",
+    "approve": "/byoi approve <run>",
+    "reject": "/byoi reject <run>",
+    "alerts": "/byoi alerts [app]",
+    "snooze": "/byoi snooze <alert>",
+}
+SUMMARY = {
+    "help": "this help",
+    "scale": "set how many servers an app runs (5), or change it (+2, -1)",
+    "status": "servers, their images, runs in flight",
+    "images": "images in use with age, versions, staleness",
+    "refresh": "snapshot a fresh image from a healthy live server",
+    "history": "recent runs: who asked, who approved, outcome",
+    "cancel": "stop a run; finished servers stay, in-flight ones are rolled back",
+    "approve": "approve a run (the buttons do the same)",
+    "reject": "reject a run (the buttons do the same)",
+    "alerts": "stale-image alerts that are not resolved",
+    "snooze": "silence a stale-image alert for 7 days (the button does the same)",
+}
+
+
+@dataclass(frozen=True)
+class Help:
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Scale:
+    app: str
+    count: int
+    relative: bool
+    env: str | None = None
+    image: str | None = None
+    strategy: Strategy = Strategy.PARALLEL
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Status:
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Images:
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    app: str
+    env: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Approve:
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Alerts:
+    app: str | None = None
+
+
+@dataclass(frozen=True)
+class Snooze:
+    alert_id: int
+
+
+Command = (
+    Alerts | Snooze | Help | Scale | Status | Images | History | Refresh | Cancel | Approve | Reject
+)
+
+
+@dataclass(frozen=True)
+class CommandError:
+    message: str
+    usage: str
+
+    def __str__(self) -> str:
+        return f"{self.message}\nUsage: {self.usage}"
+
+
+class _Bad(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A user's text made safe to echo: printable, short, no Slack mentions or markup."""
+    cleaned = "".join(
+        c if unicodedata.category(c)[0] not in "CZ" or c == " " else "?" for c in text
+    )
+    cleaned = cleaned.replace("<", "‹").replace(">", "›").replace("`", "'").replace("@", "＠")
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def parse(text: str) -> Command | CommandError:
+    # Slack and phones turn "--" into a dash; read them as the option they were meant to be.
+    words = [re.sub(r"^[\u2013\u2014]", "--", w) for w in text.split()]
+    if words and words[0].lower() in ("/byoi", "byoi"):
+        words = words[1:]
+    if not words:
+        return CommandError("Say what to do, for example `scale api 3`.", USAGE["help"])
+    verb = words[0].lower()
+    if verb not in USAGE:
+        known = ", ".join(USAGE)
+        return CommandError(
+            f"Unknown command `{shown(words[0])}` (commands: {known}).", USAGE["help"]
+        )
+    try:
+        return _PARSERS[verb](words[1:])
+    except _Bad as bad:
+        return CommandError(bad.message, USAGE[verb])
+
+
+def _split(args: list[str], flags: dict[str, bool]) -> tuple[list[str], dict[str, str]]:
+    """Positional words and `--flag value` / `--flag=value` options (bool flags take none)."""
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        word = args[index]
+        index += 1
+        if not word.startswith("--"):
+            positional.append(word)
+            continue
+        name, _, value = word[2:].partition("=")
+        name = name.lower()
+        if name not in flags:
+            allowed = ", ".join(f"--{f}" for f in flags) or "none"
+            raise _Bad(f"Unknown option `{shown(word)}` (options: {allowed}).")
+        if name in options:
+            raise _Bad(f"`--{name}` is given twice.")
+        if flags[name]:
+            if value:
+                raise _Bad(f"`--{name}` takes no value.")
+            options[name] = "yes"
+            continue
+        if not value:
+            if index >= len(args) or args[index].startswith("--"):
+                raise _Bad(f"`--{name}` needs a value.")
+            value = args[index]
+            index += 1
+        options[name] = value
+    return positional, options
+
+
+def _app(word: str) -> str:
+    if not _APP.match(word):
+        raise _Bad(f"`{shown(word)}` is not an app name (lowercase letters, digits and '-').")
+    return word
+
+
+def _env(options: dict[str, str]) -> str | None:
+    value = options.get("env")
+    if value is not None and not _ENV.match(value):
+        raise _Bad(f"`{shown(value)}` is not an environment name.")
+    return value
+
+
+def _count(word: str) -> tuple[int, bool]:
+    if not _COUNT.match(word):
+        raise _Bad(
+            f"`{shown(word)}` is not a server count: give a number (5) or a change (+2, -1)."
+        )
+    relative = word[0] in "+-"
+    if len(word.lstrip("+-")) > 6 or abs(int(word)) > MAX_COUNT:
+        raise _Bad(f"{shown(word)} servers is more than byoi will plan ({MAX_COUNT} at most).")
+    value = int(word)
+    if relative and value == 0:
+        raise _Bad(f"`{word}` changes nothing: give a change like +2 or -1, or a count like 3.")
+    return value, relative
+
+
+def _run_id(args: list[str], what: str = "run") -> int:
+    if len(args) != 1:
+        raise _Bad(f"Give one {what} number, for example `12`.")
+    word = args[0].removeprefix("#")
+    if not word.isascii() or not word.isdigit() or len(word) > 12 or int(word) == 0:
+        raise _Bad(f"`{shown(args[0])}` is not a {what} number.")
+    return int(word)
+
+
+def _optional_app(args: list[str]) -> str | None:
+    positional, _ = _split(args, {})
+    if len(positional) > 1:
+        raise _Bad("Give at most one app.")
+    return _app(positional[0]) if positional else None
+
+
+def _parse_scale(args: list[str]) -> Scale:
+    positional, options = _split(
+        args, {"env": False, "image": False, "strategy": False, "dry-run": True}
+    )
+    if len(positional) != 2:
+        raise _Bad("Give an app and a count, for example `scale api 5` or `scale api +2`.")
+    app = _app(positional[0])
+    count, relative = _count(positional[1])
+    if not relative and count < 0:
+        raise _Bad("A count cannot be negative.")
+    image = options.get("image")
+    if image is not None and not _IMAGE.match(image):
+        raise _Bad(f"`{shown(image)}` is not an image id, name or family:<name>.")
+    strategy = options.get("strategy", Strategy.PARALLEL.value).lower()
+    if strategy not in {s.value for s in Strategy}:
+        raise _Bad(f"`{shown(strategy)}` is not a strategy (parallel or serial).")
+    return Scale(
+        app, count, relative, _env(options), image, Strategy(strategy), "dry-run" in options
+    )
+
+
+def _parse_refresh(args: list[str]) -> Refresh:
+    positional, options = _split(args, {"env": False, "from": False})
+    if len(positional) != 1:
+        raise _Bad("Give one app, for example `refresh api`.")
+    source = options.get("from")
+    if source is not None and not _SERVER.match(source):
+        raise _Bad(f"`{shown(source)}` is not a server id.")
+    return Refresh(_app(positional[0]), _env(options), source)
+
+
+def _parse_help(args: list[str]) -> Help:
+    if not args:
+        return Help()
+    topic = args[0].lower()
+    if len(args) > 1 or topic not in USAGE:
+        raise _Bad(f"No help for `{shown(' '.join(args))}`.")
+    return Help(topic)
+
+
+_PARSERS: dict[str, Callable[[list[str]], Command]] = {
+    "help": _parse_help,
+    "scale": _parse_scale,
+    "status": lambda a: Status(_optional_app(a)),
+    "images": lambda a: Images(_optional_app(a)),
+    "history": lambda a: History(_optional_app(a)),
+    "refresh": _parse_refresh,
+    "cancel": lambda a: Cancel(_run_id(a)),
+    "approve": lambda a: Approve(_run_id(a)),
+    "reject": lambda a: Reject(_run_id(a)),
+    "alerts": lambda a: Alerts(_optional_app(a)),
+    "snooze": lambda a: Snooze(_run_id(a, "alert")),
+}

@@ -1,0 +1,1 @@
+"""Carrying runs out: the runner, the scripts it sends, recovery after a crash, the scan."""

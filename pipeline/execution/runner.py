@@ -1,0 +1,395 @@
+"""Carry out approved runs: every server through its steps, with rollback, cancel and resume.
+
+Each step is stored as started before the provider call and as finished after it, so a
+restart redoes at most the step that was in flight; provider calls are idempotent by key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pipeline.config.model import Config, EnvConfig
+from pipeline.domain.models import (
+    STEPS,
+    Run,
+    RunKind,
+    RunServer,
+    RunState,
+    ServerStatus,
+    Step,
+    Strategy,
+)
+from pipeline.execution import scripts
+from pipeline.ports import Clock, Notifier, ProviderFor
+from pipeline.state.store import Store
+from providers.base import (
+    TAG_APP,
+    TAG_ENV,
+    TAG_KEY,
+    TAG_RUN,
+    LaunchRequest,
+    NotFound,
+    Provider,
+    ProviderError,
+    ScriptFailed,
+    Server,
+    Target,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Slot:
+    run: Run
+    env: EnvConfig
+    provider: Provider
+    record: RunServer
+    server: Server | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config: Config,
+        provider_for: ProviderFor,
+        notifier: Notifier,
+        clock: Clock,
+        checkpoint: Callable[[str], None] | None = None,
+        notify_interval: float = 0.0,
+    ) -> None:
+        # 0 tells the notifier of every change (the shell prints each step); a server sets
+        # a short interval so a large fleet is not re-read from the store on every step.
+        self.notify_interval = notify_interval
+        self._dirty: set[int] = set()
+        self._notifier_thread: threading.Thread | None = None
+        self.store = store
+        # Called at every step boundary with "<point>:<slot>"; crash drills kill the process there.
+        self.checkpoint = checkpoint or (lambda _: None)
+        self.config = config
+        self.provider_for = provider_for
+        self.notifier = notifier
+        self.clock = clock
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._notify_lock = threading.Lock()
+
+    # starting ---------------------------------------------------------------------------
+
+    def start(self, run_id: int) -> None:
+        """Carry out a run in the background (at most one thread per run)."""
+        with self._lock:
+            thread = self._threads.get(run_id)
+            if thread is not None and thread.is_alive():
+                return
+            thread = threading.Thread(target=self._guarded, args=(run_id,), name=f"run-{run_id}")
+            self._threads[run_id] = thread
+            thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for every run started so far (the shell's scripted mode, tests)."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+        self._flush_notifications()
+
+    def _guarded(self, run_id: int) -> None:
+        try:
+            self.execute(run_id)
+        except Exception:
+            log.exception("run %s stopped on an internal error", run_id)
+            self.store.transition(
+                run_id,
+                [RunState.RUNNING, RunState.APPROVED],
+                RunState.FAILED,
+                self.clock(),
+                actor="byoi",
+                reason="internal error (see log)",
+            )
+            self._notify(run_id)
+
+    def _notify(self, run_id: int) -> None:
+        """Tell the notifier; with a notify_interval, at most once per interval per run."""
+        if self.notify_interval <= 0:
+            self._deliver(run_id)
+            return
+        with self._lock:
+            self._dirty.add(run_id)
+            if self._notifier_thread is None or not self._notifier_thread.is_alive():
+                self._notifier_thread = threading.Thread(
+                    target=self._notify_loop, name="run-notifier", daemon=True
+                )
+                self._notifier_thread.start()
+
+    def _notify_loop(self) -> None:
+        while True:
+            time.sleep(self.notify_interval)
+            if not self._flush_notifications():
+                return
+
+    def _flush_notifications(self) -> bool:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if not dirty:
+                self._notifier_thread = None
+                return False
+        for run_id in sorted(dirty):
+            self._deliver(run_id)
+        return True
+
+    def _deliver(self, run_id: int) -> None:
+        run = self.store.run(run_id)
+        if run is None:
+            return
+        with self._notify_lock:
+            try:
+                self.notifier.run_changed(run)
+            except Exception:
+                log.exception("notifier failed for run %s", run_id)
+
+    # executing --------------------------------------------------------------------------
+
+    def execute(self, run_id: int) -> Run | None:
+        """Carry out (or resume) a run to its end, synchronously."""
+        self.store.transition(
+            run_id, [RunState.APPROVED], RunState.RUNNING, self.clock(), actor="byoi"
+        )
+        run = self.store.run(run_id)
+        if run is None or run.state != RunState.RUNNING:
+            return run
+        self._notify(run_id)
+        env = self.config.apps[run.app].environments[run.env]
+        provider = self.provider_for(env.provider)
+        open_slots = [_Slot(run, env, provider, s) for s in run.servers if not s.status.finished]
+        if run.strategy == Strategy.SERIAL:
+            self._serial(open_slots)
+        elif open_slots:
+            workers = min(run.max_parallel, len(open_slots))
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{run_id}") as pool:
+                list(pool.map(self._work, open_slots))
+        return self._finish(run_id)
+
+    def _serial(self, slots: list[_Slot]) -> None:
+        for index, slot in enumerate(slots):
+            if not self._work(slot):
+                for rest in slots[index + 1 :]:
+                    self._set(
+                        rest,
+                        ServerStatus.SKIPPED,
+                        "skipped",
+                        reason="not started: an earlier server failed (serial)",
+                    )
+                return
+
+    def _finish(self, run_id: int) -> Run | None:
+        run = self.store.run(run_id)
+        assert run is not None
+        done = sum(s.status == ServerStatus.DONE for s in run.servers)
+        failed = [s for s in run.servers if s.status == ServerStatus.FAILED]
+        if run.cancel_requested:
+            state, reason = RunState.CANCELLED, f"cancelled; {done} server(s) finished"
+        elif not failed and done == len(run.servers):
+            state, reason = RunState.SUCCEEDED, None
+        elif done == 0:
+            state, reason = RunState.FAILED, failed[0].reason if failed else "nothing finished"
+        else:
+            state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(run.servers)} failed"
+        self.store.transition(
+            run_id, [RunState.RUNNING], state, self.clock(), actor="byoi", reason=reason
+        )
+        self._notify(run_id)
+        return self.store.run(run_id)
+
+    def _set(self, slot: _Slot, status: ServerStatus, event: str, **fields: object) -> None:
+        self.store.update_server(
+            slot.run.id, slot.record.slot, self.clock(), event=event, status=status, **fields
+        )
+        self._notify(slot.run.id)
+
+    def _check_cancel(self, slot: _Slot) -> None:
+        if self.store.cancel_requested(slot.run.id):
+            raise Cancelled
+
+    def _work(self, slot: _Slot) -> bool:
+        """Take one server through its steps; True if it finished."""
+        steps = STEPS[slot.run.kind]
+        start = steps.index(slot.record.step) if slot.record.step in steps else 0
+        try:
+            for step in steps[start:]:
+                self._check_cancel(slot)
+                self._set(slot, ServerStatus.WORKING, f"{step}_started", step=step)
+                self.checkpoint(f"{step}_started:{slot.record.slot}")
+                self._do(slot, step)
+                self.store.update_server(
+                    slot.run.id, slot.record.slot, self.clock(), event=f"{step}_done", step=step
+                )
+                self.checkpoint(f"{step}_done:{slot.record.slot}")
+        except Cancelled:
+            cleanup = self._rollback(slot)
+            self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
+            return False
+        except ProviderError as exc:
+            cleanup = self._rollback(slot)
+            self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
+            return False
+        self._set(slot, ServerStatus.DONE, "done")
+        return True
+
+    # steps ------------------------------------------------------------------------------
+
+    def _do(self, slot: _Slot, step: Step) -> None:
+        if slot.run.kind == RunKind.SCALE_UP:
+            self._scale_up_step(slot, step)
+        elif slot.run.kind == RunKind.SCALE_DOWN:
+            self._scale_down_step(slot, step)
+        else:
+            self._refresh_step(slot)
+
+    def _launch(self, slot: _Slot) -> Server:
+        image = slot.provider.resolve_image(slot.run.image_id)
+        request = LaunchRequest(
+            key=slot.record.key,
+            name=slot.record.key,
+            image=image,
+            spec=slot.env.spec,
+            tags={TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env},
+            scripts=self._scripts(slot),
+        )
+        return slot.provider.launch(request)
+
+    def _scripts(self, slot: _Slot) -> tuple[scripts.Script, ...]:
+        """The scrub, deploy and (if configured) health scripts of a new server, in order."""
+        deploy = slot.env.deploy
+        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
+        if deploy.health_command:
+            steps.append(scripts.health(deploy))
+        return tuple(steps)
+
+    def _scale_up_step(self, slot: _Slot, step: Step) -> None:
+        # A resumed slot finds its server again through the idempotent launch.
+        if slot.server is None:
+            slot.server = self._launch(slot)
+            self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
+
+            self.store.update_server(
+                slot.run.id,
+                slot.record.slot,
+                self.clock(),
+                event="launched",
+                provider_id=slot.server.id,
+            )
+        steps = {s.name: s for s in self._scripts(slot)}
+        if step == Step.SCRUB:
+            self._script(slot, "scrub", steps["scrub"])
+        elif step == Step.DEPLOY:
+            self._script(slot, "deploy", steps["deploy"])
+        elif step == Step.REGISTER:
+            if "health" in steps:
+                self._script(slot, "health check", steps["health"])
+
+            self.store.update_server(
+                slot.run.id, slot.record.slot, self.clock(), event="registering", registered=True
+            )
+            slot.provider.register(slot.server, self._target(slot))
+
+    def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
+        assert slot.server is not None
+        result = slot.provider.run_script(slot.server, script)
+        if not result.ok:
+            tail = result.tail(3).replace("\n", " | ")
+            raise ScriptFailed(
+                f"{what} exited {result.exit_code}: {tail}",
+                exit_code=result.exit_code,
+                output=result.output,
+            )
+        self.store.update_server(
+            slot.run.id,
+            slot.record.slot,
+            self.clock(),
+            event=f"{script.name}_output",
+            note=_summary(result.output),
+        )
+
+    def _target(self, slot: _Slot) -> Target:
+        return Target(slot.run.target, slot.env.drain_seconds)
+
+    def _find(self, slot: _Slot) -> Server | None:
+        live = slot.provider.list_servers({TAG_APP: slot.run.app, TAG_ENV: slot.run.env})
+        return next((s for s in live if s.id == slot.record.provider_id), None)
+
+    def _scale_down_step(self, slot: _Slot, step: Step) -> None:
+        server = self._find(slot)
+        if server is None:
+            return  # already gone: the goal of both steps holds
+        if step == Step.DRAIN:
+            slot.provider.deregister(server, self._target(slot))
+        else:
+            slot.provider.terminate(server)
+
+    def _refresh_step(self, slot: _Slot) -> None:
+        server = self._find(slot)
+        if server is None:
+            raise NotFound(f"server {slot.record.provider_id} is gone")
+        family = (
+            slot.env.image.removeprefix("family:") if slot.env.image.startswith("family:") else None
+        )
+        stamp = self.clock().strftime("%Y%m%d-%H%M%S")
+        image = slot.provider.snapshot(
+            server,
+            name=f"{slot.run.app}-{slot.run.env}-{stamp}",
+            family=family,
+            versions=slot.env.versions,
+        )
+        self.store.update_server(
+            slot.run.id,
+            slot.record.slot,
+            self.clock(),
+            event="snapshot_created",
+            note=f"image {image.name} ({image.id})",
+        )
+
+    # rollback ---------------------------------------------------------------------------
+
+    def _rollback(self, slot: _Slot) -> str | None:
+        """Undo a scale-up slot: deregister and terminate whatever carries its key."""
+        if slot.run.kind != RunKind.SCALE_UP:
+            return None
+        try:
+            servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
+            record = self.store.run(slot.run.id)
+            registered = record is not None and any(
+                s.registered for s in record.servers if s.slot == slot.record.slot
+            )
+            for server in servers:
+                if registered:
+                    slot.provider.deregister(server, Target(slot.run.target, 0.0))
+                slot.provider.terminate(server)
+        except ProviderError as exc:
+            log.warning("rollback of %s failed: %s", slot.record.key, exc.reason)
+            return f"rollback failed: {exc.reason}; the reconciler will retry"
+        self.store.update_server(
+            slot.run.id, slot.record.slot, self.clock(), event="rolled_back", registered=False
+        )
+        names = ", ".join(s.id for s in servers)
+        return f"rolled back (terminated {names})" if servers else "rolled back (nothing created)"
+
+
+def _summary(output: str) -> str:
+    """A script's report in one line: scrub's removals, or its last line of output."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(("removed ", "emptied "))]
+    if cleaned:
+        return f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
+    return lines[-1] if lines else ""

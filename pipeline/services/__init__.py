@@ -1,0 +1,1 @@
+"""The use cases: scale, approve, reject, cancel, refresh, alerts and the read-only views."""

@@ -1,0 +1,133 @@
+"""What the service answers: plain values that the shell and Slack each render their own way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.domain.models import Run, RunKind, Strategy
+from pipeline.domain.staleness import Staleness
+from pipeline.execution.scan import Observation
+from pipeline.services.alerts import Alert, Changes
+from providers.base import Image, Server
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """Something the user can fix; shown only to them."""
+
+    message: str
+    usage: str | None = None
+
+
+@dataclass(frozen=True)
+class InfoReply:
+    message: str
+    ephemeral: bool = True
+
+
+@dataclass(frozen=True)
+class HelpReply:
+    lines: tuple[tuple[str, str], ...]
+    """(usage, summary) pairs."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    app: str
+    env: str
+    kind: RunKind
+    current: int
+    desired: int
+    image: Image
+    staleness: Staleness
+    strategy: Strategy
+    target: str
+    requester: str
+    approvals_needed: int
+    approvers: tuple[str, ...]
+    removals: tuple[Server, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class RunReply:
+    """A run's card: the plan, and the run once it exists (None for --dry-run)."""
+
+    plan: Plan | None
+    run: Run | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ServerView:
+    server: Server
+    image_name: str
+    image_age_days: int | None
+
+
+@dataclass(frozen=True)
+class EnvStatus:
+    app: str
+    env: str
+    servers: tuple[ServerView, ...]
+    active_run: Run | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    envs: tuple[EnvStatus, ...]
+
+
+@dataclass(frozen=True)
+class ImageView:
+    app: str
+    env: str
+    ref: str
+    image: Image | None
+    staleness: Staleness | None
+    declared: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ImagesReply:
+    images: tuple[ImageView, ...]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class HistoryReply:
+    runs: tuple[Run, ...]
+
+
+@dataclass(frozen=True)
+class AlertsReply:
+    alerts: tuple[Alert, ...]
+    now: datetime
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ScanReply:
+    observations: tuple[Observation, ...]
+    changes: Changes
+    now: datetime
+
+    @property
+    def findings(self) -> int:
+        return sum(o.findings for o in self.observations)
+
+
+Reply = (
+    ErrorReply
+    | InfoReply
+    | HelpReply
+    | RunReply
+    | StatusReply
+    | ImagesReply
+    | HistoryReply
+    | AlertsReply
+    | ScanReply
+)

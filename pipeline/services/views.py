@@ -1,0 +1,125 @@
+"""The read-only views behind `status`, `images`, `history`, `alerts`, and the scan."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pipeline.config.model import AppConfig, Config, EnvConfig
+from pipeline.domain import commands as cmd
+from pipeline.domain.staleness import assess
+from pipeline.execution import scan
+from pipeline.ports import ProviderFor
+from pipeline.services import alerts
+from pipeline.services.replies import (
+    AlertsReply,
+    EnvStatus,
+    ErrorReply,
+    HistoryReply,
+    ImagesReply,
+    ImageView,
+    Reply,
+    ScanReply,
+    ServerView,
+    StatusReply,
+)
+from pipeline.state.store import Store
+from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
+
+
+class Views:
+    config: Config
+    store: Store
+    provider_for: ProviderFor
+
+    def _app(self, name: str, usage: str) -> AppConfig | ErrorReply:
+        app = self.config.apps.get(name)
+        if app is None:
+            known = ", ".join(sorted(self.config.apps)) or "none configured"
+            return ErrorReply(f"Unknown app `{name}` (apps: {known}).", usage)
+        return app
+
+    def _fleet(self, env: EnvConfig) -> list[Server]:
+        return self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
+
+    def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
+        if app_name is None:
+            return [e for a in self.config.apps.values() for e in a.environments.values()]
+        app = self._app(app_name, usage)
+        if isinstance(app, ErrorReply):
+            return app
+        return list(app.environments.values())
+
+    def status(self, app_name: str | None, now: datetime) -> Reply:
+        envs = self._envs(app_name, cmd.USAGE["status"])
+        if isinstance(envs, ErrorReply):
+            return envs
+        views = []
+        for env in envs:
+            active = self.store.active_run(env.app, env.name)
+            try:
+                fleet = self._fleet(env)
+                images = self._image_names(env, fleet, now)
+            except ProviderError as exc:
+                views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
+                continue
+            servers = tuple(
+                ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
+            )
+            views.append(EnvStatus(env.app, env.name, servers, active))
+        return StatusReply(tuple(views))
+
+    def _image_names(
+        self, env: EnvConfig, fleet: list[Server], now: datetime
+    ) -> dict[str, tuple[str, int]]:
+        provider = self.provider_for(env.provider)
+        found: dict[str, tuple[str, int]] = {}
+        for image_id in {s.image_id for s in fleet}:
+            try:
+                image = provider.resolve_image(image_id)
+            except ProviderError:
+                continue
+            found[image_id] = (image.name, (now - image.created_at).days)
+        return found
+
+    def images(self, app_name: str | None, now: datetime) -> Reply:
+        envs = self._envs(app_name, cmd.USAGE["images"])
+        if isinstance(envs, ErrorReply):
+            return envs
+        views = []
+        for env in envs:
+            try:
+                image: Image = self.provider_for(env.provider).resolve_image(env.image)
+            except ProviderError as exc:
+                views.append(
+                    ImageView(
+                        env.app, env.name, env.image, None, None, dict(env.versions), exc.reason
+                    )
+                )
+                continue
+            staleness = assess(
+                image, env.versions, max_age_days=self.config.stale.max_age_days, now=now
+            )
+            views.append(
+                ImageView(env.app, env.name, env.image, image, staleness, dict(env.versions))
+            )
+        return ImagesReply(tuple(views), now)
+
+    def alerts(self, app_name: str | None, now: datetime) -> Reply:
+        if app_name is not None:
+            app = self._app(app_name, cmd.USAGE["alerts"])
+            if isinstance(app, ErrorReply):
+                return app
+        return AlertsReply(tuple(alerts.unresolved(self.store, app_name)), now)
+
+    def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
+        """Run the stale-image check once and record what it found."""
+        observations = scan.scan(self.config, self.provider_for, now)
+        changes = alerts.apply(self.store, observations, now, trigger)
+        return ScanReply(tuple(observations), changes, now)
+
+    def history(self, app_name: str | None) -> Reply:
+        if app_name is not None:
+            app = self._app(app_name, cmd.USAGE["history"])
+            if isinstance(app, ErrorReply):
+                return app
+        return HistoryReply(tuple(self.store.runs(app_name, limit=10)))

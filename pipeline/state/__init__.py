@@ -1,0 +1,1 @@
+"""The SQLite store and its migrations: all SQL lives here."""

@@ -1,0 +1,395 @@
+"""State in one SQLite file: runs, their servers, approvals and the audit log.
+
+Every change is one ``BEGIN IMMEDIATE`` transaction together with its audit record, so a
+crash leaves either the old or the new state, and two processes never both win a race.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from pipeline.domain.models import (
+    ACTIVE_STATES,
+    AuditEvent,
+    Run,
+    RunKind,
+    RunServer,
+    RunState,
+    ServerStatus,
+    Step,
+    Strategy,
+)
+from pipeline.state import migrations
+
+
+class ActiveRunExists(Exception):
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"run {run.id} is already active for {run.app}/{run.env}")
+        self.run = run
+
+
+@dataclass(frozen=True)
+class ApprovalResult:
+    run: Run
+    recorded: bool
+    """False when this user had already approved, or the run was no longer waiting."""
+    started: bool
+    """True for exactly one caller: the approval that completed the count."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        if self.path != ":memory:":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA busy_timeout = 10000")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        with self._lock:
+            migrations.apply(self.db)
+        rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
+        self.install_id = str(rows[0]["value"])
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction (for modules that keep their own tables here)."""
+        with self._write() as conn:
+            yield conn
+
+    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return self._rows(sql, params)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self.db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
+
+    # runs -------------------------------------------------------------------------------
+
+    def create_run(self, run: Run, now: datetime) -> Run:
+        """Store a new run and its server slots; refuses a second active run per app/env."""
+        with self._write() as conn:
+            try:
+                cursor = conn.execute(
+                    """INSERT INTO runs (kind, app, env, state, requester, created_at, updated_at,
+                    current, desired, image_id, image_name, image_created_at, image_versions,
+                    strategy, max_parallel, target, approvals_needed, expires_at, notes, channel)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                    [
+                        run.kind,
+                        run.app,
+                        run.env,
+                        run.state,
+                        run.requester,
+                        now.isoformat(),
+                        now.isoformat(),
+                        run.current,
+                        run.desired,
+                        run.image_id,
+                        run.image_name,
+                        _iso(run.image_created_at),
+                        json.dumps(dict(run.image_versions)),
+                        run.strategy,
+                        run.max_parallel,
+                        run.target,
+                        run.approvals_needed,
+                        _iso(run.expires_at),
+                        json.dumps(list(run.notes)),
+                        run.channel,
+                    ],
+                )
+            except sqlite3.IntegrityError:
+                active = self._active(conn, run.app, run.env)
+                if active is None:
+                    raise
+                raise ActiveRunExists(active) from None
+            run_id = int(cursor.lastrowid or 0)
+            for server in run.servers:
+                conn.execute(
+                    """INSERT INTO servers (run_id, slot, key, status, step, provider_id,
+                    updated_at) VALUES (?,?,?,?,?,?,?)""",
+                    [
+                        run_id,
+                        server.slot,
+                        f"byoi-{self.install_id}-{run_id}-{server.slot}",
+                        server.status,
+                        server.step,
+                        server.provider_id,
+                        now.isoformat(),
+                    ],
+                )
+            self._audit(
+                conn,
+                now,
+                run_id,
+                run.requester,
+                "requested",
+                f"{run.kind} {run.current}→{run.desired} image {run.image_name}",
+            )
+        stored = self.run(run_id)
+        assert stored is not None
+        return stored
+
+    def _active(self, conn: sqlite3.Connection, app: str, env: str) -> Run | None:
+        states = ",".join(f"'{s}'" for s in ACTIVE_STATES)
+        row = conn.execute(
+            f"SELECT id FROM runs WHERE app = ? AND env = ? AND state IN ({states})",  # noqa: S608
+            [app, env],
+        ).fetchone()
+        return self.run(int(row[0])) if row else None
+
+    def run(self, run_id: int) -> Run | None:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
+        return self._hydrate(rows[0]) if rows else None
+
+    def active_run(self, app: str, env: str) -> Run | None:
+        with self._lock:
+            return self._active(self.db.conn, app, env)
+
+    def runs(self, app: str | None = None, limit: int = 10) -> list[Run]:
+        where, params = ("WHERE app = ?", [app]) if app else ("", [])
+        rows = self._rows(
+            f"SELECT * FROM runs {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            [*params, limit],
+        )
+        return [self._hydrate(r) for r in rows]
+
+    def runs_in(self, states: Iterable[RunState]) -> list[Run]:
+        wanted = list(states)
+        marks = ",".join("?" * len(wanted))
+        rows = self._rows(f"SELECT * FROM runs WHERE state IN ({marks}) ORDER BY id", wanted)  # noqa: S608
+        return [self._hydrate(r) for r in rows]
+
+    def _hydrate(self, row: Mapping[str, Any]) -> Run:
+        servers = tuple(
+            RunServer(
+                run_id=s["run_id"],
+                slot=s["slot"],
+                key=s["key"],
+                status=ServerStatus(s["status"]),
+                step=Step(s["step"]) if s["step"] else None,
+                provider_id=s["provider_id"],
+                registered=bool(s["registered"]),
+                reason=s["reason"],
+                cleanup=s["cleanup"],
+                note=s["note"],
+                updated_at=datetime.fromisoformat(s["updated_at"]),
+            )
+            for s in self._rows("SELECT * FROM servers WHERE run_id = ? ORDER BY slot", [row["id"]])
+        )
+        approvers = tuple(
+            a["user"]
+            for a in self._rows(
+                "SELECT user FROM approvals WHERE run_id = ? ORDER BY at", [row["id"]]
+            )
+        )
+        created = datetime.fromisoformat(row["created_at"])
+        return Run(
+            id=row["id"],
+            kind=RunKind(row["kind"]),
+            app=row["app"],
+            env=row["env"],
+            state=RunState(row["state"]),
+            requester=row["requester"],
+            created_at=created,
+            updated_at=_dt(row["updated_at"]) or created,
+            current=row["current"],
+            desired=row["desired"],
+            image_id=row["image_id"],
+            image_name=row["image_name"],
+            strategy=Strategy(row["strategy"]),
+            max_parallel=row["max_parallel"],
+            target=row["target"],
+            approvals_needed=row["approvals_needed"],
+            image_created_at=_dt(row["image_created_at"]),
+            image_versions=json.loads(row["image_versions"]),
+            expires_at=_dt(row["expires_at"]),
+            cancel_requested=bool(row["cancel_requested"]),
+            reason=row["reason"],
+            notes=tuple(json.loads(row["notes"])),
+            approvers=approvers,
+            channel=row["channel"],
+            message_ts=row["message_ts"],
+            servers=servers,
+        )
+
+    def transition(
+        self,
+        run_id: int,
+        allowed: Iterable[RunState],
+        to: RunState,
+        now: datetime,
+        *,
+        actor: str,
+        reason: str | None = None,
+    ) -> bool:
+        """Move a run to ``to`` if it is in one of ``allowed``; True if this call moved it."""
+        allowed_states = list(allowed)
+        marks = ",".join("?" * len(allowed_states))
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"""UPDATE runs SET state = ?, updated_at = ?, reason = COALESCE(?, reason)
+                WHERE id = ? AND state IN ({marks})""",  # noqa: S608
+                [to, now.isoformat(), reason, run_id, *allowed_states],
+            )
+            moved = cursor.rowcount == 1
+            if moved:
+                self._audit(conn, now, run_id, actor, to.value, reason or "")
+        return moved
+
+    def approve(self, run_id: int, user: str, now: datetime) -> ApprovalResult:
+        """Record an approval; the one that completes the count moves the run to approved."""
+        with self._write() as conn:
+            run = self.run(run_id)
+            assert run is not None
+            if run.state != RunState.AWAITING_APPROVAL:
+                return ApprovalResult(run, recorded=False, started=False)
+            if run.expires_at and now >= run.expires_at:
+                conn.execute(
+                    "UPDATE runs SET state = ?, updated_at = ? WHERE id = ?",
+                    [RunState.EXPIRED, now.isoformat(), run_id],
+                )
+                self._audit(conn, now, run_id, user, "expired", "approval came after expiry")
+                return ApprovalResult(replace(run, state=RunState.EXPIRED), False, False)
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?)", [run_id, user, now.isoformat()]
+            )
+            recorded = cursor.rowcount == 1
+            if recorded:
+                self._audit(conn, now, run_id, user, "approved", "")
+            (count,) = conn.execute(
+                "SELECT count(*) FROM approvals WHERE run_id = ?", [run_id]
+            ).fetchone()
+            started = False
+            if count >= run.approvals_needed:
+                moved = conn.execute(
+                    "UPDATE runs SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+                    [RunState.APPROVED, now.isoformat(), run_id, RunState.AWAITING_APPROVAL],
+                )
+                started = moved.rowcount == 1
+        stored = self.run(run_id)
+        assert stored is not None
+        return ApprovalResult(stored, recorded, started)
+
+    def request_cancel(self, run_id: int, now: datetime, actor: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET cancel_requested = 1, updated_at = ? WHERE id = ?",
+                [now.isoformat(), run_id],
+            )
+            self._audit(conn, now, run_id, actor, "cancel_requested", "")
+
+    def set_message(self, run_id: int, channel: str, ts: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE runs SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, run_id]
+            )
+
+    # servers ----------------------------------------------------------------------------
+
+    def update_server(
+        self, run_id: int, slot: int, now: datetime, *, event: str, **fields: Any
+    ) -> None:
+        """Change a server slot and audit it in one transaction."""
+        allowed = {"status", "step", "provider_id", "registered", "reason", "cleanup", "note"}
+        assert set(fields) <= allowed, fields
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE servers SET {sets}, updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
+                [*fields.values(), now.isoformat(), run_id, slot],
+            )
+            detail = json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
+            self._audit(conn, now, run_id, "byoi", event, detail)
+
+    def replies(self, run_id: int) -> set[str]:
+        """Thread replies already posted for a run (see migrations.m003_replies)."""
+        return {
+            r["what"] for r in self._rows("SELECT what FROM replies WHERE run_id = ?", [run_id])
+        }
+
+    def record_reply(self, run_id: int, what: str, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]
+            )
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Checked before every step of every server: one column, not the whole run."""
+        rows = self._rows("SELECT cancel_requested FROM runs WHERE id = ?", [run_id])
+        return bool(rows and rows[0]["cancel_requested"])
+
+    # audit ------------------------------------------------------------------------------
+
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        now: datetime,
+        run_id: int | None,
+        actor: str,
+        event: str,
+        detail: str,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
+            [now.isoformat(), run_id, actor, event, detail],
+        )
+
+    def audit(
+        self, now: datetime, run_id: int | None, actor: str, event: str, detail: str = ""
+    ) -> None:
+        with self._write() as conn:
+            self._audit(conn, now, run_id, actor, event, detail)
+
+    def audit_events(self, run_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
+        where, params = ("WHERE run_id = ?", [run_id]) if run_id is not None else ("", [])
+        rows = self._rows(
+            f"SELECT * FROM audit {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            [*params, limit],
+        )
+        return [
+            AuditEvent(
+                r["id"],
+                datetime.fromisoformat(r["at"]),
+                r["run_id"],
+                r["actor"],
+                r["event"],
+                r["detail"],
+            )
+            for r in reversed(rows)
+        ]
