@@ -14,6 +14,6 @@ ProviderFor = Callable[[str], Provider]
 
 
 class Notifier(Protocol):
-    """Told whenever a run or one of its servers changes; the shell and Slack implement it."""
+    """Told whenever a run or one of its servers changes; each front end implements it."""
 
     def run_changed(self, run: Run) -> None: ...

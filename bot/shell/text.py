@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.render import usage_line
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.services.alerts import Alert, AlertState
 from pipeline.services.replies import (
@@ -33,12 +34,12 @@ STATUS_MARK = {
 def render(reply: Reply) -> str:
     match reply:
         case ErrorReply(message, usage):
-            return f"✗ {message}" + (f"\n  usage: {usage}" if usage else "")
+            return f"✗ {message}" + (f"\n  usage: {usage_line(usage)}" if usage else "")
         case InfoReply(message):
             return message
         case HelpReply(lines):
-            width = max(len(u) for u, _ in lines)
-            return "\n".join(f"  {u.ljust(width)}  {s}" for u, s in lines)
+            width = max(len(usage_line(u)) for u, _ in lines)
+            return "\n".join(f"  {usage_line(u).ljust(width)}  {s}" for u, s in lines)
         case RunReply(plan, run, message):
             parts = [p for p in (message, plan_text(plan, run) if plan else None) if p]
             if run is not None and plan is None and run.state.terminal:

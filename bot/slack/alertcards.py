@@ -38,7 +38,7 @@ class AlertCards:
             log.warning("could not show %s in Slack: %s", alert.label, exc)
 
     def _post_or_reopen(self, alert: Alert) -> None:
-        if alert.message_ts:
+        if alert.shown_as:
             self.update(alert)
             self._remind(alert)
             return
@@ -49,29 +49,29 @@ class AlertCards:
         response = self.poster(
             alert.channel, text=self._fallback(alert), blocks=alertblocks.alert_card(alert, now)
         )
-        alerts.set_message(
+        alerts.set_shown(
             self.store, alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
         )
 
     def _remind(self, alert: Alert) -> None:
         current = alerts.get(self.store, alert.id) or alert
-        if not current.message_ts or not current.channel:
+        if not current.shown_as or not current.channel:
             self._post_or_reopen(current)  # never shown yet: post the card now
             return
         self.update(current)
         self.poster(
             current.channel,
             text=alertblocks.alert_reminder(current, self.clock()),
-            thread_ts=current.message_ts,
+            thread_ts=current.shown_as,
         )
 
     def update(self, alert: Alert) -> None:
         current = alerts.get(self.store, alert.id) or alert
-        if not current.message_ts or not current.channel:
+        if not current.shown_as or not current.channel:
             return
         self.poster.client.chat_update(
             channel=current.channel,
-            ts=current.message_ts,
+            ts=current.shown_as,
             text=self._fallback(current),
             blocks=alertblocks.alert_card(current, self.clock()),
         )

@@ -156,7 +156,7 @@ def deliver(services: Services, reply: Reply, respond: Respond) -> None:
             services.alert_cards.update(alert)
     if isinstance(reply, RunReply) and reply.run is not None:
         run = services.store.run(reply.run.id) or reply.run
-        if not run.message_ts:
+        if not run.shown_as:
             services.cards.on_post_error(
                 run.id, lambda text: respond(text=text, response_type="ephemeral")
             )
@@ -214,7 +214,7 @@ def register_actions(app: App, services: Services) -> None:
         handler = services.service.approve if verb == "approve" else services.service.reject
         reply = handler(run_id, caller, services.clock())
         run = services.store.run(run_id)
-        if run is not None and run.message_ts:
+        if run is not None and run.shown_as:
             services.cards.run_changed(run)  # the card shows what happened either way
         # The clicker always hears what their click did (refused, recorded, already done).
         message = reply.message if isinstance(reply, ErrorReply | RunReply) else ""

@@ -149,7 +149,7 @@ class Cards:
 
     def _show(self, run: Run) -> None:
         stored = self.store.run(run.id) or run
-        if stored.message_ts:
+        if stored.shown_as:
             self._edit(stored)
             return
         channel = self.channel_of(stored)
@@ -158,7 +158,7 @@ class Cards:
         response = self._post(
             channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
         )
-        self.store.set_message(run.id, str(response.get("channel", channel)), str(response["ts"]))
+        self.store.set_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
         posted = self.store.run(run.id)
         if posted is not None:
@@ -169,11 +169,11 @@ class Cards:
 
     def _edit(self, stored: Run) -> None:
         """Edit the card of ``stored``, a run just read from the store."""
-        if not stored.message_ts or not stored.channel:
+        if not stored.shown_as or not stored.channel:
             return
         self.client.chat_update(
             channel=stored.channel,
-            ts=stored.message_ts,
+            ts=stored.shown_as,
             text=self._fallback(stored),
             blocks=messages.run_card(stored, self.clock()),
         )
@@ -182,24 +182,24 @@ class Cards:
 
     def _thread_replies(self, run: Run) -> None:
         """A reply per failed server and one broadcast summary, each posted once, ever."""
-        assert run.channel and run.message_ts
-        told = self.store.replies(run.id)
+        assert run.channel and run.shown_as
+        told = self.store.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"
             if server.status == ServerStatus.FAILED and what not in told:
                 self._post(
-                    run.channel, text=messages.failure_text(run, server), thread_ts=run.message_ts
+                    run.channel, text=messages.failure_text(run, server), thread_ts=run.shown_as
                 )
-                self.store.record_reply(run.id, what, self.clock())
+                self.store.record_notice(run.id, what, self.clock())
         finished = run.servers and any(s.status.finished for s in run.servers)
         if run.state.terminal and finished and "summary" not in told:
             self._post(
                 run.channel,
                 text=messages.run_summary(run),
-                thread_ts=run.message_ts,
+                thread_ts=run.shown_as,
                 reply_broadcast=True,
             )
-            self.store.record_reply(run.id, "summary", self.clock())
+            self.store.record_notice(run.id, "summary", self.clock())
 
     @staticmethod
     def _fallback(run: Run) -> str:

@@ -26,7 +26,7 @@ class KeySpec:
 
 POLICY_KEYS: dict[str, KeySpec] = {
     "operators": KeySpec("users", ["*"], "who may request runs; `*` is anyone"),
-    "approvers": KeySpec("users", [], "who may approve: Slack user ids, user-group ids, @groups"),
+    "approvers": KeySpec("users", [], "who may approve: user ids, user-group ids, @groups"),
     "approval_required": KeySpec("bool", True, "whether runs wait for approval"),
     "approvals": KeySpec("count", 1, "how many distinct approvers a run needs"),
     "self_approval": KeySpec("bool", False, "whether the requester may approve their own run"),
@@ -37,7 +37,7 @@ POLICY_KEYS: dict[str, KeySpec] = {
     "max_servers": KeySpec("count", 20, "scale-up never goes above this"),
     "max_parallel": KeySpec("count", 5, "servers built at once with strategy parallel"),
     "drain_seconds": KeySpec("seconds", 30, "wait after deregistering before terminating"),
-    "channel": KeySpec("channel", None, "Slack channel id for this app's cards and alerts"),
+    "channel": KeySpec("channel", None, "channel id for this app's cards and alerts"),
     "app_dir": KeySpec("path", "/srv/app", "where the application lives on a server"),
     "deploy_command": KeySpec("text", "", "command run in app_dir to install the release"),
     "health_command": KeySpec("text", "", "command run in app_dir; exit 0 means healthy"),
@@ -57,7 +57,7 @@ APP_KEYS: dict[str, str] = {
 TOP_KEYS: dict[str, str] = {
     "apps": "the applications byoi operates",
     "defaults": "policy keys applied to every app and environment",
-    "groups": "named groups of Slack user ids, referenced as @name",
+    "groups": "named groups of user ids, referenced as @name",
     "providers": "provider settings (local.root, aws.region, gcp.project, ...)",
     "stale": "stale-image policy: max_age_days, schedule",
     "database": "SQLite file for runs, servers, approvals, alerts, audit (default byoi.db)",
@@ -94,7 +94,7 @@ def _check(kind: str, value: Any) -> str | None:
         return None if isinstance(value, str) else "must be a string"
     if kind == "channel":
         ok = isinstance(value, str) and _CHANNEL.match(value)
-        return None if ok else "must be a Slack channel id like C0123ABCD (not a #name)"
+        return None if ok else "must be a channel id like C0123ABCD (not a #name)"
     if kind == "path":
         return _check_path(value)
     if kind == "paths":
@@ -123,11 +123,11 @@ def _check_scrub(value: Any) -> str | None:
 
 def _check_users(value: Any) -> str | None:
     if not isinstance(value, list):
-        return "must be a list of Slack user ids (U…/W…), user-group ids (S…) or @groups"
+        return "must be a list of user ids (U…/W…), user-group ids (S…) or @groups"
     for ref in value:
         if not isinstance(ref, str) or not USER_REF.match(ref):
             return (
-                f"{ref!r} is not a Slack user id (U…/W…), user-group id (S…), @group or *; "
+                f"{ref!r} is not a user id (U…/W…), user-group id (S…), @group or *; "
                 "use ids, never display names"
             )
     return None

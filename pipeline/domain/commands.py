@@ -1,4 +1,4 @@
-"""The command language shared by Slack and the shell: text in, a Command or a CommandError out.
+"""The command language shared by every front end: text in, a Command or a CommandError out.
 
 ``parse`` never raises: every malformed input becomes a specific message plus the usage line.
 Checks that need the configuration (does the app exist?) happen in the service.
@@ -20,19 +20,20 @@ _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$")
 _SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _COUNT = re.compile(r"^[+-]?[0-9]+$")
 
+# Usage lines name the command only; each front end says how to type it (bot/render.py).
 USAGE = {
-    "help": "/byoi help [command]",
-    "scale": "/byoi scale <app> <count|+n|-n> [--env E] [--image I] "
+    "help": "help [command]",
+    "scale": "scale <app> <count|+n|-n> [--env E] [--image I] "
     "[--strategy parallel|serial] [--dry-run]",
-    "status": "/byoi status [app]",
-    "images": "/byoi images [app]",
-    "refresh": "/byoi refresh <app> [--env E] [--from SERVER]",
-    "history": "/byoi history [app]",
-    "cancel": "/byoi cancel <run>",
-    "approve": "/byoi approve <run>",
-    "reject": "/byoi reject <run>",
-    "alerts": "/byoi alerts [app]",
-    "snooze": "/byoi snooze <alert>",
+    "status": "status [app]",
+    "images": "images [app]",
+    "refresh": "refresh <app> [--env E] [--from SERVER]",
+    "history": "history [app]",
+    "cancel": "cancel <run>",
+    "approve": "approve <run>",
+    "reject": "reject <run>",
+    "alerts": "alerts [app]",
+    "snooze": "snooze <alert>",
 }
 SUMMARY = {
     "help": "this help",
@@ -133,7 +134,7 @@ class _Bad(Exception):
 
 
 def shown(text: str, limit: int = 40) -> str:
-    """A user's text made safe to echo: printable, short, no Slack mentions or markup."""
+    """A user's text made safe to echo: printable, short, no chat mentions or markup."""
     cleaned = "".join(
         c if unicodedata.category(c)[0] not in "CZ" or c == " " else "?" for c in text
     )
@@ -142,7 +143,7 @@ def shown(text: str, limit: int = 40) -> str:
 
 
 def parse(text: str) -> Command | CommandError:
-    # Slack and phones turn "--" into a dash; read them as the option they were meant to be.
+    # Chat apps and phones turn "--" into a dash; read them as the option they were meant to be.
     words = [re.sub(r"^[\u2013\u2014]", "--", w) for w in text.split()]
     if words and words[0].lower() in ("/byoi", "byoi"):
         words = words[1:]

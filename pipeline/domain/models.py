@@ -123,7 +123,8 @@ class Run:
     notes: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     channel: str | None = None
-    message_ts: str | None = None
+    shown_as: str | None = None
+    """Where the run is shown: an opaque reference owned by the front end that shows it."""
     servers: tuple[RunServer, ...] = field(default=())
 
     @property

@@ -14,7 +14,7 @@ def is_member(
     groups: Mapping[str, tuple[str, ...]],
     user_groups: frozenset[str] = frozenset(),
 ) -> bool:
-    """Does ``user`` match one of ``refs``: `*`, their id, an @group or a Slack user group."""
+    """Does ``user`` match one of ``refs``: `*`, their id, an @group or a user-group id."""
     for ref in refs:
         if ref in ("*", user) or ref in user_groups:
             return True

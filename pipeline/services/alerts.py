@@ -39,7 +39,8 @@ class Alert:
     snoozed_by: str | None
     resolved_at: datetime | None
     channel: str | None
-    message_ts: str | None
+    shown_as: str | None
+    """Where the alert is shown: an opaque reference owned by the front end that shows it."""
 
     @property
     def label(self) -> str:
@@ -78,7 +79,7 @@ def _alert(row: dict[str, Any]) -> Alert:
         snoozed_by=row["snoozed_by"],
         resolved_at=_dt(row["resolved_at"]),
         channel=row["channel"],
-        message_ts=row["message_ts"],
+        shown_as=row["message_ts"],
     )
 
 
@@ -218,10 +219,11 @@ def snooze(store: Store, alert_id: int, user: str, now: datetime) -> Alert | Non
     return get(store, alert_id)
 
 
-def set_message(store: Store, alert_id: int, channel: str, ts: str) -> None:
+def set_shown(store: Store, alert_id: int, channel: str, shown_as: str) -> None:
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE alerts SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, alert_id]
+            "UPDATE alerts SET channel = ?, message_ts = ? WHERE id = ?",
+            [channel, shown_as, alert_id],
         )
 
 

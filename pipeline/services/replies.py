@@ -1,4 +1,4 @@
-"""What the service answers: plain values that the shell and Slack each render their own way."""
+"""What the service answers: plain values that each front end renders their own way."""
 
 from __future__ import annotations
 

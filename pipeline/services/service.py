@@ -1,6 +1,6 @@
 """The operations behind every command: plan, approve, reject, cancel, and the read-only views.
 
-Slack and the shell both call ``Service.handle(text, caller, now)`` and render the Reply.
+Every front end calls ``Service.handle(text, caller, now)`` and render the Reply.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is typing, the user groups they belong to, and where (Slack channel or None)."""
+    """Who is typing, the user groups they belong to, and where (a channel id or None)."""
 
     user: str
     groups: frozenset[str] = field(default_factory=frozenset)

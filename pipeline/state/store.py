@@ -244,7 +244,7 @@ class Store:
             notes=tuple(json.loads(row["notes"])),
             approvers=approvers,
             channel=row["channel"],
-            message_ts=row["message_ts"],
+            shown_as=row["message_ts"],
             servers=servers,
         )
 
@@ -314,10 +314,12 @@ class Store:
             )
             self._audit(conn, now, run_id, actor, "cancel_requested", "")
 
-    def set_message(self, run_id: int, channel: str, ts: str) -> None:
+    def set_shown(self, run_id: int, channel: str, shown_as: str) -> None:
+        """Record where a front end showed a run (``shown_as`` is its own opaque reference)."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE runs SET channel = ?, message_ts = ? WHERE id = ?", [channel, ts, run_id]
+                "UPDATE runs SET channel = ?, message_ts = ? WHERE id = ?",
+                [channel, shown_as, run_id],
             )
 
     # servers ----------------------------------------------------------------------------
@@ -337,13 +339,13 @@ class Store:
             detail = json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
             self._audit(conn, now, run_id, "byoi", event, detail)
 
-    def replies(self, run_id: int) -> set[str]:
-        """Thread replies already posted for a run (see migrations.m003_replies)."""
+    def notices(self, run_id: int) -> set[str]:
+        """Notices already given about a run (see migrations.m003_replies)."""
         return {
             r["what"] for r in self._rows("SELECT what FROM replies WHERE run_id = ?", [run_id])
         }
 
-    def record_reply(self, run_id: int, what: str, now: datetime) -> None:
+    def record_notice(self, run_id: int, what: str, now: datetime) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]

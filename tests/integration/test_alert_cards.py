@@ -72,12 +72,12 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
     show.update(snoozed.alerts[0])  # type: ignore[attr-defined]
     show.show(world.service.scan(world.clock()).changes)
 
-    edited = [text_of(c) for c in fake.sent("chat.update") if c.params["ts"] == staging.message_ts]
+    edited = [text_of(c) for c in fake.sent("chat.update") if c.params["ts"] == staging.shown_as]
     assert any("snoozed until" in e and "alert_snooze" not in e for e in edited)
     threads = {
         c.params["thread_ts"] for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")
     }
-    assert staging.message_ts not in threads  # the snoozed one was not reminded
+    assert staging.shown_as not in threads  # the snoozed one was not reminded
 
     world.scale_and_approve("scale web 1")
     world.scale_and_approve("refresh web")

@@ -124,4 +124,4 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
     assert "succeeded" in text_of(card)
     assert summary.params["reply_broadcast"] is True
     stored = world.store.run(run.id)
-    assert stored is not None and summary.params["thread_ts"] == stored.message_ts
+    assert stored is not None and summary.params["thread_ts"] == stored.shown_as

@@ -101,7 +101,7 @@ def test_every_problem_is_reported_with_file_line_and_key(tmp_path: Path) -> Non
     )
 
     assert problems(path) == [
-        "byoi.yml:6: apps.web.approvers: 'bob' is not a Slack user id (U…/W…), user-group id "
+        "byoi.yml:6: apps.web.approvers: 'bob' is not a user id (U…/W…), user-group id "
         "(S…), @group or *; use ids, never display names",
         "byoi.yml:7: apps.web.max_parallel: must be a whole number, 1 or more",
         "byoi.yml:8: apps.web.colour: unknown key (expected one of: app_dir, "

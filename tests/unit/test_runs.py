@@ -220,7 +220,7 @@ def test_unknown_apps_and_environments_get_specific_errors(world: World) -> None
     assert isinstance(app, ErrorReply) and app.message == "Unknown app `nope` (apps: web)."
     assert isinstance(env, ErrorReply)
     assert env.message == "web has no environment `qa` (environments: staging, production)."
-    assert app.usage is not None and app.usage.startswith("/byoi scale")
+    assert app.usage is not None and app.usage.startswith("scale <app>")
 
 
 def test_non_operators_cannot_request(world: World) -> None:

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from bot.render import usage_line
 from bot.slack.blocks.alerts import alerts_blocks
 from bot.slack.blocks.kit import MAX_BLOCKS, Block, clip, context, escape, section, who
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
@@ -222,12 +223,12 @@ def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
     """Fallback text and blocks for a reply shown to the person who asked."""
     match reply:
         case ErrorReply(message, usage):
-            text = f":warning: {message}" + (f"\nUsage: `{usage}`" if usage else "")
+            text = f":warning: {message}" + (f"\nUsage: `{usage_line(usage)}`" if usage else "")
             return text, [section(text)]
         case InfoReply(message):
             return message, [section(message)]
         case HelpReply(lines):
-            text = "\n".join(f"`{u}` — {s}" for u, s in lines)
+            text = "\n".join(f"`{usage_line(u)}` — {s}" for u, s in lines)
             return "byoi help", [section(text)]
         case RunReply(plan, run, message):
             if plan is not None and run is None:
