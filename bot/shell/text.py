@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.render import usage_line
+from pipeline.domain.alerts import Alert, AlertState
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
-from pipeline.services.alerts import Alert, AlertState
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,

@@ -9,9 +9,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.cards import Poster
+from pipeline.domain.alerts import Alert, Changes
 from pipeline.ports import Clock
-from pipeline.services import alerts
-from pipeline.services.alerts import Alert, Changes
 from pipeline.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,12 +48,12 @@ class AlertCards:
         response = self.poster(
             alert.channel, text=self._fallback(alert), blocks=alertblocks.alert_card(alert, now)
         )
-        alerts.set_shown(
-            self.store, alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
+        self.store.alerts.set_shown(
+            alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
         )
 
     def _remind(self, alert: Alert) -> None:
-        current = alerts.get(self.store, alert.id) or alert
+        current = self.store.alerts.get(alert.id) or alert
         if not current.shown_as or not current.channel:
             self._post_or_reopen(current)  # never shown yet: post the card now
             return
@@ -66,7 +65,7 @@ class AlertCards:
         )
 
     def update(self, alert: Alert) -> None:
-        current = alerts.get(self.store, alert.id) or alert
+        current = self.store.alerts.get(alert.id) or alert
         if not current.shown_as or not current.channel:
             return
         self.poster.client.chat_update(

@@ -26,9 +26,8 @@ from bot.slack.blocks import messages
 from bot.slack.cards import Cards
 from pipeline.config.model import Config
 from pipeline.domain import commands
+from pipeline.domain.alerts import Alert
 from pipeline.ports import Clock
-from pipeline.services import alerts
-from pipeline.services.alerts import Alert
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -265,7 +264,7 @@ def register_actions(app: App, services: Services) -> None:
 
 def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
     alert_id = _clicked_run(body)
-    return alerts.get(services.store, alert_id) if alert_id is not None else None
+    return services.store.alerts.get(alert_id) if alert_id is not None else None
 
 
 def register_events(app: App, services: Services) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.config.model import Config
+from pipeline.domain.alerts import Sighting
 from pipeline.domain.staleness import Staleness, assess
 from pipeline.ports import ProviderFor
 from providers.base import Image, ProviderError
@@ -49,3 +51,26 @@ def scan(config: Config, provider_for: ProviderFor, now: datetime) -> list[Obser
             staleness = assess(image, env.versions, max_age_days=config.stale.max_age_days, now=now)
             found.append(Observation(app.name, env.name, env.image, env.channel, image, staleness))
     return found
+
+
+def findings_of(observation: Observation) -> dict[str, str]:
+    """Findings by kind (one alert each), details of the same kind joined."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    if observation.staleness:
+        for finding in observation.staleness.findings:
+            grouped[finding.kind.value].append(finding.detail)
+    return {kind: "; ".join(details) for kind, details in grouped.items()}
+
+
+def sightings(observations: list[Observation]) -> list[Sighting]:
+    """What the alert table needs from a scan: every resolved image and its findings."""
+    return [
+        Sighting(o.app, o.env, o.image.id, o.image.name, o.channel, findings_of(o))
+        for o in observations
+        if o.image is not None
+    ]
+
+
+def checked(observations: list[Observation]) -> set[tuple[str, str]]:
+    """The (app, env) pairs the scan could look at: only their alerts may be resolved."""
+    return {(o.app, o.env) for o in observations if o.error is None}

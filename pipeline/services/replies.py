@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pipeline.domain.alerts import Alert, Changes
 from pipeline.domain.models import Run, RunKind, Strategy
 from pipeline.domain.staleness import Staleness
 from pipeline.execution.scan import Observation
-from pipeline.services.alerts import Alert, Changes
 from providers.base import Image, Server
 
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pipeline.config.model import AppConfig, Config, EnvConfig
 from pipeline.domain import commands as cmd
 from pipeline.domain import plans, policy
+from pipeline.domain.alerts import AlertState
 from pipeline.domain.models import (
     ACTIVE_STATES,
     Run,
@@ -22,7 +23,6 @@ from pipeline.domain.models import (
 from pipeline.domain.staleness import assess
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
-from pipeline.services import alerts
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -375,7 +375,7 @@ class Service(Views):
         return self._submit(plan, env, caller, now)
 
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
-        alert = alerts.get(self.store, alert_id)
+        alert = self.store.alerts.get(alert_id)
         if alert is None:
             return ErrorReply(f"There is no alert {alert_id}.")
         env = (
@@ -392,9 +392,9 @@ class Service(Views):
             return ErrorReply(
                 f"Only operators or approvers of {alert.app}/{alert.env} may snooze its alerts."
             )
-        if alert.state == alerts.AlertState.RESOLVED:
+        if alert.state == AlertState.RESOLVED:
             return AlertsReply((alert,), now, f"Alert {alert_id} is already resolved.")
-        snoozed = alerts.snooze(self.store, alert_id, caller.user, now)
+        snoozed = self.store.alerts.snooze(alert_id, caller.user, now)
         self.store.audit(now, None, caller.user, "alert_snoozed", f"alert {alert_id}")
         assert snoozed is not None
         until = snoozed.snoozed_until.strftime("%Y-%m-%d") if snoozed.snoozed_until else "?"

@@ -9,7 +9,6 @@ from pipeline.domain import commands as cmd
 from pipeline.domain.staleness import assess
 from pipeline.execution import scan
 from pipeline.ports import ProviderFor
-from pipeline.services import alerts
 from pipeline.services.replies import (
     AlertsReply,
     EnvStatus,
@@ -109,12 +108,14 @@ class Views:
             app = self._app(app_name, cmd.USAGE["alerts"])
             if isinstance(app, ErrorReply):
                 return app
-        return AlertsReply(tuple(alerts.unresolved(self.store, app_name)), now)
+        return AlertsReply(tuple(self.store.alerts.unresolved(app_name)), now)
 
     def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
         """Run the stale-image check once and record what it found."""
         observations = scan.scan(self.config, self.provider_for, now)
-        changes = alerts.apply(self.store, observations, now, trigger)
+        changes = self.store.alerts.record_scan(
+            scan.sightings(observations), scan.checked(observations), now, trigger
+        )
         return ScanReply(tuple(observations), changes, now)
 
     def history(self, app_name: str | None) -> Reply:

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from pipeline.domain.models import (
     ACTIVE_STATES,
@@ -29,7 +25,8 @@ from pipeline.domain.models import (
     Step,
     Strategy,
 )
-from pipeline.state import migrations
+from pipeline.state.alerts import AlertTable
+from pipeline.state.database import Database
 
 
 class ActiveRunExists(Exception):
@@ -57,47 +54,18 @@ def _dt(value: str | None) -> datetime | None:
 
 class Store:
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
-        if self.path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA busy_timeout = 10000")
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        with self._lock:
-            migrations.apply(self.db)
+        self.database = Database(path)
+        self.path = self.database.path
+        self.db = self.database.db
+        self._lock = self.database.lock
+        self._write = self.database.write
+        self._rows = self.database.rows
+        self.alerts = AlertTable(self.database)
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 
     def close(self) -> None:
-        self.db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One BEGIN IMMEDIATE transaction (for modules that keep their own tables here)."""
-        with self._write() as conn:
-            yield conn
-
-    def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        return self._rows(sql, params)
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.db.query(sql, list(params)))
+        self.database.close()
 
     # runs -------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import pytest
 from bot.slack.alertcards import AlertCards
 from bot.slack.cards import Poster
 from bot.slack.serve import web_client
-from pipeline.services import alerts
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -66,7 +65,7 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
     world = drifted_world(tmp_path)
     show = alert_cards(world, fake)
     show.show(world.service.scan(world.clock()).changes)
-    staging = next(a for a in alerts.unresolved(world.store) if a.env == "staging")
+    staging = next(a for a in world.store.alerts.unresolved() if a.env == "staging")
 
     snoozed = world.say(f"snooze {staging.id}", "UBOB")
     show.update(snoozed.alerts[0])  # type: ignore[attr-defined]
@@ -85,7 +84,7 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
 
     last = [text_of(c) for c in fake.sent("chat.update")][-2:]
     assert all("resolved" in t and "alert_refresh" not in t for t in last)
-    assert alerts.unresolved(world.store) == []
+    assert world.store.alerts.unresolved() == []
     assert world.say("scale web 2 --dry-run").plan.image.name.startswith("web-staging-")  # type: ignore[attr-defined]
 
 

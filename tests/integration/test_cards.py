@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
-from pipeline.domain.models import RunState
+from pipeline.domain.models import Run, RunState
 from pipeline.services.service import Caller
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
@@ -22,12 +22,17 @@ def fake() -> Iterator[FakeSlack]:
     server.stop()
 
 
-def cards_for(world: World, fake: FakeSlack, interval: float = 0.3) -> Cards:
+def cards_for(
+    world: World,
+    fake: FakeSlack,
+    interval: float = 0.3,
+    channel_of: Callable[[Run], str | None] = lambda run: run.channel,
+) -> Cards:
     cards = Cards(
         web_client("xoxb-test", fake.api_url),
         world.store,
         world.clock,
-        lambda run: run.channel,
+        channel_of,
         interval=interval,
         post_interval=0.0,
     )
@@ -113,9 +118,7 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
     world: World, fake: FakeSlack
 ) -> None:
     run = world.scale_and_approve("scale web 1")  # finished before any card exists
-    with world.store.transaction() as conn:
-        conn.execute("UPDATE runs SET channel = 'C1' WHERE id = ?", [run.id])
-    cards = cards_for(world, fake)
+    cards = cards_for(world, fake, channel_of=lambda run: "C1")
 
     cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
     cards.stop()

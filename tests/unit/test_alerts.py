@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pipeline.services import alerts
-from pipeline.services.alerts import AlertState
+from pipeline.domain.alerts import AlertState
 from pipeline.services.replies import AlertsReply, ErrorReply, RunReply
 from providers.base import ImageState
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
@@ -29,7 +28,7 @@ def test_a_fresh_image_raises_no_alert(world: World) -> None:
 
     assert reply.findings == 0
     assert not reply.changes
-    assert alerts.unresolved(world.store) == []
+    assert world.store.alerts.unresolved() == []
 
 
 def test_each_finding_becomes_one_alert_per_environment(world: World) -> None:
@@ -56,7 +55,7 @@ def test_a_second_scan_reminds_instead_of_duplicating(world: World) -> None:
 
     assert again.changes.new == []
     assert len(again.changes.reminded) == 4
-    assert len(alerts.unresolved(world.store)) == 4
+    assert len(world.store.alerts.unresolved()) == 4
     assert again.changes.reminded[0].detail == "41 days old (limit 30)"
 
 
@@ -74,7 +73,7 @@ def test_a_snoozed_alert_stays_silent_until_the_snooze_ends(world: World) -> Non
     assert first.id not in {a.id for a in during.changes.reminded}
     assert len(during.changes.reminded) == 3
     assert first.id in {a.id for a in after.changes.reminded}
-    assert alerts.get(world.store, first.id).state == AlertState.OPEN  # type: ignore[union-attr]
+    assert world.store.alerts.get(first.id).state == AlertState.OPEN  # type: ignore[union-attr]
 
 
 def test_only_operators_and_approvers_may_snooze(world: World) -> None:
@@ -84,7 +83,7 @@ def test_only_operators_and_approvers_may_snooze(world: World) -> None:
     reply = world.say(f"snooze {first.id}", "UMALLORY")
 
     assert isinstance(reply, ErrorReply)
-    assert alerts.get(world.store, first.id).state == AlertState.OPEN  # type: ignore[union-attr]
+    assert world.store.alerts.get(first.id).state == AlertState.OPEN  # type: ignore[union-attr]
 
 
 def test_refreshing_the_image_resolves_its_alerts(world: World) -> None:
@@ -96,7 +95,7 @@ def test_refreshing_the_image_resolves_its_alerts(world: World) -> None:
     reply = world.service.scan(world.clock())
 
     assert len(reply.changes.resolved) == 4
-    staging_left = [a for a in alerts.unresolved(world.store) if a.env == "staging"]
+    staging_left = [a for a in world.store.alerts.unresolved() if a.env == "staging"]
     assert staging_left == []
     assert reply.findings == 0
 
@@ -113,7 +112,7 @@ def test_a_broken_listing_does_not_resolve_alerts(world: World) -> None:
 
     assert all(o.error for o in reply.observations)
     assert reply.changes.resolved == []
-    assert len(alerts.unresolved(world.store)) == 4
+    assert len(world.store.alerts.unresolved()) == 4
 
 
 def test_alerts_lists_what_is_unresolved(world: World) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.slack.blocks.kit import Block, context, escape, section, who
-from pipeline.services.alerts import Alert, AlertState
+from pipeline.domain.alerts import Alert, AlertState
 from pipeline.services.replies import AlertsReply
 
 ALERT_REFRESH = "alert_refresh"
