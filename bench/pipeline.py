@@ -21,6 +21,7 @@ from bot.slack.serve import web_client
 from pipeline.config.model import load_config
 from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
+from pipeline.services.display import Display
 from pipeline.services.service import Caller, Service
 from pipeline.state.store import Store
 from providers.base import (
@@ -124,7 +125,9 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, 
     config = load_config(root / "byoi.yml")
     provider = LatencyProvider(LATENCY)
     store = Store(config.database)
-    cards = Cards(web_client("xoxb-bench", fake.api_url), store, lambda: NOW, lambda run: "C0BENCH")
+    cards = Cards(
+        web_client("xoxb-bench", fake.api_url), Display(store), lambda: NOW, lambda run: "C0BENCH"
+    )
     cards.start()
     runner = Runner(
         store=store,

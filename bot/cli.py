@@ -1,4 +1,5 @@
-"""The `byoi` command: shell (the default without Slack credentials), serve, check-config, scan."""
+"""The `byoi` command and the composition root: shell (the default without Slack credentials),
+serve, check-config, scan. Everything is built once here, and recovered once."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.shell import demo, report, text
-from bot.wiring import App, UnavailableProvider, build, utcnow
+from bot.wiring import App, build, utcnow
 from pipeline.config.model import Config, load_config
 from pipeline.config.yamlsrc import ConfigError
 from pipeline.domain.models import Run
 from pipeline.execution import recovery
+from pipeline.services.display import Display
+from pipeline.state.store import Store
 
 log = logging.getLogger("byoi")
 
@@ -77,30 +81,29 @@ def shell(path: Path | None, user: str | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    notifier = shell_module.TextNotifier(sys.stdout)
+    app = build(config, shell_module.TextNotifier(sys.stdout))
     try:
-        app = build(config, notifier)
-    except UnavailableProvider as exc:
-        print(f"byoi: {exc}", file=sys.stderr)
-        return 1
-    try:
-        _recover(app)
+        _recover(app, _to_stderr)
         return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner)
     finally:
         app.close()
 
 
-def _recover(app: App) -> None:
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _recover(app: App, say: Callable[[str], None]) -> None:
+    """Before any new work: remove what no run accounts for, then resume runs left in flight."""
     now = app.clock()
     for orphan in recovery.reconcile(app.store, app.config, app.providers, now):
-        print(
+        say(
             f"reconciler: {orphan.server_id} ({orphan.key}) was not accounted for by any run:"
-            f" {orphan.outcome}",
-            file=sys.stderr,
+            f" {orphan.outcome}"
         )
     resumed = recovery.resume(app.store, app.runner, now)
     if resumed:
-        print(f"resuming run(s) {', '.join(map(str, resumed))} left in flight", file=sys.stderr)
+        say(f"resuming run(s) {', '.join(map(str, resumed))} left in flight")
 
 
 def _has_slack_credentials() -> bool:
@@ -121,14 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or ("serve" if _has_slack_credentials() else "shell")
     if command == "check-config":
         return check_config(Path(args.path) if args.path else _config_path(args.config))
-    if command == "shell":
-        return shell(_config_path(args.config), getattr(args, "user", None))
     if command == "serve":
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
-    print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
-    return 2
+    return shell(_config_path(args.config), getattr(args, "user", None))
 
 
 def scan(path: Path | None, *, as_json: bool) -> int:
@@ -141,11 +141,7 @@ def scan(path: Path | None, *, as_json: bool) -> int:
     config = _load(path)
     if config is None:
         return 2
-    try:
-        app = build(config, _Quiet())
-    except UnavailableProvider as exc:
-        print(f"byoi: {exc}", file=sys.stderr)
-        return 2
+    app = build(config, _Quiet())
     try:
         reply = app.service.scan(app.clock(), "cli")
     finally:
@@ -176,13 +172,15 @@ def serve(path: Path | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    from bot.slack import serve as serve_module
+    from bot.slack import serve as slack
 
-    try:
-        return serve_module.serve(config)
-    except UnavailableProvider as exc:
-        print(f"byoi: {exc}", file=sys.stderr)
-        return 1
+    client = slack.slack_client()
+    store = Store(config.database)  # first: the cards record on it where each run is shown
+    cards = slack.run_cards(client, Display(store), utcnow, config)
+    # Slack edits are coalesced anyway: re-reading a run on every step of every server is waste.
+    app = build(config, cards, store=store, notify_interval=0.1)
+    _recover(app, log.warning)
+    return slack.serve(app, cards, client)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The composition root: read the configuration, open the store, build providers lazily."""
+"""What bot/cli.py (the composition root) assembles: providers built lazily, the store, the
+runner and the service."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from pipeline.config.model import Config
 from pipeline.execution.runner import Runner
 from pipeline.ports import Clock, Notifier
+from pipeline.services.display import Display
 from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import Provider
@@ -21,10 +23,6 @@ from providers.base import Provider
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class UnavailableProvider(Exception):
-    pass
 
 
 class Providers:
@@ -57,9 +55,7 @@ class Providers:
             return GcpProvider(
                 {"api_endpoint": os.environ.get("BYOI_GCP_API_ENDPOINT"), **settings}
             )
-        raise UnavailableProvider(
-            f"the {name} provider is not part of this build yet; use provider: local"
-        )
+        raise KeyError(name)  # the configuration admits only the names above
 
     def check(self) -> None:
         """Build every provider the configuration uses, so a broken one stops start-up."""
@@ -88,6 +84,7 @@ class App:
     providers: Providers
     runner: Runner
     service: Service
+    display: Display
     clock: Clock
 
     def close(self) -> None:
@@ -102,10 +99,12 @@ def build(
     clock: Clock = utcnow,
     database: Path | None = None,
     notify_interval: float = 0.0,
+    store: Store | None = None,
 ) -> App:
+    """Build everything once; ``store`` when the notifier was built on it first (Slack cards)."""
     providers = Providers(config)
     providers.check()
-    store = Store(database or config.database)
+    store = store or Store(database or config.database)
     runner = Runner(
         store=store,
         config=config,
@@ -117,4 +116,4 @@ def build(
     )
 
     service = Service(config=config, store=store, provider_for=providers, runner=runner)
-    return App(config, store, providers, runner, service, clock)
+    return App(config, store, providers, runner, service, Display(store), clock)

@@ -11,15 +11,15 @@ from bot.slack.blocks import alerts as alertblocks
 from bot.slack.cards import Poster
 from pipeline.domain.alerts import Alert, Changes
 from pipeline.ports import Clock
-from pipeline.state.store import Store
+from pipeline.services.display import Display
 
 log = logging.getLogger(__name__)
 
 
 class AlertCards:
-    def __init__(self, poster: Poster, store: Store, clock: Clock) -> None:
+    def __init__(self, poster: Poster, display: Display, clock: Clock) -> None:
         self.poster = poster
-        self.store = store
+        self.display = display
         self.clock = clock
 
     def show(self, changes: Changes) -> None:
@@ -48,12 +48,12 @@ class AlertCards:
         response = self.poster(
             alert.channel, text=self._fallback(alert), blocks=alertblocks.alert_card(alert, now)
         )
-        self.store.alerts.set_shown(
+        self.display.alert_shown(
             alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
         )
 
     def _remind(self, alert: Alert) -> None:
-        current = self.store.alerts.get(alert.id) or alert
+        current = self.display.alert(alert.id) or alert
         if not current.shown_as or not current.channel:
             self._post_or_reopen(current)  # never shown yet: post the card now
             return
@@ -65,7 +65,7 @@ class AlertCards:
         )
 
     def update(self, alert: Alert) -> None:
-        current = self.store.alerts.get(alert.id) or alert
+        current = self.display.alert(alert.id) or alert
         if not current.shown_as or not current.channel:
             return
         self.poster.client.chat_update(

@@ -28,6 +28,7 @@ from pipeline.config.model import Config
 from pipeline.domain import commands
 from pipeline.domain.alerts import Alert
 from pipeline.ports import Clock
+from pipeline.services.display import Display
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -37,7 +38,6 @@ from pipeline.services.replies import (
     StatusReply,
 )
 from pipeline.services.service import Caller, Service
-from pipeline.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Directory:
 @dataclass
 class Services:
     service: Service
-    store: Store
+    display: Display
     cards: Cards
     directory: Directory
     clock: Clock
@@ -154,7 +154,7 @@ def deliver(services: Services, reply: Reply, respond: Respond) -> None:
         for alert in reply.alerts:
             services.alert_cards.update(alert)
     if isinstance(reply, RunReply) and reply.run is not None:
-        run = services.store.run(reply.run.id) or reply.run
+        run = services.display.run(reply.run.id) or reply.run
         if not run.shown_as:
             services.cards.on_post_error(
                 run.id, lambda text: respond(text=text, response_type="ephemeral")
@@ -212,7 +212,7 @@ def register_actions(app: App, services: Services) -> None:
         caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
         handler = services.service.approve if verb == "approve" else services.service.reject
         reply = handler(run_id, caller, services.clock())
-        run = services.store.run(run_id)
+        run = services.display.run(run_id)
         if run is not None and run.shown_as:
             services.cards.run_changed(run)  # the card shows what happened either way
         # The clicker always hears what their click did (refused, recorded, already done).
@@ -264,7 +264,7 @@ def register_actions(app: App, services: Services) -> None:
 
 def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
     alert_id = _clicked_run(body)
-    return services.store.alerts.get(alert_id) if alert_id is not None else None
+    return services.display.alert(alert_id) if alert_id is not None else None
 
 
 def register_events(app: App, services: Services) -> None:

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.slack.blocks import messages
 from pipeline.domain.models import Run, ServerStatus
 from pipeline.ports import Clock
-from pipeline.state.store import Store
+from pipeline.services.display import Display
 
 log = logging.getLogger(__name__)
 ChannelOf = Callable[[Run], str | None]
@@ -47,7 +47,7 @@ class Cards:
     def __init__(
         self,
         client: WebClient,
-        store: Store,
+        display: Display,
         clock: Clock,
         channel_of: ChannelOf,
         *,
@@ -56,11 +56,11 @@ class Cards:
         poster: Poster | None = None,
     ) -> None:
         self.client = client
-        self.store = store
+        self.display = display
         self.clock = clock
         self.channel_of = channel_of
         self.interval = interval
-        self._post = poster or Poster(client, post_interval)
+        self.post = poster or Poster(client, post_interval)
 
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
@@ -148,19 +148,19 @@ class Cards:
             )
 
     def _show(self, run: Run) -> None:
-        stored = self.store.run(run.id) or run
+        stored = self.display.run(run.id) or run
         if stored.shown_as:
             self._edit(stored)
             return
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self._post(
+        response = self.post(
             channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
         )
-        self.store.set_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
+        self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
-        posted = self.store.run(run.id)
+        posted = self.display.run(run.id)
         if posted is not None:
             self._thread_replies(posted)  # a run can end before its card is first shown
 
@@ -183,23 +183,23 @@ class Cards:
     def _thread_replies(self, run: Run) -> None:
         """A reply per failed server and one broadcast summary, each posted once, ever."""
         assert run.channel and run.shown_as
-        told = self.store.notices(run.id)
+        told = self.display.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"
             if server.status == ServerStatus.FAILED and what not in told:
-                self._post(
+                self.post(
                     run.channel, text=messages.failure_text(run, server), thread_ts=run.shown_as
                 )
-                self.store.record_notice(run.id, what, self.clock())
+                self.display.record_notice(run.id, what, self.clock())
         finished = run.servers and any(s.status.finished for s in run.servers)
         if run.state.terminal and finished and "summary" not in told:
-            self._post(
+            self.post(
                 run.channel,
                 text=messages.run_summary(run),
                 thread_ts=run.shown_as,
                 reply_broadcast=True,
             )
-            self.store.record_notice(run.id, "summary", self.clock())
+            self.display.record_notice(run.id, "summary", self.clock())
 
     @staticmethod
     def _fallback(run: Run) -> str:

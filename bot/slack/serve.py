@@ -26,10 +26,11 @@ from bot.slack.alertcards import AlertCards
 from bot.slack.app import Directory, Services, create_app
 from bot.slack.cards import Cards, Poster
 from bot.slack.schedule import Schedule
-from bot.wiring import App, build
+from bot.wiring import App
 from pipeline.config.model import Config
 from pipeline.domain.models import Run
-from pipeline.execution import recovery
+from pipeline.ports import Clock
+from pipeline.services.display import Display
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -121,47 +122,39 @@ def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float 
             log.exception("expiry sweep failed")
 
 
-def serve(config: Config) -> int:
-
+def slack_client() -> WebClient:
+    """The bot's Web API client; from here on no Slack token reaches a log line."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
-    client = web_client(os.environ["SLACK_BOT_TOKEN"], os.environ.get("SLACK_API_URL"))
-    cards_ref: list[Cards] = []
+    return web_client(os.environ["SLACK_BOT_TOKEN"], os.environ.get("SLACK_API_URL"))
 
-    class LateCards:
-        def run_changed(self, run: Run) -> None:
-            cards_ref[0].run_changed(run)
 
-    # Slack edits are coalesced anyway: re-reading a run on every step of every server is waste.
-    app = build(config, LateCards(), notify_interval=0.1)
+def run_cards(client: WebClient, display: Display, clock: Clock, config: Config) -> Cards:
+    """The notifier for Slack: one card per run, in the run's channel or the app's."""
+    return Cards(client, display, clock, _channel_of(config), poster=Poster(client))
 
-    poster = Poster(client)
-    cards = Cards(client, app.store, app.clock, _channel_of(config), poster=poster)
-    cards_ref.append(cards)
+
+def serve(app: App, cards: Cards, client: WebClient) -> int:
+    """Answer Slack until stopped; ``app`` is built and recovered, ``cards`` is its notifier."""
     cards.start()
-    alert_cards = AlertCards(poster, app.store, app.clock)
-
+    alert_cards = AlertCards(cards.post, app.display, app.clock)
     services = Services(
         app.service,
-        app.store,
+        app.display,
         cards,
-        Directory.for_config(client, config),
+        Directory.for_config(client, app.config),
         app.clock,
         alert_cards,
         ThreadPoolExecutor(int(os.environ.get("BYOI_WORKERS", "2")), thread_name_prefix="work"),
     )
     bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
-    now = app.clock()
-    for orphan in recovery.reconcile(app.store, config, app.providers, now):
-        log.warning("reconciler: %s (%s): %s", orphan.server_id, orphan.key, orphan.outcome)
-    recovery.resume(app.store, app.runner, now)
     stop = threading.Event()
     threading.Thread(target=_sweep_expiries, args=(app, cards, stop), daemon=True).start()
 
     def scan(trigger: str) -> None:
         alert_cards.show(app.service.scan(app.clock(), trigger).changes)
 
-    schedule = Schedule(config, scan)
+    schedule = Schedule(app.config, scan)
     schedule.start()
     try:
         if os.environ.get("SLACK_APP_TOKEN"):

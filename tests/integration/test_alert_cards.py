@@ -11,6 +11,7 @@ import pytest
 from bot.slack.alertcards import AlertCards
 from bot.slack.cards import Poster
 from bot.slack.serve import web_client
+from pipeline.services.display import Display
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -23,7 +24,9 @@ def fake() -> Iterator[FakeSlack]:
 
 
 def alert_cards(world: World, fake: FakeSlack) -> AlertCards:
-    return AlertCards(Poster(web_client("xoxb-test", fake.api_url), 0.0), world.store, world.clock)
+    return AlertCards(
+        Poster(web_client("xoxb-test", fake.api_url), 0.0), Display(world.store), world.clock
+    )
 
 
 def drifted_world(root: Path) -> World:

@@ -10,6 +10,7 @@ import pytest
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
 from pipeline.domain.models import Run, RunState
+from pipeline.services.display import Display
 from pipeline.services.service import Caller
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
@@ -30,7 +31,7 @@ def cards_for(
 ) -> Cards:
     cards = Cards(
         web_client("xoxb-test", fake.api_url),
-        world.store,
+        Display(world.store),
         world.clock,
         channel_of,
         interval=interval,
