@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
 from pipeline.services.display import Display

@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.execution.scan import scan
 from providers.base import Image, NotFound
 

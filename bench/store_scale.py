@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.execution.runner import Runner
 from pipeline.services.service import Caller, Service
 from pipeline.state.store import Store

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from bot.shell import demo, report, text
 from bot.wiring import App, build, utcnow
-from pipeline.config.model import Config, load_config
+from pipeline.config.loader import load_config
+from pipeline.config.model import Config
 from pipeline.config.yamlsrc import ConfigError
 from pipeline.domain.models import Run
 from pipeline.execution import recovery

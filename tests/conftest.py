@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.model import Config, load_config
+from pipeline.config.loader import load_config
+from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunState
 from pipeline.execution.runner import Runner
 from pipeline.services.service import Caller, Service

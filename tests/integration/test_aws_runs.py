@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
 from providers.aws import AwsProvider
 from providers.base import TAG_APP, LaunchRequest, ServerSpec

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
 from providers.gcp import GcpProvider
 from providers.gcp_codec import describe_versions

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config.model import DEFAULT_SCRUB_PATHS, load_config
+from pipeline.config.loader import load_config
+from pipeline.config.model import DEFAULT_SCRUB_PATHS
 from pipeline.config.yamlsrc import ConfigError
 from tests.conftest import FIXTURES, MANIFEST, config_text
 

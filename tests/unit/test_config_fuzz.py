@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from pipeline.config.yamlsrc import ConfigError
 
 KEYS = st.sampled_from(

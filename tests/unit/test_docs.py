@@ -42,7 +42,7 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
         "import sys; from pathlib import Path\n"
         "import bot.cli, bot.slack.serve, bot.slack.app\n"
         "from bot.wiring import build\n"
-        "from pipeline.config.model import load_config\n"
+        "from pipeline.config.loader import load_config\n"
         f"app = build(load_config(Path({str(tmp_path / 'byoi.yml')!r})), None)\n"
         "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules)\n"
     )

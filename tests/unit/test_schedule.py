@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.slack.schedule import Schedule
-from pipeline.config.model import load_config
+from pipeline.config.loader import load_config
 from tests.conftest import config_text, make_world
 
 

@@ -1,0 +1,369 @@
+"""Read byoi.yml and the manifests it names into a Config.
+
+Policy keys may be set under `defaults:`, per app, and per app environment (most specific
+wins). Every problem is collected and reported as `file:line: key: message`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from pipeline.config import manifest as manifests
+from pipeline.config.keys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS, check_value
+from pipeline.config.model import (
+    APP_SCRUB_DIRS,
+    DEFAULT_SCRUB_PATHS,
+    VENDORS,
+    AppConfig,
+    ApprovalPolicy,
+    Config,
+    DeployConfig,
+    EnvConfig,
+    StalePolicy,
+)
+from pipeline.config.yamlsrc import ConfigError, Node, Problem, load, plain
+from providers.base import ServerSpec
+
+_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def load_config(path: Path) -> Config:
+    """Read byoi.yml and every manifest it names; raises ConfigError with all problems."""
+    root = load(path)
+    problems: list[Problem] = []
+    config = _parse(root, path, problems)
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line)))
+    assert config is not None
+    return config
+
+
+def _known_keys(node: Node, allowed: Mapping[str, Any], problems: list[Problem]) -> None:
+    for key in node.value:
+        if key not in allowed:
+            hint = ", ".join(sorted(allowed))
+            problems.append(node.problem(key, f"unknown key (expected one of: {hint})"))
+
+
+def _section(parent: Node, key: str, problems: list[Problem]) -> Node | None:
+    value = parent.value.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Node) or not isinstance(value.value, dict):
+        problems.append(parent.problem(key, "must be a map"))
+        return None
+    return value
+
+
+def _check_layer(node: Node, problems: list[Problem]) -> None:
+    """Check every policy key written in one layer (defaults, an app, an app environment)."""
+    for key, spec in POLICY_KEYS.items():
+        if key in node.value:
+            check_value(node, key, spec, problems)
+
+
+def _policy(nodes: list[Node]) -> dict[str, Any]:
+    """Merge policy keys from general to specific; wrong values were reported by _check_layer."""
+    merged: dict[str, Any] = {name: spec.default for name, spec in POLICY_KEYS.items()}
+    ignored: list[Problem] = []
+    for node in nodes:
+        for key, spec in POLICY_KEYS.items():
+            if key in node.value:
+                value = check_value(node, key, spec, ignored)
+                if value is not None:
+                    merged[key] = value
+    return merged
+
+
+def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
+    if not isinstance(root.value, dict):
+        problems.append(root.problem(None, "byoi.yml must be a map with an `apps:` section"))
+        return None
+    _known_keys(root, TOP_KEYS, problems)
+    groups = _groups(root, problems)
+    defaults = _section(root, "defaults", problems)
+    if defaults is not None:
+        _known_keys(defaults, POLICY_KEYS, problems)
+        _check_layer(defaults, problems)
+    apps_node = _section(root, "apps", problems)
+    if apps_node is None:
+        problems.append(root.problem("apps", "at least one app is required"))
+        return None
+    apps: dict[str, AppConfig] = {}
+    for name in apps_node.value:
+        body = _section(apps_node, name, problems)
+        if body is None:
+            continue
+        if not _APP_NAME.match(name):
+            problems.append(
+                apps_node.problem(name, "app names use a-z, 0-9 and '-', start with a letter")
+            )
+            continue
+        app = _parse_app(name, body, [n for n in (defaults,) if n], path, groups, problems)
+        if app is not None:
+            apps[name] = app
+    stale = _stale(root, problems)
+    base = path.parent.resolve()
+    return Config(
+        path=path,
+        apps=apps,
+        groups=groups,
+        database=base / str(plain(root.value.get("database", "byoi.db"))),
+        timezone=str(plain(root.value.get("timezone", "UTC"))),
+        providers=_providers(root, base, problems),
+        stale=stale,
+    )
+
+
+def _groups(root: Node, problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+    node = _section(root, "groups", problems)
+    if node is None:
+        return {}
+    groups: dict[str, tuple[str, ...]] = {}
+    for name in node.value:
+        if name.startswith("@") or not re.match(r"^[a-z0-9_-]+$", name):
+            problems.append(node.problem(name, "group names use a-z, 0-9, '-' and '_'"))
+            continue
+        members = check_value(node, name, POLICY_KEYS["approvers"], problems)
+        if members is not None:
+            if any(m.startswith("@") or m == "*" for m in members):
+                problems.append(node.problem(name, "groups list user ids, not other groups or *"))
+            groups[name] = tuple(members)
+    return groups
+
+
+def _stale(root: Node, problems: list[Problem]) -> StalePolicy:
+    node = _section(root, "stale", problems)
+    if node is None:
+        return StalePolicy()
+    _known_keys(node, {"max_age_days": 1, "schedule": 1, "interval_seconds": 1}, problems)
+    days = node.value.get("max_age_days", 30)
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        problems.append(node.problem("max_age_days", "must be a whole number of days, 1 or more"))
+        days = 30
+    schedule = str(node.value.get("schedule", StalePolicy.schedule))
+    if len(schedule.split()) != 5:
+        problems.append(
+            node.problem("schedule", "must be a 5-field cron line like '0 9 * * mon-fri'")
+        )
+    else:
+        try:
+            CronTrigger.from_crontab(schedule)
+        except ValueError as exc:
+            problems.append(node.problem("schedule", f"is not a valid cron line: {exc}"))
+    interval = node.value.get("interval_seconds")
+    if interval is not None and (
+        not isinstance(interval, int | float) or isinstance(interval, bool) or interval < 1
+    ):
+        problems.append(node.problem("interval_seconds", "must be a number of seconds, 1 or more"))
+        interval = None
+    return StalePolicy(max_age_days=days, schedule=schedule, interval_seconds=interval)
+
+
+def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    node = _section(root, "providers", problems)
+    result: dict[str, dict[str, Any]] = {"local": {"root": str(base / ".byoi" / "local")}}
+    if node is None:
+        return result
+    for name in node.value:
+        if name not in ("local", "aws", "gcp"):
+            problems.append(node.problem(name, "unknown provider (expected local, aws or gcp)"))
+            continue
+        section = _section(node, name, problems)
+        if section is not None:
+            _known_keys(section, PROVIDER_KEYS[name], problems)
+        settings = plain(section) if section is not None else {}
+        if name == "local" and "root" in settings:
+            settings["root"] = str(base / str(settings["root"]))
+        result[name] = {**result.get(name, {}), **settings}
+    return result
+
+
+def _parse_app(
+    name: str,
+    body: Node,
+    defaults: list[Node],
+    config_path: Path,
+    groups: Mapping[str, tuple[str, ...]],
+    problems: list[Problem],
+) -> AppConfig | None:
+    _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
+    _check_layer(body, problems)
+    envs_node = _section(body, "environments", problems)
+    for env_node in envs_node.value.values() if envs_node else ():
+        if isinstance(env_node, Node) and isinstance(env_node.value, dict):
+            _known_keys(env_node, POLICY_KEYS, problems)
+            _check_layer(env_node, problems)
+    manifest_ref = body.value.get("manifest")
+    if not isinstance(manifest_ref, str) or not manifest_ref:
+        problems.append(
+            body.problem(
+                "manifest" if "manifest" in body.value else None,
+                f"app {name}: `manifest:` must name a Cloud 66 manifest file",
+            )
+        )
+        return None
+    try:
+        manifest = manifests.read(config_path.parent / manifest_ref, manifest_ref)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    env_names = _env_names(manifest, envs_node, body, problems)
+    environments: dict[str, EnvConfig] = {}
+    for env_name in env_names:
+        env_node = _section(envs_node, env_name, []) if envs_node else None
+        layers = [*defaults, body, *([env_node] if env_node is not None else [])]
+        env = _parse_env(name, env_name, manifest, body, layers, groups, problems)
+        if env is not None:
+            environments[env_name] = env
+    default_env = _default_env(body, env_names, problems)
+    return AppConfig(name, manifest_ref, default_env, environments)
+
+
+def _env_names(
+    manifest: manifests.Manifest, envs_node: Node | None, body: Node, problems: list[Problem]
+) -> list[str]:
+    configured = list(envs_node.value) if envs_node else []
+    if not manifest.has_environments:
+        return configured or ["default"]
+    names = manifest.environment_names()
+    for env in configured:
+        if env not in names:
+            assert envs_node is not None
+            problems.append(
+                envs_node.problem(
+                    env, f"the manifest has no environment {env!r} (it has: {', '.join(names)})"
+                )
+            )
+    return names
+
+
+def _default_env(body: Node, env_names: list[str], problems: list[Problem]) -> str | None:
+    value = body.value.get("default_env")
+    if value is None:
+        return env_names[0] if len(env_names) == 1 else None
+    if value not in env_names:
+        problems.append(
+            body.problem("default_env", f"{value!r} is not one of: {', '.join(env_names)}")
+        )
+        return None
+    return str(value)
+
+
+def _parse_env(
+    app: str,
+    env_name: str,
+    manifest: manifests.Manifest,
+    body: Node,
+    layers: list[Node],
+    groups: Mapping[str, tuple[str, ...]],
+    problems: list[Problem],
+) -> EnvConfig | None:
+    policy = _policy(layers)
+    where = layers[-1]
+    component = manifest.app_component(env_name, body.value.get("component"))
+    if component is None:
+        wanted = (
+            body.value.get("component")
+            or "an application component (" + ", ".join(manifests.APP_TYPES) + ")"
+        )
+        problems.append(where.problem(None, f"{manifest.file} has no {wanted} in {env_name!r}"))
+        return None
+    server = component.servers[0] if component.servers else None
+    provider = body.value.get("provider") or (VENDORS.get(server.vendor or "") if server else None)
+    if provider not in ("local", "aws", "gcp"):
+        vendor = server.vendor if server else None
+        problems.append(
+            body.problem(
+                "provider" if "provider" in body.value else None,
+                f"{app}/{env_name}: no provider (manifest vendor "
+                f"{vendor!r}); set provider: local, aws or gcp",
+            )
+        )
+        return None
+    image = policy["image"] or component.cloud_image
+    if not image:
+        problems.append(
+            where.problem(
+                None,
+                f"{app}/{env_name}: no image; set cloud_image in "
+                f"{manifest.file} or image: in byoi.yml",
+            )
+        )
+        return None
+    _check_refs(where, policy, groups, problems)
+    approvers_written = any("approvers" in n.value for n in layers)
+    if policy["approval_required"] and not policy["approvers"] and not approvers_written:
+        problems.append(
+            where.problem(
+                None,
+                f"{app}/{env_name}: approval is required but no "
+                "approvers are named (set approvers:)",
+            )
+        )
+    if policy["min_servers"] > policy["max_servers"]:
+        problems.append(where.problem(None, f"{app}/{env_name}: min_servers is above max_servers"))
+    if not policy["deploy_command"]:
+        problems.append(
+            where.problem(
+                None,
+                f"{app}/{env_name}: deploy_command is required "
+                "(the command that installs the release)",
+            )
+        )
+    known, extra = manifests.spec_fields(server) if server else ({}, {})
+    app_dir = policy["app_dir"]
+    return EnvConfig(
+        app=app,
+        name=env_name,
+        provider=str(provider),
+        image=str(image),
+        target=policy["target"] or f"{app}-{env_name}",
+        spec=ServerSpec(**known, extra=extra),
+        versions=component.versions,
+        operators=tuple(policy["operators"]),
+        approval=ApprovalPolicy(
+            required=policy["approval_required"],
+            approvers=tuple(policy["approvers"]),
+            approvals=policy["approvals"],
+            self_approval=policy["self_approval"],
+            expiry_minutes=policy["approval_expiry_minutes"],
+        ),
+        deploy=DeployConfig(
+            app_dir=app_dir,
+            command=policy["deploy_command"],
+            health_command=policy["health_command"],
+            release=policy["release"],
+            scrub_paths=(
+                *DEFAULT_SCRUB_PATHS,
+                *(f"{app_dir.rstrip('/')}/{d}" for d in APP_SCRUB_DIRS),
+                *policy["scrub_paths"],
+            ),
+            timeout_seconds=policy["script_timeout_seconds"],
+        ),
+        min_servers=policy["min_servers"],
+        max_servers=policy["max_servers"],
+        max_parallel=policy["max_parallel"],
+        drain_seconds=policy["drain_seconds"],
+        channel=policy["channel"],
+        component=component.type,
+    )
+
+
+def _check_refs(
+    where: Node,
+    policy: dict[str, Any],
+    groups: Mapping[str, tuple[str, ...]],
+    problems: list[Problem],
+) -> None:
+    for key in ("operators", "approvers"):
+        for ref in policy[key]:
+            if ref.startswith("@") and ref[1:] not in groups:
+                problems.append(
+                    where.problem(None, f"{key}: group {ref} is not defined under groups:")
+                )
