@@ -21,8 +21,9 @@ from bot.slack.serve import web_client
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
+from pipeline.services.caller import Caller
 from pipeline.services.display import Display
-from pipeline.services.service import Caller, Service
+from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import (
     TAG_KEY,

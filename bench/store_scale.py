@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pipeline.config.loader import load_config
 from pipeline.execution.runner import Runner
-from pipeline.services.service import Caller, Service
+from pipeline.services.caller import Caller
+from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec
 from providers.local import LocalProvider

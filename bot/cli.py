@@ -144,7 +144,7 @@ def scan(path: Path | None, *, as_json: bool) -> int:
         return 2
     app = build(config, _Quiet())
     try:
-        reply = app.service.scan(app.clock(), "cli")
+        reply = app.service.views.scan(app.clock(), "cli")
     finally:
         app.close()
     print(json.dumps(report.as_json(reply), indent=2) if as_json else text.scan_text(reply))

@@ -15,7 +15,8 @@ from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunState
 from pipeline.execution.runner import Runner
-from pipeline.services.service import Caller, Service
+from pipeline.services.caller import Caller
+from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import Provider
 from providers.local import LocalProvider

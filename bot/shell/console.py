@@ -15,8 +15,8 @@ from bot.shell import text
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.models import Run, ServerStatus, Step
+from pipeline.services.caller import Caller
 from pipeline.services.replies import AlertsReply
-from pipeline.services.service import Caller
 
 SHELL_HELP = """\
   scan             check every image for age, drift and deprecation now (what the schedule does)
@@ -82,7 +82,7 @@ class Shell:
             self._switch(words[1:])
             return True
         if verb == "scan":
-            scanned = self.app.service.scan(self.app.clock(), "shell")
+            scanned = self.app.service.views.scan(self.app.clock(), "shell")
             self.say(text.render(scanned))
             shown = [*scanned.changes.new, *scanned.changes.reminded]
             if shown:

@@ -28,6 +28,7 @@ from pipeline.config.model import Config
 from pipeline.domain import commands
 from pipeline.domain.alerts import Alert
 from pipeline.ports import Clock
+from pipeline.services.caller import Caller
 from pipeline.services.display import Display
 from pipeline.services.replies import (
     AlertsReply,
@@ -37,7 +38,7 @@ from pipeline.services.replies import (
     RunReply,
     StatusReply,
 )
-from pipeline.services.service import Caller, Service
+from pipeline.services.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +276,8 @@ def register_events(app: App, services: Services) -> None:
         def publish() -> None:
             # Published whichever tab was opened, so the Home tab is current when it is shown.
             now = services.clock()
-            status = services.service.status(None, now)
-            images = services.service.images(None, now)
+            status = services.service.views.status(None, now)
+            images = services.service.views.images(None, now)
             assert isinstance(status, StatusReply) and isinstance(images, ImagesReply)
             client.views_publish(
                 user_id=str(event["user"]), view=messages.home_view(status, images)

@@ -152,7 +152,7 @@ def serve(app: App, cards: Cards, client: WebClient) -> int:
     threading.Thread(target=_sweep_expiries, args=(app, cards, stop), daemon=True).start()
 
     def scan(trigger: str) -> None:
-        alert_cards.show(app.service.scan(app.clock(), trigger).changes)
+        alert_cards.show(app.service.views.scan(app.clock(), trigger).changes)
 
     schedule = Schedule(app.config, scan)
     schedule.start()

@@ -6,13 +6,11 @@ Every front end calls ``Service.handle(text, caller, now)`` and render the Reply
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pipeline.config.model import AppConfig, Config, EnvConfig
 from pipeline.domain import commands as cmd
 from pipeline.domain import plans, policy
-from pipeline.domain.alerts import AlertState
 from pipeline.domain.models import (
     ACTIVE_STATES,
     Run,
@@ -23,8 +21,9 @@ from pipeline.domain.models import (
 from pipeline.domain.staleness import assess
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
+from pipeline.services import alerts
+from pipeline.services.caller import Caller
 from pipeline.services.replies import (
-    AlertsReply,
     ErrorReply,
     HelpReply,
     Plan,
@@ -38,17 +37,8 @@ from providers.base import ProviderError, Server
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is typing, the user groups they belong to, and where (a channel id or None)."""
-
-    user: str
-    groups: frozenset[str] = field(default_factory=frozenset)
-    channel: str | None = None
-
-
-class Service(Views):
-    """Plans and changes runs; the read-only views come from Views."""
+class Service:
+    """Plans and changes runs; the read-only answers come from ``views``."""
 
     def __init__(
         self, *, config: Config, store: Store, provider_for: ProviderFor, runner: Runner
@@ -57,6 +47,7 @@ class Service(Views):
         self.store = store
         self.provider_for = provider_for
         self.runner = runner
+        self.views = Views(config, store, provider_for)
 
     def handle(self, text: str, caller: Caller, now: datetime) -> Reply:
         command = cmd.parse(text)
@@ -77,15 +68,15 @@ class Service(Views):
             case cmd.Cancel(run_id):
                 return self.cancel(run_id, caller, now)
             case cmd.Status(app):
-                return self.status(app, now)
+                return self.views.status(app, now)
             case cmd.Images(app):
-                return self.images(app, now)
+                return self.views.images(app, now)
             case cmd.History(app):
-                return self.history(app)
+                return self.views.history(app)
             case cmd.Refresh():
                 return self.refresh(command, caller, now)
             case cmd.Alerts(app):
-                return self.alerts(app, now)
+                return self.views.alerts(app, now)
             case cmd.Snooze(alert_id):
                 return self.snooze(alert_id, caller, now)
         raise AssertionError(command)
@@ -109,7 +100,7 @@ class Service(Views):
     def _target(
         self, app_name: str, env_name: str | None, usage: str, caller: Caller
     ) -> EnvConfig | ErrorReply:
-        app = self._app(app_name, usage)
+        app = self.views.app(app_name, usage)
         if isinstance(app, ErrorReply):
             return app
         env = self._env(app, env_name, usage)
@@ -130,7 +121,7 @@ class Service(Views):
             return _busy(active, now)
         provider = self.provider_for(env.provider)
         try:
-            fleet = self._fleet(env)
+            fleet = self.views.fleet(env)
             current = len(fleet)
             desired = current + command.count if command.relative else command.count
             bounds = plans.bounds(env, current, desired)
@@ -345,7 +336,7 @@ class Service(Views):
         if active is not None:
             return _busy(active, now)
         try:
-            fleet = self._fleet(env)
+            fleet = self.views.fleet(env)
             image = self.provider_for(env.provider).resolve_image(env.image)
         except ProviderError as exc:
             return ErrorReply(f"{env.provider} said: {exc.reason}")
@@ -375,30 +366,7 @@ class Service(Views):
         return self._submit(plan, env, caller, now)
 
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
-        alert = self.store.alerts.get(alert_id)
-        if alert is None:
-            return ErrorReply(f"There is no alert {alert_id}.")
-        env = (
-            self.config.apps[alert.app].environments.get(alert.env)
-            if (alert.app in self.config.apps)
-            else None
-        )
-        if env is None or not policy.is_member(
-            caller.user,
-            [*env.operators, *env.approval.approvers],
-            self.config.groups,
-            caller.groups,
-        ):
-            return ErrorReply(
-                f"Only operators or approvers of {alert.app}/{alert.env} may snooze its alerts."
-            )
-        if alert.state == AlertState.RESOLVED:
-            return AlertsReply((alert,), now, f"Alert {alert_id} is already resolved.")
-        snoozed = self.store.alerts.snooze(alert_id, caller.user, now)
-        self.store.audit(now, None, caller.user, "alert_snoozed", f"alert {alert_id}")
-        assert snoozed is not None
-        until = snoozed.snoozed_until.strftime("%Y-%m-%d") if snoozed.snoozed_until else "?"
-        return AlertsReply((snoozed,), now, f"Alert {alert_id} snoozed until {until}.")
+        return alerts.snooze(self.config, self.store, alert_id, caller, now)
 
 
 def _busy(active: Run, now: datetime) -> ErrorReply:

@@ -26,24 +26,27 @@ from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
 
 
 class Views:
-    config: Config
-    store: Store
-    provider_for: ProviderFor
+    def __init__(self, config: Config, store: Store, provider_for: ProviderFor) -> None:
+        self.config = config
+        self.store = store
+        self.provider_for = provider_for
 
-    def _app(self, name: str, usage: str) -> AppConfig | ErrorReply:
+    def app(self, name: str, usage: str) -> AppConfig | ErrorReply:
+        """The app called ``name``, or the error to show (with ``usage``)."""
         app = self.config.apps.get(name)
         if app is None:
             known = ", ".join(sorted(self.config.apps)) or "none configured"
             return ErrorReply(f"Unknown app `{name}` (apps: {known}).", usage)
         return app
 
-    def _fleet(self, env: EnvConfig) -> list[Server]:
+    def fleet(self, env: EnvConfig) -> list[Server]:
+        """The servers byoi made for an environment, as its provider lists them."""
         return self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
 
     def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
         if app_name is None:
             return [e for a in self.config.apps.values() for e in a.environments.values()]
-        app = self._app(app_name, usage)
+        app = self.app(app_name, usage)
         if isinstance(app, ErrorReply):
             return app
         return list(app.environments.values())
@@ -56,7 +59,7 @@ class Views:
         for env in envs:
             active = self.store.active_run(env.app, env.name)
             try:
-                fleet = self._fleet(env)
+                fleet = self.fleet(env)
                 images = self._image_names(env, fleet, now)
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
@@ -105,7 +108,7 @@ class Views:
 
     def alerts(self, app_name: str | None, now: datetime) -> Reply:
         if app_name is not None:
-            app = self._app(app_name, cmd.USAGE["alerts"])
+            app = self.app(app_name, cmd.USAGE["alerts"])
             if isinstance(app, ErrorReply):
                 return app
         return AlertsReply(tuple(self.store.alerts.unresolved(app_name)), now)
@@ -120,7 +123,7 @@ class Views:
 
     def history(self, app_name: str | None) -> Reply:
         if app_name is not None:
-            app = self._app(app_name, cmd.USAGE["history"])
+            app = self.app(app_name, cmd.USAGE["history"])
             if isinstance(app, ErrorReply):
                 return app
         return HistoryReply(tuple(self.store.runs(app_name, limit=10)))

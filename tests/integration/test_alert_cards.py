@@ -51,9 +51,9 @@ def test_a_check_posts_one_card_per_finding_and_never_a_duplicate(
     world = drifted_world(tmp_path)
     show = alert_cards(world, fake)
 
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
     world.clock.advance(days=1)
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
 
     posted = cards(fake)
     assert len(posted) == 2  # drift in staging and in production
@@ -67,12 +67,12 @@ def test_a_check_posts_one_card_per_finding_and_never_a_duplicate(
 def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -> None:
     world = drifted_world(tmp_path)
     show = alert_cards(world, fake)
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
     staging = next(a for a in world.store.alerts.unresolved() if a.env == "staging")
 
     snoozed = world.say(f"snooze {staging.id}", "UBOB")
     show.update(snoozed.alerts[0])  # type: ignore[attr-defined]
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
 
     edited = [text_of(c) for c in fake.sent("chat.update") if c.params["ts"] == staging.shown_as]
     assert any("snoozed until" in e and "alert_snooze" not in e for e in edited)
@@ -83,7 +83,7 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
 
     world.scale_and_approve("scale web 1")
     world.scale_and_approve("refresh web")
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
 
     last = [text_of(c) for c in fake.sent("chat.update")][-2:]
     assert all("resolved" in t and "alert_refresh" not in t for t in last)
@@ -101,8 +101,8 @@ def test_a_check_on_aws_posts_cards_for_a_drifted_ami(
     seed_ami("web-base-v2", "web", {"ruby_version": "2.7.0", "operating_system": "ubuntu2204"})
     show = alert_cards(world, fake)
 
-    show.show(world.service.scan(world.clock()).changes)
-    show.show(world.service.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
+    show.show(world.service.views.scan(world.clock()).changes)
 
     (card,) = cards(fake)
     assert fake.sent("chat.postMessage")[0].params["channel"] == "C0AWS"

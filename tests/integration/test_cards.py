@@ -10,8 +10,8 @@ import pytest
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
 from pipeline.domain.models import Run, RunState
+from pipeline.services.caller import Caller
 from pipeline.services.display import Display
-from pipeline.services.service import Caller
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
 

@@ -24,7 +24,7 @@ def stale_world(world: World) -> None:
 
 
 def test_a_fresh_image_raises_no_alert(world: World) -> None:
-    reply = world.service.scan(world.clock())
+    reply = world.service.views.scan(world.clock())
 
     assert reply.findings == 0
     assert not reply.changes
@@ -34,7 +34,7 @@ def test_a_fresh_image_raises_no_alert(world: World) -> None:
 def test_each_finding_becomes_one_alert_per_environment(world: World) -> None:
     stale_world(world)
 
-    reply = world.service.scan(world.clock())
+    reply = world.service.views.scan(world.clock())
 
     found = sorted((a.env, a.finding, a.detail) for a in reply.changes.new)
     assert found == [
@@ -48,10 +48,10 @@ def test_each_finding_becomes_one_alert_per_environment(world: World) -> None:
 
 def test_a_second_scan_reminds_instead_of_duplicating(world: World) -> None:
     stale_world(world)
-    world.service.scan(world.clock())
+    world.service.views.scan(world.clock())
     world.clock.advance(days=1)
 
-    again = world.service.scan(world.clock())
+    again = world.service.views.scan(world.clock())
 
     assert again.changes.new == []
     assert len(again.changes.reminded) == 4
@@ -61,13 +61,13 @@ def test_a_second_scan_reminds_instead_of_duplicating(world: World) -> None:
 
 def test_a_snoozed_alert_stays_silent_until_the_snooze_ends(world: World) -> None:
     stale_world(world)
-    first = world.service.scan(world.clock()).changes.new[0]
+    first = world.service.views.scan(world.clock()).changes.new[0]
 
     reply = world.say(f"snooze {first.id}", "UBOB")
     world.clock.advance(days=6)
-    during = world.service.scan(world.clock())
+    during = world.service.views.scan(world.clock())
     world.clock.advance(days=2)
-    after = world.service.scan(world.clock())
+    after = world.service.views.scan(world.clock())
 
     assert isinstance(reply, AlertsReply) and "snoozed until" in reply.message
     assert first.id not in {a.id for a in during.changes.reminded}
@@ -78,7 +78,7 @@ def test_a_snoozed_alert_stays_silent_until_the_snooze_ends(world: World) -> Non
 
 def test_only_operators_and_approvers_may_snooze(world: World) -> None:
     stale_world(world)
-    first = world.service.scan(world.clock()).changes.new[0]
+    first = world.service.views.scan(world.clock()).changes.new[0]
 
     reply = world.say(f"snooze {first.id}", "UMALLORY")
 
@@ -88,11 +88,11 @@ def test_only_operators_and_approvers_may_snooze(world: World) -> None:
 
 def test_refreshing_the_image_resolves_its_alerts(world: World) -> None:
     stale_world(world)
-    world.service.scan(world.clock())
+    world.service.views.scan(world.clock())
     world.scale_and_approve("scale web 1")
 
     world.scale_and_approve("refresh web")
-    reply = world.service.scan(world.clock())
+    reply = world.service.views.scan(world.clock())
 
     assert len(reply.changes.resolved) == 4
     staging_left = [a for a in world.store.alerts.unresolved() if a.env == "staging"]
@@ -102,13 +102,13 @@ def test_refreshing_the_image_resolves_its_alerts(world: World) -> None:
 
 def test_a_broken_listing_does_not_resolve_alerts(world: World) -> None:
     stale_world(world)
-    world.service.scan(world.clock())
+    world.service.views.scan(world.clock())
     for image in world.provider.list_images():
         (world.provider.root / "images" / image.id / "image.json").rename(
             world.provider.root / "images" / image.id / "gone.json"
         )
 
-    reply = world.service.scan(world.clock())
+    reply = world.service.views.scan(world.clock())
 
     assert all(o.error for o in reply.observations)
     assert reply.changes.resolved == []
@@ -117,7 +117,7 @@ def test_a_broken_listing_does_not_resolve_alerts(world: World) -> None:
 
 def test_alerts_lists_what_is_unresolved(world: World) -> None:
     stale_world(world)
-    world.service.scan(world.clock())
+    world.service.views.scan(world.clock())
 
     reply = world.say("alerts web")
 

@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from pipeline.domain.models import RunState
+from pipeline.services.caller import Caller
 from pipeline.services.replies import ErrorReply, RunReply
-from pipeline.services.service import Caller
 from pipeline.state.store import Store
 from tests.conftest import World, config_text, make_world
 
