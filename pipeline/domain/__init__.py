@@ -1,4 +1,4 @@
-"""The language of byoi: runs, servers, steps, commands, plans, policy and staleness.
+"""The language of byoi: runs, servers, steps, alerts, commands, plans, policy and staleness.
 
-Pure values and functions; time is passed in.
+Pure values and functions; time is passed in. May import config values and providers.base.
 """

@@ -1,1 +1,4 @@
-"""Carrying runs out: the runner, the scripts it sends, recovery after a crash, the scan."""
+"""Carrying runs out: the runner, the scripts it sends, recovery after a crash, the scan.
+
+May import domain, config, state, ports and providers.base.
+"""

@@ -1,1 +1,1 @@
-"""The SQLite store and its migrations: all SQL lives here."""
+"""The SQLite store and its migrations: all SQL lives here. May import domain values only."""
