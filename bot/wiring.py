@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.runner import Notifier, Runner
 from pipeline.service import Service
 from pipeline.store import Store
-from providers.base import Provider
+from providers.base import Provider, ProviderError
 
 Clock = Callable[[], datetime]
 
@@ -39,7 +39,10 @@ class Providers:
     def __call__(self, name: str) -> Provider:
         with self._lock:
             if name not in self._built:
-                self._built[name] = self._build(name)
+                try:
+                    self._built[name] = self._build(name)
+                except ProviderError as exc:
+                    raise UnavailableProvider(f"the {name} provider: {exc.reason}") from exc
             return self._built[name]
 
     def _build(self, name: str) -> Provider:
@@ -58,6 +61,11 @@ class Providers:
             return GcpProvider(
                 {"api_endpoint": os.environ.get("BYOI_GCP_API_ENDPOINT"), **settings}
             )
+        if name == "digitalocean":
+            from providers.digitalocean import DigitalOceanProvider
+
+            ssh_dir = self.config.database.parent / f"{self.config.database.stem}-ssh"
+            return DigitalOceanProvider({"ssh_dir": str(ssh_dir), **settings})
         raise UnavailableProvider(
             f"the {name} provider is not part of this build yet; use provider: local"
         )
