@@ -29,6 +29,7 @@ class Host:
     authorized: list[str]
     server: Any = None
     commands: list[str] = field(default_factory=list)
+    running: set[Any] = field(default_factory=set)
 
 
 class FakeHosts:
@@ -87,14 +88,21 @@ class FakeHosts:
         self.start(droplet_id)
 
     def close(self) -> None:
-        for droplet_id in list(self.hosts):
+        for droplet_id, host in list(self.hosts.items()):
             self.stop(droplet_id)
+            for child in list(host.running):  # a step whose client gave up on it
+                child.kill()
+                self._call(child.wait())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._holder.close()
 
     async def _listen(self, host: Host) -> Any:
-        keys = asyncssh.import_authorized_keys("\n".join(host.authorized) + "\n")
+        keys = (
+            asyncssh.import_authorized_keys("\n".join(host.authorized) + "\n")
+            if host.authorized
+            else None  # no key may log in
+        )
 
         async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
             await _execute(host, process)
@@ -128,7 +136,11 @@ async def _execute(host: Host, process: asyncssh.SSHServerProcess[str]) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await child.communicate(stdin.encode())
+    host.running.add(child)
+    try:
+        out, err = await child.communicate(stdin.encode())
+    finally:
+        host.running.discard(child)
     process.stdout.write(out.decode(errors="replace"))
     process.stderr.write(err.decode(errors="replace"))
     process.exit(child.returncode if child.returncode is not None else 255)
