@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import IMAGE_FILES, START
 from tests.e2e.slackbot import serving
 from tests.e2e.test_crash_drill import run_row, wait_terminal
-from tests.fakes.digitalocean import FakeDigitalOcean, provider_for, seed_image
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.digitalocean_setup import provider_for, seed_image
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.sshd import FakeHosts
 from tests.integration.test_digitalocean_runs import write_config

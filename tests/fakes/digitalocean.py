@@ -24,9 +24,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from tests.fakes.digitalocean_account import (
+    ROUTES,
+    AccountRoutes,
+    Answer,
+    error,
+    image_resource,
+    page,
+)
 from tests.fakes.sshd import FakeHosts
-
-Answer = tuple[int, Any]
 
 
 @dataclass
@@ -49,7 +55,7 @@ class Fault:
 
 
 @dataclass
-class FakeDigitalOcean:
+class FakeDigitalOcean(AccountRoutes):
     base: Path
     hosts: FakeHosts | None = None
     token: str = "do-test-token"
@@ -64,6 +70,8 @@ class FakeDigitalOcean:
     keys: dict[int, dict[str, Any]] = field(default_factory=dict)
     balancers: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    resets: list[int] = field(default_factory=list)
+    """The ``ratelimit-reset`` times sent with injected 429s."""
     _polls: dict[tuple[str, int], int] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -129,7 +137,7 @@ class FakeDigitalOcean:
                 target = root / path.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
-            self.images[image_id] = _image(
+            self.images[image_id] = image_resource(
                 image_id, name, tags or [], description, created, regions or ["ams3"]
             )
             self.tags.update(tags or [])
@@ -187,7 +195,7 @@ class FakeDigitalOcean:
             if path == "/healthz":
                 status, answer = 200, {"ok": True}
             elif handler.headers.get("Authorization") != f"Bearer {self.token}":
-                status, answer = 401, _error("unauthorized", "Unable to authenticate you")
+                status, answer = 401, error("unauthorized", "Unable to authenticate you")
             else:
                 status, answer, headers = self._answer(method, path, query, body)
         data = json.dumps(answer).encode() if answer is not None else b""
@@ -217,47 +225,27 @@ class FakeDigitalOcean:
             if match and verb == method:
                 answer: Answer = getattr(self, name)(query=query, body=body, **match.groupdict())
                 return answer
-        return 404, _error("not_found", f"no route for {method} {path}")
+        return 404, error("not_found", f"no route for {method} {path}")
 
     def _fault(self, fault: Fault) -> tuple[int, Any, dict[str, str]]:
         if fault.status == 429:
             reset = math.ceil(time.time() + fault.reset_in)
+            self.resets.append(reset)
             headers = {
                 "ratelimit-limit": "5000",
                 "ratelimit-remaining": "0",
                 "ratelimit-reset": str(reset),
             }
-            return 429, _error("too_many_requests", "API Rate limit exceeded."), headers
+            return 429, error("too_many_requests", "API Rate limit exceeded."), headers
         if fault.status == 422:
-            return 422, _error("unprocessable_entity", fault.message), {}
-        return fault.status, _error("server_error", fault.message or "Server Error"), {}
+            return 422, error("unprocessable_entity", fault.message), {}
+        return fault.status, error("server_error", fault.message or "Server Error"), {}
 
     def _poll(self, kind: str, ident: int, limit: int) -> bool:
         """True once this resource has been read ``limit`` times."""
         count = self._polls.get((kind, ident), 0) + 1
         self._polls[(kind, ident)] = count
         return count >= limit
-
-    # account keys -------------------------------------------------------------------------------
-
-    def get_keys(self, query: dict[str, str], **_: Any) -> Answer:
-        return 200, _page("ssh_keys", list(self.keys.values()), query)
-
-    def post_keys(self, body: dict[str, Any], **_: Any) -> Answer:
-        import asyncssh
-
-        key = asyncssh.import_public_key(body["public_key"])
-        fingerprint = key.get_fingerprint("md5").removeprefix("MD5:")
-        if any(k["fingerprint"] == fingerprint for k in self.keys.values()):
-            return 422, _error("unprocessable_entity", "SSH Key is already in use on your account")
-        key_id = next(self._ids)
-        self.keys[key_id] = {
-            "id": key_id,
-            "name": body["name"],
-            "fingerprint": fingerprint,
-            "public_key": body["public_key"],
-        }
-        return 201, {"ssh_key": self.keys[key_id]}
 
     # images -------------------------------------------------------------------------------------
 
@@ -267,12 +255,12 @@ class FakeDigitalOcean:
             images = [i for i in images if not i["public"]]
         if query.get("tag_name"):
             images = [i for i in images if query["tag_name"] in i["tags"]]
-        return 200, _page("images", images, query)
+        return 200, page("images", images, query)
 
     def get_image(self, ident: str, **_: Any) -> Answer:
         image = self._image(ident)
         if image is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         return 200, {"image": image}
 
     def _image(self, ident: str) -> dict[str, Any] | None:
@@ -283,32 +271,11 @@ class FakeDigitalOcean:
     def put_image(self, ident: str, body: dict[str, Any], **_: Any) -> Answer:
         image = self._image(ident)
         if image is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         for key in ("name", "description", "distribution"):
             if key in body:
                 image[key] = body[key]
         return 200, {"image": image}
-
-    # tags ---------------------------------------------------------------------------------------
-
-    def post_tags(self, body: dict[str, Any], **_: Any) -> Answer:
-        name = body["name"]
-        if not re.fullmatch(r"[A-Za-z0-9:_\-]{1,255}", name):
-            return 422, _error("unprocessable_entity", f"tag name {name!r} is invalid")
-        self.tags.add(name)
-        return 201, {"tag": {"name": name, "resources": {"count": 0}}}
-
-    def post_tag_resources(self, tag: str, body: dict[str, Any], **_: Any) -> Answer:
-        if tag not in self.tags:
-            return 404, _error("not_found", f"tag {tag} not found")
-        for resource in body["resources"]:
-            table = self.images if resource["resource_type"] == "image" else self.droplets
-            item = table.get(int(resource["resource_id"]))
-            if item is None:
-                return 404, _error("not_found", f"{resource} not found")
-            if tag not in item["tags"]:
-                item["tags"].append(tag)
-        return 204, None
 
     # droplets -----------------------------------------------------------------------------------
 
@@ -316,12 +283,12 @@ class FakeDigitalOcean:
         droplets = list(self.droplets.values())
         if query.get("tag_name"):
             droplets = [d for d in droplets if query["tag_name"] in d["tags"]]
-        return 200, _page("droplets", [self._advance(d) for d in droplets], query)
+        return 200, page("droplets", [self._advance(d) for d in droplets], query)
 
     def get_droplet(self, ident: str, **_: Any) -> Answer:
         droplet = self.droplets.get(int(ident))
         if droplet is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         return 200, {"droplet": self._advance(droplet)}
 
     def _advance(self, droplet: dict[str, Any]) -> dict[str, Any]:
@@ -351,7 +318,7 @@ class FakeDigitalOcean:
     def post_droplets(self, body: dict[str, Any], **_: Any) -> Answer:
         image = self._image(str(body["image"]))
         if image is None:
-            return 422, _error("unprocessable_entity", "You specified an invalid image.")
+            return 422, error("unprocessable_entity", "You specified an invalid image.")
         keys = [int(k) for k in body.get("ssh_keys", []) if int(k) in self.keys]
         droplet_id = next(self._ids)
         self.tags.update(body.get("tags", []))
@@ -373,7 +340,7 @@ class FakeDigitalOcean:
     def delete_droplet(self, ident: str, **_: Any) -> Answer:
         droplet = self.droplets.pop(int(ident), None)
         if droplet is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         self._gone(droplet["id"])
         return 204, None
 
@@ -392,14 +359,14 @@ class FakeDigitalOcean:
 
     def get_droplet_snapshots(self, ident: str, query: dict[str, str], **_: Any) -> Answer:
         found = [i for i in self.images.values() if i.get("source") == int(ident)]
-        return 200, _page("snapshots", found, query)
+        return 200, page("snapshots", found, query)
 
     def post_droplet_action(self, ident: str, body: dict[str, Any], **_: Any) -> Answer:
         droplet = self.droplets.get(int(ident))
         if droplet is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         if body.get("type") != "snapshot":
-            return 422, _error("unprocessable_entity", f"unsupported action {body.get('type')}")
+            return 422, error("unprocessable_entity", f"unsupported action {body.get('type')}")
         action_id = next(self._ids)
         self.actions[action_id] = {
             "id": action_id,
@@ -415,7 +382,7 @@ class FakeDigitalOcean:
     def get_action(self, ident: str, **_: Any) -> Answer:
         action = self.actions.get(int(ident))
         if action is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
+            return 404, error("not_found", "The resource you were accessing could not be found.")
         if action["status"] == "in-progress" and self._poll(
             "action", action["id"], self.action_polls
         ):
@@ -433,137 +400,8 @@ class FakeDigitalOcean:
         if source is not None and source.is_dir():
             shutil.copytree(source, self.base / "images" / str(image_id), symlinks=True)
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        image = _image(image_id, action["name"], [], "", created, [droplet["region"]["slug"]])
+        image = image_resource(
+            image_id, action["name"], [], "", created, [droplet["region"]["slug"]]
+        )
         image["source"] = droplet["id"]
         self.images[image_id] = image
-
-    # load balancers -----------------------------------------------------------------------------
-
-    def get_balancers(self, query: dict[str, str], **_: Any) -> Answer:
-        return 200, _page("load_balancers", list(self.balancers.values()), query)
-
-    def get_balancer(self, lb: str, **_: Any) -> Answer:
-        found = self.balancers.get(lb)
-        if found is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
-        return 200, {"load_balancer": found}
-
-    def post_balancer_droplets(self, lb: str, body: dict[str, Any], **_: Any) -> Answer:
-        found = self.balancers.get(lb)
-        if found is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
-        for droplet_id in body["droplet_ids"]:
-            if droplet_id not in self.droplets:
-                return 422, _error("unprocessable_entity", f"droplet {droplet_id} not found")
-            if droplet_id not in found["droplet_ids"]:
-                found["droplet_ids"].append(droplet_id)
-        return 204, None
-
-    def delete_balancer_droplets(self, lb: str, body: dict[str, Any], **_: Any) -> Answer:
-        found = self.balancers.get(lb)
-        if found is None:
-            return 404, _error("not_found", "The resource you were accessing could not be found.")
-        found["droplet_ids"] = [d for d in found["droplet_ids"] if d not in body["droplet_ids"]]
-        return 204, None
-
-
-ROUTES = [
-    (r"/v2/account/keys", "GET", "get_keys"),
-    (r"/v2/account/keys", "POST", "post_keys"),
-    (r"/v2/images", "GET", "get_images"),
-    (r"/v2/images/(?P<ident>[^/]+)", "GET", "get_image"),
-    (r"/v2/images/(?P<ident>[^/]+)", "PUT", "put_image"),
-    (r"/v2/tags", "POST", "post_tags"),
-    (r"/v2/tags/(?P<tag>[^/]+)/resources", "POST", "post_tag_resources"),
-    (r"/v2/droplets", "GET", "get_droplets"),
-    (r"/v2/droplets", "POST", "post_droplets"),
-    (r"/v2/droplets", "DELETE", "delete_droplets"),
-    (r"/v2/droplets/(?P<ident>\d+)", "GET", "get_droplet"),
-    (r"/v2/droplets/(?P<ident>\d+)", "DELETE", "delete_droplet"),
-    (r"/v2/droplets/(?P<ident>\d+)/snapshots", "GET", "get_droplet_snapshots"),
-    (r"/v2/droplets/(?P<ident>\d+)/actions", "POST", "post_droplet_action"),
-    (r"/v2/actions/(?P<ident>\d+)", "GET", "get_action"),
-    (r"/v2/load_balancers", "GET", "get_balancers"),
-    (r"/v2/load_balancers/(?P<lb>[^/]+)", "GET", "get_balancer"),
-    (r"/v2/load_balancers/(?P<lb>[^/]+)/droplets", "POST", "post_balancer_droplets"),
-    (r"/v2/load_balancers/(?P<lb>[^/]+)/droplets", "DELETE", "delete_balancer_droplets"),
-]
-
-
-def _image(
-    image_id: int, name: str, tags: list[str], description: str, created: str, regions: list[str]
-) -> dict[str, Any]:
-    return {
-        "id": image_id,
-        "name": name,
-        "type": "snapshot",
-        "distribution": "Ubuntu",
-        "slug": None,
-        "public": False,
-        "regions": regions,
-        "created_at": created,
-        "min_disk_size": 25,
-        "size_gigabytes": 2.3,
-        "description": description,
-        "tags": list(tags),
-        "status": "available",
-    }
-
-
-def _error(ident: str, message: str) -> dict[str, Any]:
-    return {"id": ident, "message": message, "request_id": "4d9d8375-3c56-4925-a3e7-eb137fed17e9"}
-
-
-def _page(key: str, items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
-    size = int(query.get("per_page", "20"))
-    page = int(query.get("page", "1"))
-    chunk = items[(page - 1) * size : page * size]
-    links: dict[str, Any] = {"pages": {}}
-    if page * size < len(items):
-        links["pages"]["next"] = f"/v2/...?page={page + 1}&per_page={size}"
-    return {key: chunk, "links": links, "meta": {"total": len(items)}}
-
-
-def provider_for(
-    fake: FakeDigitalOcean, ssh_dir: Path, settings: dict[str, Any] | None = None
-) -> Any:
-    """The real adapter pointed at ``fake``, polling fast, with its SSH state in ``ssh_dir``."""
-    from providers.digitalocean import DigitalOceanProvider
-
-    assert fake.hosts is not None
-    return DigitalOceanProvider(
-        {
-            "api_endpoint": fake.url,
-            "ssh_dir": str(ssh_dir),
-            "ssh_port": fake.hosts.port,
-            "region": "ams3",
-            "poll_seconds": 0.05,
-            "wait_seconds": 20,
-            "ssh_wait_seconds": 20,
-            **(settings or {}),
-        },
-        environ={"DIGITALOCEAN_TOKEN": fake.token},
-    )
-
-
-def seed_image(
-    fake: FakeDigitalOcean,
-    provider: Any,
-    name: str,
-    family: str,
-    versions: dict[str, str] | Any,
-    created: datetime,
-    files: dict[str, str] | None = None,
-) -> Any:
-    """A snapshot in ``family`` with versions as byoi records them, resolved through the port."""
-    from providers.base import TAG_FAMILY
-    from providers.digitalocean_codec import describe_versions, tag, version_tags
-
-    image_id = fake.add_image(
-        name,
-        tags=[tag(TAG_FAMILY, family), *version_tags(versions)],
-        description=describe_versions(versions),
-        created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        files=files or {"/etc/machine-id": "x\n"},
-    )
-    return provider.resolve_image(str(image_id))

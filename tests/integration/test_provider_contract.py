@@ -120,7 +120,8 @@ class DigitalOceanHarness:
     executes_scripts = True
 
     def __init__(self, request: pytest.FixtureRequest, root: Path) -> None:
-        from tests.fakes.digitalocean import FakeDigitalOcean, provider_for
+        from tests.fakes.digitalocean import FakeDigitalOcean
+        from tests.fakes.digitalocean_setup import provider_for
         from tests.fakes.sshd import FakeHosts
 
         hosts = FakeHosts(root / "droplets")
@@ -133,7 +134,7 @@ class DigitalOceanHarness:
     def seed_image(
         self, name: str, family: str, versions: Mapping[str, str], age_days: int
     ) -> Image:
-        from tests.fakes.digitalocean import seed_image
+        from tests.fakes.digitalocean_setup import seed_image
 
         created = START - timedelta(days=age_days)
         return seed_image(self.fake, self.provider, name, family, versions, created)
