@@ -51,12 +51,16 @@ _LB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 # The load balancer's own health check, run on the droplet: DigitalOcean's API reports
 # which droplets a balancer holds, not whether each passes its check.
 LB_CHECK = """\
+port="$BYOI_CHECK_PORT"
 case "$BYOI_CHECK_PROTOCOL" in
   http | https)
-    curl -fsS -k -o /dev/null --max-time 5 \\
-      "$BYOI_CHECK_PROTOCOL://127.0.0.1:$BYOI_CHECK_PORT$BYOI_CHECK_PATH" ;;
-  *) timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$BYOI_CHECK_PORT"' ;;
+    if command -v curl >/dev/null; then
+      exec curl -fsS -k -o /dev/null --max-time 5 \\
+        "$BYOI_CHECK_PROTOCOL://127.0.0.1:$port$BYOI_CHECK_PATH"
+    fi ;;
 esac
+# tcp checks, and http(s) ones on a droplet without curl: the port accepts a connection
+timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$port"
 """
 
 
@@ -226,7 +230,7 @@ class DigitalOceanProvider:
 
     def launch(self, request: LaunchRequest) -> Server:
         _, key_id = self._ssh()
-        for _attempt in range(self.api.attempts):
+        for attempt in range(self.api.attempts):
             existing = self.list_servers({TAG_KEY: request.key})
             if existing:
                 return self._wait_active(existing[0].id)
@@ -239,7 +243,9 @@ class DigitalOceanProvider:
                     repeatable=False,
                 )
             except Unanswered:
-                continue  # look the key up again: the droplet may exist after all
+                # Look the key up again (the droplet may exist after all), after a pause.
+                time.sleep(min(0.5 * 2**attempt, 5.0))
+                continue
             return self._wait_active(str(created["droplet"]["id"]))
         raise ProviderTimeout(f"create droplet {request.name}: DigitalOcean kept failing")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -188,7 +189,7 @@ def test_a_failing_deploy_is_reported_and_rolled_back(
 
 
 def test_a_rate_limit_waits_for_ratelimit_reset(world: World, fake: FakeDigitalOcean) -> None:
-    fake.fail("POST", r"^/v2/droplets$", 429, reset_in=1.0)
+    fake.fail("POST", r"^/v2/droplets$", 429, reset_in=0.3)
 
     run = world.scale_and_approve("scale web 1")
 
@@ -244,3 +245,20 @@ def test_a_changed_host_key_stops_the_scripts(world: World, fake: FakeDigitalOce
         world.provider.run_script(server, Script("t", "true"))
 
     assert time.monotonic() - started < 5  # refused at once, not retried
+
+
+def test_a_droplet_failing_the_balancers_check_is_rolled_back(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    (lb,) = fake.balancers.values()
+    lb["health_check"] = {"protocol": "tcp", "port": closed}
+    world.provider.wait_seconds = 1.5  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "fails the health check of web-lb" in (run.servers[0].reason or "")
+    assert fake.droplets == {} and lb["droplet_ids"] == []
