@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.shell import demo, report, text
-from bot.wiring import App, build, utcnow
+from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.config.yamlsrc import ConfigError
@@ -123,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = _parser().parse_args(argv)
     command = args.command or ("serve" if _has_slack_credentials() else "shell")
+    try:
+        return _dispatch(command, args)
+    except UnavailableProvider as exc:
+        print(f"byoi: {exc}", file=sys.stderr)
+        return 2 if command == "scan" else 1
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "check-config":
         return check_config(Path(args.path) if args.path else _config_path(args.config))
     if command == "serve":

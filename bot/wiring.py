@@ -18,11 +18,15 @@ from pipeline.ports import Clock, Notifier
 from pipeline.services.display import Display
 from pipeline.services.service import Service
 from pipeline.state.store import Store
-from providers.base import Provider
+from providers.base import Provider, ProviderError
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UnavailableProvider(Exception):
+    """A provider the configuration uses cannot be built (no credentials, say)."""
 
 
 class Providers:
@@ -36,7 +40,10 @@ class Providers:
     def __call__(self, name: str) -> Provider:
         with self._lock:
             if name not in self._built:
-                self._built[name] = self._build(name)
+                try:
+                    self._built[name] = self._build(name)
+                except ProviderError as exc:
+                    raise UnavailableProvider(f"the {name} provider: {exc.reason}") from exc
             return self._built[name]
 
     def _build(self, name: str) -> Provider:
@@ -55,6 +62,11 @@ class Providers:
             return GcpProvider(
                 {"api_endpoint": os.environ.get("BYOI_GCP_API_ENDPOINT"), **settings}
             )
+        if name == "digitalocean":
+            from providers.digitalocean import DigitalOceanProvider
+
+            ssh_dir = self.config.database.parent / f"{self.config.database.stem}-ssh"
+            return DigitalOceanProvider({"ssh_dir": str(ssh_dir), **settings})
         raise KeyError(name)  # the configuration admits only the names above
 
     def check(self) -> None:

@@ -49,7 +49,7 @@ POLICY_KEYS: dict[str, KeySpec] = {
 APP_KEYS: dict[str, str] = {
     "manifest": "path of the Cloud 66 manifest, relative to byoi.yml",
     "component": "manifest component to scale (default: the first rails/rack/node/docker/...)",
-    "provider": "local, aws or gcp (default: from the manifest's server vendor)",
+    "provider": "local, aws, gcp or digitalocean (default: from the manifest's server vendor)",
     "default_env": "environment used when a command gives no --env",
     "environments": "per-environment policy keys",
 }
@@ -58,7 +58,7 @@ TOP_KEYS: dict[str, str] = {
     "apps": "the applications byoi operates",
     "defaults": "policy keys applied to every app and environment",
     "groups": "named groups of user ids, referenced as @name",
-    "providers": "provider settings (local.root, aws.region, gcp.project, ...)",
+    "providers": "settings per provider (local.root, aws.region, gcp.project, digitalocean.region)",
     "stale": "stale-image policy: max_age_days, schedule",
     "database": "SQLite file for runs, servers, approvals, alerts, audit (default byoi.db)",
     "timezone": "time zone of the schedule (default UTC)",
@@ -159,5 +159,19 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "instance_group_zone": "zone of the unmanaged instance groups (default: the server's)",
         "poll_seconds": "delay between state checks (default 5)",
         "wait_seconds": "longest wait for an operation, RUNNING or a step report (default 600)",
+    },
+    "digitalocean": {
+        "region": "region of new droplets when the manifest gives none (e.g. ams3)",
+        "size": "droplet size when the manifest gives none (default s-1vcpu-1gb)",
+        "vpc_uuid": "VPC of new droplets when the manifest gives no subnet_id",
+        "api_endpoint": "API endpoint override, for emulators (default DigitalOcean's own)",
+        "ssh_dir": "byoi's SSH key pair and pinned host keys (default: beside the database)",
+        "ssh_user": "user byoi logs in as on droplets (default root)",
+        "ssh_port": "SSH port of droplets (default 22)",
+        "ssh_network": "address byoi connects to: public or private (default public)",
+        "ssh_wait_seconds": "how long byoi retries connecting while sshd starts (default 300)",
+        "poll_seconds": "delay between state checks (default 5)",
+        "wait_seconds": "longest wait for active, an action, or the load balancer (default 600)",
+        "max_attempts": "tries per API call on 429 and 5xx answers (default 5)",
     },
 }

@@ -171,15 +171,17 @@ def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dic
     if node is None:
         return result
     for name in node.value:
-        if name not in ("local", "aws", "gcp"):
-            problems.append(node.problem(name, "unknown provider (expected local, aws or gcp)"))
+        if name not in PROVIDER_KEYS:
+            expected = ", ".join(PROVIDER_KEYS)
+            problems.append(node.problem(name, f"unknown provider (expected {expected})"))
             continue
         section = _section(node, name, problems)
         if section is not None:
             _known_keys(section, PROVIDER_KEYS[name], problems)
         settings = plain(section) if section is not None else {}
-        if name == "local" and "root" in settings:
-            settings["root"] = str(base / str(settings["root"]))
+        for key in ("root", "ssh_dir"):  # directories, relative to byoi.yml
+            if key in settings:
+                settings[key] = str(base / str(settings[key]))
         result[name] = {**result.get(name, {}), **settings}
     return result
 
@@ -276,13 +278,13 @@ def _parse_env(
         return None
     server = component.servers[0] if component.servers else None
     provider = body.value.get("provider") or (VENDORS.get(server.vendor or "") if server else None)
-    if provider not in ("local", "aws", "gcp"):
+    if provider not in PROVIDER_KEYS:
         vendor = server.vendor if server else None
         problems.append(
             body.problem(
                 "provider" if "provider" in body.value else None,
                 f"{app}/{env_name}: no provider (manifest vendor "
-                f"{vendor!r}); set provider: local, aws or gcp",
+                f"{vendor!r}); set provider: local, aws, gcp or digitalocean",
             )
         )
         return None

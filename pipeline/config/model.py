@@ -10,7 +10,13 @@ from typing import Any
 
 from providers.base import ServerSpec
 
-VENDORS = {"aws": "aws", "googlecloud": "gcp", "gcp": "gcp", "local": "local"}
+VENDORS = {
+    "aws": "aws",
+    "googlecloud": "gcp",
+    "gcp": "gcp",
+    "digitalocean": "digitalocean",
+    "local": "local",
+}
 DEFAULT_SCRUB_PATHS = (
     "/etc/machine-id",
     "/var/lib/dbus/machine-id",

@@ -114,10 +114,37 @@ class GcpHarness:
         return self.provider.resolve_image(name)
 
 
+class DigitalOceanHarness:
+    """pydo against the DigitalOcean API fake; droplets are real SSH servers running bash."""
+
+    executes_scripts = True
+
+    def __init__(self, request: pytest.FixtureRequest, root: Path) -> None:
+        from tests.fakes.digitalocean import FakeDigitalOcean
+        from tests.fakes.digitalocean_setup import provider_for
+        from tests.fakes.sshd import FakeHosts
+
+        hosts = FakeHosts(root / "droplets")
+        request.addfinalizer(hosts.close)
+        self.fake = FakeDigitalOcean(root / "do", hosts).start()
+        request.addfinalizer(self.fake.stop)
+        self.fake.add_balancer("web-lb")
+        self.provider = provider_for(self.fake, root / "ssh")
+
+    def seed_image(
+        self, name: str, family: str, versions: Mapping[str, str], age_days: int
+    ) -> Image:
+        from tests.fakes.digitalocean_setup import seed_image
+
+        created = START - timedelta(days=age_days)
+        return seed_image(self.fake, self.provider, name, family, versions, created)
+
+
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
     "local": LocalHarness,
     "aws": AwsHarness,
     "gcp": GcpHarness,
+    "digitalocean": DigitalOceanHarness,
 }
 
 

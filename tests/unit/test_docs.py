@@ -28,8 +28,9 @@ def test_every_provider_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in DOC.read_text()
 
 
-def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
-    """google.cloud.compute_v1 costs seconds and ~150 MB: only an app on GCP may load it."""
+def test_an_aws_only_start_never_imports_the_gcp_or_digitalocean_sdks(tmp_path: Path) -> None:
+    """google.cloud.compute_v1 costs seconds and ~150 MB: only an app on GCP may load it;
+    pydo and asyncssh likewise only for an app on DigitalOcean."""
     import subprocess
     import sys
 
@@ -44,7 +45,8 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
         "from bot.wiring import build\n"
         "from pipeline.config.loader import load_config\n"
         f"app = build(load_config(Path({str(tmp_path / 'byoi.yml')!r})), None)\n"
-        "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules)\n"
+        "print('google.cloud.compute_v1' in sys.modules, 'boto3' in sys.modules,\n"
+        "      'pydo' in sys.modules, 'asyncssh' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -56,4 +58,4 @@ def test_an_aws_only_start_never_imports_the_gcp_sdk(tmp_path: Path) -> None:
     )
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert done.stdout.split() == ["False", "True", "False", "False"]

@@ -1,0 +1,264 @@
+"""Whole runs on DigitalOcean: pydo against the API fake, scripts over SSH to real SSH servers."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.config.loader import load_config
+from pipeline.domain.models import RunState, ServerStatus
+from providers.base import AuthError, Script
+from providers.ssh import COMMAND
+from tests.conftest import IMAGE_FILES, START, World, world_around
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.fakes.digitalocean_setup import provider_for, seed_image
+from tests.fakes.sshd import FakeHosts
+
+MANIFEST = """\
+production:
+  rails:
+    configuration:
+      ruby_version: 3.2.2
+    server:
+      unique_name: web
+      vendor: digitalocean
+      region: ams3
+      size: s-2vcpu-4gb
+"""
+CONFIG = """\
+database: byoi.db
+providers:
+  digitalocean:
+    api_endpoint: {url}
+    ssh_port: {port}
+    ssh_dir: ssh
+    poll_seconds: 0.05
+    wait_seconds: 20
+    ssh_wait_seconds: 20
+groups:
+  ops: [UALICE, UBOB]
+apps:
+  web:
+    manifest: manifest.yml
+    image: family:web
+    target: web-lb
+    operators: ["@ops"]
+    approvers: ["@ops"]
+    drain_seconds: 0
+    release: v2
+    deploy_command: {deploy!r}
+    health_command: 'test -s current/VERSION'
+"""
+DEPLOY = 'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+FAILS_ON_SLOT_2 = (
+    'case "$BYOI_SERVER" in *-2) echo "migrations failed: db unreachable" >&2; exit 3;; esac; '
+    + DEPLOY
+)
+
+
+def write_config(root: Path, fake: FakeDigitalOcean, deploy: str = DEPLOY) -> None:
+    assert fake.hosts is not None
+    (root / "manifest.yml").write_text(MANIFEST)
+    (root / "byoi.yml").write_text(CONFIG.format(url=fake.url, port=fake.hosts.port, deploy=deploy))
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeDigitalOcean]:
+    hosts = FakeHosts(tmp_path / "droplets")
+    server = FakeDigitalOcean(tmp_path / "do", hosts).start()
+    server.add_balancer("web-lb")
+    yield server
+    server.stop()
+    hosts.close()
+
+
+def make_world(root: Path, fake: FakeDigitalOcean, deploy: str = DEPLOY) -> World:
+    write_config(root, fake, deploy)
+    settings = load_config(root / "byoi.yml").providers["digitalocean"]
+    provider = provider_for(fake, root / "ssh", dict(settings))
+    seed_image(
+        fake,
+        provider,
+        "web-base-v1",
+        "web",
+        {"ruby_version": "3.2.2"},
+        START - timedelta(days=3),
+        IMAGE_FILES,
+    )
+    return world_around(root, provider)
+
+
+@pytest.fixture
+def world(fake: FakeDigitalOcean, tmp_path: Path) -> Iterator[World]:
+    w = make_world(tmp_path, fake)
+    yield w
+    w.runner.wait(30)
+    w.store.close()
+
+
+def roots(fake: FakeDigitalOcean) -> list[Path]:
+    assert fake.hosts is not None
+    return [fake.hosts.hosts[d].root for d in sorted(fake.droplets)]
+
+
+def test_scale_up_three_droplets_scrubbed_deployed_over_ssh_and_balanced(
+    world: World, fake: FakeDigitalOcean, tmp_path: Path
+) -> None:
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    assert len(fake.droplets) == 3
+    (key,) = fake.keys.values()
+    assert key["public_key"] == (tmp_path / "ssh" / "id_ed25519.pub").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "ssh" / "id_ed25519").stat().st_mode) == 0o600
+    for droplet in fake.droplets.values():
+        assert droplet["size_slug"] == "s-2vcpu-4gb" and droplet["region"]["slug"] == "ams3"
+        assert droplet["keys"] == [key["id"]]
+        assert {"byoi:app:web", "byoi:env:production", "byoi:run:1"} <= set(droplet["tags"])
+        assert f"byoi:key:{droplet['name']}" in droplet["tags"]
+    for root in roots(fake):
+        assert (root / "srv/app/current/VERSION").read_text() == "v2\n"
+        assert (root / "etc/machine-id").read_text() == ""
+        assert not (root / "etc/ssh/ssh_host_rsa_key").exists()
+        assert not (root / "srv/app/shared/config/secrets.env").exists()
+        assert (root / "etc/hostname").exists()  # only what scrub names is removed
+    assert sorted(fake.balancers[next(iter(fake.balancers))]["droplet_ids"]) == sorted(
+        fake.droplets
+    )
+    pinned = (tmp_path / "ssh" / "known_hosts").read_text().splitlines()
+    assert sorted(line.split()[0] for line in pinned) == sorted(str(d) for d in fake.droplets)
+    assert fake.hosts is not None
+    commands = [c for h in fake.hosts.hosts.values() for c in h.commands]
+    assert commands and set(commands) == {COMMAND}  # parameters never on the command line
+    assert len(fake.calls("POST", r"^/v2/droplets$")) == 3
+
+
+def test_scale_down_deregisters_and_deletes(world: World, fake: FakeDigitalOcean) -> None:
+    world.scale_and_approve("scale web 3")
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.SUCCEEDED
+    assert len(fake.droplets) == 1
+    (lb,) = fake.balancers.values()
+    assert lb["droplet_ids"] == list(fake.droplets)
+    assert len(fake.calls("DELETE", r"^/v2/load_balancers/[^/]+/droplets$")) == 2
+
+
+def test_refresh_snapshots_into_the_family_with_exact_versions(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    world.scale_and_approve("scale web 1")
+
+    run = world.scale_and_approve("refresh web")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    image = world.provider.resolve_image("family:web")
+    assert image.name.startswith("web-production-")
+    data = fake.images[int(image.id)]
+    assert "byoi:family:web" in data["tags"]
+    assert "byoi:version:ruby_version:3-2-2" in data["tags"]
+    assert dict(image.versions) == {"ruby_version": "3.2.2"}
+    assert (fake.base / "images" / image.id / "srv/app/current/VERSION").read_text() == "v2\n"
+    action = fake.calls("POST", r"^/v2/droplets/\d+/actions$")[0]
+    assert action.body == {"type": "snapshot", "name": image.name}
+    assert len(fake.calls("GET", r"^/v2/actions/\d+$")) >= fake.action_polls
+
+
+def test_a_failing_deploy_is_reported_and_rolled_back(
+    fake: FakeDigitalOcean, tmp_path: Path
+) -> None:
+    world = make_world(tmp_path, fake, FAILS_ON_SLOT_2)
+
+    run = world.scale_and_approve("scale web 2")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert failed.slot == 2
+    assert (failed.reason or "").startswith("deploy exited 3: ")
+    assert "migrations failed: db unreachable" in (failed.reason or "")
+    assert [d["name"] for d in fake.droplets.values()] == [f"byoi-{world.store.install_id}-1-1"]
+    assert fake.by_tag(f"byoi:key:{failed.key}") == []
+    world.store.close()
+
+
+def test_a_rate_limit_waits_for_ratelimit_reset(world: World, fake: FakeDigitalOcean) -> None:
+    fake.fail("POST", r"^/v2/droplets$", 429, reset_in=0.3)
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.SUCCEEDED
+    first, second = fake.calls("POST", r"^/v2/droplets$")
+    (reset,) = fake.resets
+    assert first.at < reset <= second.at  # waited for the reset, not a blind quick retry
+    assert second.at - reset < 1.0  # and not much longer
+    assert len(fake.droplets) == 1
+
+
+def test_a_5xx_after_the_droplet_was_made_finds_it_by_its_key(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    fake.fail("POST", r"^/v2/droplets$", 500, applied=True)
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.SUCCEEDED
+    assert len(fake.calls("POST", r"^/v2/droplets$")) == 1
+    assert len(fake.droplets) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "sentence"),
+    [
+        ("Region is not available", "choose another region or size"),
+        ("creating this/these droplet(s) will exceed your droplet limit", "droplet limit"),
+    ],
+)
+def test_422_limits_fail_with_a_sentence_and_leave_nothing(
+    world: World, fake: FakeDigitalOcean, message: str, sentence: str
+) -> None:
+    fake.fail("POST", r"^/v2/droplets$", 422, message)
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    reason = run.servers[0].reason or ""
+    assert message in reason and sentence in reason
+    assert fake.droplets == {}
+
+
+def test_a_changed_host_key_stops_the_scripts(world: World, fake: FakeDigitalOcean) -> None:
+    world.scale_and_approve("scale web 1")
+    (droplet_id,) = fake.droplets
+    server = world.provider.list_servers({"byoi:app": "web"})[0]
+    assert fake.hosts is not None
+    fake.hosts.new_host_key(droplet_id)
+
+    started = time.monotonic()
+    with pytest.raises(AuthError, match=r"host key of .* changed"):
+        world.provider.run_script(server, Script("t", "true"))
+
+    assert time.monotonic() - started < 5  # refused at once, not retried
+
+
+def test_a_droplet_failing_the_balancers_check_is_rolled_back(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    (lb,) = fake.balancers.values()
+    lb["health_check"] = {"protocol": "tcp", "port": closed}
+    world.provider.wait_seconds = 1.5  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.state == RunState.FAILED
+    assert "fails the health check of web-lb" in (run.servers[0].reason or "")
+    assert fake.droplets == {} and lb["droplet_ids"] == []
