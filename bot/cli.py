@@ -59,6 +59,17 @@ def _load(path: Path) -> Config | None:
         return None
 
 
+def _required(path: Path | None, command: str) -> Config | None:
+    """The configuration a command cannot work without, or None (said on stderr)."""
+    if path is None:
+        print(
+            f"byoi: {command} needs a byoi.yml (--config, $BYOI_CONFIG or ./byoi.yml).",
+            file=sys.stderr,
+        )
+        return None
+    return _load(path)
+
+
 def check_config(path: Path | None) -> int:
     if path is None:
         print("byoi: no byoi.yml here; give its path or set BYOI_CONFIG.", file=sys.stderr)
@@ -142,12 +153,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 def scan(path: Path | None, *, as_json: bool) -> int:
     """Exit 0 when every image is fresh, 1 when there are findings, 2 when it cannot check."""
-    if path is None:
-        print(
-            "byoi: scan needs a byoi.yml (--config, $BYOI_CONFIG or ./byoi.yml).", file=sys.stderr
-        )
-        return 2
-    config = _load(path)
+    config = _required(path, "scan")
     if config is None:
         return 2
     app = build(config, _Quiet())
@@ -174,9 +180,7 @@ def serve(path: Path | None) -> int:
         print(f"byoi: serve needs {', '.join(missing)}; see docs/slack-setup.md.", file=sys.stderr)
         return 2
     if path is None:
-        print(
-            "byoi: serve needs a byoi.yml (--config, $BYOI_CONFIG or ./byoi.yml).", file=sys.stderr
-        )
+        _required(path, "serve")
         return 2
     config = _load(path)
     if config is None:

@@ -188,7 +188,8 @@ def register_commands(app: App, services: Services) -> None:
         services.later(work, respond)
 
 
-def _clicked_run(body: dict[str, Any]) -> int | None:
+def _clicked_id(body: dict[str, Any]) -> int | None:
+    """The run or alert id a button carries, if it is a plausible one."""
     value = str(body.get("actions", [{}])[0].get("value", ""))
     return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
 
@@ -202,7 +203,7 @@ def _click_channel(body: dict[str, Any]) -> str | None:
 
 def register_actions(app: App, services: Services) -> None:
     def on_click(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        run_id = _clicked_run(body)
+        run_id = _clicked_id(body)
         if run_id is None:
             respond(
                 text="That button does not name a run.",
@@ -225,16 +226,6 @@ def register_actions(app: App, services: Services) -> None:
                 replace_original=False,
             )
 
-    @app.action(messages.APPROVE)
-    def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        services.later(lambda: on_click(body, respond, "approve"), respond)
-
-    @app.action(messages.REJECT)
-    def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        services.later(lambda: on_click(body, respond, "reject"), respond)
-
     def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
         alert = _clicked_alert(services, body)
         if alert is None:
@@ -252,19 +243,26 @@ def register_actions(app: App, services: Services) -> None:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
 
-    @app.action(alertblocks.ALERT_REFRESH)
-    def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        ack()
-        services.later(lambda: on_alert(body, respond, "refresh"), respond)
+    _on_button(app, services, messages.APPROVE, lambda b, r: on_click(b, r, "approve"))
+    _on_button(app, services, messages.REJECT, lambda b, r: on_click(b, r, "reject"))
+    _on_button(app, services, alertblocks.ALERT_REFRESH, lambda b, r: on_alert(b, r, "refresh"))
+    _on_button(app, services, alertblocks.ALERT_SNOOZE, lambda b, r: on_alert(b, r, "snooze"))
 
-    @app.action(alertblocks.ALERT_SNOOZE)
-    def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+
+def _on_button(
+    app: App, services: Services, action_id: str, handle: Callable[[dict[str, Any], Respond], None]
+) -> None:
+    """A click is acknowledged at once; ``handle`` runs after, in the work pool."""
+
+    def clicked(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: on_alert(body, respond, "snooze"), respond)
+        services.later(lambda: handle(body, respond), respond)
+
+    app.action(action_id)(clicked)
 
 
 def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
-    alert_id = _clicked_run(body)
+    alert_id = _clicked_id(body)
     return services.display.alert(alert_id) if alert_id is not None else None
 
 

@@ -109,16 +109,23 @@ class Service:
         refusal = policy.request_refusal(caller.user, env, self.config.groups, caller.groups)
         return ErrorReply(refusal) if refusal else env
 
+    def _free_target(
+        self, app_name: str, env_name: str | None, usage: str, caller: Caller, now: datetime
+    ) -> EnvConfig | ErrorReply:
+        """The environment to start a run in, if the caller may and no run is active there."""
+        env = self._target(app_name, env_name, usage, caller)
+        if isinstance(env, ErrorReply):
+            return env
+        active = self.store.active_run(env.app, env.name)
+        return _busy(active, now) if active is not None else env
+
     # scale ------------------------------------------------------------------------------
 
     def scale(self, command: cmd.Scale, caller: Caller, now: datetime) -> Reply:
         usage = cmd.USAGE["scale"]
-        env = self._target(command.app, command.env, usage, caller)
+        env = self._free_target(command.app, command.env, usage, caller, now)
         if isinstance(env, ErrorReply):
             return env
-        active = self.store.active_run(env.app, env.name)
-        if active is not None:
-            return _busy(active, now)
         provider = self.provider_for(env.provider)
         try:
             fleet = self.views.fleet(env)
@@ -329,12 +336,9 @@ class Service:
 
     def refresh(self, command: cmd.Refresh, caller: Caller, now: datetime) -> Reply:
         usage = cmd.USAGE["refresh"]
-        env = self._target(command.app, command.env, usage, caller)
+        env = self._free_target(command.app, command.env, usage, caller, now)
         if isinstance(env, ErrorReply):
             return env
-        active = self.store.active_run(env.app, env.name)
-        if active is not None:
-            return _busy(active, now)
         try:
             fleet = self.views.fleet(env)
             image = self.provider_for(env.provider).resolve_image(env.image)
