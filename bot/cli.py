@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from bot import logs
 from bot.shell import demo, report, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline.config.model import Config, load_config
@@ -113,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)
-    logging.basicConfig(
-        level=os.environ.get("BYOI_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(os.environ)
     args = _parser().parse_args(argv)
     command = args.command or ("serve" if _has_slack_credentials() else "shell")
     if command == "check-config":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.config.model import Config
 from pipeline.execution.runner import Runner
-from pipeline.ports import Clock, Notifier
+from pipeline.ports import Clock, Meter, Notifier
 from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import Provider
@@ -30,15 +30,17 @@ class UnavailableProvider(Exception):
 class Providers:
     """Builds each provider on first use, so an unused cloud SDK is never imported."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, wrap: Callable[[Provider], Provider] | None = None) -> None:
         self.config = config
+        # serve wraps each provider to count its errors (bot/metrics.py)
+        self._wrap = wrap or (lambda provider: provider)
         self._built: dict[str, Provider] = {}
         self._lock = threading.Lock()
 
     def __call__(self, name: str) -> Provider:
         with self._lock:
             if name not in self._built:
-                self._built[name] = self._build(name)
+                self._built[name] = self._wrap(self._build(name))
             return self._built[name]
 
     def _build(self, name: str) -> Provider:
@@ -102,8 +104,10 @@ def build(
     clock: Clock = utcnow,
     database: Path | None = None,
     notify_interval: float = 0.0,
+    meter: Meter | None = None,
+    wrap_provider: Callable[[Provider], Provider] | None = None,
 ) -> App:
-    providers = Providers(config)
+    providers = Providers(config, wrap_provider)
     providers.check()
     store = Store(database or config.database)
     runner = Runner(
@@ -114,6 +118,7 @@ def build(
         clock=clock,
         checkpoint=drill_checkpoint(os.environ.get("BYOI_DRILL_KILL_AT")),
         notify_interval=notify_interval,
+        meter=meter,
     )
 
     service = Service(config=config, store=store, provider_for=providers, runner=runner)
