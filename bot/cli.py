@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="path of byoi.yml")
     scan = sub.add_parser("scan", help="check images for age, drift and deprecation once")
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
+    init = sub.add_parser("init", help="write a starter byoi.yml from a Cloud 66 manifest")
+    init.add_argument("--manifest", default=".cloud66/manifest.yml", help="the Cloud 66 manifest")
     return parser
 
 
@@ -125,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
+    if command == "init":
+        from bot import init
+
+        return init.init(Path(args.manifest), Path(args.config or "byoi.yml"))
     print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
     return 2
 
