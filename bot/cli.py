@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
     init = sub.add_parser("init", help="write a starter byoi.yml from a Cloud 66 manifest")
     init.add_argument("--manifest", default=".cloud66/manifest.yml", help="the Cloud 66 manifest")
+    image = sub.add_parser("image", help="images on the local provider").add_subparsers(dest="verb")
+    imports = image.add_parser("import", help="a directory becomes an image (versions measured)")
+    imports.add_argument("directory", help="the image's root tree")
+    imports.add_argument("--app", required=True)
+    imports.add_argument("--env", default=None)
+    imports.add_argument("--family", default=None, help="default: the family the app uses")
     return parser
 
 
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
+    if command == "image" and getattr(args, "verb", None) == "import":
+        return image_import(_config_path(args.config), args)
     if command == "init":
         from bot import init
 
@@ -158,6 +166,26 @@ def scan(path: Path | None, *, as_json: bool) -> int:
     if any(o.error for o in reply.observations):
         return 2
     return 1 if reply.findings else 0
+
+
+def image_import(path: Path | None, args: argparse.Namespace) -> int:
+    from bot import images
+
+    config = _load(path) if path else None
+    if config is None:
+        print(
+            "byoi: image import needs a valid byoi.yml (--config, $BYOI_CONFIG).", file=sys.stderr
+        )
+        return 2
+    env = images.env_for(config, args.app, args.env)
+    if isinstance(env, str):
+        print(f"byoi: {env}", file=sys.stderr)
+        return 2
+    app = build(config, _Quiet())
+    try:
+        return images.import_directory(app, Path(args.directory), args.app, args.env, args.family)
+    finally:
+        app.close()
 
 
 class _Quiet:
