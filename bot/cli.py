@@ -125,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(os.environ)
     args = _parser().parse_args(argv)
     command = args.command or ("serve" if _has_slack_credentials() else "shell")
+    if args.command is None and command == "shell" and os.environ.get("SLACK_BOT_TOKEN"):
+        print(
+            "byoi: SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP) nor "
+            "SLACK_APP_TOKEN (Socket Mode) is, so this is the local shell; `byoi serve` needs "
+            "one of them (docs/slack-setup.md).",
+            file=sys.stderr,
+        )
     if command == "check-config":
         return check_config(Path(args.path) if args.path else _config_path(args.config))
     if command == "shell":
