@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from bot import logs
 from bot.shell import demo, report, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline.config.loader import load_config
@@ -35,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="path of byoi.yml")
     scan = sub.add_parser("scan", help="check images for age, drift and deprecation once")
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
+    init = sub.add_parser("init", help="write a starter byoi.yml from a Cloud 66 manifest")
+    init.add_argument("--manifest", default=".cloud66/manifest.yml", help="the Cloud 66 manifest")
+    image = sub.add_parser("image", help="images on the local provider").add_subparsers(dest="verb")
+    imports = image.add_parser("import", help="a directory becomes an image (versions measured)")
+    imports.add_argument("directory", help="the image's root tree")
+    imports.add_argument("--app", required=True)
+    imports.add_argument("--env", default=None)
+    imports.add_argument("--family", default=None, help="default: the family the app uses")
     return parser
 
 
@@ -128,12 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     from dotenv import load_dotenv
 
     load_dotenv(Path.cwd() / ".env", override=False)
-    logging.basicConfig(
-        level=os.environ.get("BYOI_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(os.environ)
     args = _parser().parse_args(argv)
     command = args.command or ("serve" if _has_slack_credentials() else "shell")
+    if args.command is None and command == "shell" and os.environ.get("SLACK_BOT_TOKEN"):
+        print(
+            "byoi: SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP) nor "
+            "SLACK_APP_TOKEN (Socket Mode) is, so this is the local shell; `byoi serve` needs "
+            "one of them (docs/slack-setup.md).",
+            file=sys.stderr,
+        )
     try:
         return _dispatch(command, args)
     except UnavailableProvider as exc:
@@ -144,11 +157,20 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "check-config":
         return check_config(Path(args.path) if args.path else _config_path(args.config))
+    if command == "shell":
+        return shell(_config_path(args.config), getattr(args, "user", None))
     if command == "serve":
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
-    return shell(_config_path(args.config), getattr(args, "user", None))
+    if command == "image" and getattr(args, "verb", None) == "import":
+        return image_import(_config_path(args.config), args)
+    if command == "init":
+        from bot import init
+
+        return init.init(Path(args.manifest), Path(args.config or "byoi.yml"))
+    print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
+    return 2
 
 
 def scan(path: Path | None, *, as_json: bool) -> int:
@@ -165,6 +187,26 @@ def scan(path: Path | None, *, as_json: bool) -> int:
     if any(o.error for o in reply.observations):
         return 2
     return 1 if reply.findings else 0
+
+
+def image_import(path: Path | None, args: argparse.Namespace) -> int:
+    from bot import images
+
+    config = _load(path) if path else None
+    if config is None:
+        print(
+            "byoi: image import needs a valid byoi.yml (--config, $BYOI_CONFIG).", file=sys.stderr
+        )
+        return 2
+    env = images.env_for(config, args.app, args.env)
+    if isinstance(env, str):
+        print(f"byoi: {env}", file=sys.stderr)
+        return 2
+    app = build(config, _Quiet())
+    try:
+        return images.import_directory(app, Path(args.directory), args.app, args.env, args.family)
+    finally:
+        app.close()
 
 
 class _Quiet:
@@ -185,15 +227,24 @@ def serve(path: Path | None) -> int:
     config = _load(path)
     if config is None:
         return 1
+    from bot.metrics import Metrics
     from bot.slack import serve as slack
 
-    client = slack.slack_client()
+    metrics = Metrics()
+    client = slack.slack_client(metrics)
     store = Store(config.database)  # first: the cards record on it where each run is shown
     cards = slack.run_cards(client, Display(store), utcnow, config)
     # Slack edits are coalesced anyway: re-reading a run on every step of every server is waste.
-    app = build(config, cards, store=store, notify_interval=0.1)
+    app = build(
+        config,
+        cards,
+        store=store,
+        notify_interval=0.1,
+        meter=metrics,
+        wrap_provider=metrics.wrap_provider,
+    )
     _recover(app, log.warning)
-    return slack.serve(app, cards, client)
+    return slack.serve(app, cards, client, metrics)
 
 
 if __name__ == "__main__":

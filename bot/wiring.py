@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.config.model import Config
 from pipeline.execution.runner import Runner
-from pipeline.ports import Clock, Notifier
+from pipeline.ports import Clock, Meter, Notifier
 from pipeline.services.display import Display
 from pipeline.services.service import Service
 from pipeline.state.store import Store
@@ -32,8 +32,10 @@ class UnavailableProvider(Exception):
 class Providers:
     """Builds each provider on first use, so an unused cloud SDK is never imported."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, wrap: Callable[[Provider], Provider] | None = None) -> None:
         self.config = config
+        # serve wraps each provider to count its errors (bot/metrics.py)
+        self._wrap = wrap or (lambda provider: provider)
         self._built: dict[str, Provider] = {}
         self._lock = threading.Lock()
 
@@ -41,7 +43,7 @@ class Providers:
         with self._lock:
             if name not in self._built:
                 try:
-                    self._built[name] = self._build(name)
+                    self._built[name] = self._wrap(self._build(name))
                 except ProviderError as exc:
                     raise UnavailableProvider(f"the {name} provider: {exc.reason}") from exc
             return self._built[name]
@@ -112,9 +114,11 @@ def build(
     database: Path | None = None,
     notify_interval: float = 0.0,
     store: Store | None = None,
+    meter: Meter | None = None,
+    wrap_provider: Callable[[Provider], Provider] | None = None,
 ) -> App:
     """Build everything once; ``store`` when the notifier was built on it first (Slack cards)."""
-    providers = Providers(config)
+    providers = Providers(config, wrap_provider)
     providers.check()
     store = store or Store(database or config.database)
     runner = Runner(
@@ -125,6 +129,7 @@ def build(
         clock=clock,
         checkpoint=drill_checkpoint(os.environ.get("BYOI_DRILL_KILL_AT")),
         notify_interval=notify_interval,
+        meter=meter,
     )
 
     service = Service(config=config, store=store, provider_for=providers, runner=runner)

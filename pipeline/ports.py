@@ -1,4 +1,4 @@
-"""The interfaces the pipeline needs from outside: providers by name, a notifier, a clock."""
+"""What the pipeline needs from outside: providers by name, a notifier, a meter, a clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from pipeline.domain.models import Run
+from pipeline.domain.models import Run, Step
 from providers.base import Provider
 
 Clock = Callable[[], datetime]
@@ -17,3 +17,16 @@ class Notifier(Protocol):
     """Told whenever a run or one of its servers changes; each front end implements it."""
 
     def run_changed(self, run: Run) -> None: ...
+
+
+class Meter(Protocol):
+    """Told how long each step and each run took; the edges turn it into metrics and log lines.
+
+    ``outcome`` is ``ok``, ``failed`` or ``cancelled`` for a step, the run's final state for a run.
+    """
+
+    def step_finished(
+        self, run: Run, slot: int, step: Step, provider: str, outcome: str, seconds: float
+    ) -> None: ...
+
+    def run_finished(self, run: Run, provider: str, seconds: float) -> None: ...

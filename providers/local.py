@@ -127,6 +127,25 @@ class LocalProvider:
         os.replace(staging, self.root / "images" / image_id)
         return _image_from(meta)
 
+    def import_tree(
+        self, directory: Path, name: str, *, family: str | None, state: ImageState
+    ) -> Image:
+        """A copy of ``directory`` becomes an image's tree; its versions are recorded once
+        measured (``record_versions``), never taken from the caller."""
+        _check_name("image name", name)
+        if not directory.is_dir():
+            raise InvalidRequest(f"{directory} is not a directory")
+        image_id = f"img-{uuid.uuid4().hex[:12]}"
+        staging = self.root / "images" / f".{image_id}.tmp"
+        shutil.copytree(directory, staging / "rootfs", symlinks=True)
+        return self._publish_image(staging, image_id, name, family, {}, None, state)
+
+    def record_versions(self, image_id: str, versions: Mapping[str, str]) -> None:
+        path = self.root / "images" / image_id / "image.json"
+        meta = _read_json(path)
+        meta["versions"] = dict(versions)
+        _write_json(path, meta)
+
     def set_image_state(
         self, image_id: str, state: ImageState, *, deprecated_at: datetime | None = None
     ) -> None:

@@ -145,7 +145,7 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "instance_type": "instance type when the manifest gives no size (default t3.micro)",
         "poll_seconds": "delay between state checks (default 5)",
         "wait_seconds": "longest wait for a state: running, healthy, image available (default 600)",
-        "max_attempts": "boto3 standard-mode attempts per call, retries included (default 5)",
+        "max_attempts": "botocore standard-mode retries after a call's first request (default 5)",
     },
     "gcp": {
         "project": "GCP project id (default: from Application Default Credentials)",

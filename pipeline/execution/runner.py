@@ -25,7 +25,7 @@ from pipeline.domain.models import (
     Strategy,
 )
 from pipeline.execution import scripts
-from pipeline.ports import Clock, Notifier, ProviderFor
+from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state.store import Store
 from providers.base import (
     TAG_APP,
@@ -55,6 +55,8 @@ class _Slot:
     provider: Provider
     record: RunServer
     server: Server | None = None
+    step: tuple[Step, float] | None = None
+    """The step in progress and when it began (time.monotonic), for the meter."""
 
 
 class Runner:
@@ -68,7 +70,9 @@ class Runner:
         clock: Clock,
         checkpoint: Callable[[str], None] | None = None,
         notify_interval: float = 0.0,
+        meter: Meter | None = None,
     ) -> None:
+        self.meter = meter
         # 0 tells the notifier of every change (the shell prints each step); a server sets
         # a short interval so a large fleet is not re-read from the store on every step.
         self.notify_interval = notify_interval
@@ -170,6 +174,7 @@ class Runner:
         if run is None or run.state != RunState.RUNNING:
             return run
         self._notify(run_id)
+        begun = time.monotonic()
         env = self.config.apps[run.app].environments[run.env]
         provider = self.provider_for(env.provider)
         open_slots = [_Slot(run, env, provider, s) for s in run.servers if not s.status.finished]
@@ -179,7 +184,10 @@ class Runner:
             workers = min(run.max_parallel, len(open_slots))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{run_id}") as pool:
                 list(pool.map(self._work, open_slots))
-        return self._finish(run_id)
+        finished = self._finish(run_id)
+        if self.meter is not None and finished is not None:
+            self.meter.run_finished(finished, env.provider, time.monotonic() - begun)
+        return finished
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
@@ -231,21 +239,37 @@ class Runner:
                 self._check_cancel(slot)
                 self._set(slot, ServerStatus.WORKING, f"{step}_started", step=step)
                 self.checkpoint(f"{step}_started:{slot.record.slot}")
+                slot.step = (step, time.monotonic())
                 self._do(slot, step)
+                self._measure(slot, "ok")
                 self.store.update_server(
                     slot.run.id, slot.record.slot, self.clock(), event=f"{step}_done", step=step
                 )
                 self.checkpoint(f"{step}_done:{slot.record.slot}")
         except Cancelled:
+            self._measure(slot, "cancelled")
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
             return False
         except ProviderError as exc:
+            self._measure(slot, "failed")
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
             return False
         self._set(slot, ServerStatus.DONE, "done")
         return True
+
+    def _measure(self, slot: _Slot, outcome: str) -> None:
+        """Tell the meter how the step in progress ended (nothing if none was in progress)."""
+        if slot.step is None:
+            return
+        step, began = slot.step
+        slot.step = None
+        if self.meter is not None:
+            seconds = time.monotonic() - began
+            self.meter.step_finished(
+                slot.run, slot.record.slot, step, slot.env.provider, outcome, seconds
+            )
 
     # steps ------------------------------------------------------------------------------
 

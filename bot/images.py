@@ -1,0 +1,76 @@
+"""`byoi image import DIR --app A [--env E] [--family F]`: a directory becomes a local image.
+
+Its versions are measured by probes run on a throwaway server cloned from it, never typed in.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bot.wiring import App
+from pipeline.config.model import Config, EnvConfig
+from pipeline.execution.measure import measure_image
+from providers.base import TAG_APP, TAG_ENV, ImageState, ProviderError
+from providers.local import LocalProvider
+
+
+def env_for(config: Config, app_name: str, env_name: str | None) -> EnvConfig | str:
+    """The local environment to import for, or why there is none."""
+    app = config.apps.get(app_name)
+    if app is None:
+        return f"unknown app {app_name!r} (apps: {', '.join(sorted(config.apps)) or 'none'})"
+    name = env_name or app.default_env
+    if name is None and len(app.environments) == 1:
+        name = next(iter(app.environments))
+    if name is None or name not in app.environments:
+        return f"give --env, one of: {', '.join(app.environments)}"
+    env = app.environments[name]
+    if env.provider != "local":
+        return (
+            f"{app_name}/{name} runs on {env.provider}; image import is for the local provider "
+            "(on a cloud, bake an image with `refresh`)"
+        )
+    return env
+
+
+def import_directory(
+    app: App, directory: Path, app_name: str, env_name: str | None, family: str | None
+) -> int:
+    env = env_for(app.config, app_name, env_name)
+    if isinstance(env, str):
+        print(f"byoi: {env}", file=sys.stderr)
+        return 2
+    provider = app.providers("local")
+    assert isinstance(provider, LocalProvider)
+    family = family or (
+        env.image.removeprefix("family:") if env.image.startswith("family:") else None
+    )
+    name = f"{env.app}-{env.name}-import-{app.clock().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        image = provider.import_tree(directory, name, family=family, state=ImageState.PENDING)
+    except ProviderError as exc:
+        print(f"byoi: {exc.reason}", file=sys.stderr)
+        return 1
+    keys = {*env.versions, "operating_system"}
+    try:
+        versions = measure_image(
+            provider,
+            image,
+            keys,
+            key=f"byoi-probe-{image.id.removeprefix('img-')}",
+            tags={TAG_APP: env.app, TAG_ENV: env.name},
+        )
+    except ProviderError as exc:
+        provider.set_image_state(image.id, ImageState.FAILED)
+        print(f"byoi: measuring {image.name} failed: {exc.reason}", file=sys.stderr)
+        return 1
+    provider.record_versions(image.id, versions)
+    provider.set_image_state(image.id, ImageState.READY)
+    print(f"image {image.name} ({image.id})" + (f" in family {family}" if family else ""))
+    for key in sorted(keys | set(versions)):
+        measured = versions.get(key, "not measured")
+        declared = env.versions.get(key)
+        drift = f" (the manifest declares {declared})" if declared and declared != measured else ""
+        print(f"  {key}: {measured}{drift}")
+    return 0
