@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="path of byoi.yml")
     scan = sub.add_parser("scan", help="check images for age, drift and deprecation once")
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
+    adopt = sub.add_parser(
+        "adopt", help="take over the servers of another byoi installation (an old database)"
+    )
+    source = adopt.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="database", help="path of the old installation's database")
+    source.add_argument("--install", help="the old installation's id (the xxxxxx in byoi-xxxxxx-)")
+    adopt.add_argument("--dry-run", action="store_true", help="list the servers, change nothing")
     return parser
 
 
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
+    if command == "adopt":
+        return adopt(_config_path(args.config), args.database, args.install, dry_run=args.dry_run)
     print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
     return 2
 
@@ -154,6 +163,38 @@ def scan(path: Path | None, *, as_json: bool) -> int:
     if any(o.error for o in reply.observations):
         return 2
     return 1 if reply.findings else 0
+
+
+def adopt(path: Path | None, database: str | None, install: str | None, *, dry_run: bool) -> int:
+    """Record another installation's live servers as this one's (see docs/operations.md)."""
+    from pipeline import adoption
+
+    config = _load(path) if path is not None else None
+    if config is None:
+        print("byoi: adopt needs a valid byoi.yml (--config, $BYOI_CONFIG).", file=sys.stderr)
+        return 2
+    try:
+        other = install or adoption.install_id_of(Path(str(database)))
+    except (ValueError, OSError) as exc:
+        print(f"byoi: cannot read {database}: {exc}", file=sys.stderr)
+        return 2
+    app = build(config, _Quiet())
+    try:
+        if other == app.store.install_id:
+            print(f"byoi: {other} is this installation already.", file=sys.stderr)
+            return 2
+        found = (
+            adoption.candidates(app.store, config, app.providers, {other})
+            if dry_run
+            else adoption.adopt(app.store, config, app.providers, {other}, app.clock())
+        )
+    finally:
+        app.close()
+    verb = "would adopt" if dry_run else "adopted"
+    for item in found:
+        print(f"{verb} {item.provider} {item.server_id} ({item.key}) for {item.app}/{item.env}")
+    print(f"{len(found)} server(s) of installation {other} {verb}.")
+    return 0
 
 
 class _Quiet:

@@ -13,6 +13,7 @@ from typing import Any
 from bot.alertblocks import alerts_blocks
 from bot.blocks import MAX_BLOCKS, Block, clip, context, escape, section, who
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.ownership import owner_label
 from pipeline.replies import (
     AlertsReply,
     ErrorReply,
@@ -266,6 +267,12 @@ def status_blocks(reply: StatusReply) -> list[Block]:
             )
         if len(env.servers) > MAX_SERVER_LINES:
             lines.append(f"…and {len(env.servers) - MAX_SERVER_LINES} more")
+        if env.others:
+            owners = sorted({owner_label(s) for s in env.others})
+            lines.append(
+                f":no_entry_sign: not managed here: {len(env.others)} server(s) "
+                f"({escape(', '.join(owners))}), never touched"
+            )
         if env.active_run:
             run = env.active_run
             lines.append(

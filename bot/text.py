@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pipeline.alerts import Alert, AlertState
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.ownership import owner_label
 from pipeline.replies import (
     AlertsReply,
     ErrorReply,
@@ -173,6 +174,9 @@ def status_text(reply: StatusReply) -> str:
                 f"  {view.server.id:<24} {view.server.state.value:<8} image "
                 f"{view.image_name} ({age})"
             )
+        if env.others:
+            out.append(f"  not managed here: {len(env.others)} server(s), never touched")
+            out.extend(f"    {s.id:<24} {owner_label(s)}" for s in env.others)
         if env.active_run:
             run = env.active_run
             out.append(

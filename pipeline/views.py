@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pipeline import alerts, scan
+from pipeline import adoption, alerts, scan
 from pipeline import commands as cmd
 from pipeline.config import AppConfig, Config, EnvConfig
 from pipeline.replies import (
@@ -38,7 +38,13 @@ class Views:
         return app
 
     def _fleet(self, env: EnvConfig) -> list[Server]:
-        return self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
+        """This installation's servers of ``env``: the only ones any plan may touch."""
+        return self._fleets(env)[0]
+
+    def _fleets(self, env: EnvConfig) -> tuple[list[Server], list[Server]]:
+        """(ours, others): servers carrying env's tags, split by which installation owns them."""
+        tagged = self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
+        return adoption.ownership(self.store).split(tagged)
 
     def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
         if app_name is None:
@@ -56,7 +62,7 @@ class Views:
         for env in envs:
             active = self.store.active_run(env.app, env.name)
             try:
-                fleet = self._fleet(env)
+                fleet, others = self._fleets(env)
                 images = self._image_names(env, fleet, now)
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
@@ -64,7 +70,7 @@ class Views:
             servers = tuple(
                 ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
             )
-            views.append(EnvStatus(env.app, env.name, servers, active))
+            views.append(EnvStatus(env.app, env.name, servers, active, others=tuple(others)))
         return StatusReply(tuple(views))
 
     def _image_names(

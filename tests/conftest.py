@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar, overload
 
 import pytest
 
 from pipeline.config import Config, load_config
 from pipeline.models import Run, RunState
+from pipeline.replies import Reply, RunReply
 from pipeline.runner import Runner
 from pipeline.service import Caller, Service
 from pipeline.store import Store
@@ -21,6 +23,7 @@ from providers.local import LocalProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+R = TypeVar("R")
 
 MANIFEST = """\
 staging: &staging
@@ -109,8 +112,23 @@ class World:
     clock: Clock
     notifier: Recorder
 
-    def say(self, text: str, user: str = "UALICE") -> object:
-        return self.service.handle(text, Caller(user), self.clock())
+    @overload
+    def say(self, text: str, user: str = "UALICE") -> Reply: ...
+
+    @overload
+    def say(self, text: str, user: str = "UALICE", *, expect: type[R]) -> R: ...
+
+    def say(self, text: str, user: str = "UALICE", *, expect: type[object] = object) -> object:
+        """What byoi answers ``user``; with ``expect``, assert the kind of answer too."""
+        reply = self.service.handle(text, Caller(user), self.clock())
+        assert isinstance(reply, expect), reply
+        return reply
+
+    def request(self, text: str, user: str = "UALICE") -> Run:
+        """A run requested by ``text`` (not approved yet)."""
+        run = self.say(text, user, expect=RunReply).run
+        assert run is not None, text
+        return run
 
     def finish(self, run_id: int) -> Run:
         self.runner.wait(30)
@@ -119,9 +137,7 @@ class World:
         return run
 
     def scale_and_approve(self, text: str, approver: str = "UBOB") -> Run:
-        reply = self.say(text)
-        run = reply.run  # type: ignore[attr-defined]
-        assert run is not None, reply
+        run = self.request(text)
         self.say(f"approve {run.id}", approver)
         return self.finish(run.id)
 
