@@ -401,11 +401,16 @@ class AwsProvider:
             raise RegistrationFailed(exc.reason) from exc
 
     def deregister(self, server: Server, target: Target) -> None:
-        if server.id not in self.target_members(target):
-            return  # absent is fine (EC2 answers InvalidTarget for it)
         arn = self._target_arn(target)
+        try:
+            with _translate(f"deregister from {target.name}"):
+                self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
+        except RegistrationFailed:
+            # InvalidTarget: not registered (say, deregistered before a crash). Absent is fine.
+            if server.id not in self.target_members(target):
+                return
+            raise
         with _translate(f"deregister from {target.name}"):
-            self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
             # The target group's deregistration delay is the drain; wait for it to end.
             self.elbv2.get_waiter("target_deregistered").wait(
                 TargetGroupArn=arn, Targets=[{"Id": server.id}], WaiterConfig=self._waiter_config()

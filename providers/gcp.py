@@ -70,6 +70,25 @@ TRANSIENT = Retry(
 )
 
 
+# Answers that mean the membership change already holds (e.g. the add went through before a
+# crash and its requestId has since been forgotten): success, not an error.
+ALREADY_MEMBER = ("memberAlreadyExists", "is already a member of")
+NOT_MEMBER = ("memberNotFound", "is not a member of")
+
+
+@contextmanager
+def _already_done(answers: tuple[str, ...]) -> Iterator[list[bool]]:
+    """Yields a flag list that is [True] when the API said the change already holds."""
+    held: list[bool] = []
+    try:
+        yield held
+    except gexc.BadRequest as exc:
+        said = f"{exc.message} {exc.errors}"
+        if not any(answer in said for answer in answers):
+            raise
+        held.append(True)
+
+
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
     """The one place google.api_core errors become the port's errors."""
@@ -359,7 +378,7 @@ class GcpProvider:
     def register(self, server: Server, target: Target) -> None:
         zone = self._group_zone(server)
         request = compute_v1.InstanceGroupsAddInstancesRequest(instances=[self._reference(server)])
-        with _translate(f"add to {target.name}"):
+        with _translate(f"add to {target.name}"), _already_done(ALREADY_MEMBER) as held:
             operation = self.groups.add_instances_unary(
                 request=compute_v1.AddInstancesInstanceGroupRequest(
                     project=self.project,
@@ -370,7 +389,8 @@ class GcpProvider:
                 ),
                 retry=TRANSIENT,
             )
-        self._wait(operation, f"add to {target.name}", zone)
+        if not held:
+            self._wait(operation, f"add to {target.name}", zone)
 
     def deregister(self, server: Server, target: Target) -> None:
         if server.id not in self.target_members(target, self._group_zone(server)):
@@ -379,7 +399,7 @@ class GcpProvider:
         request = compute_v1.InstanceGroupsRemoveInstancesRequest(
             instances=[self._reference(server)]
         )
-        with _translate(f"remove from {target.name}"):
+        with _translate(f"remove from {target.name}"), _already_done(NOT_MEMBER) as held:
             operation = self.groups.remove_instances_unary(
                 request=compute_v1.RemoveInstancesInstanceGroupRequest(
                     project=self.project,
@@ -390,6 +410,8 @@ class GcpProvider:
                 ),
                 retry=TRANSIENT,
             )
+        if held:
+            return
         self._wait(operation, f"remove from {target.name}", zone)
         if target.drain_seconds > 0:
             time.sleep(min(target.drain_seconds, self.wait_seconds))

@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.models import RunState, ServerStatus
 from providers.aws import AwsProvider
-from providers.base import TAG_APP, LaunchRequest, ServerSpec
+from providers.base import TAG_APP, LaunchRequest, ServerSpec, Target
 from tests.conftest import World, world_around
 from tests.integration.moto_env import REGION, client, ec2_error, inject, seed_ami, target_group
 
@@ -306,3 +306,15 @@ def test_an_instance_that_never_runs_times_out_and_is_terminated(world: World) -
     assert "wait for running: gave up waiting" in (run.servers[0].reason or "")
     assert "rolled back (terminated i-" in (run.servers[0].cleanup or "")
     assert running(world) == []
+
+
+def test_register_and_deregister_repeated_after_a_restart_succeed(world: World) -> None:
+    run = world.scale_and_approve("scale web 1")
+    (server,) = world.provider.list_servers({"byoi:run": str(run.id)})
+    target = Target("web-lb")
+
+    world.provider.register(server, target)  # already registered: ELBv2 keeps one
+    world.provider.deregister(server, target)
+    world.provider.deregister(server, target)  # ELBv2 answers InvalidTarget: absent is fine
+
+    assert world.provider.target_members(target) == []

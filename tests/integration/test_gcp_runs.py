@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import RunState, ServerStatus
+from providers.base import Target
 from providers.gcp import GcpProvider
 from providers.gcp_codec import describe_versions
 from tests.conftest import World, world_around
@@ -216,3 +217,24 @@ def test_an_instance_that_never_runs_times_out_and_is_deleted(
     assert run.state == RunState.FAILED
     assert "is still PROVISIONING" in (run.servers[0].reason or "")
     assert fake.instances == {}
+
+
+def test_a_register_repeated_after_a_restart_counts_an_existing_member_as_success(
+    world: World, fake: FakeCompute
+) -> None:
+    run = world.scale_and_approve("scale web 1")
+    (server,) = world.provider.list_servers({"byoi:run": str(run.id)})
+    operations = len(fake.operations)
+    fake.forget_request_ids()  # the restart came long after the first add
+
+    world.provider.register(server, Target("web-lb"))  # the API says memberAlreadyExists
+
+    assert len(fake.calls("POST", r"/addInstances$")) == 2
+    assert len(fake.operations) == operations  # refused before any operation started
+    assert len(fake.groups[(ZONE, "web-lb")]) == 1
+
+    world.provider.deregister(server, Target("web-lb"))
+    world.provider.deregister(server, Target("web-lb"))  # a removal repeated: absent is fine
+
+    assert fake.groups[(ZONE, "web-lb")] == []
+    assert len(fake.calls("POST", r"/removeInstances$")) == 1
