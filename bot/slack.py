@@ -11,7 +11,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from bot import alertblocks, messages
 from bot.alertcards import AlertCards
 from bot.cards import Cards
+from bot.workqueue import BUSY, WorkQueue
 from pipeline import alerts, commands
 from pipeline.alerts import Alert
 from pipeline.config import Config
@@ -85,17 +85,34 @@ class Services:
     alert_cards: AlertCards
     # The work after an ack runs here, a few at a time, so it never starves the next ack
     # (bench/ack_latency.py: 2 keeps p99 at or under a bare app's on 2 cores; serve raises
-    # it from BYOI_WORKERS where most of the work is waiting on slow cloud APIs).
-    work: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="work")
-    )
+    # it from BYOI_WORKERS where most of the work is waiting on slow cloud APIs), behind a
+    # bounded queue (BYOI_QUEUE) so that a burst is refused rather than done minutes later.
+    work: WorkQueue = field(default_factory=WorkQueue)
 
-    def later(self, work: Callable[[], None], respond: Respond | None) -> None:
+    def later(self, work: Callable[[], None], respond: Respond | None, what: str = "") -> bool:
+        """Queue the work after an ack; False when byoi is too busy (or stopping) to take it."""
+
         def guarded_work() -> None:
             with guarded(respond):
                 work()
 
-        self.work.submit(guarded_work)
+        tell = None
+        if respond is not None:
+
+            def tell(text: str) -> object:
+                return respond(text=text, response_type="ephemeral", replace_original=False)
+
+        return self.work.submit(guarded_work, tell, what)
+
+
+def tell_busy(respond: Respond) -> None:
+    """Say byoi is busy without holding up the ack (the answer goes out when we return)."""
+
+    def say() -> None:
+        with guarded(None):
+            respond(text=f":hourglass: {BUSY}", response_type="ephemeral", replace_original=False)
+
+    threading.Thread(target=say, name="tell-busy", daemon=True).start()
 
 
 @contextmanager
@@ -170,14 +187,17 @@ def register_commands(app: App, services: Services) -> None:
             )
             ack(text=text, blocks=blocks, response_type="ephemeral")
             return
-        ack()
 
         def work() -> None:
             caller = _caller(services, str(command["user_id"]), str(command["channel_id"]))
             reply = services.service.dispatch(parsed, caller, services.clock())
             deliver(services, reply, respond)
 
-        services.later(work, respond)
+        what = f"`/byoi {str(command.get('text', '')).strip()[:80]}`"
+        if services.later(work, respond, what):
+            ack()
+        else:
+            ack(text=f":hourglass: {BUSY}", response_type="ephemeral")
 
 
 def _clicked_run(body: dict[str, Any]) -> int | None:
@@ -217,15 +237,20 @@ def register_actions(app: App, services: Services) -> None:
                 replace_original=False,
             )
 
+    def clicked(verb: str, body: dict[str, Any], respond: Respond) -> None:
+        what = f"your {verb} of run {_clicked_run(body)}"
+        if not services.later(lambda: on_click(body, respond, verb), respond, what):
+            tell_busy(respond)
+
     @app.action(messages.APPROVE)
     def approve(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: on_click(body, respond, "approve"), respond)
+        clicked("approve", body, respond)
 
     @app.action(messages.REJECT)
     def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: on_click(body, respond, "reject"), respond)
+        clicked("reject", body, respond)
 
     def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
         alert = _clicked_alert(services, body)
@@ -244,15 +269,20 @@ def register_actions(app: App, services: Services) -> None:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
 
+    def alert_clicked(verb: str, body: dict[str, Any], respond: Respond) -> None:
+        what = f"your {verb} of alert {_clicked_run(body)}"
+        if not services.later(lambda: on_alert(body, respond, verb), respond, what):
+            tell_busy(respond)
+
     @app.action(alertblocks.ALERT_REFRESH)
     def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: on_alert(body, respond, "refresh"), respond)
+        alert_clicked("refresh", body, respond)
 
     @app.action(alertblocks.ALERT_SNOOZE)
     def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: on_alert(body, respond, "snooze"), respond)
+        alert_clicked("snooze", body, respond)
 
 
 def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
@@ -275,4 +305,5 @@ def register_events(app: App, services: Services) -> None:
                 user_id=str(event["user"]), view=messages.home_view(status, images)
             )
 
-        services.later(publish, None)
+        if not services.later(publish, None):
+            log.info("busy: the App Home of %s is published on its next opening", event["user"])

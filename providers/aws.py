@@ -178,9 +178,13 @@ class AwsProvider:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        # Explicit timeouts: botocore's defaults (60 s reads, times every retry) would keep a
+        # call to an API that accepts connections but never answers going for minutes.
         config = BotoConfig(
             retries={"mode": "standard", "max_attempts": int(settings.get("max_attempts", 5))},
             region_name=settings.get("region"),
+            connect_timeout=float(settings.get("connect_timeout", 5)),
+            read_timeout=float(settings.get("read_timeout", 20)),
         )
         session = boto3.session.Session(profile_name=settings.get("profile"))
         endpoint = settings.get("endpoint_url")

@@ -58,6 +58,8 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
     "RESOURCE_NOT_FOUND": NotFound,
     "RATE_LIMIT_EXCEEDED": Throttled,
 }
+# operations.wait answers within two minutes on Compute Engine: its call may take that long.
+WAIT_CALL_SECONDS = 150.0
 # Only the call is retried, with the same requestId, so a retry never creates twice.
 TRANSIENT = Retry(
     predicate=if_exception_type(
@@ -134,6 +136,9 @@ class GcpProvider:
         self.global_operations = compute_v1.GlobalOperationsClient(**common)
         self.poll_seconds = float(settings.get("poll_seconds", 5))
         self.wait_seconds = float(settings.get("wait_seconds", 600))
+        # Every call has an explicit timeout (connection and answer), so an API that accepts
+        # connections but never answers cannot hold a step, a scan or a shutdown for minutes.
+        self.timeout = float(settings.get("read_timeout", 20))
 
     # operations -------------------------------------------------------------------------
 
@@ -145,11 +150,18 @@ class GcpProvider:
             with _translate(f"{action}: wait"):
                 if zone:
                     operation = self.zone_operations.wait(
-                        project=self.project, zone=zone, operation=operation.name, retry=TRANSIENT
+                        project=self.project,
+                        zone=zone,
+                        operation=operation.name,
+                        retry=TRANSIENT,
+                        timeout=WAIT_CALL_SECONDS,
                     )
                 else:
                     operation = self.global_operations.wait(
-                        project=self.project, operation=operation.name, retry=TRANSIENT
+                        project=self.project,
+                        operation=operation.name,
+                        retry=TRANSIENT,
+                        timeout=WAIT_CALL_SECONDS,
                     )
             if operation.status != compute_v1.Operation.Status.DONE:
                 time.sleep(self.poll_seconds)
@@ -171,17 +183,25 @@ class GcpProvider:
         if family:
             request.filter = f'family = "{family}"'
         with _translate("list images"):
-            return [image_from(i) for i in self.images.list(request=request, retry=TRANSIENT)]
+            return [
+                image_from(i)
+                for i in self.images.list(request=request, retry=TRANSIENT, timeout=self.timeout)
+            ]
 
     def resolve_image(self, ref: str) -> Image:
         name = ref.rsplit("/", 1)[-1]
         with _translate(f"find image {ref}"):
             if ref.startswith("family:"):
                 found = self.images.get_from_family(
-                    project=self.project, family=ref.removeprefix("family:"), retry=TRANSIENT
+                    project=self.project,
+                    family=ref.removeprefix("family:"),
+                    retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             else:
-                found = self.images.get(project=self.project, image=name, retry=TRANSIENT)
+                found = self.images.get(
+                    project=self.project, image=name, retry=TRANSIENT, timeout=self.timeout
+                )
         return image_from(found)
 
     def snapshot(
@@ -190,7 +210,11 @@ class GcpProvider:
         zone, instance_name = server.id.split("/", 1)
         with _translate("read instance"):
             instance = self.instances.get(
-                project=self.project, zone=zone, instance=instance_name, retry=TRANSIENT
+                project=self.project,
+                zone=zone,
+                instance=instance_name,
+                retry=TRANSIENT,
+                timeout=self.timeout,
             )
         labels = {f"{LABEL_PREFIX}{k}".lower()[:63]: label_value(v) for k, v in versions.items()}
         labels["byoi-source"] = label_value(instance_name)
@@ -211,6 +235,7 @@ class GcpProvider:
                     request_id=self._request_id(name, "image"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
         self._wait(operation, "create image")
         return self.resolve_image(name)
@@ -224,7 +249,9 @@ class GcpProvider:
         )
         found: list[Server] = []
         with _translate("list instances"):
-            for scope, listing in self.instances.aggregated_list(request=request, retry=TRANSIENT):
+            for scope, listing in self.instances.aggregated_list(
+                request=request, retry=TRANSIENT, timeout=self.timeout
+            ):
                 zone = scope.rsplit("/", 1)[-1]
                 found.extend(server_from(i, zone) for i in listing.instances)
         return [s for s in found if s.state != ServerState.TERMINATED]
@@ -244,6 +271,7 @@ class GcpProvider:
                         request_id=self._request_id(request.key, "insert"),
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             self._wait(operation, "create instance", zone)
         return self._wait_running(zone, request.key)
@@ -296,7 +324,11 @@ class GcpProvider:
         try:
             with _translate("read instance"):
                 return self.instances.get(
-                    project=self.project, zone=zone, instance=name, retry=TRANSIENT
+                    project=self.project,
+                    zone=zone,
+                    instance=name,
+                    retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
         except NotFound:
             return None
@@ -338,6 +370,7 @@ class GcpProvider:
                         project=self.project, zone=zone, instance=name, query_path="byoi/"
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
         except NotFound:
             return {}  # nothing reported yet
@@ -356,6 +389,7 @@ class GcpProvider:
                         request_id=self._request_id(name, "delete"),
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             self._wait(operation, "delete instance", zone)
         except NotFound:
@@ -388,6 +422,7 @@ class GcpProvider:
                     request_id=self._request_id(f"{server.id}:{target.name}", "add"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
         if not held:
             self._wait(operation, f"add to {target.name}", zone)
@@ -409,6 +444,7 @@ class GcpProvider:
                     request_id=self._request_id(f"{server.id}:{target.name}", "remove"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
         if held:
             return
@@ -427,6 +463,7 @@ class GcpProvider:
                     compute_v1.InstanceGroupsListInstancesRequest()
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
             urls = [item.instance for item in listing]
         members = []
