@@ -115,7 +115,10 @@ class Cards:
             self._thread.join(timeout)
         with self._cv:
             left = len(self._pending)
-        if left or (self._thread is not None and self._thread.is_alive()):
+        if self._thread is not None and self._thread.is_alive():
+            log.warning("Slack still holds up a card edit; the next start shows what is left")
+            return False
+        if left:
             log.warning("stopped with %d card edit(s) not shown; the next start shows them", left)
             return False
         return True

@@ -124,15 +124,11 @@ def run_in_background(name: str, target: Callable[[], None]) -> threading.Thread
     return thread
 
 
-def exit_now_if_stuck(code: int) -> None:
-    """Threads still in a step or a cloud call would hold the interpreter's exit past the
-    deadline (the next start resumes their work): exit without waiting for them."""
-    stuck = [
-        t.name
-        for t in threading.enumerate()
-        if t is not threading.main_thread() and not t.daemon and t.is_alive()
-    ]
-    if stuck:
-        log.warning("exiting with %d thread(s) still busy: %s", len(stuck), ", ".join(stuck[:8]))
-        logging.shutdown()
-        os._exit(code)
+def exit_now(code: int, busy: bool) -> None:
+    """End the process now. Worker pools (the runner's, the scheduler's) are joined at
+    interpreter exit, so a step or a scan still waiting on a cloud would hold the exit past
+    the deadline; their work is stored, and the next start resumes it."""
+    if busy:
+        log.warning("exiting with steps still in flight; the next start resumes them")
+    logging.shutdown()
+    os._exit(code)

@@ -28,7 +28,7 @@ from bot.lifecycle import (
     Deadline,
     Readiness,
     close_socket_mode,
-    exit_now_if_stuck,
+    exit_now,
     on_stop_signals,
     run_in_background,
     wait_for_slack,
@@ -241,9 +241,10 @@ def _shut_down(
     if not app.runner.wait(deadline.left(keep=2.0)):
         log.warning("steps still in flight at the deadline; the next start resumes them")
     cards.stop(deadline.left(keep=0.5))
-    if not app.runner.busy:
+    busy = app.runner.busy
+    if not busy:
         app.store.close()
-    exit_now_if_stuck(0)
+    exit_now(0, busy)
 
 
 class _Front:
