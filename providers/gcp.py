@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import google.auth
+import requests
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry, if_exception_type
@@ -107,6 +108,10 @@ def _translate(action: str) -> Iterator[None]:
     except gexc.RetryError as exc:
         raise Throttled(f"{action}: gave up retrying: {exc.cause}") from exc
     except gexc.GoogleAPIError as exc:
+        raise ProviderError(f"{action}: {exc}") from exc
+    except requests.Timeout as exc:
+        raise ProviderTimeout(f"{action}: no answer in time ({exc})") from exc
+    except requests.RequestException as exc:
         raise ProviderError(f"{action}: {exc}") from exc
 
 
