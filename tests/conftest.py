@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from providers.local import LocalProvider
 FIXTURES = Path(__file__).parent / "fixtures"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 R = TypeVar("R")
+T = TypeVar("T")
 
 MANIFEST = """\
 staging: &staging
@@ -130,6 +132,11 @@ class World:
         assert run is not None, text
         return run
 
+    def stored(self, run_id: int) -> Run:
+        run = self.store.run(run_id)
+        assert run is not None
+        return run
+
     def finish(self, run_id: int) -> Run:
         self.runner.wait(30)
         run = self.store.run(run_id)
@@ -178,6 +185,17 @@ def world(tmp_path: Path) -> Iterator[World]:
     yield w
     w.runner.wait(30)
     w.store.close()
+
+
+def eventually(predicate: Callable[[], T | None], timeout: float = 30) -> T:
+    """Wait for ``predicate`` to give something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out waiting for a condition"
+        time.sleep(0.02)
 
 
 def terminal(run: Run) -> bool:

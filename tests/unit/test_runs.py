@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 from pipeline.models import RunKind, RunState, ServerStatus, Step
 from pipeline.replies import ErrorReply, InfoReply, RunReply
-from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Target
-from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
+from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Script, ScriptResult, Server, Target
+from providers.local import LocalProvider
+from tests.conftest import (
+    IMAGE_FILES,
+    START,
+    World,
+    config_text,
+    eventually,
+    make_world,
+    world_around,
+)
 
 FAIL_ON_SLOT_2 = repr(
     'case "$BYOI_SERVER" in *-2) echo "migrations failed: db unreachable" >&2; exit 3;; esac; '
@@ -98,15 +108,41 @@ def test_failed_health_check_rolls_back_before_registering(tmp_path: Path) -> No
     assert world.provider.target_members(Target("web-lb")) == []
 
 
-def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
-    world = make_world(tmp_path, config_text(max_parallel="2"))
-    world.scale_and_approve("scale web 5")
+class CountedDeploys(LocalProvider):
+    """Counts deploys running at once; the first waits (up to 5 s) for a second to join it,
+    so a run that could go two at a time does."""
 
-    working_at_once = 0
-    for seen in world.notifier.runs:
-        working = sum(s.status == ServerStatus.WORKING for s in seen.servers)
-        working_at_once = max(working_at_once, working)
-    assert 1 <= working_at_once <= 2
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.inside = 0
+        self.most = 0
+        self._cv = threading.Condition()
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        if script.name != "deploy":
+            return super().run_script(server, script)
+        with self._cv:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: self.most >= 2, timeout=5)
+        try:
+            return super().run_script(server, script)
+        finally:
+            with self._cv:
+                self.inside -= 1
+
+
+def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
+    base = make_world(tmp_path, config_text(max_parallel="2"))
+    base.store.close()
+    provider = CountedDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+
+    run = world.scale_and_approve("scale web 5")
+
+    assert run.state == RunState.SUCCEEDED
+    assert provider.most == 2  # two at once (not one after the other), never three
 
 
 def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> None:
@@ -187,23 +223,32 @@ def test_cancel_before_approval_cancels_the_run(world: World) -> None:
     assert world.say(f"approve {run_id}", "UBOB").message.endswith("cancelled.")  # type: ignore[attr-defined]
 
 
+class HeldDeploys(LocalProvider):
+    """Deploys of every server but the first wait until the test releases them."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.release = threading.Event()
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        if script.name == "deploy" and not server.id.endswith("-1"):
+            assert self.release.wait(30)
+        return super().run_script(server, script)
+
+
 def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     tmp_path: Path,
 ) -> None:
-    slow = repr(
-        'case "$BYOI_SERVER" in *-1) ;; *) sleep 1;; esac; '
-        'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
-    )
-    world = make_world(tmp_path, config_text(deploy_command=slow, max_parallel="1"))
-    reply = world.say("scale web 3")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    base = make_world(tmp_path, config_text(max_parallel="1"))
+    base.store.close()
+    provider = HeldDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    run_id = world.request("scale web 3").id
     world.say(f"approve {run_id}", "UBOB")
-    while not any(
-        s.status == ServerStatus.DONE
-        for s in (world.store.run(run_id).servers)  # type: ignore[union-attr]
-    ):
-        pass
+    eventually(lambda: world.stored(run_id).servers[0].status == ServerStatus.DONE)
+
     world.say(f"cancel {run_id}")
+    provider.release.set()
     run = world.finish(run_id)
 
     assert run.state == RunState.CANCELLED
