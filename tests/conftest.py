@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar, overload
+from typing import Generic, TypeVar, overload
 
 import pytest
 
@@ -26,6 +26,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 R = TypeVar("R")
 T = TypeVar("T")
+P = TypeVar("P", bound=Provider)
 
 MANIFEST = """\
 staging: &staging
@@ -104,11 +105,11 @@ class Recorder:
 
 
 @dataclass
-class World:
+class World(Generic[P]):
     root: Path
     config: Config
     store: Store
-    provider: LocalProvider
+    provider: P
     runner: Runner
     service: Service
     clock: Clock
@@ -149,7 +150,7 @@ class World:
         return self.finish(run.id)
 
 
-def world_around(root: Path, provider: Provider, clock: Clock | None = None) -> World:
+def world_around(root: Path, provider: P, clock: Clock | None = None) -> World[P]:
     """Store, runner and service for the byoi.yml in ``root``, all on ``provider``."""
     loaded = load_config(root / "byoi.yml")
     store = Store(loaded.database)
@@ -159,10 +160,12 @@ def world_around(root: Path, provider: Provider, clock: Clock | None = None) -> 
         store=store, config=loaded, provider_for=lambda _: provider, notifier=notifier, clock=clock
     )
     service = Service(config=loaded, store=store, provider_for=lambda _: provider, runner=runner)
-    return World(root, loaded, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+    return World(root, loaded, store, provider, runner, service, clock, notifier)
 
 
-def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) -> World:
+def make_world(
+    root: Path, config: str | None = None, manifest: str = MANIFEST
+) -> World[LocalProvider]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.yml").write_text(manifest)
     (root / "byoi.yml").write_text(textwrap.dedent(config or config_text()))
@@ -180,7 +183,7 @@ def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) 
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path) -> Iterator[World[LocalProvider]]:
     w = make_world(tmp_path / "w")
     yield w
     w.runner.wait(30)

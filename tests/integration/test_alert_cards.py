@@ -12,6 +12,7 @@ from bot.alertcards import AlertCards
 from bot.cards import Poster
 from bot.serve import web_client
 from pipeline import alerts
+from pipeline.replies import RunReply
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -86,7 +87,9 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
     last = [text_of(c) for c in fake.sent("chat.update")][-2:]
     assert all("resolved" in t and "alert_refresh" not in t for t in last)
     assert alerts.unresolved(world.store) == []
-    assert world.say("scale web 2 --dry-run").plan.image.name.startswith("web-staging-")  # type: ignore[attr-defined]
+    assert world.say("scale web 2 --dry-run", expect=RunReply).plan.image.name.startswith(
+        "web-staging-"
+    )
 
 
 def test_a_check_on_aws_posts_cards_for_a_drifted_ami(

@@ -8,7 +8,8 @@ import pytest
 
 from bot.cards import Cards
 from bot.serve import web_client
-from pipeline.models import RunState
+from pipeline.models import Run, RunState
+from pipeline.replies import RunReply
 from pipeline.service import Caller
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
@@ -19,6 +20,13 @@ def fake() -> Iterator[FakeSlack]:
     server = FakeSlack().start()
     yield server
     server.stop()
+
+
+def requested(world: World, text: str) -> Run:
+    """A run requested in channel C1, as a slash command there does."""
+    reply = world.service.handle(text, Caller("UALICE", channel="C1"), world.clock())
+    assert isinstance(reply, RunReply) and reply.run is not None, reply
+    return reply.run
 
 
 def cards_for(world: World, fake: FakeSlack, interval: float = 0.3) -> Cards:
@@ -38,8 +46,7 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     world: World, fake: FakeSlack
 ) -> None:
     cards = cards_for(world, fake)
-    reply = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock())
-    run = reply.run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 2")
     cards.run_changed(run)
     fake.wait_for(lambda: fake.sent("chat.postMessage"))
     world.clock.advance(minutes=31)
@@ -52,18 +59,18 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     assert "run_approve" in text_of(posted)
     last = fake.sent("chat.update")[-1]
     assert "expired" in text_of(last) and "run_approve" not in text_of(last)
-    assert world.store.run(run.id).state == RunState.EXPIRED  # type: ignore[union-attr]
+    assert world.stored(run.id).state == RunState.EXPIRED
 
 
 def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     world: World, fake: FakeSlack
 ) -> None:
     cards = cards_for(world, fake, interval=0.5)
-    run = world.service.handle("scale web 1", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 1")
     cards.run_changed(run)
     fake.wait_for(lambda: fake.sent("chat.postMessage"))
     for _ in range(50):
-        cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+        cards.run_changed(world.stored(run.id))
 
     world.store.transition(
         run.id,
@@ -90,7 +97,7 @@ def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake:
 
     world = make_world(Path(str(tmp_path)), config_text(deploy_command=FAIL_ON_SLOT_2))
     first = cards_for(world, fake)
-    run = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 2")
     first.run_changed(run)
     world.say(f"approve {run.id}", "UBOB")
     final = world.finish(run.id)
@@ -115,7 +122,7 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
         conn.execute("UPDATE runs SET channel = 'C1' WHERE id = ?", [run.id])
     cards = cards_for(world, fake)
 
-    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    cards.run_changed(world.stored(run.id))
     cards.stop()
 
     (card, summary) = fake.sent("chat.postMessage")

@@ -28,7 +28,7 @@ def test_the_requester_cannot_approve_their_own_run(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert reply.message == "You requested this run; someone else has to approve it."
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     refused = [e for e in world.store.audit_events(run_id) if e.event == "approval_refused"]
     assert refused[0].actor == "UALICE"
 
@@ -49,7 +49,7 @@ def test_a_non_approver_is_refused_and_audited(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert "not an approver" in reply.message
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     assert [e.actor for e in world.store.audit_events(run_id) if "refused" in e.event] == [
         "UMALLORY"
     ]
@@ -85,7 +85,7 @@ def test_two_approvals_needed_means_two_different_people(tmp_path: Path) -> None
 
     first = world.say(f"approve {run_id}", "UBOB")
     again = world.say(f"approve {run_id}", "UBOB")
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     second = world.say(f"approve {run_id}", "UCAROL")
 
     assert isinstance(first, RunReply) and "1 more needed" in first.message
@@ -102,7 +102,7 @@ def test_an_approval_after_expiry_expires_the_run(world: World) -> None:
 
     assert isinstance(reply, RunReply)
     assert "expired" in reply.message
-    assert world.store.run(run_id).state == RunState.EXPIRED  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.EXPIRED
     assert world.provider.list_servers({}) == []
 
 

@@ -7,7 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipeline.models import RunKind, RunState, ServerStatus, Step
-from pipeline.replies import ErrorReply, InfoReply, RunReply
+from pipeline.replies import (
+    ErrorReply,
+    HistoryReply,
+    ImagesReply,
+    InfoReply,
+    RunReply,
+    StatusReply,
+)
 from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Script, ScriptResult, Server, Target
 from providers.local import LocalProvider
 from tests.conftest import (
@@ -153,7 +160,7 @@ def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> N
     assert isinstance(second, ErrorReply)
     assert f"already has run {first.run.id}" in second.message
     assert "requested by UALICE" in second.message
-    assert world.say("scale web 1 --env production").run is not None  # type: ignore[attr-defined]
+    assert world.request("scale web 1 --env production").env == "production"
 
 
 def test_scale_down_removes_servers_on_the_oldest_image_first(world: World) -> None:
@@ -213,14 +220,13 @@ def test_dry_run_shows_the_plan_and_starts_nothing(world: World) -> None:
 
 
 def test_cancel_before_approval_cancels_the_run(world: World) -> None:
-    reply = world.say("scale web 2")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    run_id = world.request("scale web 2").id
 
     world.say(f"cancel {run_id}")
 
     run = world.store.run(run_id)
     assert run is not None and run.state == RunState.CANCELLED
-    assert world.say(f"approve {run_id}", "UBOB").message.endswith("cancelled.")  # type: ignore[attr-defined]
+    assert world.say(f"approve {run_id}", "UBOB", expect=RunReply).message.endswith("cancelled.")
 
 
 class HeldDeploys(LocalProvider):
@@ -279,21 +285,21 @@ def test_non_operators_cannot_request(world: World) -> None:
 def test_status_and_history_report_servers_and_runs(world: World) -> None:
     run = world.scale_and_approve("scale web 2")
 
-    status = world.say("status web")
-    history = world.say("history")
+    status = world.say("status web", expect=StatusReply)
+    history = world.say("history", expect=HistoryReply)
 
-    assert [len(e.servers) for e in status.envs] == [2, 0]  # type: ignore[attr-defined]
-    assert status.envs[0].servers[0].image_name == "web-base"  # type: ignore[attr-defined]
-    assert [r.id for r in history.runs] == [run.id]  # type: ignore[attr-defined]
-    assert history.runs[0].approvers == ("UBOB",)  # type: ignore[attr-defined]
+    assert [len(e.servers) for e in status.envs] == [2, 0]
+    assert status.envs[0].servers[0].image_name == "web-base"
+    assert [r.id for r in history.runs] == [run.id]
+    assert history.runs[0].approvers == ("UBOB",)
 
 
 def test_images_reports_age_versions_and_staleness(world: World) -> None:
     world.clock.advance(days=40)
 
-    reply = world.say("images web")
+    reply = world.say("images web", expect=ImagesReply)
 
-    staging, production = reply.images  # type: ignore[attr-defined]
+    staging, production = reply.images
     assert staging.image.name == "web-base"
     assert staging.staleness.age_days == 43
     assert [f.kind for f in staging.staleness.findings] == ["age"]
@@ -311,7 +317,7 @@ def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(worl
     newest = world.provider.resolve_image("family:web")
     assert newest.name != "web-base"
     assert dict(newest.versions) == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
-    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == newest.id
 
 
@@ -326,8 +332,7 @@ def test_a_briefly_locked_database_delays_a_run_but_loses_nothing(world: World) 
     import sqlite3
     import threading
 
-    reply = world.say("scale web 2")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    run_id = world.request("scale web 2").id
     other = sqlite3.connect(world.store.path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN EXCLUSIVE")
     threading.Timer(1.5, lambda: other.execute("COMMIT")).start()

@@ -41,7 +41,7 @@ def test_a_second_active_run_is_refused_even_from_another_connection(world: Worl
 
 
 def test_transition_moves_only_from_the_allowed_states(world: World) -> None:
-    run = world.say("scale web 1").run  # type: ignore[attr-defined]
+    run = world.request("scale web 1")
 
     moved = world.store.transition(
         run.id, [RunState.RUNNING], RunState.FAILED, world.clock(), actor="x"
