@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument("--app", required=True)
     imports.add_argument("--env", default=None)
     imports.add_argument("--family", default=None, help="default: the family the app uses")
+    adopt = sub.add_parser(
+        "adopt", help="take over the servers of another byoi installation (an old database)"
+    )
+    source = adopt.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="database", help="path of the old installation's database")
+    source.add_argument("--install", help="the old installation's id (the xxxxxx in byoi-xxxxxx-)")
+    adopt.add_argument("--dry-run", action="store_true", help="list the servers, change nothing")
     return parser
 
 
@@ -169,6 +176,8 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         from bot import init
 
         return init.init(Path(args.manifest), Path(args.config or "byoi.yml"))
+    if command == "adopt":
+        return adopt(_config_path(args.config), args.database, args.install, dry_run=args.dry_run)
     print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
     return 2
 
@@ -207,6 +216,38 @@ def image_import(path: Path | None, args: argparse.Namespace) -> int:
         return images.import_directory(app, Path(args.directory), args.app, args.env, args.family)
     finally:
         app.close()
+
+
+def adopt(path: Path | None, database: str | None, install: str | None, *, dry_run: bool) -> int:
+    """Record another installation's live servers as this one's (see docs/operations.md)."""
+    from pipeline.services import adoption
+
+    config = _load(path) if path is not None else None
+    if config is None:
+        print("byoi: adopt needs a valid byoi.yml (--config, $BYOI_CONFIG).", file=sys.stderr)
+        return 2
+    try:
+        other = install or adoption.install_id_of(Path(str(database)))
+    except (ValueError, OSError) as exc:
+        print(f"byoi: cannot read {database}: {exc}", file=sys.stderr)
+        return 2
+    app = build(config, _Quiet())
+    try:
+        if other == app.store.install_id:
+            print(f"byoi: {other} is this installation already.", file=sys.stderr)
+            return 2
+        found = (
+            adoption.candidates(app.store, config, app.providers, {other})
+            if dry_run
+            else adoption.adopt(app.store, config, app.providers, {other}, app.clock())
+        )
+    finally:
+        app.close()
+    verb = "would adopt" if dry_run else "adopted"
+    for item in found:
+        print(f"{verb} {item.provider} {item.server_id} ({item.key}) for {item.app}/{item.env}")
+    print(f"{len(found)} server(s) of installation {other} {verb}.")
+    return 0
 
 
 class _Quiet:

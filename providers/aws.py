@@ -178,9 +178,13 @@ class AwsProvider:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        # Explicit timeouts: botocore's defaults (60 s reads, times every retry) would keep a
+        # call to an API that accepts connections but never answers going for minutes.
         config = BotoConfig(
             retries={"mode": "standard", "max_attempts": int(settings.get("max_attempts", 5))},
             region_name=settings.get("region"),
+            connect_timeout=float(settings.get("connect_timeout", 5)),
+            read_timeout=float(settings.get("read_timeout", 20)),
         )
         session = boto3.session.Session(profile_name=settings.get("profile"))
         endpoint = settings.get("endpoint_url")
@@ -401,11 +405,16 @@ class AwsProvider:
             raise RegistrationFailed(exc.reason) from exc
 
     def deregister(self, server: Server, target: Target) -> None:
-        if server.id not in self.target_members(target):
-            return  # absent is fine (EC2 answers InvalidTarget for it)
         arn = self._target_arn(target)
+        try:
+            with _translate(f"deregister from {target.name}"):
+                self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
+        except RegistrationFailed:
+            # InvalidTarget: not registered (say, deregistered before a crash). Absent is fine.
+            if server.id not in self.target_members(target):
+                return
+            raise
         with _translate(f"deregister from {target.name}"):
-            self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
             # The target group's deregistration delay is the drain; wait for it to end.
             self.elbv2.get_waiter("target_deregistered").wait(
                 TargetGroupArn=arn, Targets=[{"Id": server.id}], WaiterConfig=self._waiter_config()

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import google.auth
+import requests
 from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry, if_exception_type
@@ -58,6 +59,8 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
     "RESOURCE_NOT_FOUND": NotFound,
     "RATE_LIMIT_EXCEEDED": Throttled,
 }
+# operations.wait answers within two minutes on Compute Engine: its call may take that long.
+WAIT_CALL_SECONDS = 150.0
 # Only the call is retried, with the same requestId, so a retry never creates twice.
 TRANSIENT = Retry(
     predicate=if_exception_type(
@@ -68,6 +71,25 @@ TRANSIENT = Retry(
     multiplier=2.0,
     timeout=60.0,
 )
+
+
+# Answers that mean the membership change already holds (e.g. the add went through before a
+# crash and its requestId has since been forgotten): success, not an error.
+ALREADY_MEMBER = ("memberAlreadyExists", "is already a member of")
+NOT_MEMBER = ("memberNotFound", "is not a member of")
+
+
+@contextmanager
+def _already_done(answers: tuple[str, ...]) -> Iterator[list[bool]]:
+    """Yields a flag list that is [True] when the API said the change already holds."""
+    held: list[bool] = []
+    try:
+        yield held
+    except gexc.BadRequest as exc:
+        said = f"{exc.message} {exc.errors}"
+        if not any(answer in said for answer in answers):
+            raise
+        held.append(True)
 
 
 @contextmanager
@@ -86,6 +108,10 @@ def _translate(action: str) -> Iterator[None]:
     except gexc.RetryError as exc:
         raise Throttled(f"{action}: gave up retrying: {exc.cause}") from exc
     except gexc.GoogleAPIError as exc:
+        raise ProviderError(f"{action}: {exc}") from exc
+    except requests.Timeout as exc:
+        raise ProviderTimeout(f"{action}: no answer in time ({exc})") from exc
+    except requests.RequestException as exc:
         raise ProviderError(f"{action}: {exc}") from exc
 
 
@@ -115,6 +141,9 @@ class GcpProvider:
         self.global_operations = compute_v1.GlobalOperationsClient(**common)
         self.poll_seconds = float(settings.get("poll_seconds", 5))
         self.wait_seconds = float(settings.get("wait_seconds", 600))
+        # Every call has an explicit timeout (connection and answer), so an API that accepts
+        # connections but never answers cannot hold a step, a scan or a shutdown for minutes.
+        self.timeout = float(settings.get("read_timeout", 20))
 
     # operations -------------------------------------------------------------------------
 
@@ -126,11 +155,18 @@ class GcpProvider:
             with _translate(f"{action}: wait"):
                 if zone:
                     operation = self.zone_operations.wait(
-                        project=self.project, zone=zone, operation=operation.name, retry=TRANSIENT
+                        project=self.project,
+                        zone=zone,
+                        operation=operation.name,
+                        retry=TRANSIENT,
+                        timeout=WAIT_CALL_SECONDS,
                     )
                 else:
                     operation = self.global_operations.wait(
-                        project=self.project, operation=operation.name, retry=TRANSIENT
+                        project=self.project,
+                        operation=operation.name,
+                        retry=TRANSIENT,
+                        timeout=WAIT_CALL_SECONDS,
                     )
             if operation.status != compute_v1.Operation.Status.DONE:
                 time.sleep(self.poll_seconds)
@@ -152,17 +188,25 @@ class GcpProvider:
         if family:
             request.filter = f'family = "{family}"'
         with _translate("list images"):
-            return [image_from(i) for i in self.images.list(request=request, retry=TRANSIENT)]
+            return [
+                image_from(i)
+                for i in self.images.list(request=request, retry=TRANSIENT, timeout=self.timeout)
+            ]
 
     def resolve_image(self, ref: str) -> Image:
         name = ref.rsplit("/", 1)[-1]
         with _translate(f"find image {ref}"):
             if ref.startswith("family:"):
                 found = self.images.get_from_family(
-                    project=self.project, family=ref.removeprefix("family:"), retry=TRANSIENT
+                    project=self.project,
+                    family=ref.removeprefix("family:"),
+                    retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             else:
-                found = self.images.get(project=self.project, image=name, retry=TRANSIENT)
+                found = self.images.get(
+                    project=self.project, image=name, retry=TRANSIENT, timeout=self.timeout
+                )
         return image_from(found)
 
     def snapshot(
@@ -171,7 +215,11 @@ class GcpProvider:
         zone, instance_name = server.id.split("/", 1)
         with _translate("read instance"):
             instance = self.instances.get(
-                project=self.project, zone=zone, instance=instance_name, retry=TRANSIENT
+                project=self.project,
+                zone=zone,
+                instance=instance_name,
+                retry=TRANSIENT,
+                timeout=self.timeout,
             )
         labels = {f"{LABEL_PREFIX}{k}".lower()[:63]: label_value(v) for k, v in versions.items()}
         labels["byoi-source"] = label_value(instance_name)
@@ -192,6 +240,7 @@ class GcpProvider:
                     request_id=self._request_id(name, "image"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
         self._wait(operation, "create image")
         return self.resolve_image(name)
@@ -205,7 +254,9 @@ class GcpProvider:
         )
         found: list[Server] = []
         with _translate("list instances"):
-            for scope, listing in self.instances.aggregated_list(request=request, retry=TRANSIENT):
+            for scope, listing in self.instances.aggregated_list(
+                request=request, retry=TRANSIENT, timeout=self.timeout
+            ):
                 zone = scope.rsplit("/", 1)[-1]
                 found.extend(server_from(i, zone) for i in listing.instances)
         return [s for s in found if s.state != ServerState.TERMINATED]
@@ -225,6 +276,7 @@ class GcpProvider:
                         request_id=self._request_id(request.key, "insert"),
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             self._wait(operation, "create instance", zone)
         return self._wait_running(zone, request.key)
@@ -277,7 +329,11 @@ class GcpProvider:
         try:
             with _translate("read instance"):
                 return self.instances.get(
-                    project=self.project, zone=zone, instance=name, retry=TRANSIENT
+                    project=self.project,
+                    zone=zone,
+                    instance=name,
+                    retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
         except NotFound:
             return None
@@ -319,6 +375,7 @@ class GcpProvider:
                         project=self.project, zone=zone, instance=name, query_path="byoi/"
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
         except NotFound:
             return {}  # nothing reported yet
@@ -337,6 +394,7 @@ class GcpProvider:
                         request_id=self._request_id(name, "delete"),
                     ),
                     retry=TRANSIENT,
+                    timeout=self.timeout,
                 )
             self._wait(operation, "delete instance", zone)
         except NotFound:
@@ -359,7 +417,7 @@ class GcpProvider:
     def register(self, server: Server, target: Target) -> None:
         zone = self._group_zone(server)
         request = compute_v1.InstanceGroupsAddInstancesRequest(instances=[self._reference(server)])
-        with _translate(f"add to {target.name}"):
+        with _translate(f"add to {target.name}"), _already_done(ALREADY_MEMBER) as held:
             operation = self.groups.add_instances_unary(
                 request=compute_v1.AddInstancesInstanceGroupRequest(
                     project=self.project,
@@ -369,8 +427,10 @@ class GcpProvider:
                     request_id=self._request_id(f"{server.id}:{target.name}", "add"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
-        self._wait(operation, f"add to {target.name}", zone)
+        if not held:
+            self._wait(operation, f"add to {target.name}", zone)
 
     def deregister(self, server: Server, target: Target) -> None:
         if server.id not in self.target_members(target, self._group_zone(server)):
@@ -379,7 +439,7 @@ class GcpProvider:
         request = compute_v1.InstanceGroupsRemoveInstancesRequest(
             instances=[self._reference(server)]
         )
-        with _translate(f"remove from {target.name}"):
+        with _translate(f"remove from {target.name}"), _already_done(NOT_MEMBER) as held:
             operation = self.groups.remove_instances_unary(
                 request=compute_v1.RemoveInstancesInstanceGroupRequest(
                     project=self.project,
@@ -389,7 +449,10 @@ class GcpProvider:
                     request_id=self._request_id(f"{server.id}:{target.name}", "remove"),
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
+        if held:
+            return
         self._wait(operation, f"remove from {target.name}", zone)
         if target.drain_seconds > 0:
             time.sleep(min(target.drain_seconds, self.wait_seconds))
@@ -405,6 +468,7 @@ class GcpProvider:
                     compute_v1.InstanceGroupsListInstancesRequest()
                 ),
                 retry=TRANSIENT,
+                timeout=self.timeout,
             )
             urls = [item.instance for item in listing]
         members = []

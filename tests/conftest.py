@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Generic, TypeVar, overload
 
 import pytest
 
@@ -16,6 +18,7 @@ from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunState
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
+from pipeline.services.replies import Reply, RunReply
 from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import Provider
@@ -23,6 +26,9 @@ from providers.local import LocalProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+R = TypeVar("R")
+T = TypeVar("T")
+P = TypeVar("P", bound=Provider)
 
 MANIFEST = """\
 staging: &staging
@@ -101,18 +107,38 @@ class Recorder:
 
 
 @dataclass
-class World:
+class World(Generic[P]):
     root: Path
     config: Config
     store: Store
-    provider: LocalProvider
+    provider: P
     runner: Runner
     service: Service
     clock: Clock
     notifier: Recorder
 
-    def say(self, text: str, user: str = "UALICE") -> object:
-        return self.service.handle(text, Caller(user), self.clock())
+    @overload
+    def say(self, text: str, user: str = "UALICE") -> Reply: ...
+
+    @overload
+    def say(self, text: str, user: str = "UALICE", *, expect: type[R]) -> R: ...
+
+    def say(self, text: str, user: str = "UALICE", *, expect: type[object] = object) -> object:
+        """What byoi answers ``user``; with ``expect``, assert the kind of answer too."""
+        reply = self.service.handle(text, Caller(user), self.clock())
+        assert isinstance(reply, expect), reply
+        return reply
+
+    def request(self, text: str, user: str = "UALICE") -> Run:
+        """A run requested by ``text`` (not approved yet)."""
+        run = self.say(text, user, expect=RunReply).run
+        assert run is not None, text
+        return run
+
+    def stored(self, run_id: int) -> Run:
+        run = self.store.run(run_id)
+        assert run is not None
+        return run
 
     def finish(self, run_id: int) -> Run:
         self.runner.wait(30)
@@ -121,14 +147,12 @@ class World:
         return run
 
     def scale_and_approve(self, text: str, approver: str = "UBOB") -> Run:
-        reply = self.say(text)
-        run = reply.run  # type: ignore[attr-defined]
-        assert run is not None, reply
+        run = self.request(text)
         self.say(f"approve {run.id}", approver)
         return self.finish(run.id)
 
 
-def world_around(root: Path, provider: Provider, clock: Clock | None = None) -> World:
+def world_around(root: Path, provider: P, clock: Clock | None = None) -> World[P]:
     """Store, runner and service for the byoi.yml in ``root``, all on ``provider``."""
     loaded = load_config(root / "byoi.yml")
     store = Store(loaded.database)
@@ -138,10 +162,12 @@ def world_around(root: Path, provider: Provider, clock: Clock | None = None) -> 
         store=store, config=loaded, provider_for=lambda _: provider, notifier=notifier, clock=clock
     )
     service = Service(config=loaded, store=store, provider_for=lambda _: provider, runner=runner)
-    return World(root, loaded, store, provider, runner, service, clock, notifier)  # type: ignore[arg-type]
+    return World(root, loaded, store, provider, runner, service, clock, notifier)
 
 
-def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) -> World:
+def make_world(
+    root: Path, config: str | None = None, manifest: str = MANIFEST
+) -> World[LocalProvider]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.yml").write_text(manifest)
     (root / "byoi.yml").write_text(textwrap.dedent(config or config_text()))
@@ -159,11 +185,22 @@ def make_world(root: Path, config: str | None = None, manifest: str = MANIFEST) 
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path) -> Iterator[World[LocalProvider]]:
     w = make_world(tmp_path / "w")
     yield w
     w.runner.wait(30)
     w.store.close()
+
+
+def eventually(predicate: Callable[[], T | None], timeout: float = 30) -> T:
+    """Wait for ``predicate`` to give something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out waiting for a condition"
+        time.sleep(0.02)
 
 
 def terminal(run: Run) -> bool:

@@ -7,6 +7,7 @@ from datetime import datetime
 from bot.render import usage_line
 from pipeline.domain.alerts import Alert, AlertState
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.domain.ownership import owner_label
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -174,6 +175,9 @@ def status_text(reply: StatusReply) -> str:
                 f"  {view.server.id:<24} {view.server.state.value:<8} image "
                 f"{view.image_name} ({age})"
             )
+        if env.others:
+            out.append(f"  not managed here: {len(env.others)} server(s), never touched")
+            out.extend(f"    {s.id:<24} {owner_label(s)}" for s in env.others)
         if env.active_run:
             run = env.active_run
             out.append(

@@ -1,11 +1,15 @@
-"""Stale-image alert cards in Slack: posted once, reminded in their thread, edited when resolved."""
+"""Stale-image alert cards in Slack: posted once, reminded in their thread, edited when resolved.
+
+What each card shows is recorded in the store; ``resync`` shows again every card behind it.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackClientError
 
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.cards import Poster
@@ -21,20 +25,32 @@ class AlertCards:
         self.poster = poster
         self.display = display
         self.clock = clock
+        # The schedule, the buttons and the resync all show cards: one at a time, or an
+        # alert whose first post is slow could be posted twice.
+        self._lock = threading.RLock()
 
     def show(self, changes: Changes) -> None:
-        for alert in changes.new:
-            self._guard(self._post_or_reopen, alert)
-        for alert in changes.reminded:
-            self._guard(self._remind, alert)
-        for alert in changes.resolved:
-            self._guard(self.update, alert)
+        with self._lock:
+            for alert in changes.new:
+                self._guard(self._post_or_reopen, alert)
+            for alert in changes.reminded:
+                self._guard(self._remind, alert)
+            for alert in changes.resolved:
+                self._guard(self.update, alert)
+
+    def resync(self) -> int:
+        """Show again every alert card that is behind the store; returns how many."""
+        with self._lock:
+            behind = self.display.alerts_behind()
+            for alert in behind:
+                self._guard(self.update if alert.shown_as else self._post_or_reopen, alert)
+        return len(behind)
 
     def _guard(self, action: Callable[[Alert], None], alert: Alert) -> None:
         try:
             action(alert)
-        except SlackApiError as exc:
-            log.warning("could not show %s in Slack: %s", alert.label, exc)
+        except (SlackClientError, OSError) as exc:
+            log.warning("could not show %s in Slack (will retry): %s", alert.label, exc)
 
     def _post_or_reopen(self, alert: Alert) -> None:
         if alert.shown_as:
@@ -51,6 +67,7 @@ class AlertCards:
         self.display.alert_shown(
             alert.id, str(response.get("channel", alert.channel)), str(response["ts"])
         )
+        self.display.alert_card_current(alert, now)
 
     def _remind(self, alert: Alert) -> None:
         current = self.display.alert(alert.id) or alert
@@ -65,15 +82,17 @@ class AlertCards:
         )
 
     def update(self, alert: Alert) -> None:
-        current = self.display.alert(alert.id) or alert
-        if not current.shown_as or not current.channel:
-            return
-        self.poster.client.chat_update(
-            channel=current.channel,
-            ts=current.shown_as,
-            text=self._fallback(current),
-            blocks=alertblocks.alert_card(current, self.clock()),
-        )
+        with self._lock:
+            current = self.display.alert(alert.id) or alert
+            if not current.shown_as or not current.channel:
+                return
+            self.poster.client.chat_update(
+                channel=current.channel,
+                ts=current.shown_as,
+                text=self._fallback(current),
+                blocks=alertblocks.alert_card(current, self.clock()),
+            )
+            self.display.alert_card_current(current, self.clock())
 
     @staticmethod
     def _fallback(alert: Alert) -> str:

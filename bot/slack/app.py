@@ -11,7 +11,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from bot.slack.alertcards import AlertCards
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.blocks import messages
 from bot.slack.cards import Cards
+from bot.slack.workqueue import BUSY, WorkQueue
 from pipeline.config.model import Config
 from pipeline.domain import commands
 from pipeline.domain.alerts import Alert
@@ -93,17 +93,34 @@ class Services:
     alert_cards: AlertCards
     # The work after an ack runs here, a few at a time, so it never starves the next ack
     # (bench/ack_latency.py: 2 keeps p99 at or under a bare app's on 2 cores; serve raises
-    # it from BYOI_WORKERS where most of the work is waiting on slow cloud APIs).
-    work: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="work")
-    )
+    # it from BYOI_WORKERS where most of the work is waiting on slow cloud APIs), behind a
+    # bounded queue (BYOI_QUEUE) so that a burst is refused rather than done minutes later.
+    work: WorkQueue = field(default_factory=WorkQueue)
 
-    def later(self, work: Callable[[], None], respond: Respond | None) -> None:
+    def later(self, work: Callable[[], None], respond: Respond | None, what: str = "") -> bool:
+        """Queue the work after an ack; False when byoi is too busy (or stopping) to take it."""
+
         def guarded_work() -> None:
             with guarded(respond):
                 work()
 
-        self.work.submit(guarded_work)
+        tell = None
+        if respond is not None:
+
+            def tell(text: str) -> object:
+                return respond(text=text, response_type="ephemeral", replace_original=False)
+
+        return self.work.submit(guarded_work, tell, what)
+
+
+def tell_busy(respond: Respond) -> None:
+    """Say byoi is busy without holding up the ack (the answer goes out when we return)."""
+
+    def say() -> None:
+        with guarded(None):
+            respond(text=f":hourglass: {BUSY}", response_type="ephemeral", replace_original=False)
+
+    threading.Thread(target=say, name="tell-busy", daemon=True).start()
 
 
 @contextmanager
@@ -178,14 +195,17 @@ def register_commands(app: App, services: Services) -> None:
             )
             ack(text=text, blocks=blocks, response_type="ephemeral")
             return
-        ack()
 
         def work() -> None:
             caller = _caller(services, str(command["user_id"]), str(command["channel_id"]))
             reply = services.service.dispatch(parsed, caller, services.clock())
             deliver(services, reply, respond)
 
-        services.later(work, respond)
+        what = f"`/byoi {str(command.get('text', '')).strip()[:80]}`"
+        if services.later(work, respond, what):
+            ack()
+        else:
+            ack(text=f":hourglass: {BUSY}", response_type="ephemeral")
 
 
 def _clicked_id(body: dict[str, Any]) -> int | None:
@@ -243,20 +263,44 @@ def register_actions(app: App, services: Services) -> None:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
 
-    _on_button(app, services, messages.APPROVE, lambda b, r: on_click(b, r, "approve"))
-    _on_button(app, services, messages.REJECT, lambda b, r: on_click(b, r, "reject"))
-    _on_button(app, services, alertblocks.ALERT_REFRESH, lambda b, r: on_alert(b, r, "refresh"))
-    _on_button(app, services, alertblocks.ALERT_SNOOZE, lambda b, r: on_alert(b, r, "snooze"))
+    _on_button(
+        app, services, messages.APPROVE, "approve of run", lambda b, r: on_click(b, r, "approve")
+    )
+    _on_button(
+        app, services, messages.REJECT, "reject of run", lambda b, r: on_click(b, r, "reject")
+    )
+    _on_button(
+        app,
+        services,
+        alertblocks.ALERT_REFRESH,
+        "refresh of alert",
+        lambda b, r: on_alert(b, r, "refresh"),
+    )
+    _on_button(
+        app,
+        services,
+        alertblocks.ALERT_SNOOZE,
+        "snooze of alert",
+        lambda b, r: on_alert(b, r, "snooze"),
+    )
 
 
 def _on_button(
-    app: App, services: Services, action_id: str, handle: Callable[[dict[str, Any], Respond], None]
+    app: App,
+    services: Services,
+    action_id: str,
+    what: str,
+    handle: Callable[[dict[str, Any], Respond], None],
 ) -> None:
-    """A click is acknowledged at once; ``handle`` runs after, in the work pool."""
+    """A click is acknowledged at once; ``handle`` runs after, in the work queue (or the
+    clicker hears byoi is busy). ``what`` names the click for a shutdown notice."""
 
     def clicked(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
-        services.later(lambda: handle(body, respond), respond)
+        if not services.later(
+            lambda: handle(body, respond), respond, f"your {what} {_clicked_id(body)}"
+        ):
+            tell_busy(respond)
 
     app.action(action_id)(clicked)
 
@@ -281,4 +325,5 @@ def register_events(app: App, services: Services) -> None:
                 user_id=str(event["user"]), view=messages.home_view(status, images)
             )
 
-        services.later(publish, None)
+        if not services.later(publish, None):
+            log.info("busy: the App Home of %s is published on its next opening", event["user"])

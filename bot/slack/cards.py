@@ -2,7 +2,10 @@
 
 Edits are coalesced to at most one per ``interval`` seconds per run; the newest state always
 lands (a failed edit is retried on the next tick). Thread replies are posted only for a failed
-server and for the final summary, which is broadcast to the channel.
+server and for the final summary, which is broadcast to the channel. What each card shows is
+recorded in the store (through pipeline/services/display.py), and every ``resync_every``
+seconds (and on ``resync``) the cards behind the store are queued again, so a restart loses no
+edit.
 """
 
 from __future__ import annotations
@@ -54,13 +57,16 @@ class Cards:
         interval: float = 2.0,
         post_interval: float = 1.0,
         poster: Poster | None = None,
+        resync_every: float = 30.0,
     ) -> None:
         self.client = client
         self.display = display
         self.clock = clock
         self.channel_of = channel_of
         self.interval = interval
+        self.resync_every = resync_every
         self.post = poster or Poster(client, post_interval)
+        self._stop_deadline = 0.0
 
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
@@ -88,27 +94,57 @@ class Cards:
         self._thread = threading.Thread(target=self._loop, name="slack-cards", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30) -> None:
-        """Flush every pending edit (ignoring the interval), then stop the flusher."""
+    def resync(self) -> int:
+        """Queue every card that is behind the store; returns how many."""
+        behind = self.display.runs_behind()
+        for run in behind:
+            self.run_changed(run)
+        return len(behind)
+
+    def stop(self, timeout: float = 30) -> bool:
+        """Flush pending edits (ignoring the interval) for at most ``timeout`` seconds, then
+        stop the flusher; True if nothing is left. What is left, the next start re-queues."""
         with self._cv:
+            self._stop_deadline = time.monotonic() + timeout
             self._stopping = True
             self._cv.notify()
-        if self._thread is not None:
+        if self._thread is None:
+            self._last_edits()
+        else:
             self._thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        while self._pending and time.monotonic() < deadline:
-            self._flush(force=True)
+        with self._cv:
+            left = len(self._pending)
+        if self._thread is not None and self._thread.is_alive():
+            log.warning("Slack still holds up a card edit; the next start shows what is left")
+            return False
+        if left:
+            log.warning("stopped with %d card edit(s) not shown; the next start shows them", left)
+            return False
+        return True
 
     def _loop(self) -> None:
+        next_resync = time.monotonic() + self.resync_every
         while True:
             with self._cv:
                 if self._stopping:
-                    return
+                    break
                 self._cv.wait(0.2)
             try:
                 self._flush(force=False)
+                if time.monotonic() >= next_resync:
+                    next_resync = time.monotonic() + self.resync_every
+                    self.resync()
             except Exception:  # the flusher must outlive any one bad card
                 log.exception("showing run cards failed")
+        self._last_edits()
+
+    def _last_edits(self) -> None:
+        while self._pending and time.monotonic() < self._stop_deadline:
+            try:
+                self._flush(force=True)
+            except Exception:
+                log.exception("showing run cards failed")
+                return
 
     def _flush(self, *, force: bool) -> None:
         now = time.monotonic()
@@ -139,6 +175,7 @@ class Cards:
 
     def _cannot_post(self, run: Run, error: str) -> None:
         log.warning("cannot post the card of run %s: %s", run.id, error)
+        self.display.run_card_unpostable(run.id, self.clock())
         with self._cv:
             tell = self._tell.pop(run.id, None)
         if tell is not None:
@@ -163,6 +200,7 @@ class Cards:
         posted = self.display.run(run.id)
         if posted is not None:
             self._thread_replies(posted)  # a run can end before its card is first shown
+        self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
 
         with self._cv:
             self._tell.pop(run.id, None)
@@ -179,6 +217,7 @@ class Cards:
         )
         self._last_edit[stored.id] = time.monotonic()
         self._thread_replies(stored)
+        self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
 
     def _thread_replies(self, run: Run) -> None:
         """A reply per failed server and one broadcast summary, each posted once, ever."""

@@ -7,10 +7,7 @@ request sent by a retry handler; a 429 is every rate-limited response, retried o
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from prometheus_client import Counter
 from slack_sdk import WebClient
@@ -22,7 +19,6 @@ from slack_sdk.web.slack_response import SlackResponse
 
 from bot.metrics import Metrics
 
-T = TypeVar("T")
 _METHOD = re.compile(r"^[a-zA-Z][a-zA-Z.]{0,60}$")
 
 
@@ -102,27 +98,3 @@ class CountedRetries(RetryHandler):
         self.inner.prepare_for_next_attempt(
             state=state, request=request, response=response, error=error
         )
-
-
-class CountingPool(ThreadPoolExecutor):
-    """The post-ack work pool, knowing how much work is queued or running (a gauge)."""
-
-    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
-        super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
-        self._pending = 0
-        self._count_lock = threading.Lock()
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        with self._count_lock:
-            self._pending += 1
-        future = super().submit(fn, *args, **kwargs)
-        future.add_done_callback(self._done)
-        return future
-
-    def _done(self, _: Future[Any]) -> None:
-        with self._count_lock:
-            self._pending -= 1
-
-    def pending(self) -> int:
-        with self._count_lock:
-            return self._pending

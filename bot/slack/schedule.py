@@ -100,7 +100,9 @@ class Schedule:
     def stop(self) -> None:
         global _handler
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=True)
+            # A scan in flight may wait on a slow cloud API: never hold a shutdown for it
+            # (the due time is persisted, so a missed scan runs on the next start).
+            self._scheduler.shutdown(wait=False)
             self._scheduler = None
         _handler = None
         if self._lock is not None:

@@ -1,6 +1,7 @@
-"""`byoi serve`: the Slack bot over HTTP (waitress) or Socket Mode, with recovery at start.
+"""`byoi serve`: the Slack bot over HTTP (waitress) or Socket Mode, once Slack answers.
 
-Both modes serve GET /healthz and GET /metrics (Socket Mode on a small side server).
+Both modes serve GET /healthz and GET /metrics (Socket Mode on a small side server) from the
+start; a shutdown runs under one deadline (bot/slack/lifecycle.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import contextlib
 import logging
 import os
 import re
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,13 +25,22 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot import logs
-from bot.health import Health
+from bot.health import Health, Readiness
 from bot.metrics import Metrics, StoreSource
 from bot.slack.alertcards import AlertCards
 from bot.slack.app import Directory, Services, create_app
 from bot.slack.cards import Cards, Poster
-from bot.slack.metered import CountedRetries, CountingPool, MeteredWebClient, RateLimitWatcher
+from bot.slack.lifecycle import (
+    Deadline,
+    close_socket_mode,
+    exit_now,
+    on_stop_signals,
+    run_in_background,
+    wait_for_slack,
+)
+from bot.slack.metered import CountedRetries, MeteredWebClient, RateLimitWatcher
 from bot.slack.schedule import Schedule
+from bot.slack.workqueue import WorkQueue
 from bot.wiring import App
 from pipeline.config.model import Config
 from pipeline.domain.models import Run
@@ -56,11 +65,12 @@ class RedactSecrets(logging.Filter):
 
 
 def web_client(
-    token: str, base_url: str | None = None, metrics: Metrics | None = None
+    token: str, base_url: str | None = None, metrics: Metrics | None = None, timeout: float = 10.0
 ) -> WebClient:
-    """A Web API client that retries 429 (after Retry-After), connection errors and 5xx;
-    with ``metrics``, its calls, retries and 429s are counted."""
-    kwargs: dict[str, Any] = {}
+    """A Web API client with an explicit timeout (connect and read) that retries 429 (after
+    Retry-After), connection errors and 5xx; with ``metrics``, its calls, retries and 429s
+    are counted."""
+    kwargs: dict[str, Any] = {"timeout": int(timeout)}
     if base_url:
         kwargs["base_url"] = base_url.rstrip("/") + "/"
     handlers = {
@@ -107,9 +117,18 @@ def _ok(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     return [b'{"ok": true}']
 
 
-def wsgi(bolt: BoltApp, pages: Mapping[str, WSGIApp] | None = None) -> WSGIApp:
-    """Slack's requests, and the GET ``pages`` (/healthz always answers)."""
-    handler = SlackRequestHandler(bolt)
+def _starting(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("503 Service Unavailable", [("Content-Type", "application/json")])
+    return [b'{"error": "byoi is starting"}']
+
+
+def wsgi(
+    bolt: BoltApp | Callable[[], BoltApp | None], pages: Mapping[str, WSGIApp] | None = None
+) -> WSGIApp:
+    """Slack's requests, and the GET ``pages`` (/healthz always answers); ``bolt`` may be a
+    function that gives the app once it exists (Slack answered at start): until then Slack's
+    requests get 503."""
+    handlers: list[SlackRequestHandler] = []
     replays = ReplayGuard()
     gets = {"/healthz": _ok, **(pages or {})}
 
@@ -117,12 +136,17 @@ def wsgi(bolt: BoltApp, pages: Mapping[str, WSGIApp] | None = None) -> WSGIApp:
         page = gets.get(str(environ.get("PATH_INFO")))
         if page is not None and environ.get("REQUEST_METHOD") == "GET":
             return page(environ, start_response)
+        if not handlers:
+            app = bolt if isinstance(bolt, BoltApp) else bolt()
+            if app is None:
+                return _starting(environ, start_response)
+            handlers.append(SlackRequestHandler(app))
         signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
         if signature and not replays.first_time(signature):
             log.warning("refused a replayed request")
             start_response("401 Unauthorized", [("Content-Type", "application/json")])
             return [b'{"error": "replayed request"}']
-        return handler(environ, start_response)
+        return handlers[0](environ, start_response)
 
     return application
 
@@ -136,15 +160,6 @@ def _channel_of(config: Config) -> Callable[[Run], str | None]:
         return env.channel if env else None
 
     return channel
-
-
-def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float = 15.0) -> None:
-    while not stop.wait(every):
-        try:
-            for run in app.service.expire_due(app.clock()):
-                cards.run_changed(run)
-        except Exception:
-            log.exception("expiry sweep failed")
 
 
 def slack_client(metrics: Metrics | None = None) -> WebClient:
@@ -176,9 +191,16 @@ def run_cards(client: WebClient, display: Display, clock: Clock, config: Config)
 
 
 def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
-    """Answer Slack until stopped; ``app`` is built and recovered, ``cards`` is its notifier."""
+    """Answer Slack until SIGTERM or SIGINT; ``app`` is built and recovered, ``cards`` is its
+    notifier. Requests are taken once Slack answers (/healthz says what byoi waits for until
+    then); a shutdown runs under one deadline, ``BYOI_SHUTDOWN_SECONDS``."""
+    stopping = threading.Event()
+    on_stop_signals(stopping)
     cards.start()
     alert_cards = AlertCards(cards.post, app.display, app.clock)
+    work = WorkQueue(
+        int(os.environ.get("BYOI_WORKERS", "2")), int(os.environ.get("BYOI_QUEUE", "100"))
+    )
     services = Services(
         app.service,
         app.display,
@@ -186,77 +208,128 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
         Directory.for_config(client, app.config),
         app.clock,
         alert_cards,
-        work := CountingPool(int(os.environ.get("BYOI_WORKERS", "2")), thread_name_prefix="work"),
+        work,
     )
     metrics.watch(StoreSource(app.config, app.store, app.service, app.clock))
     metrics.watch_queue(work.pending)
+    readiness = Readiness()
     health = Health(
-        app.store, socket_down_limit=float(os.environ.get("BYOI_SOCKET_DOWN_SECONDS", "60"))
+        app.store,
+        socket_down_limit=float(os.environ.get("BYOI_SOCKET_DOWN_SECONDS", "60")),
+        readiness=readiness,
     )
-    pages: dict[str, WSGIApp] = {"/healthz": health, "/metrics": metrics.wsgi()}
-    bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
-    stop = threading.Event()
-    threading.Thread(target=_sweep_expiries, args=(app, cards, stop), daemon=True).start()
+    schedule = Schedule(app.config, lambda trigger: _scan(app, alert_cards, trigger))
+    front = _Front(os.environ.get("SLACK_APP_TOKEN") or None, health)
+    front.listen({"/healthz": health, "/metrics": metrics.wsgi()})
 
-    def scan(trigger: str) -> None:
-        alert_cards.show(app.service.views.scan(app.clock(), trigger).changes)
+    def start() -> None:
+        log.info("re-queued %d run card(s) behind the store", cards.resync())
+        alert_cards.resync()
+        run_in_background("housekeeping", lambda: _housekeeping(app, cards, alert_cards, stopping))
+        schedule.start()
+        if not wait_for_slack(client, stopping, readiness):
+            return
+        bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
+        front.connect(bolt, client)
+        readiness.ready.set()
 
-    schedule = Schedule(app.config, scan)
-    schedule.start()
-    try:
-        if os.environ.get("SLACK_APP_TOKEN"):
-            _socket_mode(bolt, client, os.environ["SLACK_APP_TOKEN"], health, pages)
-        else:
-            _http(wsgi(bolt, pages))
-    finally:
-        health.stop()
-        schedule.stop()
-        stop.set()
-        app.runner.wait(60)
-        cards.stop()
-        app.store.close()
+    run_in_background("start", start)
+    stopping.wait()
+    deadline = Deadline(float(os.environ.get("BYOI_SHUTDOWN_SECONDS", "25")))
+    _shut_down(app, front, schedule, services, cards, deadline)
     return 0
 
 
-def _http(application: WSGIApp) -> None:
-    from waitress.server import create_server
-
-    port = int(os.environ.get("PORT", "3000"))
-    host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack must reach it
-    server = create_server(application, host=host, port=port, threads=8)
-    signal.signal(signal.SIGTERM, lambda *_: server.close())
-    logs.announce(f"byoi: listening on http://{host}:{server.effective_port}/slack/events")
-    with contextlib.suppress(KeyboardInterrupt, OSError):
-        server.run()
+def _scan(app: App, alert_cards: AlertCards, trigger: str) -> None:
+    alert_cards.show(app.service.views.scan(app.clock(), trigger).changes)
 
 
-def _side_server(pages: Mapping[str, WSGIApp]) -> Any:
-    """/healthz and /metrics for Socket Mode, on $BYOI_METRICS_PORT, else $PORT, else 3000."""
-    from waitress.server import create_server
-
-    port = int(os.environ.get("BYOI_METRICS_PORT") or os.environ.get("PORT") or "3000")
-    host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - probes and scrapers reach it
-    server = create_server(pages_only(pages), host=host, port=port, threads=2)
-    threading.Thread(target=server.run, name="side-server", daemon=True).start()
-    logs.announce(f"byoi: /healthz and /metrics on http://{host}:{server.effective_port}")
-    return server
-
-
-def _socket_mode(
-    bolt: BoltApp, client: WebClient, app_token: str, health: Health, pages: Mapping[str, WSGIApp]
+def _housekeeping(
+    app: App, cards: Cards, alert_cards: AlertCards, stop: threading.Event, every: float = 15.0
 ) -> None:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    """Expire pending approvals, and show alert cards that fell behind (Slack was down)."""
+    while not stop.wait(every):
+        try:
+            for run in app.service.expire_due(app.clock()):
+                cards.run_changed(run)
+            alert_cards.resync()
+        except Exception:
+            log.exception("housekeeping failed")
 
-    metrics = client.metrics if isinstance(client, MeteredWebClient) else None
-    socket_client = web_client(app_token, client.base_url, metrics)
-    handler = SocketModeHandler(bolt, app_token, web_client=socket_client)
-    side = _side_server(pages)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    handler.connect()  # type: ignore[no-untyped-call]
-    health.watch_socket(handler.client.is_connected)
-    logs.announce("byoi: connected to Slack in Socket Mode")
-    with contextlib.suppress(KeyboardInterrupt):
-        done.wait()
-    handler.close()  # type: ignore[no-untyped-call]
-    side.close()
+
+def _shut_down(
+    app: App,
+    front: _Front,
+    schedule: Schedule,
+    services: Services,
+    cards: Cards,
+    deadline: Deadline,
+) -> None:
+    """Everything under one deadline; what is left is resumed by the next start."""
+    front.close()
+    app.runner.stop()
+    schedule.stop()
+    services.work.stop(deadline.left(keep=3.0))
+    if not app.runner.wait(deadline.left(keep=2.0)):
+        log.warning("steps still in flight at the deadline; the next start resumes them")
+    cards.stop(deadline.left(keep=0.5))
+    busy = app.runner.busy
+    if not busy:
+        app.store.close()
+    exit_now(0, busy)
+
+
+class _Front:
+    """How Slack reaches byoi: HTTP (waitress), or Socket Mode with a small side server for
+    /healthz and /metrics."""
+
+    def __init__(self, socket_token: str | None, health: Health) -> None:
+        self.socket_token = socket_token
+        self.health = health
+        self.bolt: BoltApp | None = None
+        self._server: Any = None
+        self._socket: Any = None
+
+    def listen(self, pages: Mapping[str, WSGIApp]) -> None:
+        """Serve at once: /healthz says what byoi waits for until Slack answers."""
+        from waitress.server import create_server
+
+        host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack and probes reach it
+        if self.socket_token is None:
+            port = int(os.environ.get("PORT", "3000"))
+            application = wsgi(lambda: self.bolt, pages)
+            self._server = create_server(application, host=host, port=port, threads=8)
+            url = f"http://{host}:{self._server.effective_port}/slack/events"
+            logs.announce(f"byoi: listening on {url}")
+        else:
+            # /healthz and /metrics for Socket Mode, on $BYOI_METRICS_PORT, else $PORT, else 3000
+            port = int(os.environ.get("BYOI_METRICS_PORT") or os.environ.get("PORT") or "3000")
+            self._server = create_server(pages_only(pages), host=host, port=port, threads=2)
+            url = f"http://{host}:{self._server.effective_port}"
+            logs.announce(f"byoi: /healthz and /metrics on {url}")
+        run_in_background("http", self._serve_http)
+
+    def _serve_http(self) -> None:
+        with contextlib.suppress(OSError):
+            self._server.run()
+
+    def connect(self, bolt: BoltApp, client: WebClient) -> None:
+        self.bolt = bolt
+        if self.socket_token is None:
+            return
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        metrics = client.metrics if isinstance(client, MeteredWebClient) else None
+        socket_client = web_client(self.socket_token, client.base_url, metrics)
+        self._socket = SocketModeHandler(bolt, self.socket_token, web_client=socket_client)
+        self._socket.connect()
+        self.health.watch_socket(self._socket.client.is_connected)
+        logs.announce("byoi: connected to Slack in Socket Mode")
+
+    def close(self) -> None:
+        """Stop taking requests: close the WebSocket properly, then the HTTP server."""
+        self.health.stop()
+        if self._socket is not None:
+            close_socket_mode(self._socket)
+        if self._server is not None:
+            self._server.close()

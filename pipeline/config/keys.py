@@ -146,6 +146,8 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "poll_seconds": "delay between state checks (default 5)",
         "wait_seconds": "longest wait for a state: running, healthy, image available (default 600)",
         "max_attempts": "botocore standard-mode retries after a call's first request (default 5)",
+        "connect_timeout": "seconds to open a connection to an AWS API (default 5)",
+        "read_timeout": "seconds to wait for an AWS API to answer (default 20)",
     },
     "gcp": {
         "project": "GCP project id (default: from Application Default Credentials)",
@@ -159,6 +161,7 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "instance_group_zone": "zone of the unmanaged instance groups (default: the server's)",
         "poll_seconds": "delay between state checks (default 5)",
         "wait_seconds": "longest wait for an operation, RUNNING or a step report (default 600)",
+        "read_timeout": "seconds to wait for a Compute API call to answer (default 20)",
     },
     "digitalocean": {
         "region": "region of new droplets when the manifest gives none (e.g. ams3)",

@@ -7,6 +7,7 @@ restart redoes at most the step that was in flight; provider calls are idempoten
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,17 @@ log = logging.getLogger(__name__)
 
 class Cancelled(Exception):
     pass
+
+
+class Interrupted(Exception):
+    """byoi is shutting down: the slot stays where it is and the next start resumes it."""
+
+
+def internal_error(what: str) -> str:
+    """Log the trace under a short reference and return what a person may be shown."""
+    ref = secrets.token_hex(3)
+    log.exception("%s failed on an internal error, reference %s", what, ref)
+    return f"internal error (reference {ref})"
 
 
 @dataclass
@@ -88,12 +100,15 @@ class Runner:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._notify_lock = threading.Lock()
+        self._stopping = threading.Event()
 
     # starting ---------------------------------------------------------------------------
 
     def start(self, run_id: int) -> None:
         """Carry out a run in the background (at most one thread per run)."""
         with self._lock:
+            if self._stopping.is_set():
+                return  # stays approved; the next start resumes it
             thread = self._threads.get(run_id)
             if thread is not None and thread.is_alive():
                 return
@@ -101,26 +116,37 @@ class Runner:
             self._threads[run_id] = thread
             thread.start()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for every run started so far (the shell's scripted mode, tests)."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every run started so far, at most ``timeout`` seconds in all; True if
+        every one has stopped."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads.values())
         for thread in threads:
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self._flush_notifications()
+        return not any(t.is_alive() for t in threads)
+
+    def stop(self) -> None:
+        """Start no new run or step; steps in flight finish and are stored (see ``wait``)."""
+        self._stopping.set()
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return any(t.is_alive() for t in self._threads.values())
 
     def _guarded(self, run_id: int) -> None:
         try:
             self.execute(run_id)
-        except Exception:
-            log.exception("run %s stopped on an internal error", run_id)
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
             self.store.transition(
                 run_id,
                 [RunState.RUNNING, RunState.APPROVED],
                 RunState.FAILED,
                 self.clock(),
                 actor="byoi",
-                reason="internal error (see log)",
+                reason=internal_error(f"run {run_id}"),
             )
             self._notify(run_id)
 
@@ -184,6 +210,9 @@ class Runner:
             workers = min(run.max_parallel, len(open_slots))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{run_id}") as pool:
                 list(pool.map(self._work, open_slots))
+        if self._stopping.is_set():
+            log.info("run %s paused for shutdown; the next start resumes it", run_id)
+            return self.store.run(run_id)
         finished = self._finish(run_id)
         if self.meter is not None and finished is not None:
             self.meter.run_finished(finished, env.provider, time.monotonic() - begun)
@@ -191,7 +220,10 @@ class Runner:
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
-            if not self._work(slot):
+            finished = self._work(slot)
+            if finished is None:
+                return  # interrupted by a shutdown: the rest waits for the next start
+            if not finished:
                 for rest in slots[index + 1 :]:
                     self._set(
                         rest,
@@ -227,11 +259,16 @@ class Runner:
         self._notify(slot.run.id)
 
     def _check_cancel(self, slot: _Slot) -> None:
+        if self._stopping.is_set():
+            raise Interrupted
         if self.store.cancel_requested(slot.run.id):
             raise Cancelled
 
-    def _work(self, slot: _Slot) -> bool:
-        """Take one server through its steps; True if it finished."""
+    def _work(self, slot: _Slot) -> bool | None:
+        """Take one server through its steps; True if it finished, None if interrupted.
+
+        Every failure rolls the slot back, whatever raised it: a bug or an unexpected answer
+        must not leave a launched server for the next restart's reconciler."""
         steps = STEPS[slot.run.kind]
         start = steps.index(slot.record.step) if slot.record.step in steps else 0
         try:
@@ -251,10 +288,18 @@ class Runner:
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
             return False
+        except Interrupted:
+            return None
         except ProviderError as exc:
             self._measure(slot, "failed")
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
+            return False
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            self._measure(slot, "failed")
+            reason = internal_error(f"server {slot.record.key}")
+            cleanup = self._rollback(slot)
+            self._set(slot, ServerStatus.FAILED, "failed", reason=reason, cleanup=cleanup)
             return False
         self._set(slot, ServerStatus.DONE, "done")
         return True
@@ -403,6 +448,9 @@ class Runner:
         except ProviderError as exc:
             log.warning("rollback of %s failed: %s", slot.record.key, exc.reason)
             return f"rollback failed: {exc.reason}; the reconciler will retry"
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            reason = internal_error(f"rollback of {slot.record.key}")
+            return f"rollback failed: {reason}; the reconciler will retry"
         self.store.update_server(
             slot.run.id, slot.record.slot, self.clock(), event="rolled_back", registered=False
         )

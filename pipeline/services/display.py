@@ -1,5 +1,6 @@
-"""What a front end needs to show runs and alerts: read them, and record where it showed them
-and which notices it already gave (so a restart never repeats one)."""
+"""What a front end needs to show runs and alerts: read them, record where it showed them and
+which notices it already gave (so a restart never repeats one), and which cards are behind
+the store (so a crash or an outage never leaves one behind for good)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run
+from pipeline.state.cards import UNPOSTABLE, run_revision
 from pipeline.state.store import Store
 
 
@@ -31,3 +33,31 @@ class Display:
 
     def record_notice(self, run_id: int, what: str, now: datetime) -> None:
         self._store.record_notice(run_id, what, now)
+
+    # cards behind the store -------------------------------------------------------------
+
+    def run_card_current(self, run: Run, now: datetime, *, settled: bool) -> None:
+        """The card of ``run`` (as read from the store) now shows it; settled when the run is
+        finished and every thread reply it needs is given."""
+        self._store.cards.record_run(run.id, run_revision(run), now, settled=settled)
+
+    def run_card_unpostable(self, run_id: int, now: datetime) -> None:
+        """The front end may not show this run's card: stop retrying it on every sweep."""
+        self._store.cards.record_run(run_id, UNPOSTABLE, now, settled=True)
+
+    def runs_behind(self) -> list[Run]:
+        """Shown runs whose card is not what the store says, or is missing a reply."""
+        behind = []
+        for run_id, shown in self._store.cards.unsettled_runs():
+            run = self._store.run(run_id)
+            if run is not None and (shown != run_revision(run) or run.state.terminal):
+                behind.append(run)
+        return behind
+
+    def alert_card_current(self, alert: Alert, now: datetime) -> None:
+        self._store.cards.record_alert(alert, now)
+
+    def alerts_behind(self) -> list[Alert]:
+        """Alerts with a channel whose card is missing or shows an older state."""
+        found = (self._store.alerts.get(alert_id) for alert_id in self._store.cards.alerts_behind())
+        return [a for a in found if a is not None]

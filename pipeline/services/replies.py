@@ -73,6 +73,9 @@ class EnvStatus:
     servers: tuple[ServerView, ...]
     active_run: Run | None
     error: str | None = None
+    others: tuple[Server, ...] = ()
+    """Servers with this app's tags that another installation (or a person) made: shown
+    apart as not managed here, never counted or touched."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pipeline.domain import commands as cmd
 from pipeline.domain.staleness import assess
 from pipeline.execution import scan
 from pipeline.ports import ProviderFor
+from pipeline.services import adoption
 from pipeline.services.replies import (
     AlertsReply,
     EnvStatus,
@@ -40,8 +41,13 @@ class Views:
         return app
 
     def fleet(self, env: EnvConfig) -> list[Server]:
-        """The servers byoi made for an environment, as its provider lists them."""
-        return self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
+        """This installation's servers of ``env``: the only ones any plan may touch."""
+        return self.fleets(env)[0]
+
+    def fleets(self, env: EnvConfig) -> tuple[list[Server], list[Server]]:
+        """(ours, others): servers carrying env's tags, split by which installation owns them."""
+        tagged = self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
+        return adoption.ownership(self.store).split(tagged)
 
     def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
         if app_name is None:
@@ -59,7 +65,7 @@ class Views:
         for env in envs:
             active = self.store.active_run(env.app, env.name)
             try:
-                fleet = self.fleet(env)
+                fleet, others = self.fleets(env)
                 images = self._image_names(env, fleet, now)
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
@@ -67,7 +73,7 @@ class Views:
             servers = tuple(
                 ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
             )
-            views.append(EnvStatus(env.app, env.name, servers, active))
+            views.append(EnvStatus(env.app, env.name, servers, active, others=tuple(others)))
         return StatusReply(tuple(views))
 
     def _image_names(

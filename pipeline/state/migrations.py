@@ -142,10 +142,63 @@ def m003_replies(db: sqlite_utils.Database) -> None:
     )
 
 
+def m004_adopted(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- Servers this installation took over from another one (`byoi adopt`): their keys
+        -- carry the other installation's id, so the key prefix alone does not say they are ours.
+        CREATE TABLE adopted (
+            key TEXT PRIMARY KEY,
+            provider TEXT NOT NULL,
+            server_id TEXT NOT NULL,
+            app TEXT NOT NULL,
+            env TEXT NOT NULL,
+            installation TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        """,
+    )
+
+
+def m005_cards(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- What each run's card last showed, so a restart re-queues every card that is
+        -- behind the store (pending edits otherwise live only in memory). A settled card shows
+        -- a finished run and every thread reply it needs.
+        CREATE TABLE cards (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+            shown TEXT NOT NULL,
+            settled INTEGER NOT NULL DEFAULT 0,
+            at TEXT NOT NULL
+        );
+        -- Runs that finished before this table existed were shown as well as byoi could then.
+        INSERT INTO cards (run_id, shown, settled, at)
+            SELECT id, state, 1, datetime('now') FROM runs
+            WHERE state NOT IN ('planned', 'awaiting_approval', 'approved', 'running');
+        -- The same for alert cards: the revision of the alert the card last showed.
+        CREATE TABLE alert_cards (
+            alert_id INTEGER PRIMARY KEY REFERENCES alerts (id),
+            shown TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        INSERT INTO alert_cards (alert_id, shown, at)
+            SELECT id,
+                state || ':' || coalesce(snoozed_until, '') || ':' || coalesce(resolved_at, ''),
+                datetime('now')
+            FROM alerts WHERE message_ts IS NOT NULL;
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
     ("003_replies", m003_replies),
+    ("004_adopted", m004_adopted),
+    ("005_cards", m005_cards),
 )
 
 

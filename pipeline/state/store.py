@@ -26,6 +26,7 @@ from pipeline.domain.models import (
     Strategy,
 )
 from pipeline.state.alerts import AlertTable
+from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
 
 
@@ -61,6 +62,7 @@ class Store:
         self._write = self.database.write
         self._rows = self.database.rows
         self.alerts = AlertTable(self.database)
+        self.cards = CardTable(self.database)
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 

@@ -85,6 +85,23 @@ class Bot:
     def logs(self) -> str:
         return self.log.read_text()
 
+    def sigterm(self, timeout: float = 60) -> float:
+        """Send SIGTERM; seconds until the process exited."""
+        started = time.monotonic()
+        self.process.terminate()
+        self.process.wait(timeout)
+        return time.monotonic() - started
+
+    def events(self) -> list[tuple[int | None, str]]:
+        """(run id, event) from the audit log, read from the database file."""
+        import sqlite3
+
+        db = sqlite3.connect(self.root / "byoi.db")
+        try:
+            return db.execute("SELECT run_id, event FROM audit ORDER BY id").fetchall()
+        finally:
+            db.close()
+
 
 def slash_body(text: str, user: str, channel: str, response_url: str) -> str:
     """Slack's real slash-command form (bolt-python's fixture), with our command in it."""
@@ -137,7 +154,12 @@ def running_bot(
 
 @contextmanager
 def serving(
-    root: Path, fake: FakeSlack, env: dict[str, str] | None = None, log_name: str = "serve.log"
+    root: Path,
+    fake: FakeSlack,
+    env: dict[str, str] | None = None,
+    log_name: str = "serve.log",
+    *,
+    wait_healthy: bool = True,
 ) -> Iterator[Bot]:
     """`byoi serve` on ``root/byoi.yml`` as a real process, against a running fake Slack."""
     port = free_port()
@@ -146,7 +168,7 @@ def serving(
         **os.environ,
         "SLACK_BOT_TOKEN": TOKEN,
         "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": fake.api_url,
+        "SLACK_API_URL": (env or {}).get("SLACK_API_URL") or fake.api_url,
         "PORT": str(port),
         "BYOI_HOST": "127.0.0.1",
         "BYOI_CONFIG": str(root / "byoi.yml"),
@@ -166,7 +188,7 @@ def serving(
         )
     bot = Bot(f"http://127.0.0.1:{port}", process, fake, root, log)
     try:
-        if "SLACK_APP_TOKEN" not in (env or {}):
+        if wait_healthy and "SLACK_APP_TOKEN" not in (env or {}):
             _wait_healthy(bot)
         yield bot
     finally:

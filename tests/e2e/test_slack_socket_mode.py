@@ -49,6 +49,7 @@ def test_slash_commands_and_clicks_arrive_over_socket_mode(tmp_path: Path) -> No
     outgoing: queue.Queue[str] = queue.Queue()
     acks: list[tuple[float, dict[str, object]]] = []
     sent_at: dict[str, float] = {}
+    closes: queue.Queue[object] = queue.Queue()
 
     def handler(connection: ServerConnection) -> None:
         connection.send(json.dumps({"type": "hello", "num_connections": 1}))
@@ -65,6 +66,7 @@ def test_slash_commands_and_clicks_arrive_over_socket_mode(tmp_path: Path) -> No
             except TimeoutError:
                 continue
             except Exception:
+                closes.put(connection.protocol.close_rcvd)  # None: no close frame came
                 return
             acks.append((time.monotonic(), json.loads(received)))
 
@@ -73,7 +75,7 @@ def test_slash_commands_and_clicks_arrive_over_socket_mode(tmp_path: Path) -> No
         threading.Thread(target=server.serve_forever, daemon=True).start()
         fake = FakeSlack(socket_url=f"ws://127.0.0.1:{port}/link")
         env = {"SLACK_APP_TOKEN": "xapp-1-test", "SLACK_SIGNING_SECRET": ""}
-        with running_bot(tmp_path, env=env, fake=fake):
+        with running_bot(tmp_path, env=env, fake=fake) as bot:
             fake.wait_for(lambda: fake.sent("apps.connections.open"))
             outgoing.put(slash_envelope("env-1", "scale web 1", "W111", fake.response_url))
             fake.wait_for(lambda: any(a.get("envelope_id") == "env-1" for _, a in acks))
@@ -83,7 +85,12 @@ def test_slash_commands_and_clicks_arrive_over_socket_mode(tmp_path: Path) -> No
             outgoing.put(click_envelope("env-3", 1, "UMALLORY", fake.response_url))
             outgoing.put(click_envelope("env-4", 1, "UBOB", fake.response_url))
             fake.wait_for(lambda: any("succeeded" in text_of(c) for c in fake.sent("chat.update")))
-            server.shutdown()
+            exit_seconds = bot.sigterm()
+        close = closes.get(timeout=10)
+        server.shutdown()
+
+    assert exit_seconds < 3
+    assert close is not None and close.code == 1000  # a proper close, not a dropped socket
 
     acked = {a["envelope_id"]: (at, a) for at, a in acks}
     assert acked["env-1"][0] - sent_at["env-1"] < 3

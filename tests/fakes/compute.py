@@ -156,6 +156,11 @@ class FakeCompute:
         with self._lock:
             self.step_failures[(instance, step)] = (exit_code, output)
 
+    def forget_request_ids(self) -> None:
+        """As Compute Engine does after a while: a repeated requestId is a new request again."""
+        with self._lock:
+            self.by_request_id.clear()
+
     def calls(self, method: str, pattern: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
@@ -412,6 +417,17 @@ class FakeCompute:
         if (zone, group) not in self.groups:
             return 404, _error(404, f"instance group {group} was not found")
         urls = [i["instance"].split("/projects/", 1)[-1] for i in body.get("instances", [])]
+        if add and query.get("requestId") not in self.by_request_id:
+            # As the real API: adding a member again, under a new (or forgotten) requestId,
+            # is refused before any operation starts.
+            members = self.groups[(zone, group)]
+            present = [u for u in urls if f"{self.url}/compute/v1/projects/{u}" in members]
+            if present:
+                message = (
+                    f"Resource 'projects/{present[0]}' is already a member of "
+                    f"'projects/{self.project}/zones/{zone}/instanceGroups/{group}'."
+                )
+                return 400, _error(400, message, "memberAlreadyExists")
 
         def effect(phase: str) -> None:
             if phase != "done":
@@ -468,8 +484,8 @@ ROUTES = [
 ]
 
 
-def _error(status: int, message: str) -> dict[str, Any]:
-    reason = {
+def _error(status: int, message: str, reason: str | None = None) -> dict[str, Any]:
+    reason = reason or {
         404: "notFound",
         409: "alreadyExists",
         429: "rateLimitExceeded",

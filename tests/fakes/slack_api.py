@@ -36,6 +36,8 @@ class FakeSlack:
     groups: dict[str, list[str]] = field(default_factory=dict)
     socket_url: str = ""
     faults: dict[str, Fault] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
+    """Seconds to wait before answering a method (a slow Slack)."""
     _ts: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -53,7 +55,7 @@ class FakeSlack:
     def response_url(self) -> str:
         return f"{self.url}/respond/T1/1/abc"
 
-    def start(self) -> FakeSlack:
+    def start(self, port: int = 0) -> FakeSlack:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,7 +65,7 @@ class FakeSlack:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -78,6 +80,12 @@ class FakeSlack:
         with self._lock:
             self.faults[method] = Fault(status, retry_after, times)
 
+    def heal(self) -> None:
+        """Slack answers every call normally again."""
+        with self._lock:
+            self.faults.clear()
+            self.delays.clear()
+
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length", "0"))
         raw = request.rfile.read(length).decode()
@@ -86,6 +94,10 @@ class FakeSlack:
         else:
             params = {k: v[0] for k, v in parse_qs(raw).items()}
         method = "respond" if request.path.startswith("/respond/") else request.path.split("/")[-1]
+        with self._lock:
+            delay = self.delays.get(method, 0.0)
+        if delay:
+            time.sleep(delay)
         with self._lock:
             fault = self.faults.get(method)
             if fault and fault.times > 0:

@@ -12,6 +12,7 @@ from bot.slack.alertcards import AlertCards
 from bot.slack.cards import Poster
 from bot.slack.serve import web_client
 from pipeline.services.display import Display
+from pipeline.services.replies import AlertsReply, RunReply
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -70,8 +71,8 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
     show.show(world.service.views.scan(world.clock()).changes)
     staging = next(a for a in world.store.alerts.unresolved() if a.env == "staging")
 
-    snoozed = world.say(f"snooze {staging.id}", "UBOB")
-    show.update(snoozed.alerts[0])  # type: ignore[attr-defined]
+    snoozed = world.say(f"snooze {staging.id}", "UBOB", expect=AlertsReply)
+    show.update(snoozed.alerts[0])
     show.show(world.service.views.scan(world.clock()).changes)
 
     edited = [text_of(c) for c in fake.sent("chat.update") if c.params["ts"] == staging.shown_as]
@@ -88,7 +89,9 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
     last = [text_of(c) for c in fake.sent("chat.update")][-2:]
     assert all("resolved" in t and "alert_refresh" not in t for t in last)
     assert world.store.alerts.unresolved() == []
-    assert world.say("scale web 2 --dry-run").plan.image.name.startswith("web-staging-")  # type: ignore[attr-defined]
+    assert world.say("scale web 2 --dry-run", expect=RunReply).plan.image.name.startswith(
+        "web-staging-"
+    )
 
 
 def test_a_check_on_aws_posts_cards_for_a_drifted_ami(

@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
+from pipeline.services.replies import ErrorReply, RunReply
 from providers.aws import AwsProvider
-from providers.base import TAG_APP, LaunchRequest, ServerSpec
+from providers.base import TAG_APP, LaunchRequest, ServerSpec, Target
 from tests.conftest import World, world_around
 from tests.integration.moto_env import REGION, client, ec2_error, inject, seed_ami, target_group
 
@@ -152,13 +153,13 @@ def test_refresh_makes_a_tagged_ami_that_the_family_then_resolves_to(world: Worl
     assert image.name.startswith("web-production-")
     assert dict(image.versions) == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
     assert image.tags["byoi:source"] == running(world)[0]["InstanceId"]
-    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == image.id
 
 
 def test_request_limit_exceeded_is_retried_and_succeeds(world: World) -> None:
     failures = iter([ec2_error("RequestLimitExceeded", "Request limit exceeded.", 503)])
-    seen = inject(world.provider.ec2, "RunInstances", lambda _: next(failures, None))  # type: ignore[attr-defined]
+    seen = inject(world.provider.ec2, "RunInstances", lambda _: next(failures, None))
 
     run = world.scale_and_approve("scale web 1")
 
@@ -178,7 +179,7 @@ def test_insufficient_capacity_on_one_server_rolls_that_server_back(world: World
             )
         return None
 
-    inject(world.provider.ec2, "RunInstances", capacity_for_slot_2)  # type: ignore[attr-defined]
+    inject(world.provider.ec2, "RunInstances", capacity_for_slot_2)
 
     run = world.scale_and_approve("scale web 3")
 
@@ -191,7 +192,7 @@ def test_insufficient_capacity_on_one_server_rolls_that_server_back(world: World
 
 
 def test_a_repeated_launch_with_the_same_key_creates_no_second_instance(world: World) -> None:
-    seen = inject(world.provider.ec2, "RunInstances", lambda _: None)  # type: ignore[attr-defined]
+    seen = inject(world.provider.ec2, "RunInstances", lambda _: None)
     image = world.provider.resolve_image("family:web")
     request = LaunchRequest(
         key="byoi-abcdef-7-1",
@@ -210,9 +211,9 @@ def test_a_repeated_launch_with_the_same_key_creates_no_second_instance(world: W
 
 
 def test_scale_up_refuses_an_unknown_family_clearly(world: World) -> None:
-    reply = world.say("scale web 2 --image family:nothing")
+    reply = world.say("scale web 2 --image family:nothing", expect=ErrorReply)
 
-    assert reply.message == "aws said: no available AMI tagged byoi:family=nothing"  # type: ignore[attr-defined]
+    assert reply.message == "aws said: no available AMI tagged byoi:family=nothing"
     assert world.store.runs() == []
 
 
@@ -249,8 +250,8 @@ def test_a_failing_deploy_through_ssm_rolls_that_server_back(world: World) -> No
             )
         return None
 
-    inject(world.provider.ssm, "SendCommand", send)  # type: ignore[attr-defined]
-    inject(world.provider.ssm, "GetCommandInvocation", invocation)  # type: ignore[attr-defined]
+    inject(world.provider.ssm, "SendCommand", send)
+    inject(world.provider.ssm, "GetCommandInvocation", invocation)
 
     run = world.scale_and_approve("scale web 3")
 
@@ -266,7 +267,7 @@ def test_a_target_registration_failure_deregisters_and_terminates(world: World) 
 
     inject(
         world.provider.elbv2,
-        "RegisterTargets",  # type: ignore[attr-defined]
+        "RegisterTargets",
         lambda _: elbv2_error("InvalidTarget", "The target is not in a running state."),
     )
 
@@ -297,8 +298,8 @@ def test_an_instance_that_never_runs_times_out_and_is_terminated(world: World) -
         ).encode()
         return AWSResponse("https://ec2.amazonaws.com/", 200, {}, _Raw(xml))
 
-    inject(world.provider.ec2, "DescribeInstances", pending)  # type: ignore[attr-defined]
-    world.provider.wait_seconds = 2  # type: ignore[attr-defined]
+    inject(world.provider.ec2, "DescribeInstances", pending)
+    world.provider.wait_seconds = 2
 
     run = world.scale_and_approve("scale web 1")
 
@@ -306,3 +307,15 @@ def test_an_instance_that_never_runs_times_out_and_is_terminated(world: World) -
     assert "wait for running: gave up waiting" in (run.servers[0].reason or "")
     assert "rolled back (terminated i-" in (run.servers[0].cleanup or "")
     assert running(world) == []
+
+
+def test_register_and_deregister_repeated_after_a_restart_succeed(world: World) -> None:
+    run = world.scale_and_approve("scale web 1")
+    (server,) = world.provider.list_servers({"byoi:run": str(run.id)})
+    target = Target("web-lb")
+
+    world.provider.register(server, target)  # already registered: ELBv2 keeps one
+    world.provider.deregister(server, target)
+    world.provider.deregister(server, target)  # ELBv2 answers InvalidTarget: absent is fine
+
+    assert world.provider.target_members(target) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from bot.slack.serve import web_client
 from pipeline.domain.models import Run, RunState
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
+from pipeline.services.replies import RunReply
 from tests.conftest import World
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -21,6 +21,13 @@ def fake() -> Iterator[FakeSlack]:
     server = FakeSlack().start()
     yield server
     server.stop()
+
+
+def requested(world: World, text: str) -> Run:
+    """A run requested in channel C1, as a slash command there does."""
+    reply = world.service.handle(text, Caller("UALICE", channel="C1"), world.clock())
+    assert isinstance(reply, RunReply) and reply.run is not None, reply
+    return reply.run
 
 
 def cards_for(
@@ -45,8 +52,7 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     world: World, fake: FakeSlack
 ) -> None:
     cards = cards_for(world, fake)
-    reply = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock())
-    run = reply.run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 2")
     cards.run_changed(run)
     fake.wait_for(lambda: fake.sent("chat.postMessage"))
     world.clock.advance(minutes=31)
@@ -59,18 +65,18 @@ def test_an_expired_card_is_edited_to_say_so_and_loses_its_buttons(
     assert "run_approve" in text_of(posted)
     last = fake.sent("chat.update")[-1]
     assert "expired" in text_of(last) and "run_approve" not in text_of(last)
-    assert world.store.run(run.id).state == RunState.EXPIRED  # type: ignore[union-attr]
+    assert world.stored(run.id).state == RunState.EXPIRED
 
 
 def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     world: World, fake: FakeSlack
 ) -> None:
     cards = cards_for(world, fake, interval=0.5)
-    run = world.service.handle("scale web 1", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 1")
     cards.run_changed(run)
     fake.wait_for(lambda: fake.sent("chat.postMessage"))
     for _ in range(50):
-        cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+        cards.run_changed(world.stored(run.id))
 
     world.store.transition(
         run.id,
@@ -80,9 +86,8 @@ def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
         actor="UBOB",
         reason="rejected by UBOB",
     )
-    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
-    time.sleep(0.2)
-    cards.stop()
+    cards.run_changed(world.stored(run.id))
+    cards.stop()  # shows what is pending, whatever the interval
 
     updates = fake.sent("chat.update")
     assert 1 <= len(updates) <= 2
@@ -98,7 +103,7 @@ def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake:
 
     world = make_world(Path(str(tmp_path)), config_text(deploy_command=FAIL_ON_SLOT_2))
     first = cards_for(world, fake)
-    run = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    run = requested(world, "scale web 2")
     first.run_changed(run)
     world.say(f"approve {run.id}", "UBOB")
     final = world.finish(run.id)
@@ -121,7 +126,7 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
     run = world.scale_and_approve("scale web 1")  # finished before any card exists
     cards = cards_for(world, fake, channel_of=lambda run: "C1")
 
-    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    cards.run_changed(world.stored(run.id))
     cards.stop()
 
     (card, summary) = fake.sent("chat.postMessage")

@@ -9,6 +9,8 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
+from pipeline.services.replies import ErrorReply, RunReply
+from providers.base import Target
 from providers.gcp import GcpProvider
 from providers.gcp_codec import describe_versions
 from tests.conftest import World, world_around
@@ -129,7 +131,7 @@ def test_refresh_inserts_a_labelled_image_into_the_family(world: World, fake: Fa
     assert body.body["sourceDisk"].endswith(f"/zones/{ZONE}/disks/{fake_name(fake)}")
     assert body.query["forceCreate"] == "true"
     assert dict(image.versions) == {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
-    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == image.id
 
 
@@ -197,11 +199,11 @@ def test_obsolete_images_are_refused_and_deprecated_ones_skipped_by_family(
 ) -> None:
     fake.images["web-base-v1"]["deprecated"] = {"state": "OBSOLETE"}
 
-    by_family = world.say("scale web 1")
-    by_name = world.say("scale web 1 --image web-base-v1")
+    by_family = world.say("scale web 1", expect=ErrorReply)
+    by_name = world.say("scale web 1 --image web-base-v1", expect=ErrorReply)
 
-    assert "family web has no usable image" in by_family.message  # type: ignore[attr-defined]
-    assert "image is obsolete" in by_name.message  # type: ignore[attr-defined]
+    assert "family web has no usable image" in by_family.message
+    assert "image is obsolete" in by_name.message
     assert fake.instances == {}
 
 
@@ -209,10 +211,31 @@ def test_an_instance_that_never_runs_times_out_and_is_deleted(
     world: World, fake: FakeCompute
 ) -> None:
     fake.stuck.add(f"byoi-{world.store.install_id}-1-1")
-    world.provider.wait_seconds = 1  # type: ignore[attr-defined]
+    world.provider.wait_seconds = 1
 
     run = world.scale_and_approve("scale web 1")
 
     assert run.state == RunState.FAILED
     assert "is still PROVISIONING" in (run.servers[0].reason or "")
     assert fake.instances == {}
+
+
+def test_a_register_repeated_after_a_restart_counts_an_existing_member_as_success(
+    world: World, fake: FakeCompute
+) -> None:
+    run = world.scale_and_approve("scale web 1")
+    (server,) = world.provider.list_servers({"byoi:run": str(run.id)})
+    operations = len(fake.operations)
+    fake.forget_request_ids()  # the restart came long after the first add
+
+    world.provider.register(server, Target("web-lb"))  # the API says memberAlreadyExists
+
+    assert len(fake.calls("POST", r"/addInstances$")) == 2
+    assert len(fake.operations) == operations  # refused before any operation started
+    assert len(fake.groups[(ZONE, "web-lb")]) == 1
+
+    world.provider.deregister(server, Target("web-lb"))
+    world.provider.deregister(server, Target("web-lb"))  # a removal repeated: absent is fine
+
+    assert fake.groups[(ZONE, "web-lb")] == []
+    assert len(fake.calls("POST", r"/removeInstances$")) == 1

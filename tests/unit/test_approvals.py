@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 from pipeline.domain.models import RunState
 from pipeline.services.caller import Caller
 from pipeline.services.replies import ErrorReply, RunReply
-from pipeline.state.store import Store
 from tests.conftest import World, config_text, make_world
 
 
@@ -26,7 +28,7 @@ def test_the_requester_cannot_approve_their_own_run(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert reply.message == "You requested this run; someone else has to approve it."
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     refused = [e for e in world.store.audit_events(run_id) if e.event == "approval_refused"]
     assert refused[0].actor == "UALICE"
 
@@ -47,7 +49,7 @@ def test_a_non_approver_is_refused_and_audited(world: World) -> None:
 
     assert isinstance(reply, ErrorReply)
     assert "not an approver" in reply.message
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     assert [e.actor for e in world.store.audit_events(run_id) if "refused" in e.event] == [
         "UMALLORY"
     ]
@@ -83,7 +85,7 @@ def test_two_approvals_needed_means_two_different_people(tmp_path: Path) -> None
 
     first = world.say(f"approve {run_id}", "UBOB")
     again = world.say(f"approve {run_id}", "UBOB")
-    assert world.store.run(run_id).state == RunState.AWAITING_APPROVAL  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     second = world.say(f"approve {run_id}", "UCAROL")
 
     assert isinstance(first, RunReply) and "1 more needed" in first.message
@@ -100,7 +102,7 @@ def test_an_approval_after_expiry_expires_the_run(world: World) -> None:
 
     assert isinstance(reply, RunReply)
     assert "expired" in reply.message
-    assert world.store.run(run_id).state == RunState.EXPIRED  # type: ignore[union-attr]
+    assert world.stored(run_id).state == RunState.EXPIRED
     assert world.provider.list_servers({}) == []
 
 
@@ -154,15 +156,47 @@ def test_a_double_approve_from_two_approvers_at_once_starts_one_run(world: World
     assert [e.event for e in world.store.audit_events(run_id)].count("running") == 1
 
 
+RACER = """
+import json, sys, time
+from datetime import datetime
+from pathlib import Path
+from pipeline.state.store import Store
+
+path, run_id, user, go, now = sys.argv[1:]
+store = Store(path)
+print("ready", flush=True)
+while not Path(go).exists():
+    time.sleep(0.0005)
+result = store.approve(int(run_id), user, datetime.fromisoformat(now))
+print(json.dumps({"user": user, "recorded": result.recorded, "started": result.started}))
+"""
+
+
 def test_approval_is_atomic_across_two_processes_sharing_the_database(world: World) -> None:
     run_id = request(world)
-    other = Store(world.store.path)  # a second connection, as a second byoi process would have
+    go = world.root / "go"
+    now = world.clock().isoformat()
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, world.store.path, str(run_id), user, str(go), now],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+        for user in ("UBOB", "UCAROL")
+    ]
+    for racer in racers:
+        assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
 
-    first = world.store.approve(run_id, "UBOB", world.clock())
-    second = other.approve(run_id, "UCAROL", world.clock())
-    other.close()
+    go.touch()  # both processes click at once
+    answers = [json.loads(r.communicate(timeout=30)[0]) for r in racers]
 
-    assert first.started is True
-    assert second.started is False and second.recorded is False
+    assert sorted(a["started"] for a in answers) == [False, True]
+    winner = next(a for a in answers if a["started"])
+    loser = next(a for a in answers if not a["started"])
+    assert winner["recorded"] is True and loser["recorded"] is False
+    run = world.store.run(run_id)
+    assert run is not None and run.state == RunState.APPROVED
+    assert run.approvers == (winner["user"],)
     world.runner.start(run_id)
     assert world.finish(run_id).state == RunState.SUCCEEDED

@@ -13,7 +13,7 @@ from slack_sdk.models.views import View
 from bot.slack.blocks import messages
 from bot.slack.blocks.kit import MAX_BLOCKS, MAX_SECTION
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
-from pipeline.services.replies import ErrorReply, HistoryReply, RunReply
+from pipeline.services.replies import ErrorReply, HistoryReply, ImagesReply, RunReply, StatusReply
 from tests.conftest import START, World
 
 
@@ -128,7 +128,9 @@ def test_every_reply_renders_valid_blocks(world: World) -> None:
 
 def test_the_home_view_is_valid(world: World) -> None:
     world.scale_and_approve("scale web 2")
-    view = messages.home_view(world.say("status"), world.say("images"))  # type: ignore[arg-type]
+    view = messages.home_view(
+        world.say("status", expect=StatusReply), world.say("images", expect=ImagesReply)
+    )
 
     View(**view).validate_json()
     assert len(view["blocks"]) <= 100

@@ -75,8 +75,7 @@ def test_the_reconciler_removes_only_this_installations_unaccounted_servers(worl
 
 
 def test_servers_of_failed_slots_are_orphans_but_in_flight_ones_are_not(world: World) -> None:
-    reply = world.say("scale web 2")
-    run = reply.run  # type: ignore[attr-defined]
+    run = world.request("scale web 2")
     world.store.approve(run.id, "UBOB", world.clock())
     world.store.transition(
         run.id, [RunState.APPROVED], RunState.RUNNING, world.clock(), actor="byoi"

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
-from pipeline.services.replies import ErrorReply, InfoReply, RunReply
-from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Target
-from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
+from pipeline.services.replies import (
+    ErrorReply,
+    HistoryReply,
+    ImagesReply,
+    InfoReply,
+    RunReply,
+    StatusReply,
+)
+from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Script, ScriptResult, Server, Target
+from providers.local import LocalProvider
+from tests.conftest import (
+    IMAGE_FILES,
+    START,
+    World,
+    config_text,
+    eventually,
+    make_world,
+    world_around,
+)
 
 FAIL_ON_SLOT_2 = repr(
     'case "$BYOI_SERVER" in *-2) echo "migrations failed: db unreachable" >&2; exit 3;; esac; '
@@ -98,15 +115,41 @@ def test_failed_health_check_rolls_back_before_registering(tmp_path: Path) -> No
     assert world.provider.target_members(Target("web-lb")) == []
 
 
-def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
-    world = make_world(tmp_path, config_text(max_parallel="2"))
-    world.scale_and_approve("scale web 5")
+class CountedDeploys(LocalProvider):
+    """Counts deploys running at once; the first waits (up to 5 s) for a second to join it,
+    so a run that could go two at a time does."""
 
-    working_at_once = 0
-    for seen in world.notifier.runs:
-        working = sum(s.status == ServerStatus.WORKING for s in seen.servers)
-        working_at_once = max(working_at_once, working)
-    assert 1 <= working_at_once <= 2
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.inside = 0
+        self.most = 0
+        self._cv = threading.Condition()
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        if script.name != "deploy":
+            return super().run_script(server, script)
+        with self._cv:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self._cv.notify_all()
+            self._cv.wait_for(lambda: self.most >= 2, timeout=5)
+        try:
+            return super().run_script(server, script)
+        finally:
+            with self._cv:
+                self.inside -= 1
+
+
+def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
+    base = make_world(tmp_path, config_text(max_parallel="2"))
+    base.store.close()
+    provider = CountedDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+
+    run = world.scale_and_approve("scale web 5")
+
+    assert run.state == RunState.SUCCEEDED
+    assert provider.most == 2  # two at once (not one after the other), never three
 
 
 def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> None:
@@ -117,7 +160,7 @@ def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> N
     assert isinstance(second, ErrorReply)
     assert f"already has run {first.run.id}" in second.message
     assert "requested by UALICE" in second.message
-    assert world.say("scale web 1 --env production").run is not None  # type: ignore[attr-defined]
+    assert world.request("scale web 1 --env production").env == "production"
 
 
 def test_scale_down_removes_servers_on_the_oldest_image_first(world: World) -> None:
@@ -177,33 +220,41 @@ def test_dry_run_shows_the_plan_and_starts_nothing(world: World) -> None:
 
 
 def test_cancel_before_approval_cancels_the_run(world: World) -> None:
-    reply = world.say("scale web 2")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    run_id = world.request("scale web 2").id
 
     world.say(f"cancel {run_id}")
 
     run = world.store.run(run_id)
     assert run is not None and run.state == RunState.CANCELLED
-    assert world.say(f"approve {run_id}", "UBOB").message.endswith("cancelled.")  # type: ignore[attr-defined]
+    assert world.say(f"approve {run_id}", "UBOB", expect=RunReply).message.endswith("cancelled.")
+
+
+class HeldDeploys(LocalProvider):
+    """Deploys of every server but the first wait until the test releases them."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.release = threading.Event()
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        if script.name == "deploy" and not server.id.endswith("-1"):
+            assert self.release.wait(30)
+        return super().run_script(server, script)
 
 
 def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     tmp_path: Path,
 ) -> None:
-    slow = repr(
-        'case "$BYOI_SERVER" in *-1) ;; *) sleep 1;; esac; '
-        'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
-    )
-    world = make_world(tmp_path, config_text(deploy_command=slow, max_parallel="1"))
-    reply = world.say("scale web 3")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    base = make_world(tmp_path, config_text(max_parallel="1"))
+    base.store.close()
+    provider = HeldDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    run_id = world.request("scale web 3").id
     world.say(f"approve {run_id}", "UBOB")
-    while not any(
-        s.status == ServerStatus.DONE
-        for s in (world.store.run(run_id).servers)  # type: ignore[union-attr]
-    ):
-        pass
+    eventually(lambda: world.stored(run_id).servers[0].status == ServerStatus.DONE)
+
     world.say(f"cancel {run_id}")
+    provider.release.set()
     run = world.finish(run_id)
 
     assert run.state == RunState.CANCELLED
@@ -234,21 +285,21 @@ def test_non_operators_cannot_request(world: World) -> None:
 def test_status_and_history_report_servers_and_runs(world: World) -> None:
     run = world.scale_and_approve("scale web 2")
 
-    status = world.say("status web")
-    history = world.say("history")
+    status = world.say("status web", expect=StatusReply)
+    history = world.say("history", expect=HistoryReply)
 
-    assert [len(e.servers) for e in status.envs] == [2, 0]  # type: ignore[attr-defined]
-    assert status.envs[0].servers[0].image_name == "web-base"  # type: ignore[attr-defined]
-    assert [r.id for r in history.runs] == [run.id]  # type: ignore[attr-defined]
-    assert history.runs[0].approvers == ("UBOB",)  # type: ignore[attr-defined]
+    assert [len(e.servers) for e in status.envs] == [2, 0]
+    assert status.envs[0].servers[0].image_name == "web-base"
+    assert [r.id for r in history.runs] == [run.id]
+    assert history.runs[0].approvers == ("UBOB",)
 
 
 def test_images_reports_age_versions_and_staleness(world: World) -> None:
     world.clock.advance(days=40)
 
-    reply = world.say("images web")
+    reply = world.say("images web", expect=ImagesReply)
 
-    staging, production = reply.images  # type: ignore[attr-defined]
+    staging, production = reply.images
     assert staging.image.name == "web-base"
     assert staging.staleness.age_days == 43
     assert [f.kind for f in staging.staleness.findings] == ["age"]
@@ -266,7 +317,7 @@ def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(worl
     newest = world.provider.resolve_image("family:web")
     assert newest.name != "web-base"
     assert dict(newest.versions) == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
-    plan = world.say("scale web 2 --dry-run").plan  # type: ignore[attr-defined]
+    plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == newest.id
 
 
@@ -281,8 +332,7 @@ def test_a_briefly_locked_database_delays_a_run_but_loses_nothing(world: World) 
     import sqlite3
     import threading
 
-    reply = world.say("scale web 2")
-    run_id = reply.run.id  # type: ignore[attr-defined]
+    run_id = world.request("scale web 2").id
     other = sqlite3.connect(world.store.path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN EXCLUSIVE")
     threading.Timer(1.5, lambda: other.execute("COMMIT")).start()

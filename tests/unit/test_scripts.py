@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 from pipeline.config.model import DeployConfig
 from pipeline.execution import scripts
-from tests.conftest import IMAGE_FILES
+from tests.conftest import IMAGE_FILES, config_text, make_world
 
 
 def tree(root: Path, files: dict[str, str]) -> None:
@@ -30,16 +31,18 @@ def run(script: scripts.Script, root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def scrub_paths(*extra: str) -> DeployConfig:
-    base = DeployConfig()
-    app = tuple(f"/srv/app/{d}" for d in ("current", "releases", "shared", ".env", "log"))
-    return DeployConfig(scrub_paths=(*base.scrub_paths, *app, *extra))
+def scrub_paths(where: Path, *extra: str) -> DeployConfig:
+    """What byoi.yml makes of an app with the default app_dir and ``extra`` scrub_paths."""
+    keys = {"scrub_paths": json.dumps(list(extra))} if extra else {}
+    world = make_world(where / "config", config_text(**keys))
+    world.store.close()
+    return world.config.apps["web"].environments["staging"].deploy
 
 
 def test_scrub_removes_identity_release_and_secrets_and_keeps_the_rest(tmp_path: Path) -> None:
     tree(tmp_path, {**IMAGE_FILES, "/var/log/cloud-init.log": "x", "/opt/keep/me": "yes"})
 
-    done = run(scripts.scrub(scrub_paths()), tmp_path)
+    done = run(scripts.scrub(scrub_paths(tmp_path)), tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "etc/machine-id").read_text() == ""
@@ -70,7 +73,9 @@ def test_scrub_takes_configured_paths_with_globs(tmp_path: Path) -> None:
         },
     )
 
-    done = run(scripts.scrub(scrub_paths("/home/deploy/.bash_history", "/tmp/*.pid")), tmp_path)
+    done = run(
+        scripts.scrub(scrub_paths(tmp_path, "/home/deploy/.bash_history", "/tmp/*.pid")), tmp_path
+    )
 
     assert done.returncode == 0
     assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == ["keep.txt"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.models import RunState
+from pipeline.domain.ownership import installation_of
 from pipeline.services.replies import RunReply
 from pipeline.state.store import ActiveRunExists, Store
-from tests.conftest import World
+from tests.conftest import World, make_world
 
 
 def test_migrations_apply_once_and_the_install_id_is_stable(tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_migrations_apply_once_and_the_install_id_is_stable(tmp_path: Path) -> N
 
     names = [r["name"] for r in again.db.query("SELECT name FROM migrations ORDER BY name")]
     mode = next(again.db.query("PRAGMA journal_mode"))["journal_mode"]
-    assert names == ["001_runs", "002_alerts", "003_replies"]
+    assert names == ["001_runs", "002_alerts", "003_replies", "004_adopted", "005_cards"]
     assert again.install_id == install_id and len(install_id) == 6
     assert mode == "wal"
     again.close()
@@ -40,7 +41,7 @@ def test_a_second_active_run_is_refused_even_from_another_connection(world: Worl
 
 
 def test_transition_moves_only_from_the_allowed_states(world: World) -> None:
-    run = world.say("scale web 1").run  # type: ignore[attr-defined]
+    run = world.request("scale web 1")
 
     moved = world.store.transition(
         run.id, [RunState.RUNNING], RunState.FAILED, world.clock(), actor="x"
@@ -64,9 +65,21 @@ def test_transition_moves_only_from_the_allowed_states(world: World) -> None:
     ]
 
 
-def test_idempotency_keys_are_unique_per_database_run_and_slot(world: World) -> None:
-    run = world.say("scale web 3").run  # type: ignore[attr-defined]
+def test_idempotency_keys_are_unique_per_database_run_and_slot(
+    world: World, tmp_path: Path
+) -> None:
+    other = make_world(tmp_path / "other")  # a second database: its run ids start at 1 too
+    runs = [
+        world.request("scale web 3"),
+        world.request("scale web 2 --env production"),
+        other.request("scale web 3"),
+    ]
+    other.store.close()
 
-    keys = [s.key for s in run.servers]
+    keys = [s.key for run in runs for s in run.servers]
 
-    assert keys == [f"byoi-{world.store.install_id}-{run.id}-{slot}" for slot in (1, 2, 3)]
+    assert len(set(keys)) == len(keys) == 8
+    assert runs[0].id == runs[2].id  # same run and slots, different databases, different keys
+    # Each key names the installation that made it: what the reconciler and every view use.
+    assert {installation_of(k) for k in keys[:5]} == {world.store.install_id}
+    assert {installation_of(k) for k in keys[5:]} == {other.store.install_id}

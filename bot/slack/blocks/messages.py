@@ -14,6 +14,7 @@ from bot.render import usage_line
 from bot.slack.blocks.alerts import alerts_blocks
 from bot.slack.blocks.kit import MAX_BLOCKS, Block, clip, context, escape, section, who
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.domain.ownership import owner_label
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -267,6 +268,12 @@ def status_blocks(reply: StatusReply) -> list[Block]:
             )
         if len(env.servers) > MAX_SERVER_LINES:
             lines.append(f"…and {len(env.servers) - MAX_SERVER_LINES} more")
+        if env.others:
+            owners = sorted({owner_label(s) for s in env.others})
+            lines.append(
+                f":no_entry_sign: not managed here: {len(env.others)} server(s) "
+                f"({escape(', '.join(owners))}), never touched"
+            )
         if env.active_run:
             run = env.active_run
             lines.append(

@@ -1,0 +1,128 @@
+"""Start and stop of `byoi serve`: waiting for Slack, readiness, and one shutdown deadline.
+
+Shutdown (SIGTERM or SIGINT) runs under one overall deadline, ``BYOI_SHUTDOWN_SECONDS``
+(default 25, below the usual 30 s grace of process managers): stop taking requests, start no
+new step, let the steps in flight finish and be stored, tell callers whose acked requests were
+not carried out, show pending cards as far as Slack lets us, and exit. The next start resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.health import Readiness
+
+log = logging.getLogger(__name__)
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self, keep: float = 0.0) -> float:
+        """Seconds left, keeping ``keep`` seconds for what comes after."""
+        return max(0.0, self.at - time.monotonic() - keep)
+
+
+def on_stop_signals(stopping: threading.Event) -> None:
+    """SIGTERM/SIGINT start the shutdown; a second one exits at once."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            os._exit(128 + signum)
+        log.warning("%s received: shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def wait_for_slack(
+    client: WebClient, stopping: threading.Event, readiness: Readiness, longest: float = 30.0
+) -> bool:
+    """Call auth.test until Slack answers, backing off up to ``longest`` seconds; one log
+    line says what byoi waits for. False if a shutdown came first."""
+    delay = 1.0
+    said = False
+    while not stopping.is_set():
+        try:
+            client.auth_test()
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("invalid_auth", "not_authed", "account_inactive"):
+                raise  # a wrong token does not get better by waiting
+            reason = str(exc.response.get("error"))
+        except (SlackClientError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+        else:
+            if said:
+                log.warning("the Slack API answers again; carrying on")
+            return True
+        if not said:
+            readiness.waiting_for = "the Slack API"
+            log.warning(
+                "waiting for the Slack API at %s (%s); retrying with back-off up to %gs, "
+                "/healthz says not ready meanwhile",
+                client.base_url,
+                reason,
+                longest,
+            )
+            said = True
+        stopping.wait(delay)
+        delay = min(longest, delay * 2)
+    return False
+
+
+def close_socket_mode(handler: Any, timeout: float = 1.0) -> None:
+    """Close Socket Mode's WebSocket with a close frame (status 1000) and wait briefly for
+    Slack's answer; slack_sdk's built-in client only drops the TCP connection."""
+    client = handler.client
+    client.auto_reconnect_enabled = False
+    client.closed = True
+    session = getattr(client, "current_session", None)
+    if session is not None and session.is_active():
+        from slack_sdk.socket_mode.builtin.frame_header import FrameHeader
+        from slack_sdk.socket_mode.builtin.internals import _build_data_frame_for_sending
+
+        frame = _build_data_frame_for_sending(struct.pack("!H", 1000), FrameHeader.OPCODE_CLOSE)
+        try:
+            with session.sock_send_lock:
+                if session.sock is not None:
+                    session.sock.send(frame)
+            deadline = time.monotonic() + timeout
+            while session.is_active() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        except OSError as exc:
+            log.info("Socket Mode connection already gone: %s", exc)
+    handler.close()
+
+
+def run_in_background(name: str, target: Callable[[], None]) -> threading.Thread:
+    def guarded() -> None:
+        try:
+            target()
+        except Exception:
+            log.exception("%s failed", name)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def exit_now(code: int, busy: bool) -> None:
+    """End the process now. Worker pools (the runner's, the scheduler's) are joined at
+    interpreter exit, so a step or a scan still waiting on a cloud would hold the exit past
+    the deadline; their work is stored, and the next start resumes it."""
+    if busy:
+        log.warning("exiting with steps still in flight; the next start resumes them")
+    logging.shutdown()
+    os._exit(code)
