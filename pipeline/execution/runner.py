@@ -180,10 +180,12 @@ class Runner:
         return True
 
     def _deliver(self, run_id: int) -> None:
-        run = self.store.run(run_id)
-        if run is None:
-            return
+        # Read under the lock: slots of one run notify from several threads, and a read taken
+        # before a newer one must not be delivered after it (a note would be shown again).
         with self._notify_lock:
+            run = self.store.run(run_id)
+            if run is None:
+                return
             try:
                 self.notifier.run_changed(run)
             except Exception:
