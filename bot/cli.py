@@ -41,16 +41,19 @@ def _config_path(explicit: str | None) -> Path | None:
     return default if default.exists() else None
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path, starting: bool = True) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(
-            f"byoi: {len(exc.problems)} problem(s) in the configuration; not starting.",
-            file=sys.stderr,
-        )
+        if starting:
+            print(
+                f"byoi: {len(exc.problems)} problem(s) in the configuration; not starting.",
+                file=sys.stderr,
+            )
+        elif len(exc.problems) > 1:
+            print(f"byoi: {len(exc.problems)} problems in the configuration.", file=sys.stderr)
         return None
 
 
@@ -58,7 +61,7 @@ def check_config(path: Path | None) -> int:
     if path is None:
         print("byoi: no byoi.yml here; give its path or set BYOI_CONFIG.", file=sys.stderr)
         return 2
-    config = _load(path)
+    config = _load(path, starting=False)
     if config is None:
         return 1
     envs = sum(len(a.environments) for a in config.apps.values())
