@@ -13,7 +13,7 @@ from pipeline.yamlsrc import Node, Problem, plain
 MAX_APP_NAME = 31
 """Longest app name: it goes into server names, tags and labels with room for run and slot."""
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-_APP_COMPONENT = "an application component (" + ", ".join(manifests.APP_TYPES) + ")"
+_APP_TYPES = ", ".join(manifests.APP_TYPES)
 
 
 def app_name_problem(name: str) -> str | None:
@@ -81,7 +81,7 @@ def used_environments(
         t for t in configured if t in manifest.templates
     ]
     if not used:
-        what = f"a {wanted!r} component" if wanted else _APP_COMPONENT
+        what = f"a {wanted!r} component" if wanted else f"an application component ({_APP_TYPES})"
         problems.append(
             Problem(
                 manifest.file, 1, "", f"no environment has {what}, so byoi has nothing to scale"
@@ -92,13 +92,15 @@ def used_environments(
 
 def missing_component(manifest: manifests.Manifest, env_name: str, wanted: Any) -> Problem:
     """Said at the manifest's line for the environment, where the fix goes."""
-    what = f"no {wanted!r} component" if wanted else f"no {_APP_COMPONENT}"
+    what = f"no {wanted!r} component" if wanted else f"no application component ({_APP_TYPES})"
     if not manifest.has_environments:
         return Problem(manifest.file, 1, "", f"has {what}")
-    has = ", ".join(manifest.components(env_name)) or "nothing"
+    has = ", ".join(manifest.components(env_name))
     return Problem(
         manifest.file,
         manifest.line_of(env_name),
         env_name,
-        f"has {what} (it has: {has}); byoi.yml uses this environment",
+        f"has {what}, only {has}, and byoi.yml uses this environment"
+        if has
+        else f"has {what} (it is empty), and byoi.yml uses this environment",
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import DEFAULT_SCRUB_PATHS, load_config
+from pipeline.manifest import APP_TYPES
 from pipeline.yamlsrc import ConfigError
 from tests.conftest import FIXTURES, MANIFEST, config_text
 
@@ -64,7 +65,7 @@ def test_each_real_manifest_is_usable_from_byoi_yml(tmp_path: Path, fixture: str
 
     envs = config.apps["api"].environments
     assert envs
-    assert all(e.versions for e in envs.values())
+    assert all(e.image == "family:api" and e.component in APP_TYPES for e in envs.values())
 
 
 def test_the_provider_follows_the_manifest_vendor(tmp_path: Path) -> None:
@@ -181,3 +182,156 @@ def test_the_shell_refuses_to_start_on_a_broken_configuration(tmp_path: Path) ->
     assert done.returncode == 1
     assert "max_servers: must be a whole number, 1 or more" in done.stderr
     assert "not starting" in done.stderr
+
+
+APP = (
+    "apps:\n  api:\n    manifest: m.yml\n    provider: local\n    image: family:api\n"
+    "    approvers: [UBOB]\n    deploy_command: 'true'\n"
+)
+
+
+def with_manifest(tmp_path: Path, manifest: str, config: str = APP) -> Path:
+    (tmp_path / "m.yml").write_text(manifest)
+    (tmp_path / "byoi.yml").write_text(config)
+    return tmp_path / "byoi.yml"
+
+
+def test_environments_without_the_app_component_are_left_out_unless_named(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(REAL / "90-written-external-and-database-only.manifest.yml", tmp_path / "m.yml")
+    (tmp_path / "byoi.yml").write_text(APP)
+
+    envs = load_config(tmp_path / "byoi.yml").apps["api"].environments
+
+    assert list(envs) == ["production"]
+    assert envs["production"].versions == {"ruby_version": "2.10", "node_version": "10.10"}
+
+
+def test_a_named_environment_without_the_app_component_is_reported_at_the_manifest(
+    tmp_path: Path,
+) -> None:
+    shutil.copy(REAL / "90-written-external-and-database-only.manifest.yml", tmp_path / "m.yml")
+    (tmp_path / "byoi.yml").write_text(
+        APP + "    environments:\n      development: {approvals: 2}\n"
+    )
+
+    assert problems(tmp_path / "byoi.yml") == [
+        "m.yml:23: development: has no application component (rails, rack, node, docker, "
+        "sinatra, padrino), only postgresql, and byoi.yml uses this environment"
+    ]
+
+
+def test_a_manifest_with_no_app_component_anywhere_says_so_once(tmp_path: Path) -> None:
+    path = with_manifest(tmp_path, "mysql:\n  server: external\nredis: {}\n")
+
+    assert problems(path) == [
+        "m.yml:1: has no application component (rails, rack, node, docker, sinatra, padrino)"
+    ]
+
+
+def test_a_wanted_component_missing_from_an_environment_names_what_is_there(
+    tmp_path: Path,
+) -> None:
+    path = with_manifest(
+        tmp_path,
+        "production:\n  rails: {}\nstaging:\n  rails: {}\n  worker: {}\n",
+        APP + "    component: worker\n    environments:\n      production: {}\n",
+    )
+
+    assert problems(path) == [
+        "m.yml:1: production: has no 'worker' component, only rails, and byoi.yml uses this "
+        "environment"
+    ]
+
+
+def test_an_app_given_twice_names_both_lines(tmp_path: Path) -> None:
+    path = with_manifest(tmp_path, MANIFEST, APP + APP.removeprefix("apps:\n"))
+
+    assert problems(path) == ["byoi.yml:8: apps.api: is given twice (lines 2 and 8); keep one"]
+
+
+def test_timezone_database_and_every_scrub_path_are_checked(tmp_path: Path) -> None:
+    path = with_manifest(
+        tmp_path,
+        MANIFEST,
+        "timezone: Mars/Olympus\ndatabase: [1]\n"
+        + APP
+        + "    scrub_paths:\n      - /srv/app/tmp\n      - relative/path\n      - /etc\n"
+        "      - /var/../etc\n",
+    )
+
+    assert problems(path) == [
+        "byoi.yml:1: timezone: 'Mars/Olympus' is not a time zone; use a name like UTC or "
+        "Europe/London",
+        "byoi.yml:2: database: must be the path of a SQLite file",
+        "byoi.yml:12: apps.api.scrub_paths: 'relative/path': must be an absolute path of plain "
+        "characters, without '..'",
+        "byoi.yml:13: apps.api.scrub_paths: '/etc': is too broad to scrub",
+        "byoi.yml:14: apps.api.scrub_paths: '/var/../etc': must be an absolute path of plain "
+        "characters, without '..'",
+    ]
+
+
+def test_a_long_app_name_is_told_its_length(tmp_path: Path) -> None:
+    name = "a" * 40
+    path = with_manifest(tmp_path, MANIFEST, APP.replace("  api:", f"  {name}:"))
+
+    assert problems(path) == [
+        f"byoi.yml:2: apps.{name}: app names are at most 31 characters (this one has 40)"
+    ]
+    assert load_config(
+        with_manifest(tmp_path, MANIFEST, APP.replace("  api:", f"  {'a' * 31}:"))
+    ).apps
+
+
+HOSTILE = {
+    "alias bomb": (
+        'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+        + "".join(
+            f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+            for p, n in zip("abcde", "bcdef", strict=True)
+        )
+    ),
+    "recursive alias": "a: &a {b: *a}\n",
+}
+
+
+@pytest.mark.parametrize("where", ["byoi.yml", "manifest"])
+@pytest.mark.parametrize("kind", ["alias bomb", "recursive alias", "/dev/zero", "fifo"])
+def test_check_config_refuses_hostile_files_fast_with_one_line(
+    tmp_path: Path, kind: str, where: str
+) -> None:
+    import os
+    import time
+
+    target = tmp_path / ("byoi.yml" if where == "byoi.yml" else "m.yml")
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "/dev/zero":
+        target.symlink_to("/dev/zero")
+    else:
+        target.write_text(HOSTILE[kind])
+    if where == "manifest":
+        (tmp_path / "byoi.yml").write_text(APP)
+
+    started = time.monotonic()
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "byoi.yml")
+    assert time.monotonic() - started < 1
+    done = run_cli("check-config", "byoi.yml", cwd=tmp_path)
+
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"{target.name}:") and "Traceback" not in done.stderr
+    assert "not starting" not in line
+
+
+def test_manifest_paths_are_shown_from_the_working_directory(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    with_manifest(conf, "production:\n  rails:\n    server: {root_disk_size: -1}\n")
+
+    done = run_cli("check-config", "conf/byoi.yml", cwd=tmp_path)
+
+    assert done.stderr.startswith("conf/m.yml:3: production.rails.server.root_disk_size:")
