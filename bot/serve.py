@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.admission import Refusal, admit, envelope_problem
 from bot.alertcards import AlertCards
 from bot.cards import Cards, Poster
 from bot.schedule import Schedule
@@ -83,19 +84,29 @@ class ReplayGuard:
             return True
 
 
-def wsgi(bolt: BoltApp) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+def wsgi(
+    bolt: BoltApp, signing_secret: str | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     handler = SlackRequestHandler(bolt)
     replays = ReplayGuard()
+
+    def refuse(start_response: StartResponse, refusal: Refusal) -> Iterable[bytes]:
+        log.warning("refused a request: %s", refusal.reason)
+        start_response(refusal.status, [("Content-Type", "application/json")])
+        return [refusal.body()]
 
     def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
             start_response("200 OK", [("Content-Type", "application/json")])
             return [b'{"ok": true}']
+        if environ.get("PATH_INFO") != "/slack/events":
+            return refuse(start_response, Refusal("404 Not Found", "not found"))
+        refusal = admit(environ, signing_secret)
+        if refusal is not None:
+            return refuse(start_response, refusal)
         signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
         if signature and not replays.first_time(signature):
-            log.warning("refused a replayed request")
-            start_response("401 Unauthorized", [("Content-Type", "application/json")])
-            return [b'{"error": "replayed request"}']
+            return refuse(start_response, Refusal("401 Unauthorized", "replayed request"))
         return handler(environ, start_response)
 
     return application
@@ -167,7 +178,7 @@ def serve(config: Config) -> int:
         if os.environ.get("SLACK_APP_TOKEN"):
             _socket_mode(bolt, client, os.environ["SLACK_APP_TOKEN"])
         else:
-            _http(bolt)
+            _http(bolt, os.environ.get("SLACK_SIGNING_SECRET") or None)
     finally:
         schedule.stop()
         stop.set()
@@ -177,12 +188,12 @@ def serve(config: Config) -> int:
     return 0
 
 
-def _http(bolt: BoltApp) -> None:
+def _http(bolt: BoltApp, signing_secret: str | None) -> None:
     from waitress.server import create_server
 
     port = int(os.environ.get("PORT", "3000"))
     host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack must reach it
-    server = create_server(wsgi(bolt), host=host, port=port, threads=8)
+    server = create_server(wsgi(bolt, signing_secret), host=host, port=port, threads=8)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     print(f"byoi: listening on http://{host}:{server.effective_port}/slack/events", flush=True)
     with contextlib.suppress(KeyboardInterrupt, OSError):
@@ -191,9 +202,24 @@ def _http(bolt: BoltApp) -> None:
 
 def _socket_mode(bolt: BoltApp, client: WebClient, app_token: str) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.socket_mode import SocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    class AdmittingHandler(SocketModeHandler):
+        """Acknowledges and drops envelopes Slack would never send, instead of Bolt failing
+        on them unacknowledged (and Slack sending them again)."""
+
+        def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+            problem = envelope_problem(str(req.type), req.payload)
+            if problem is None:
+                super().handle(client, req)
+                return
+            log.warning("dropped a Socket Mode envelope: %s", problem)
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
 
     socket_client = WebClient(token=app_token, base_url=client.base_url)
-    handler = SocketModeHandler(bolt, app_token, web_client=socket_client)
+    handler = AdmittingHandler(bolt, app_token, web_client=socket_client)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     handler.connect()  # type: ignore[no-untyped-call]
