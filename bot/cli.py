@@ -80,7 +80,8 @@ def shell(path: Path | None, user: str | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    notifier = shell_module.TextNotifier(sys.stdout)
+    console = shell_module.Console(sys.stdout)
+    notifier = shell_module.TextNotifier(console)
     try:
         app = build(config, notifier)
     except UnavailableProvider as exc:
@@ -88,7 +89,7 @@ def shell(path: Path | None, user: str | None) -> int:
         return 1
     try:
         _recover(app)
-        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner)
+        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner, console)
     finally:
         app.close()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pipeline import scripts
+from pipeline import failures, scripts
 from pipeline.config import Config, EnvConfig
 from pipeline.models import (
     STEPS,
@@ -250,11 +250,20 @@ class Runner:
             self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
             return False
         except ProviderError as exc:
+            reason = self._reason(slot, exc)
             cleanup = self._rollback(slot)
-            self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
+            self._set(slot, ServerStatus.FAILED, "failed", reason=reason, cleanup=cleanup)
             return False
         self._set(slot, ServerStatus.DONE, "done")
         return True
+
+    def _reason(self, slot: _Slot, exc: ProviderError) -> str:
+        """The sentence shown for a failure; the provider's own text is logged and audited."""
+        reason = failures.explain(exc, slot.env.provider, slot.env.spec)
+        if failures.is_explained(exc):
+            log.warning("run %s slot %s: %s", slot.run.id, slot.record.slot, exc.reason)
+            self.store.audit(self.clock(), slot.run.id, "byoi", "provider_error", exc.reason)
+        return reason
 
     # steps ------------------------------------------------------------------------------
 

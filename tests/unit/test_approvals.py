@@ -128,7 +128,7 @@ def test_reject_stops_the_run_and_only_approvers_may_reject(world: World) -> Non
     assert isinstance(refused, ErrorReply)
     assert isinstance(rejected, RunReply) and rejected.run is not None
     assert rejected.run.state == RunState.REJECTED
-    assert isinstance(late, RunReply) and late.message == f"Run {run_id} is already rejected."
+    assert isinstance(late, RunReply) and late.message == f"Run {run_id} was already rejected."
 
 
 def test_a_double_approve_from_two_approvers_at_once_starts_one_run(world: World) -> None:
