@@ -16,9 +16,11 @@ from apscheduler.triggers.cron import CronTrigger
 
 from pipeline import manifest as manifests
 from pipeline.configchecks import (
+    app_key_problems,
     app_name_problem,
     database,
     missing_component,
+    provider_setting_problems,
     timezone,
     used_environments,
 )
@@ -254,6 +256,7 @@ def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dic
         section = _section(node, name, problems)
         if section is not None:
             _known_keys(section, PROVIDER_KEYS[name], problems)
+            problems.extend(provider_setting_problems(section))
         settings = plain(section) if section is not None else {}
         if name == "local" and "root" in settings:
             settings["root"] = str(base / str(settings["root"]))
@@ -272,10 +275,14 @@ def _parse_app(
     _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
     _check_layer(body, problems)
     envs_node = _section(body, "environments", problems)
+    key_problems = app_key_problems(body, envs_node)
+    problems.extend(key_problems)
     for env_node in envs_node.value.values() if envs_node else ():
         if isinstance(env_node, Node) and isinstance(env_node.value, dict):
             _known_keys(env_node, POLICY_KEYS, problems)
             _check_layer(env_node, problems)
+    if key_problems:
+        return None
     manifest_ref = body.value.get("manifest")
     if not isinstance(manifest_ref, str) or not manifest_ref:
         problems.append(

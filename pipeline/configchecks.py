@@ -104,3 +104,51 @@ def missing_component(manifest: manifests.Manifest, env_name: str, wanted: Any) 
         if has
         else f"has {what} (it is empty), and byoi.yml uses this environment",
     )
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def app_key_problems(body: Node, environments: Node | None) -> list[Problem]:
+    """App keys whose wrong type would otherwise surface later, or not at all."""
+    found = []
+    for key, what in (
+        ("component", "a component type, like rails"),
+        ("default_env", "an environment name"),
+    ):
+        value = body.value.get(key)
+        if value is not None and not (isinstance(value, str) and _NAME.match(value)):
+            found.append(body.problem(key, f"must be {what}, not {shown_value(value)}"))
+    provider = body.value.get("provider")
+    if provider is not None and provider not in ("local", "aws", "gcp"):
+        found.append(
+            body.problem("provider", f"must be local, aws or gcp, not {shown_value(provider)}")
+        )
+    if environments is not None:
+        for name, env in environments.value.items():
+            if env is not None and not (isinstance(env, Node) and isinstance(env.value, dict)):
+                message = "must be a map of policy keys, like {approvals: 2}"
+                found.append(environments.problem(name, message))
+    return found
+
+
+def provider_setting_problems(section: Node) -> list[Problem]:
+    """Each provider setting has the type its adapter reads, or is reported here."""
+    found = []
+    for key, value in section.value.items():
+        if key.endswith("_seconds"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+            what = "a number of seconds, more than 0"
+        elif key == "max_attempts":
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            what = "a whole number, 1 or more"
+        elif key == "security_group_ids":
+            ok = isinstance(value, Node) and all(isinstance(v, str) and v for v in value.value)
+            ok = ok and isinstance(value.value, list)
+            what = "a list of security group ids"
+        else:
+            ok = isinstance(value, str) and bool(value.strip())
+            what = "a string"
+        if not ok:
+            found.append(section.problem(key, f"must be {what}, not {shown_value(value)}"))
+    return found

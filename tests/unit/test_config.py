@@ -335,3 +335,26 @@ def test_manifest_paths_are_shown_from_the_working_directory(tmp_path: Path) -> 
     done = run_cli("check-config", "conf/byoi.yml", cwd=tmp_path)
 
     assert done.stderr.startswith("conf/m.yml:3: production.rails.server.root_disk_size:")
+
+
+def test_app_keys_and_provider_settings_of_the_wrong_type_are_reported(tmp_path: Path) -> None:
+    path = with_manifest(
+        tmp_path,
+        MANIFEST,
+        "providers:\n  local: {root: [1]}\n  aws: {poll_seconds: soon, max_attempts: 0}\n"
+        + APP.replace("    provider: local\n", "    provider: [local]\n")
+        + "    component: [rails]\n    default_env: {a: 1}\n"
+        "    environments:\n      production: [1]\n",
+    )
+
+    assert problems(path) == [
+        "byoi.yml:2: providers.local.root: must be a string, not [1]",
+        "byoi.yml:3: providers.aws.poll_seconds: must be a number of seconds, more than 0, "
+        "not 'soon'",
+        "byoi.yml:3: providers.aws.max_attempts: must be a whole number, 1 or more, not 0",
+        "byoi.yml:7: apps.api.provider: must be local, aws or gcp, not ['local']",
+        "byoi.yml:11: apps.api.component: must be a component type, like rails, not ['rails']",
+        "byoi.yml:12: apps.api.default_env: must be an environment name, not {'a': 1}",
+        "byoi.yml:14: apps.api.environments.production: must be a map of policy keys, like "
+        "{approvals: 2}",
+    ]
