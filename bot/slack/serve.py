@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot import logs
 from bot.health import Health
 from bot.metrics import Metrics, StoreSource
+from bot.slack.admission import Refusal, admit, envelope_problem
 from bot.slack.alertcards import AlertCards
 from bot.slack.app import Directory, Services, create_app
 from bot.slack.cards import Cards, Poster
@@ -37,6 +38,9 @@ from pipeline.config.model import Config
 from pipeline.domain.models import Run
 from pipeline.ports import Clock
 from pipeline.services.display import Display
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -107,8 +111,19 @@ def _ok(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     return [b'{"ok": true}']
 
 
-def wsgi(bolt: BoltApp, pages: Mapping[str, WSGIApp] | None = None) -> WSGIApp:
-    """Slack's requests, and the GET ``pages`` (/healthz always answers)."""
+def _refuse(start_response: StartResponse, refusal: Refusal) -> Iterable[bytes]:
+    log.warning("refused a request: %s", refusal.reason)
+    start_response(refusal.status, [("Content-Type", "application/json")])
+    return [refusal.body()]
+
+
+def wsgi(
+    bolt: BoltApp,
+    pages: Mapping[str, WSGIApp] | None = None,
+    signing_secret: str | None = None,
+) -> WSGIApp:
+    """Slack's requests at /slack/events (admitted first: see bot.slack.admission), and the GET
+    ``pages`` (/healthz always answers); any other path is 404."""
     handler = SlackRequestHandler(bolt)
     replays = ReplayGuard()
     gets = {"/healthz": _ok, **(pages or {})}
@@ -117,11 +132,14 @@ def wsgi(bolt: BoltApp, pages: Mapping[str, WSGIApp] | None = None) -> WSGIApp:
         page = gets.get(str(environ.get("PATH_INFO")))
         if page is not None and environ.get("REQUEST_METHOD") == "GET":
             return page(environ, start_response)
+        if environ.get("PATH_INFO") != "/slack/events":
+            return _refuse(start_response, Refusal("404 Not Found", "not found"))
+        refusal = admit(environ, signing_secret)
+        if refusal is not None:
+            return _refuse(start_response, refusal)
         signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
         if signature and not replays.first_time(signature):
-            log.warning("refused a replayed request")
-            start_response("401 Unauthorized", [("Content-Type", "application/json")])
-            return [b'{"error": "replayed request"}']
+            return _refuse(start_response, Refusal("401 Unauthorized", "replayed request"))
         return handler(environ, start_response)
 
     return application
@@ -194,7 +212,8 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
         app.store, socket_down_limit=float(os.environ.get("BYOI_SOCKET_DOWN_SECONDS", "60"))
     )
     pages: dict[str, WSGIApp] = {"/healthz": health, "/metrics": metrics.wsgi()}
-    bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
+    signing_secret = os.environ.get("SLACK_SIGNING_SECRET") or None
+    bolt = create_app(services, client, signing_secret)
     stop = threading.Event()
     threading.Thread(target=_sweep_expiries, args=(app, cards, stop), daemon=True).start()
 
@@ -207,7 +226,7 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
         if os.environ.get("SLACK_APP_TOKEN"):
             _socket_mode(bolt, client, os.environ["SLACK_APP_TOKEN"], health, pages)
         else:
-            _http(wsgi(bolt, pages))
+            _http(wsgi(bolt, pages, signing_secret))
     finally:
         health.stop()
         schedule.stop()
@@ -242,14 +261,32 @@ def _side_server(pages: Mapping[str, WSGIApp]) -> Any:
     return server
 
 
+def _admitting_handler() -> type[SocketModeHandler]:
+    """Bolt's Socket Mode handler that acknowledges and drops envelopes Slack would never send,
+    instead of Bolt failing on them unacknowledged (and Slack sending them again)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.socket_mode import SocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    class AdmittingHandler(SocketModeHandler):
+        def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+            problem = envelope_problem(str(req.type), req.payload)
+            if problem is None:
+                super().handle(client, req)
+                return
+            log.warning("dropped a Socket Mode envelope: %s", problem)
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    return AdmittingHandler
+
+
 def _socket_mode(
     bolt: BoltApp, client: WebClient, app_token: str, health: Health, pages: Mapping[str, WSGIApp]
 ) -> None:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
     metrics = client.metrics if isinstance(client, MeteredWebClient) else None
     socket_client = web_client(app_token, client.base_url, metrics)
-    handler = SocketModeHandler(bolt, app_token, web_client=socket_client)
+    handler = _admitting_handler()(bolt, app_token, web_client=socket_client)
     side = _side_server(pages)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
