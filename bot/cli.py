@@ -62,16 +62,19 @@ def _config_path(explicit: str | None) -> Path | None:
     return default if default.exists() else None
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path, starting: bool = True) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print(
-            f"byoi: {len(exc.problems)} problem(s) in the configuration; not starting.",
-            file=sys.stderr,
-        )
+        if starting:
+            print(
+                f"byoi: {len(exc.problems)} problem(s) in the configuration; not starting.",
+                file=sys.stderr,
+            )
+        elif len(exc.problems) > 1:
+            print(f"byoi: {len(exc.problems)} problems in the configuration.", file=sys.stderr)
         return None
 
 
@@ -90,7 +93,7 @@ def check_config(path: Path | None) -> int:
     if path is None:
         print("byoi: no byoi.yml here; give its path or set BYOI_CONFIG.", file=sys.stderr)
         return 2
-    config = _load(path)
+    config = _load(path, starting=False)
     if config is None:
         return 1
     envs = sum(len(a.environments) for a in config.apps.values())
@@ -109,10 +112,11 @@ def shell(path: Path | None, user: str | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    app = build(config, shell_module.TextNotifier(sys.stdout))
+    console = shell_module.Console(sys.stdout)
+    app = build(config, shell_module.TextNotifier(console))
     try:
         _recover(app, _to_stderr)
-        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner)
+        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner, console)
     finally:
         app.close()
 

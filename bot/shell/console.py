@@ -14,7 +14,8 @@ from typing import TextIO
 from bot.shell import text
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
-from pipeline.domain.models import Run, ServerStatus, Step
+from pipeline.domain.commands import shown
+from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
 from pipeline.services.caller import Caller
 from pipeline.services.replies import AlertsReply
 
@@ -25,47 +26,80 @@ SHELL_HELP = """\
   quit             leave (runs in flight continue next time byoi starts)"""
 
 
-class TextNotifier:
-    """Prints a line whenever a server's step or a run's state changes."""
+class Console:
+    """The one place shell output goes: whole messages, one at a time, whoever prints them
+    (the shell's own replies, or run progress from the runner's threads)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self._seen: dict[tuple[int, int], tuple[ServerStatus, Step | None]] = {}
+        self._lock = threading.Lock()
+
+    def say(self, message: str) -> None:
+        with self._lock:
+            self.out.write(message + "\n")
+            self.out.flush()
+
+
+_STEP_ORDER = {step: index for index, step in enumerate(Step)}
+_STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1}
+
+
+def _progress(status: ServerStatus, step: Step | None) -> tuple[int, int]:
+    """How far a server has got: a later step, or the same step further on, is more."""
+    return (_STEP_ORDER[step] + 1 if step else 0, _STATUS_ORDER.get(status, 2))
+
+
+class TextNotifier:
+    """Prints a line whenever a server's step or a run's state moves forward.
+
+    Runs are reported from several threads, so a snapshot can arrive after a newer one; a
+    server is never shown going backwards (`register working` after `register done`)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._seen: dict[tuple[int, int], tuple[int, int]] = {}
         self._notes: dict[tuple[int, int], str] = {}
-        self._states: dict[int, str] = {}
+        self._states: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def run_changed(self, run: Run) -> None:
         with self._lock:
-            for server in run.servers:
-                now = (server.status, server.step)
-                if self._seen.get((run.id, server.slot), (ServerStatus.PENDING, None)) != now:
-                    self._seen[(run.id, server.slot)] = now
-                    self._print(f"[run {run.id}]" + text.server_line(run, server)[3:])
-                if server.note and self._notes.get((run.id, server.slot)) != server.note:
-                    self._notes[(run.id, server.slot)] = server.note
-                    self._print(
-                        f"[run {run.id}]   {server.provider_id or server.key}: {server.note}"
-                    )
-            if self._states.get(run.id) != run.state.value:
-                self._states[run.id] = run.state.value
+            lines = [line for server in run.servers for line in self._server_lines(run, server)]
+            if _state_rank(run.state) > self._states.get(run.id, -1):
+                self._states[run.id] = _state_rank(run.state)
                 if run.state.terminal:
-                    self._print(text.run_text(run))
+                    lines.append(text.run_text(run))
                 else:
-                    self._print(f"[run {run.id}] {run.state.value.replace('_', ' ')}")
+                    lines.append(f"[run {run.id}] {run.state.value.replace('_', ' ')}")
+            if lines:
+                self.console.say("\n".join(lines))
 
-    def _print(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+    def _server_lines(self, run: Run, server: RunServer) -> list[str]:
+        key = (run.id, server.slot)
+        lines = []
+        progress = _progress(server.status, server.step)
+        if progress > self._seen.get(key, (0, 0)):
+            self._seen[key] = progress
+            lines.append(f"[run {run.id}]" + text.server_line(run, server)[3:])
+        if server.note and self._notes.get(key) != server.note:
+            self._notes[key] = server.note
+            lines.append(f"[run {run.id}]   {server.provider_id or server.key}: {server.note}")
+        return lines
+
+
+def _state_rank(state: RunState) -> int:
+    order = list(RunState)
+    return len(order) if state.terminal else order.index(state)
 
 
 class Shell:
-    def __init__(self, app: App, user: str, out: TextIO) -> None:
+    def __init__(self, app: App, user: str, console: Console) -> None:
         self.app = app
         self.user = user
-        self.out = out
+        self.console = console
 
     def say(self, message: str) -> None:
-        print(message, file=self.out, flush=True)
+        self.console.say(message)
 
     def line(self, raw: str) -> bool:
         """Handle one line; False means quit."""
@@ -99,9 +133,15 @@ class Shell:
         return True
 
     def _switch(self, args: list[str]) -> None:
-        user = args[0].upper() if len(args) == 1 else ""
-        if not re.match(r"^[UW][A-Z0-9]{2,20}$", user) or not USER_REF.match(user):
+        if len(args) != 1:
             self.say("✗ Give one user id, for example `as UBOB`.")
+            return
+        user = args[0].upper()
+        if not re.match(r"^[UW][A-Z0-9]{2,20}$", user) or not USER_REF.match(user):
+            self.say(
+                f"✗ `{shown(args[0])}` is not a Slack user id (U… or W… and letters or digits, "
+                "for example `as UBOB`)."
+            )
             return
         self.user = user
         self.say(f"You are now {user}.")
@@ -128,9 +168,9 @@ class Shell:
         return 0
 
 
-def main(app: App, user: str, banner: str | None) -> int:
+def main(app: App, user: str, banner: str | None, console: Console) -> int:
     interactive = sys.stdin.isatty()
-    shell = Shell(app, user, sys.stdout)
+    shell = Shell(app, user, console)
     if banner and interactive:
         shell.say(banner)
     if not interactive and banner:

@@ -104,7 +104,7 @@ def plan_text(plan: Plan, run: Run | None) -> str:
         f" server(s)",
         f"  image     {plan.image.name} ({plan.image.id}), {plan.staleness.age_days} days old",
         f"  versions  {_versions(dict(plan.image.versions))}",
-        f"  staleness {'yes' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",
+        f"  staleness {'fresh' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",
         f"  strategy  {plan.strategy.value} · target {plan.target} · requested by {plan.requester}",
     ]
     if plan.removals and plan.kind == RunKind.REFRESH:

@@ -188,6 +188,10 @@ def deliver(services: Services, reply: Reply, respond: Respond) -> None:
 def register_commands(app: App, services: Services) -> None:
     @app.command("/byoi")
     def byoi(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        user, channel = _text(command.get("user_id")), _text(command.get("channel_id"))
+        if user is None:
+            ack(text=f":warning: {NO_USER}", response_type="ephemeral")
+            return
         parsed = commands.parse(str(command.get("text", "")))
         if isinstance(parsed, commands.CommandError):
             text, blocks = messages.reply_blocks(
@@ -197,7 +201,7 @@ def register_commands(app: App, services: Services) -> None:
             return
 
         def work() -> None:
-            caller = _caller(services, str(command["user_id"]), str(command["channel_id"]))
+            caller = _caller(services, user, channel)
             reply = services.service.dispatch(parsed, caller, services.clock())
             deliver(services, reply, respond)
 
@@ -208,30 +212,45 @@ def register_commands(app: App, services: Services) -> None:
             ack(text=f":hourglass: {BUSY}", response_type="ephemeral")
 
 
+NO_USER = "byoi could not tell who sent this: Slack sent no user id. Nothing was done."
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _clicker(body: dict[str, Any]) -> str | None:
+    user = body.get("user")
+    return _text(user.get("id")) if isinstance(user, dict) else None
+
+
 def _clicked_id(body: dict[str, Any]) -> int | None:
     """The run or alert id a button carries, if it is a plausible one."""
-    value = str(body.get("actions", [{}])[0].get("value", ""))
+    actions = body.get("actions")
+    action = actions[0] if isinstance(actions, list) and actions else None
+    value = str(action.get("value", "")) if isinstance(action, dict) else ""
     return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
 
 
+def _say(respond: Respond, text: str) -> None:
+    respond(text=text, response_type="ephemeral", replace_original=False)
+
+
 def _click_channel(body: dict[str, Any]) -> str | None:
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    return str(channel) if channel else None
+    for key, name in (("channel", "id"), ("container", "channel_id")):
+        part = body.get(key)
+        if isinstance(part, dict) and _text(part.get(name)):
+            return str(part[name])
+    return None
 
 
 def register_actions(app: App, services: Services) -> None:
     def on_click(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        run_id = _clicked_id(body)
-        if run_id is None:
-            respond(
-                text="That button does not name a run.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
+        run_id, user = _clicked_id(body), _clicker(body)
+        if run_id is None or user is None:
+            _say(respond, ":warning: " + NO_USER if user is None else "That button names no run.")
             return
-        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        caller = _caller(services, user, _click_channel(body))
         handler = services.service.approve if verb == "approve" else services.service.reject
         reply = handler(run_id, caller, services.clock())
         run = services.display.run(run_id)
@@ -247,15 +266,13 @@ def register_actions(app: App, services: Services) -> None:
             )
 
     def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        alert = _clicked_alert(services, body)
-        if alert is None:
-            respond(
-                text="That alert no longer exists.",
-                response_type="ephemeral",
-                replace_original=False,
+        alert, user = _clicked_alert(services, body), _clicker(body)
+        if alert is None or user is None:
+            _say(
+                respond, ":warning: " + NO_USER if user is None else "That alert no longer exists."
             )
             return
-        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        caller = _caller(services, user, _click_channel(body))
         now = services.clock()
         if verb == "refresh":
             reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
@@ -315,15 +332,18 @@ def register_events(app: App, services: Services) -> None:
     def home(ack: Ack, event: dict[str, Any], client: WebClient) -> None:
         ack()
 
+        user = _text(event.get("user"))
+        if user is None:
+            log.warning("app_home_opened without a user; nothing to publish")
+            return
+
         def publish() -> None:
             # Published whichever tab was opened, so the Home tab is current when it is shown.
             now = services.clock()
             status = services.service.views.status(None, now)
             images = services.service.views.images(None, now)
             assert isinstance(status, StatusReply) and isinstance(images, ImagesReply)
-            client.views_publish(
-                user_id=str(event["user"]), view=messages.home_view(status, images)
-            )
+            client.views_publish(user_id=user, view=messages.home_view(status, images))
 
         if not services.later(publish, None):
             log.info("busy: the App Home of %s is published on its next opening", event["user"])

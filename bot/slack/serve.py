@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App as BoltApp
 from slack_bolt.adapter.wsgi import SlackRequestHandler
@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot import logs
 from bot.health import Health, Readiness
 from bot.metrics import Metrics, StoreSource
+from bot.slack.admission import Refusal, admit, envelope_problem
 from bot.slack.alertcards import AlertCards
 from bot.slack.app import Directory, Services, create_app
 from bot.slack.cards import Cards, Poster
@@ -46,6 +47,9 @@ from pipeline.config.model import Config
 from pipeline.domain.models import Run
 from pipeline.ports import Clock
 from pipeline.services.display import Display
+
+if TYPE_CHECKING:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
@@ -122,12 +126,20 @@ def _starting(environ: dict[str, Any], start_response: StartResponse) -> Iterabl
     return [b'{"error": "byoi is starting"}']
 
 
+def _refuse(start_response: StartResponse, refusal: Refusal) -> Iterable[bytes]:
+    log.warning("refused a request: %s", refusal.reason)
+    start_response(refusal.status, [("Content-Type", "application/json")])
+    return [refusal.body()]
+
+
 def wsgi(
-    bolt: BoltApp | Callable[[], BoltApp | None], pages: Mapping[str, WSGIApp] | None = None
+    bolt: BoltApp | Callable[[], BoltApp | None],
+    pages: Mapping[str, WSGIApp] | None = None,
+    signing_secret: str | None = None,
 ) -> WSGIApp:
-    """Slack's requests, and the GET ``pages`` (/healthz always answers); ``bolt`` may be a
-    function that gives the app once it exists (Slack answered at start): until then Slack's
-    requests get 503."""
+    """Slack's requests at /slack/events (admitted first: see bot.slack.admission), and the GET
+    ``pages`` (/healthz always answers); any other path is 404. ``bolt`` may be a function that
+    gives the app once it exists (Slack answered at start): until then Slack's requests get 503."""
     handlers: list[SlackRequestHandler] = []
     replays = ReplayGuard()
     gets = {"/healthz": _ok, **(pages or {})}
@@ -136,16 +148,19 @@ def wsgi(
         page = gets.get(str(environ.get("PATH_INFO")))
         if page is not None and environ.get("REQUEST_METHOD") == "GET":
             return page(environ, start_response)
+        if environ.get("PATH_INFO") != "/slack/events":
+            return _refuse(start_response, Refusal("404 Not Found", "not found"))
+        refusal = admit(environ, signing_secret)
+        if refusal is not None:
+            return _refuse(start_response, refusal)
+        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
+        if signature and not replays.first_time(signature):
+            return _refuse(start_response, Refusal("401 Unauthorized", "replayed request"))
         if not handlers:
             app = bolt if isinstance(bolt, BoltApp) else bolt()
             if app is None:
                 return _starting(environ, start_response)
             handlers.append(SlackRequestHandler(app))
-        signature = str(environ.get("HTTP_X_SLACK_SIGNATURE", ""))
-        if signature and not replays.first_time(signature):
-            log.warning("refused a replayed request")
-            start_response("401 Unauthorized", [("Content-Type", "application/json")])
-            return [b'{"error": "replayed request"}']
         return handlers[0](environ, start_response)
 
     return application
@@ -297,7 +312,8 @@ class _Front:
         host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack and probes reach it
         if self.socket_token is None:
             port = int(os.environ.get("PORT", "3000"))
-            application = wsgi(lambda: self.bolt, pages)
+            secret = os.environ.get("SLACK_SIGNING_SECRET") or None
+            application = wsgi(lambda: self.bolt, pages, secret)
             self._server = create_server(application, host=host, port=port, threads=8)
             url = f"http://{host}:{self._server.effective_port}/slack/events"
             logs.announce(f"byoi: listening on {url}")
@@ -317,11 +333,10 @@ class _Front:
         self.bolt = bolt
         if self.socket_token is None:
             return
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
         metrics = client.metrics if isinstance(client, MeteredWebClient) else None
         socket_client = web_client(self.socket_token, client.base_url, metrics)
-        self._socket = SocketModeHandler(bolt, self.socket_token, web_client=socket_client)
+        handler = _admitting_handler()
+        self._socket = handler(bolt, self.socket_token, web_client=socket_client)
         self._socket.connect()
         self.health.watch_socket(self._socket.client.is_connected)
         logs.announce("byoi: connected to Slack in Socket Mode")
@@ -333,3 +348,23 @@ class _Front:
             close_socket_mode(self._socket)
         if self._server is not None:
             self._server.close()
+
+
+def _admitting_handler() -> type[SocketModeHandler]:
+    """Bolt's Socket Mode handler that acknowledges and drops envelopes Slack would never send,
+    instead of Bolt failing on them unacknowledged (and Slack sending them again)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.socket_mode import SocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    class AdmittingHandler(SocketModeHandler):
+        def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+            problem = envelope_problem(str(req.type), req.payload)
+            if problem is None:
+                super().handle(client, req)
+                return
+            log.warning("dropped a Socket Mode envelope: %s", problem)
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+    return AdmittingHandler

@@ -68,6 +68,8 @@ TOP_KEYS: dict[str, str] = {
 def check_value(node: Node, key: str, spec: KeySpec, problems: list[Problem]) -> Any:
     """The checked value of ``node[key]``, or None (with a problem recorded) if it is wrong."""
     value = plain(node.value[key])
+    if spec.kind == "paths" and isinstance(value, list):
+        return _check_paths(node, key, value, problems)
     message = _check(spec.kind, value)
     if message:
         problems.append(node.problem(key, message))
@@ -104,6 +106,16 @@ def _check(kind: str, value: Any) -> str | None:
     if kind == "users":
         return _check_users(value)
     raise AssertionError(kind)
+
+
+def _check_paths(node: Node, key: str, value: list[Any], problems: list[Problem]) -> Any:
+    """Every bad entry is reported at its own line, not just the first."""
+    items = node.value[key]
+    bad = [(i, p, m) for i, p in enumerate(value) if (m := _check_scrub(p))]
+    for index, path, message in bad:
+        line = items.line_of(index) if isinstance(items, Node) else node.line_of(key)
+        problems.append(Problem(node.file, line, node.child_path(key), f"{path!r}: {message}"))
+    return None if bad else value
 
 
 def _check_path(value: Any) -> str | None:

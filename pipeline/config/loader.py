@@ -14,6 +14,15 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 
 from pipeline.config import manifest as manifests
+from pipeline.config.checks import (
+    app_key_problems,
+    app_name_problem,
+    database,
+    missing_component,
+    provider_setting_problems,
+    timezone,
+    used_environments,
+)
 from pipeline.config.keys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS, check_value
 from pipeline.config.model import (
     APP_SCRUB_DIRS,
@@ -29,8 +38,6 @@ from pipeline.config.model import (
 from pipeline.config.yamlsrc import ConfigError, Node, Problem, load, plain
 from providers.base import ServerSpec
 
-_APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-
 
 def load_config(path: Path) -> Config:
     """Read byoi.yml and every manifest it names; raises ConfigError with all problems."""
@@ -38,7 +45,8 @@ def load_config(path: Path) -> Config:
     problems: list[Problem] = []
     config = _parse(root, path, problems)
     if problems:
-        raise ConfigError(sorted(problems, key=lambda p: (p.file != str(path), p.file, p.line)))
+        unique = dict.fromkeys(problems)  # a flat manifest lacks a component once, not per env
+        raise ConfigError(sorted(unique, key=lambda p: (p.file != str(path), p.file, p.line)))
     assert config is not None
     return config
 
@@ -99,10 +107,9 @@ def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
         body = _section(apps_node, name, problems)
         if body is None:
             continue
-        if not _APP_NAME.match(name):
-            problems.append(
-                apps_node.problem(name, "app names use a-z, 0-9 and '-', start with a letter")
-            )
+        message = app_name_problem(name)
+        if message:
+            problems.append(apps_node.problem(name, message))
             continue
         app = _parse_app(name, body, [n for n in (defaults,) if n], path, groups, problems)
         if app is not None:
@@ -113,8 +120,8 @@ def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
         path=path,
         apps=apps,
         groups=groups,
-        database=base / str(plain(root.value.get("database", "byoi.db"))),
-        timezone=str(plain(root.value.get("timezone", "UTC"))),
+        database=base / database(root, problems),
+        timezone=timezone(root, problems),
         providers=_providers(root, base, problems),
         stale=stale,
     )
@@ -178,6 +185,7 @@ def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dic
         section = _section(node, name, problems)
         if section is not None:
             _known_keys(section, PROVIDER_KEYS[name], problems)
+            problems.extend(provider_setting_problems(section))
         settings = plain(section) if section is not None else {}
         for key in ("root", "ssh_dir"):  # directories, relative to byoi.yml
             if key in settings:
@@ -197,10 +205,14 @@ def _parse_app(
     _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
     _check_layer(body, problems)
     envs_node = _section(body, "environments", problems)
+    key_problems = app_key_problems(body, envs_node)
+    problems.extend(key_problems)
     for env_node in envs_node.value.values() if envs_node else ():
         if isinstance(env_node, Node) and isinstance(env_node.value, dict):
             _known_keys(env_node, POLICY_KEYS, problems)
             _check_layer(env_node, problems)
+    if key_problems:
+        return None
     manifest_ref = body.value.get("manifest")
     if not isinstance(manifest_ref, str) or not manifest_ref:
         problems.append(
@@ -210,12 +222,17 @@ def _parse_app(
             )
         )
         return None
+    component = body.value.get("component")
+    # Shown as a path from where byoi runs, like byoi.yml itself, so it can be opened as is.
+    manifest_path = config_path.parent / manifest_ref
     try:
-        manifest = manifests.read(config_path.parent / manifest_ref, manifest_ref)
+        manifest = manifests.read(
+            manifest_path, str(manifest_path), component if isinstance(component, str) else None
+        )
     except ConfigError as exc:
         problems.extend(exc.problems)
         return None
-    env_names = _env_names(manifest, envs_node, body, problems)
+    env_names = used_environments(manifest, envs_node, body, problems)
     environments: dict[str, EnvConfig] = {}
     for env_name in env_names:
         env_node = _section(envs_node, env_name, []) if envs_node else None
@@ -225,24 +242,6 @@ def _parse_app(
             environments[env_name] = env
     default_env = _default_env(body, env_names, problems)
     return AppConfig(name, manifest_ref, default_env, environments)
-
-
-def _env_names(
-    manifest: manifests.Manifest, envs_node: Node | None, body: Node, problems: list[Problem]
-) -> list[str]:
-    configured = list(envs_node.value) if envs_node else []
-    if not manifest.has_environments:
-        return configured or ["default"]
-    names = manifest.environment_names()
-    for env in configured:
-        if env not in names:
-            assert envs_node is not None
-            problems.append(
-                envs_node.problem(
-                    env, f"the manifest has no environment {env!r} (it has: {', '.join(names)})"
-                )
-            )
-    return names
 
 
 def _default_env(body: Node, env_names: list[str], problems: list[Problem]) -> str | None:
@@ -270,11 +269,7 @@ def _parse_env(
     where = layers[-1]
     component = manifest.app_component(env_name, body.value.get("component"))
     if component is None:
-        wanted = (
-            body.value.get("component")
-            or "an application component (" + ", ".join(manifests.APP_TYPES) + ")"
-        )
-        problems.append(where.problem(None, f"{manifest.file} has no {wanted} in {env_name!r}"))
+        problems.append(missing_component(manifest, env_name, body.value.get("component")))
         return None
     server = component.servers[0] if component.servers else None
     provider = body.value.get("provider") or (VENDORS.get(server.vendor or "") if server else None)

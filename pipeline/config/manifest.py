@@ -1,8 +1,11 @@
 """Cloud 66 manifests (`.cloud66/manifest.yml`): components, their versions and server specs.
 
 A manifest has an optional environment level, then components by type (`rails`, `docker`, ...),
-each with `configuration:` and either `server:` (one map) or `servers:` (a list of
-`- server:` maps, which may say `same_as: <unique_name>`). Unknown keys are kept.
+each with `configuration:` and either `server:` (one map, `external`, or the unique name of
+another server) or `servers:` (a list of `- server:` maps, which may say
+`same_as: <unique_name>`). Unknown keys are kept. Only the application components byoi scales
+are held to its rules; databases and other components are read as far as they make sense.
+Top-level keys that only hold YAML anchors for others to merge are templates, not environments.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ KNOWN_TYPES = frozenset(
     )
 )
 _COMPONENT_KEYS = frozenset(("configuration", "server", "servers"))
+STANDARD_ENVIRONMENTS = frozenset(("production", "staging", "development", "qa", "test"))
+EXTERNAL = "external"
 _SPEC_KEYS = {
     "size": "size",
     "region": "region",
@@ -84,13 +89,22 @@ class Component:
 class Manifest:
     file: str
     environments: Mapping[str, Mapping[str, Component]] = field(default_factory=dict)
+    lines: Mapping[str, int] = field(default_factory=dict)
+    """Line of each environment (and template) in the file."""
+    templates: frozenset[str] = frozenset()
+    """Anchored top-level keys merged into environments: usable if named, never listed."""
 
     @property
     def has_environments(self) -> bool:
         return ANY_ENVIRONMENT not in self.environments
 
     def environment_names(self) -> list[str]:
-        return [] if not self.has_environments else list(self.environments)
+        if not self.has_environments:
+            return []
+        return [name for name in self.environments if name not in self.templates]
+
+    def line_of(self, environment: str) -> int:
+        return self.lines.get(environment, 1)
 
     def components(self, environment: str) -> Mapping[str, Component]:
         if not self.has_environments:
@@ -108,14 +122,30 @@ class Manifest:
         return None
 
 
-def read(path: Path, display: str | None = None) -> Manifest:
-    """Parse a manifest file; raises ConfigError listing every problem."""
-    root = load(path, display)
+def is_version_key(key: str) -> bool:
+    """Keys whose numbers are versions, kept as written: `2.10` is not `2.1`."""
+    return key.endswith("_version") or key in ("version", "operating_system")
+
+
+def read(path: Path, display: str | None = None, component: str | None = None) -> Manifest:
+    """Parse a manifest file; raises ConfigError listing every problem.
+
+    ``component`` is the one byoi scales when byoi.yml names it; it is held to the rules of
+    an application component even if its type is not one."""
+    root = load(path, display, keep_text=is_version_key)
     problems: list[Problem] = []
-    manifest = _parse_root(root, problems)
+    manifest = _parse_root(root, _Rules(component), problems)
     if problems:
-        raise ConfigError(sorted(problems, key=lambda p: p.line))
+        raise ConfigError(sorted(dict.fromkeys(problems), key=lambda p: p.line))
     return manifest
+
+
+@dataclass(frozen=True)
+class _Rules:
+    component: str | None
+
+    def strict(self, kind: str) -> bool:
+        return kind in APP_TYPES or kind == self.component
 
 
 def _is_component(key: str, value: Any) -> bool:
@@ -125,37 +155,68 @@ def _is_component(key: str, value: Any) -> bool:
     return key in KNOWN_TYPES
 
 
-def _parse_root(root: Node, problems: list[Problem]) -> Manifest:
+def _holds_components(value: Any) -> bool:
+    return (
+        isinstance(value, Node)
+        and isinstance(value.value, dict)
+        and any(_is_component(k, v) for k, v in value.value.items())
+    )
+
+
+def _templates(root: Node) -> frozenset[str]:
+    """Anchored top-level keys that are not environments of their own.
+
+    `default: &default {...}` merged into `production:` is a template; `staging: &staging`
+    merged into `production:` is still an environment (Cloud 66 knows that name), and so is
+    an anchored key that nothing refers to but that holds components."""
+    found = set()
+    for key, anchor in root.anchors.items():
+        shaped = _holds_components(root.value[key])
+        if not shaped or (anchor in root.aliased and key not in STANDARD_ENVIRONMENTS):
+            found.add(key)
+    return frozenset(found)
+
+
+def _parse_root(root: Node, rules: _Rules, problems: list[Problem]) -> Manifest:
     if not isinstance(root.value, dict) or not root.value:
         problems.append(
             root.problem(None, "a manifest must be a map of environments or components")
         )
         return Manifest(root.file)
-    entries: dict[str, Any] = root.value
-    if all(_is_component(k, v) for k, v in entries.items()):
-        components = _parse_components(root, problems)
-        return Manifest(root.file, {ANY_ENVIRONMENT: components})
+    templates = _templates(root)
+    entries = {k: v for k, v in root.value.items() if k not in templates}
+    if entries and all(_is_component(k, v) for k, v in entries.items()):
+        components = _parse_components(root, entries, rules, problems)
+        return Manifest(root.file, {ANY_ENVIRONMENT: components}, {ANY_ENVIRONMENT: root.line})
     environments: dict[str, Mapping[str, Component]] = {}
-    for name, env in entries.items():
-        if _is_component(name, env):
+    for name, env in root.value.items():
+        if name in templates:
+            if _holds_components(env):
+                environments[name] = _parse_components(env, env.value, rules, [])
+        elif _is_component(name, env):
             problems.append(
                 root.problem(name, "components and environments are mixed at the top level")
             )
         elif not isinstance(env, Node) or not isinstance(env.value, dict):
             problems.append(root.problem(name, "an environment must be a map of components"))
         else:
-            environments[name] = _parse_components(env, problems)
-    return Manifest(root.file, environments)
+            environments[name] = _parse_components(env, env.value, rules, problems)
+    return Manifest(root.file, environments, dict(root.lines), templates)
 
 
-def _parse_components(env: Node, problems: list[Problem]) -> dict[str, Component]:
+def _parse_components(
+    env: Node, entries: Mapping[str, Any], rules: _Rules, problems: list[Problem]
+) -> dict[str, Component]:
     components: dict[str, Component] = {}
-    for kind, body in env.value.items():
+    for kind, body in entries.items():
+        strict = rules.strict(kind)
         if not isinstance(body, Node) or not isinstance(body.value, dict):
-            problems.append(env.problem(kind, "a component must be a map"))
-            continue
-        components[kind] = _parse_component(kind, body, problems)
-    _resolve_same_as(env, components, problems)
+            if strict:
+                problems.append(env.problem(kind, "a component must be a map"))
+                continue
+            body = Node({}, env.file, env.line_of(kind), env.child_path(kind))
+        components[kind] = _parse_component(kind, body, problems if strict else [])
+    _resolve_same_as(env, components, rules, problems)
     return components
 
 
@@ -203,8 +264,19 @@ def _parse_servers(body: Node, problems: list[Problem]) -> list[ServerEntry]:
 
 
 def _parse_server(parent: Node, key: str, node: Any, problems: list[Problem]) -> ServerEntry | None:
+    if isinstance(node, str) and node:
+        if node == EXTERNAL:
+            return None  # a server byoi neither builds nor reads: `mysql: {server: external}`
+        # `server: app1` names another server, as `same_as: app1` does
+        return ServerEntry(
+            None, None, {"same_as": node}, parent.line_of(key), parent.child_path(key)
+        )
     if not isinstance(node, Node) or not isinstance(node.value, dict):
-        problems.append(parent.problem(key, "must be a map of server fields"))
+        problems.append(
+            parent.problem(
+                key, "must be a map of server fields, `external`, or the name of another server"
+            )
+        )
         return None
     fields = plain(node)
     disk = fields.get("root_disk_size")
@@ -223,7 +295,9 @@ def _parse_server(parent: Node, key: str, node: Any, problems: list[Problem]) ->
     )
 
 
-def _resolve_same_as(env: Node, components: dict[str, Component], problems: list[Problem]) -> None:
+def _resolve_same_as(
+    env: Node, components: dict[str, Component], rules: _Rules, problems: list[Problem]
+) -> None:
     """Replace `same_as: <name>` entries by the fields of the server they name."""
     named = {
         s.unique_name: s
@@ -239,6 +313,8 @@ def _resolve_same_as(env: Node, components: dict[str, Component], problems: list
                 resolved.append(server)
                 continue
             if other not in named:
+                if not rules.strict(kind):
+                    continue  # a database on a server byoi does not know is not byoi's concern
                 known = ", ".join(sorted(named)) or "none"
                 problems.append(
                     Problem(

@@ -195,8 +195,16 @@ def _split(args: list[str], flags: dict[str, bool]) -> tuple[list[str], dict[str
 
 def _app(word: str) -> str:
     if not _APP.match(word):
+        if re.match(r"^[a-z][a-z0-9-]*$", word):
+            raise _Bad(f"`{shown(word)}` is not an app name: app names are at most 31 characters.")
         raise _Bad(f"`{shown(word)}` is not an app name (lowercase letters, digits and '-').")
     return word
+
+
+def _no_more(positional: list[str], allowed: int, what: str) -> None:
+    """Name the first word past what a command takes, instead of a generic usage error."""
+    if len(positional) > allowed:
+        raise _Bad(f"Unexpected `{shown(positional[allowed])}` after {what}.")
 
 
 def _env(options: dict[str, str]) -> str | None:
@@ -213,6 +221,11 @@ def _count(word: str) -> tuple[int, bool]:
         )
     relative = word[0] in "+-"
     if len(word.lstrip("+-")) > 6 or abs(int(word)) > MAX_COUNT:
+        if relative:
+            raise _Bad(
+                f"`{shown(word)}` changes more servers than byoi will plan at once "
+                f"({MAX_COUNT} at most)."
+            )
         raise _Bad(f"{shown(word)} servers is more than byoi will plan ({MAX_COUNT} at most).")
     value = int(word)
     if relative and value == 0:
@@ -221,18 +234,21 @@ def _count(word: str) -> tuple[int, bool]:
 
 
 def _run_id(args: list[str], what: str = "run") -> int:
-    if len(args) != 1:
+    if not args:
         raise _Bad(f"Give one {what} number, for example `12`.")
+    _no_more(args, 1, f"the {what} number")
     word = args[0].removeprefix("#")
-    if not word.isascii() or not word.isdigit() or len(word) > 12 or int(word) == 0:
-        raise _Bad(f"`{shown(args[0])}` is not a {what} number.")
+    article = "an" if what[0] in "aeiou" else "a"
+    if word.isascii() and word.isdigit() and len(word) > 12:
+        raise _Bad(f"`{shown(args[0])}` is too big to be {article} {what} number.")
+    if not word.isascii() or not word.isdigit() or int(word) == 0:
+        raise _Bad(f"`{shown(args[0])}` is not {article} {what} number.")
     return int(word)
 
 
 def _optional_app(args: list[str]) -> str | None:
     positional, _ = _split(args, {})
-    if len(positional) > 1:
-        raise _Bad("Give at most one app.")
+    _no_more(positional, 1, f"the app `{shown(positional[0])}`" if positional else "")
     return _app(positional[0]) if positional else None
 
 
@@ -240,10 +256,11 @@ def _parse_scale(args: list[str]) -> Scale:
     positional, options = _split(
         args, {"env": False, "image": False, "strategy": False, "dry-run": True}
     )
-    if len(positional) != 2:
+    if len(positional) < 2:
         raise _Bad("Give an app and a count, for example `scale api 5` or `scale api +2`.")
     app = _app(positional[0])
     count, relative = _count(positional[1])
+    _no_more(positional, 2, f"`scale {app} {positional[1]}`")
     if not relative and count < 0:
         raise _Bad("A count cannot be negative.")
     image = options.get("image")
@@ -259,8 +276,9 @@ def _parse_scale(args: list[str]) -> Scale:
 
 def _parse_refresh(args: list[str]) -> Refresh:
     positional, options = _split(args, {"env": False, "from": False})
-    if len(positional) != 1:
+    if not positional:
         raise _Bad("Give one app, for example `refresh api`.")
+    _no_more(positional, 1, f"`refresh {shown(positional[0])}`")
     source = options.get("from")
     if source is not None and not _SERVER.match(source):
         raise _Bad(f"`{shown(source)}` is not a server id.")

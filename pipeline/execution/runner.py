@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pipeline.config.model import Config, EnvConfig
+from pipeline.domain import failures
 from pipeline.domain.models import (
     STEPS,
     Run,
@@ -294,8 +295,9 @@ class Runner:
             return None
         except ProviderError as exc:
             self._measure(slot, "failed")
+            reason = self._reason(slot, exc)
             cleanup = self._rollback(slot)
-            self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
+            self._set(slot, ServerStatus.FAILED, "failed", reason=reason, cleanup=cleanup)
             return False
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             self._measure(slot, "failed")
@@ -317,6 +319,14 @@ class Runner:
             self.meter.step_finished(
                 slot.run, slot.record.slot, step, slot.env.provider, outcome, seconds
             )
+
+    def _reason(self, slot: _Slot, exc: ProviderError) -> str:
+        """The sentence shown for a failure; the provider's own text is logged and audited."""
+        reason = failures.explain(exc, slot.env.provider, slot.env.spec)
+        if failures.is_explained(exc):
+            log.warning("run %s slot %s: %s", slot.run.id, slot.record.slot, exc.reason)
+            self.store.audit(self.clock(), slot.run.id, "byoi", "provider_error", exc.reason)
+        return reason
 
     # steps ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from pipeline.config.model import AppConfig, Config, EnvConfig
 from pipeline.domain import commands as cmd
-from pipeline.domain import plans, policy
+from pipeline.domain import failures, plans, policy
 from pipeline.domain.models import (
     ACTIVE_STATES,
     Run,
@@ -140,7 +140,7 @@ class Service:
             )
             removals = self._removals(env, fleet, current - desired) if desired < current else ()
         except ProviderError as exc:
-            return ErrorReply(f"{env.provider} said: {exc.reason}")
+            return _provider_error(env, exc)
         kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
         refusal = plans.image_refusal(staleness, explicit=command.image is not None)
         if kind == RunKind.SCALE_UP and refusal is not None:
@@ -343,7 +343,7 @@ class Service:
             fleet = self.views.fleet(env)
             image = self.provider_for(env.provider).resolve_image(env.image)
         except ProviderError as exc:
-            return ErrorReply(f"{env.provider} said: {exc.reason}")
+            return _provider_error(env, exc)
         source = next((s for s in fleet if command.source in (None, s.id, s.name)), None)
         if source is None:
             where = f"server `{command.source}`" if command.source else "live server"
@@ -373,10 +373,18 @@ class Service:
         return alerts.snooze(self.config, self.store, alert_id, caller, now)
 
 
+def _provider_error(env: EnvConfig, exc: ProviderError) -> ErrorReply:
+    if failures.is_explained(exc):
+        log.warning("%s/%s: %s", env.app, env.name, exc.reason)
+        return ErrorReply(failures.explain(exc, env.provider, env.spec))
+    return ErrorReply(f"{env.provider} said: {exc.reason}")
+
+
 def _busy(active: Run, now: datetime) -> ErrorReply:
     minutes = max(0, int((now - active.created_at).total_seconds() // 60))
     return ErrorReply(
-        f"{active.app}/{active.env} already has run {active.id} ({active.state.value}, "
+        f"{active.app}/{active.env} already has run {active.id} "
+        f"({active.state.value.replace('_', ' ')}, "
         f"requested by {active.requester} {minutes} min ago). Wait for it, or "
         f"`cancel {active.id}`."
     )
@@ -391,7 +399,21 @@ def _already(run: Run) -> Reply:
     else:
         by = f" (approved by {names})"
 
-    return RunReply(None, run, f"Run {run.id} is already {run.state.value.replace('_', ' ')}{by}.")
+    return RunReply(None, run, f"Run {run.id} {_ALREADY[run.state]}{by}.")
+
+
+_ALREADY = {
+    RunState.PLANNED: "is already planned",
+    RunState.AWAITING_APPROVAL: "is already awaiting approval",
+    RunState.APPROVED: "is already approved",
+    RunState.RUNNING: "is already running",
+    RunState.SUCCEEDED: "has already succeeded",
+    RunState.PARTIALLY_FAILED: "has already finished, partly failed",
+    RunState.FAILED: "has already failed",
+    RunState.REJECTED: "was already rejected",
+    RunState.EXPIRED: "has already expired",
+    RunState.CANCELLED: "was already cancelled",
+}
 
 
 def _help(topic: str | None) -> Reply:

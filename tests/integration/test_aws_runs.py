@@ -186,7 +186,9 @@ def test_insufficient_capacity_on_one_server_rolls_that_server_back(world: World
     assert run.state == RunState.PARTIALLY_FAILED
     failed = [s for s in run.servers if s.status == ServerStatus.FAILED]
     assert [s.slot for s in failed] == [2]
-    assert "InsufficientInstanceCapacity" in (failed[0].reason or "")
+    assert (failed[0].reason or "").startswith("aws has no capacity for t3.small in us-east-1")
+    raw = [e.detail for e in world.store.audit_events(run.id) if e.event == "provider_error"]
+    assert len(raw) == 1 and "InsufficientInstanceCapacity" in raw[0]
     assert len(running(world)) == 2
     assert len(healthy_targets()) == 2
 

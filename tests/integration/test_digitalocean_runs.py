@@ -216,8 +216,11 @@ def test_a_5xx_after_the_droplet_was_made_finds_it_by_its_key(
 @pytest.mark.parametrize(
     ("message", "sentence"),
     [
-        ("Region is not available", "choose another region or size"),
-        ("creating this/these droplet(s) will exceed your droplet limit", "droplet limit"),
+        ("Region is not available", "choose another region or size in the manifest"),
+        (
+            "creating this/these droplet(s) will exceed your droplet limit",
+            "an account quota or limit is reached",
+        ),
     ],
 )
 def test_422_limits_fail_with_a_sentence_and_leave_nothing(
@@ -229,7 +232,9 @@ def test_422_limits_fail_with_a_sentence_and_leave_nothing(
 
     assert run.state == RunState.FAILED
     reason = run.servers[0].reason or ""
-    assert message in reason and sentence in reason
+    assert reason.startswith("digitalocean ") and sentence in reason and message not in reason
+    raw = [e.detail for e in world.store.audit_events(run.id) if e.event == "provider_error"]
+    assert len(raw) == 1 and message in raw[0]
     assert fake.droplets == {}
 
 

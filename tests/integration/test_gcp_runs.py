@@ -164,7 +164,9 @@ def test_an_exhausted_zone_rolls_that_server_back(world: World, fake: FakeComput
 
     assert run.state == RunState.PARTIALLY_FAILED
     (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
-    assert failed.slot == 2 and "ZONE_RESOURCE_POOL_EXHAUSTED" in (failed.reason or "")
+    assert failed.slot == 2 and (failed.reason or "").startswith("gcp has no capacity for")
+    raw = [e.detail for e in world.store.audit_events(run.id) if e.event == "provider_error"]
+    assert len(raw) == 1 and "ZONE_RESOURCE_POOL_EXHAUSTED" in raw[0]
     assert len(fake.instances) == 2
     assert len(fake.groups[(ZONE, "web-lb")]) == 2
 
@@ -177,7 +179,9 @@ def test_quota_exceeded_is_a_limit_and_nothing_is_left_behind(
     run = world.scale_and_approve("scale web 1")
 
     assert run.state == RunState.FAILED
-    assert "QUOTA_EXCEEDED" in (run.servers[0].reason or "")
+    assert (run.servers[0].reason or "").startswith("gcp refused: an account quota or limit")
+    raw = [e.detail for e in world.store.audit_events(run.id) if e.event == "provider_error"]
+    assert len(raw) == 1 and "QUOTA_EXCEEDED" in raw[0]
     assert fake.instances == {}
 
 

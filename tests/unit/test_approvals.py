@@ -130,7 +130,7 @@ def test_reject_stops_the_run_and_only_approvers_may_reject(world: World) -> Non
     assert isinstance(refused, ErrorReply)
     assert isinstance(rejected, RunReply) and rejected.run is not None
     assert rejected.run.state == RunState.REJECTED
-    assert isinstance(late, RunReply) and late.message == f"Run {run_id} is already rejected."
+    assert isinstance(late, RunReply) and late.message == f"Run {run_id} was already rejected."
 
 
 def test_a_double_approve_from_two_approvers_at_once_starts_one_run(world: World) -> None:
@@ -200,3 +200,17 @@ def test_approval_is_atomic_across_two_processes_sharing_the_database(world: Wor
     assert run.approvers == (winner["user"],)
     world.runner.start(run_id)
     assert world.finish(run_id).state == RunState.SUCCEEDED
+
+
+def test_states_are_said_in_plain_words(world: World) -> None:
+    run_id = request(world)
+    busy = world.say("scale web 4")
+    world.say(f"approve {run_id}", "UBOB")
+    world.finish(run_id)
+    late = world.say(f"approve {run_id}", "UCAROL")
+
+    assert isinstance(busy, ErrorReply)
+    assert f"already has run {run_id} (awaiting approval, requested by UALICE" in busy.message
+    assert "awaiting_approval" not in busy.message
+    assert isinstance(late, RunReply)
+    assert late.message == f"Run {run_id} has already succeeded (approved by UBOB)."

@@ -89,11 +89,37 @@ def test_well_formed_commands(text: str, expected: object) -> None:
             "Give an app and a count, for example `scale api 5` or `scale api +2`.",
             "scale",
         ),
+        ("scale api 3 4", "Unexpected `4` after `scale api 3`.", "scale"),
         (
-            "scale api 3 4",
-            "Give an app and a count, for example `scale api 5` or `scale api +2`.",
+            "scale web 3 " + "A" * 300,
+            "Unexpected `" + "A" * 39 + "…` after `scale web 3`.",
             "scale",
         ),
+        (
+            "scale web 3; rm -rf /",
+            "`3;` is not a server count: give a number (5) or a change (+2, -1).",
+            "scale",
+        ),
+        ("scale web 3 ; rm -rf /", "Unexpected `;` after `scale web 3`.", "scale"),
+        (
+            "scale web -100000",
+            "`-100000` changes more servers than byoi will plan at once (1000 at most).",
+            "scale",
+        ),
+        (
+            "scale web +5000",
+            "`+5000` changes more servers than byoi will plan at once (1000 at most).",
+            "scale",
+        ),
+        (
+            "scale " + "a" * 40 + " 3",
+            "`" + "a" * 40 + "` is not an app name: app names are at most 31 characters.",
+            "scale",
+        ),
+        ("refresh api now", "Unexpected `now` after `refresh api`.", "refresh"),
+        ("cancel 12 13", "Unexpected `13` after the run number.", "cancel"),
+        ("snooze 99999999999999", "`99999999999999` is too big to be an alert number.", "snooze"),
+        ("snooze x", "`x` is not an alert number.", "snooze"),
         ("scale API 3", "`API` is not an app name (lowercase letters, digits and '-').", "scale"),
         (
             "scale api 3 --force",
@@ -119,7 +145,7 @@ def test_well_formed_commands(text: str, expected: object) -> None:
         ("approve abc", "`abc` is not a run number.", "approve"),
         ("approve 0", "`0` is not a run number.", "approve"),
         ("approve ١٢", "`١٢` is not a run number.", "approve"),
-        ("status a b", "Give at most one app.", "status"),
+        ("status a b", "Unexpected `b` after the app `a`.", "status"),
         ("refresh", "Give one app, for example `refresh api`.", "refresh"),
         ("help nope", "No help for `nope`.", "help"),
         (

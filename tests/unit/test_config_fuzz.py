@@ -40,6 +40,18 @@ KEYS = st.sampled_from(
         "local",
         "aws",
         "x",
+        "component",
+        "default_env",
+        "provider",
+        "timezone",
+        "database",
+        "scrub_paths",
+        "channel",
+        "root",
+        "poll_seconds",
+        "version",
+        "ruby_version",
+        "<<",
     ]
 )
 LEAVES = st.one_of(

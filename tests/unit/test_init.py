@@ -58,9 +58,10 @@ def test_init_writes_a_byoi_yml_that_check_config_accepts_once_filled_in(
 
 def test_the_provider_comes_from_the_manifest_vendor(tmp_path: Path) -> None:
     config = tmp_path / "byoi.yml"
-    aws, gcp, none = MANIFESTS
+    by_number = {m.name[:2]: m for m in MANIFESTS}
+    vendors = {"01": "aws", "02": "gcp", "03": None}  # by the fixture's number
 
-    for manifest, provider in ((aws, "aws"), (gcp, "gcp"), (none, None)):
+    for manifest, provider in ((by_number[n], p) for n, p in vendors.items()):
         config.unlink(missing_ok=True)
         cli.main(["--config", str(config), "init", "--manifest", str(manifest)])
         line = next(x for x in config.read_text().splitlines() if "provider:" in x)

@@ -254,9 +254,17 @@ def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
     raise AssertionError(reply)
 
 
-def status_blocks(reply: StatusReply) -> list[Block]:
+def more_block(left_out: list[str], verb: str) -> Block:
+    """Says what a list left out and how to see it: `…and 12 more` with the command to use."""
+    listed = escape(", ".join(left_out))
+    return section(clip(f"…and {len(left_out)} more; `/byoi {verb} <app>` shows one app: {listed}"))
+
+
+def status_blocks(reply: StatusReply, limit: int = MAX_BLOCKS) -> list[Block]:
+    """One section per app environment; past ``limit`` blocks, one line says what was left out."""
     blocks: list[Block] = []
-    for env in reply.envs[: MAX_BLOCKS // 2]:
+    shown = reply.envs if len(reply.envs) <= limit else reply.envs[: limit - 1]
+    for env in shown:
         lines = [f"*{env.app}/{env.env}* · {len(env.servers)} server(s)"]
         if env.error:
             lines.append(f":warning: could not list servers: {escape(env.error)}")
@@ -267,7 +275,12 @@ def status_blocks(reply: StatusReply) -> list[Block]:
                 f"`{escape(view.image_name)}` ({age})"
             )
         if len(env.servers) > MAX_SERVER_LINES:
-            lines.append(f"…and {len(env.servers) - MAX_SERVER_LINES} more")
+            rest = Counter(v.server.state.value for v in env.servers[MAX_SERVER_LINES:])
+            states = ", ".join(f"{n} {state}" for state, n in sorted(rest.items()))
+            lines.append(
+                f"…and {len(env.servers) - MAX_SERVER_LINES} more ({states}); "
+                "`byoi status` in the shell lists every server"
+            )
         if env.others:
             owners = sorted({owner_label(s) for s in env.others})
             lines.append(
@@ -281,12 +294,16 @@ def status_blocks(reply: StatusReply) -> list[Block]:
                 f"{who(run.requester)}"
             )
         blocks.append(section("\n".join(lines)))
+    if len(shown) < len(reply.envs):
+        blocks.append(more_block([f"{e.app}/{e.env}" for e in reply.envs[len(shown) :]], "status"))
     return blocks or [section("No apps configured.")]
 
 
-def images_blocks(reply: ImagesReply) -> list[Block]:
+def images_blocks(reply: ImagesReply, limit: int = MAX_BLOCKS) -> list[Block]:
+    """One section per app environment; past ``limit`` blocks, one line says what was left out."""
     blocks: list[Block] = []
-    for view in reply.images[:MAX_BLOCKS]:
+    shown = reply.images if len(reply.images) <= limit else reply.images[: limit - 1]
+    for view in shown:
         if view.image is None or view.staleness is None:
             blocks.append(
                 section(
@@ -304,6 +321,10 @@ def images_blocks(reply: ImagesReply) -> list[Block]:
                 f"recorded: {escape(_versions(dict(view.image.versions)))} · "
                 f"declared: {escape(_versions(view.declared))}"
             )
+        )
+    if len(shown) < len(reply.images):
+        blocks.append(
+            more_block([f"{v.app}/{v.env}" for v in reply.images[len(shown) :]], "images")
         )
     return blocks or [section("No apps configured.")]
 
@@ -330,9 +351,13 @@ def home_view(status: StatusReply, images: ImagesReply) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": "byoi"}},
         context("Servers cloned from your own images. Type `/byoi help` in a channel."),
         {"type": "divider"},
-        *status_blocks(status)[:20],
+        *status_blocks(status, HOME_LIMIT),
         {"type": "divider"},
         {"type": "header", "text": {"type": "plain_text", "text": "Images"}},
-        *images_blocks(images)[:20],
+        *images_blocks(images, HOME_LIMIT),
     ]
-    return {"type": "home", "blocks": blocks[:100]}
+    return {"type": "home", "blocks": blocks}
+
+
+HOME_LIMIT = 45
+"""Blocks per list on the App Home: two lists and five more blocks stay within Slack's 100."""

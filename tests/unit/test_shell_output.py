@@ -1,0 +1,111 @@
+"""The shell prints from one place: whole messages, in order, never a step going backwards."""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import replace
+from typing import cast
+
+from bot.shell import text
+from bot.shell.console import Console, Shell, TextNotifier
+from bot.wiring import App
+from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
+from tests.conftest import START, World
+
+
+def a_run(status: ServerStatus, step: Step | None, state: RunState = RunState.RUNNING) -> Run:
+    server = RunServer(1, 1, "byoi-k-1-1", status, step, "srv-1", False, None, None, None, START)
+    return Run(
+        id=1,
+        kind=RunKind.SCALE_UP,
+        app="web",
+        env="staging",
+        state=state,
+        requester="UALICE",
+        created_at=START,
+        updated_at=START,
+        current=0,
+        desired=1,
+        image_id="img-1",
+        image_name="web-base",
+        strategy=Strategy.PARALLEL,
+        max_parallel=5,
+        target="web-lb",
+        approvals_needed=0,
+        expires_at=None,
+        servers=(server,),
+    )
+
+
+def test_a_late_snapshot_never_shows_a_step_going_backwards() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+
+    notifier.run_changed(a_run(ServerStatus.WORKING, Step.REGISTER))
+    notifier.run_changed(a_run(ServerStatus.DONE, Step.REGISTER))
+    notifier.run_changed(a_run(ServerStatus.WORKING, Step.REGISTER))  # arrived late
+    notifier.run_changed(a_run(ServerStatus.WORKING, Step.DEPLOY))  # later still
+    notifier.run_changed(a_run(ServerStatus.DONE, Step.REGISTER, RunState.SUCCEEDED))
+    notifier.run_changed(a_run(ServerStatus.DONE, Step.REGISTER, RunState.RUNNING))
+
+    lines = out.getvalue().splitlines()
+    steps = [line.split()[-2:] for line in lines if line.startswith(("[run 1] …", "[run 1] ✓"))]
+    assert steps == [["register", "working"], ["register", "done"]]
+    finished = lines.index("  state     succeeded")
+    assert "[run 1] running" not in lines[finished:]
+    assert sum(line == "  state     succeeded" for line in lines) == 1
+
+
+def test_messages_from_many_threads_never_interleave() -> None:
+    out = io.StringIO()
+    console = Console(out)
+    notifier = TextNotifier(console)
+    messages = {f"reply {n}": "\n".join(f"reply {n} line {i}" for i in range(5)) for n in range(8)}
+
+    def reply(name: str) -> None:
+        for _ in range(50):
+            console.say(messages[name])
+
+    def progress(slot: int) -> None:
+        for step in (Step.CLONE, Step.SCRUB, Step.DEPLOY, Step.REGISTER) * 10:
+            run = a_run(ServerStatus.WORKING, step)
+            notifier.run_changed(
+                replace(run, id=slot, servers=(replace(run.servers[0], run_id=slot),))
+            )
+
+    threads = [threading.Thread(target=reply, args=(n,)) for n in messages]
+    threads += [threading.Thread(target=progress, args=(slot,)) for slot in range(2, 6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = out.getvalue().splitlines()
+    for index, line in enumerate(lines):
+        if line.endswith("line 0"):
+            name = line.removesuffix(" line 0")
+            assert lines[index : index + 5] == messages[name].splitlines()
+    assert sum(line.endswith("line 4") for line in lines) == 8 * 50
+
+
+def test_as_names_what_is_wrong_with_the_user() -> None:
+    out = io.StringIO()
+    shell = Shell(cast(App, None), "UALICE", Console(out))
+
+    shell.line("as bob")
+    shell.line("as")
+    shell.line("as ubob")
+
+    assert out.getvalue().splitlines() == [
+        "✗ `bob` is not a Slack user id (U… or W… and letters or digits, for example `as UBOB`).",
+        "✗ Give one user id, for example `as UBOB`.",
+        "You are now UBOB.",
+    ]
+    assert shell.user == "UBOB"
+
+
+def test_a_fresh_image_is_said_to_be_fresh(world: World) -> None:
+    plan = text.render(world.say("scale web 2 --dry-run"))  # type: ignore[arg-type]
+
+    assert "  staleness fresh" in plan.splitlines()
