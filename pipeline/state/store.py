@@ -27,6 +27,7 @@ from pipeline.domain.models import (
 )
 from pipeline.state.alerts import AlertTable
 from pipeline.state.database import Database
+from pipeline.state.history import RunHistory
 
 
 class ActiveRunExists(Exception):
@@ -61,6 +62,7 @@ class Store:
         self._write = self.database.write
         self._rows = self.database.rows
         self.alerts = AlertTable(self.database)
+        self.history = RunHistory(self.database)
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 
