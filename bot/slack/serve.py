@@ -27,7 +27,7 @@ from bot.slack.app import Directory, Services, create_app
 from bot.slack.cards import Cards, Poster
 from bot.slack.schedule import Schedule
 from bot.wiring import App
-from pipeline.config.model import Config
+from pipeline.config.model import Config, ThreadUpdates
 from pipeline.domain.models import Run
 from pipeline.ports import Clock
 from pipeline.services.display import Display
@@ -113,6 +113,15 @@ def _channel_of(config: Config) -> Callable[[Run], str | None]:
     return channel
 
 
+def _thread_updates_of(config: Config) -> Callable[[Run], ThreadUpdates]:
+    def thread_updates(run: Run) -> ThreadUpdates:
+        app = config.apps.get(run.app)
+        env = app.environments.get(run.env) if app else None
+        return env.thread_updates if env else ThreadUpdates.PHASES
+
+    return thread_updates
+
+
 def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float = 15.0) -> None:
     while not stop.wait(every):
         try:
@@ -131,7 +140,14 @@ def slack_client() -> WebClient:
 
 def run_cards(client: WebClient, display: Display, clock: Clock, config: Config) -> Cards:
     """The notifier for Slack: one card per run, in the run's channel or the app's."""
-    return Cards(client, display, clock, _channel_of(config), poster=Poster(client))
+    return Cards(
+        client,
+        display,
+        clock,
+        _channel_of(config),
+        poster=Poster(client),
+        thread_updates_of=_thread_updates_of(config),
+    )
 
 
 def serve(app: App, cards: Cards, client: WebClient) -> int:

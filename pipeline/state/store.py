@@ -318,7 +318,8 @@ class Store:
     def record_notice(self, run_id: int, what: str, now: datetime) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]
+                "INSERT OR IGNORE INTO replies (run_id, what, at) VALUES (?, ?, ?)",
+                [run_id, what, now.isoformat()],
             )
 
     def cancel_requested(self, run_id: int) -> bool:
