@@ -31,7 +31,7 @@ APP_SCRUB_DIRS = ("current", "releases", "shared", ".env", "log")
 
 
 class ThreadUpdates(StrEnum):
-    """What a run's Slack thread carries besides failures and the summary."""
+    """What a run's thread carries besides failures and the summary."""
 
     PHASES = "phases"
     """A reply per step phase, edited as servers progress."""
