@@ -102,7 +102,8 @@ def shell(path: Path | None, user: str | None) -> int:
     config = _load(path)
     if config is None:
         return 1
-    app = build(config, shell_module.TextNotifier(sys.stdout))
+    store = Store(config.database)  # first: the shell prints phases read from it
+    app = build(config, shell_module.TextNotifier(sys.stdout, Display(store)), store=store)
     try:
         _recover(app, _to_stderr)
         return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner)

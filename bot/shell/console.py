@@ -11,11 +11,13 @@ import sys
 import threading
 from typing import TextIO
 
+from bot.render import phase_line
 from bot.shell import text
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.models import Run, ServerStatus, Step
 from pipeline.services.caller import Caller
+from pipeline.services.display import Display
 from pipeline.services.replies import AlertsReply
 
 SHELL_HELP = """\
@@ -26,10 +28,13 @@ SHELL_HELP = """\
 
 
 class TextNotifier:
-    """Prints a line whenever a server's step or a run's state changes."""
+    """Prints a line whenever a server's step or a run's state changes, and each phase's line
+    (the same as in the Slack thread) when its last server leaves the step."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, display: Display | None = None) -> None:
         self.out = out
+        self.display = display
+        self._phases: dict[tuple[int, str], str] = {}
         self._seen: dict[tuple[int, int], tuple[ServerStatus, Step | None]] = {}
         self._notes: dict[tuple[int, int], str] = {}
         self._states: dict[int, str] = {}
@@ -47,12 +52,21 @@ class TextNotifier:
                     self._print(
                         f"[run {run.id}]   {server.provider_id or server.key}: {server.note}"
                     )
+            self._phase_lines(run)
             if self._states.get(run.id) != run.state.value:
                 self._states[run.id] = run.state.value
                 if run.state.terminal:
                     self._print(text.run_text(run))
                 else:
                     self._print(f"[run {run.id}] {run.state.value.replace('_', ' ')}")
+
+    def _phase_lines(self, run: Run) -> None:
+        for phase in self.display.phases(run) if self.display else ():
+            line = phase_line(phase)
+            if phase.finished and self._phases.get((run.id, phase.name)) != line:
+                self._phases[(run.id, phase.name)] = line
+                mark = "⚠" if phase.failed or phase.stopped else "✓"
+                self._print(f"[run {run.id}] {mark} {line}")
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)

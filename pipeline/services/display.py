@@ -1,5 +1,5 @@
-"""What a front end needs to show runs and alerts: read them, and record where it showed them
-and which notices it already gave (so a restart never repeats one)."""
+"""What a front end needs to show runs and alerts: read them and their phases, and record where
+it showed them and which notices and replies it already gave (so a restart never repeats one)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run
+from pipeline.domain.phases import Phase, ThreadReply, phases
 from pipeline.state.store import Store
 
 
@@ -31,3 +32,13 @@ class Display:
 
     def record_notice(self, run_id: int, what: str, now: datetime) -> None:
         self._store.record_notice(run_id, what, now)
+
+    def phases(self, run: Run) -> tuple[Phase, ...]:
+        """The run's step story so far, derived from what the store recorded."""
+        return phases(run, self._store.history.step_events(run.id))
+
+    def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
+        return self._store.history.thread_replies(run_id)
+
+    def reply_shown(self, run_id: int, what: str, shown_as: str, text: str, now: datetime) -> None:
+        self._store.history.record_reply(run_id, what, shown_as, text, now)

@@ -142,10 +142,24 @@ def m003_replies(db: sqlite_utils.Database) -> None:
     )
 
 
+def m004_thread_replies(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- A phase reply is edited as its servers progress: where it is and what it says now.
+        ALTER TABLE replies ADD COLUMN shown_as TEXT;
+        ALTER TABLE replies ADD COLUMN text TEXT;
+        -- An alert is reminded at most once per stale.remind_every.
+        ALTER TABLE alerts ADD COLUMN reminded_at TEXT;
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
     ("003_replies", m003_replies),
+    ("004_thread_replies", m004_thread_replies),
 )
 
 
