@@ -4,7 +4,9 @@ The provider only waits fixed latencies (launch, each script, register), so what
 beyond the ideal is byoi's: the store's transactions, threads, notifications. The ideal is the
 critical path of one server with max_parallel >= N, and the sum over servers with serial.
 The same runs are shown in Slack through the real card notifier against the fake Slack Web API,
-and its calls are counted. Usage: .venv/bin/python -m bench.pipeline [N ...]
+and its calls are counted against the budget: chat.postMessage <= 2 + phases + failed servers
+(the card, a thread reply per step phase and per failed server, the summary); the bench exits 1
+when a run goes over. Usage: .venv/bin/python -m bench.pipeline [N ...]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
 from pipeline.config.loader import load_config
-from pipeline.domain.models import RunState
+from pipeline.domain.models import RunState, ServerStatus
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
@@ -119,7 +121,10 @@ apps:
 """
 
 
-def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, dict[str, int]]:
+def one_run(
+    root: Path, fake: FakeSlack, n: int, strategy: str
+) -> tuple[float, dict[str, int], int]:
+    """Seconds, Slack calls by method, and the run's post budget."""
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
@@ -152,11 +157,13 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, 
     cards.stop()
     final = store.run(run.id)
     assert final is not None and final.state == RunState.SUCCEEDED, final
+    failed = sum(s.status == ServerStatus.FAILED for s in final.servers)
+    budget = 2 + len(Display(store).phases(final)) + failed
     store.close()
     calls: dict[str, int] = {}
     for call in fake.calls[before:]:
         calls[call.method] = calls.get(call.method, 0) + 1
-    return elapsed, calls
+    return elapsed, calls, budget
 
 
 def main() -> None:
@@ -166,23 +173,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             for strategy in ("parallel", "serial"):
-                elapsed, calls = one_run(Path(tmp) / f"{strategy}-{n}", fake, n, strategy)
+                elapsed, calls, budget = one_run(Path(tmp) / f"{strategy}-{n}", fake, n, strategy)
 
                 ideal = PATH if strategy == "parallel" else PATH * n
-                rows.append((n, strategy, elapsed, ideal, calls))
+                rows.append((n, strategy, elapsed, ideal, calls, budget))
     fake.stop()
     print(f"latencies: {LATENCY} (one server's critical path {PATH:.2f} s)")
     print(
         f"{'N':>3} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} "
         f"{'posts':>6} {'updates':>8} {'post budget':>11} {'update budget':>13}"
     )
-    for n, strategy, elapsed, ideal, calls in rows:
+    over = False
+    for n, strategy, elapsed, ideal, calls, budget in rows:
         posts = calls.get("chat.postMessage", 0)
         updates = calls.get("chat.update", 0)
+        over = over or posts > budget
+        # Each message (the card, each phase reply) is edited at most once per ~2 s.
+        edits = f"<= {(budget - 1) * int(elapsed / 2 + 3)}"
         print(
             f"{n:>3} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
-            f"{posts:>6} {updates:>8} {'<= 2':>11} {f'<= {int(elapsed / 2 + 3)}':>13}"
+            f"{posts:>6} {updates:>8} {f'<= {budget}':>11} {edits:>13}"
         )
+    if over:
+        sys.exit("over the post budget")
 
 
 if __name__ == "__main__":

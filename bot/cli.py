@@ -113,7 +113,8 @@ def shell(path: Path | None, user: str | None) -> int:
     if config is None:
         return 1
     console = shell_module.Console(sys.stdout)
-    app = build(config, shell_module.TextNotifier(console))
+    store = Store(config.database)  # first: the shell prints phases read from it
+    app = build(config, shell_module.TextNotifier(console, Display(store)), store=store)
     try:
         _recover(app, _to_stderr)
         return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner, console)

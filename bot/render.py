@@ -2,9 +2,52 @@
 
 from __future__ import annotations
 
+from pipeline.domain.phases import Phase
+
 COMMAND = "/byoi"
 
 
 def usage_line(usage: str) -> str:
     """How to type a command, from the pipeline's usage line (which names the command only)."""
     return f"{COMMAND} {usage}"
+
+
+def duration(seconds: float) -> str:
+    """A step's length as people say it: `12 s`, `3 min 5 s`, `1 h 2 min`."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def phase_line(phase: Phase) -> str:
+    """One phase of a run: `scrub · 3/3 done · 12 s · removed 7 paths on each`."""
+    parts = [phase.name, f"{phase.done}/{phase.servers} done"]
+    if phase.failed:
+        parts.append(f"{phase.failed} failed")
+    if phase.stopped:
+        parts.append(f"{phase.stopped} stopped")
+    if phase.seconds is None:
+        parts.append(f"{phase.working} in progress")
+    else:
+        parts.append(duration(phase.seconds))
+    if phase.removed:
+        parts.append(_removed(phase.removed))
+    parts.extend(phase.notes[:3])
+    if len(phase.notes) > 3:
+        parts.append(f"…and {len(phase.notes) - 3} more")
+    return " · ".join(parts)
+
+
+def _removed(counts: tuple[int, ...]) -> str:
+    low, high = min(counts), max(counts)
+    paths = "path" if high == 1 else "paths"
+    if len(counts) == 1:
+        return f"removed {high} {paths}"
+    if low == high:
+        return f"removed {high} {paths} on each"
+    return f"removed {low}–{high} paths each"

@@ -11,12 +11,14 @@ import sys
 import threading
 from typing import TextIO
 
+from bot.render import phase_line
 from bot.shell import text
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.commands import shown
 from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
 from pipeline.services.caller import Caller
+from pipeline.services.display import Display
 from pipeline.services.replies import AlertsReply
 
 SHELL_HELP = """\
@@ -50,13 +52,16 @@ def _progress(status: ServerStatus, step: Step | None) -> tuple[int, int]:
 
 
 class TextNotifier:
-    """Prints a line whenever a server's step or a run's state moves forward.
+    """Prints a line whenever a server's step or a run's state moves forward, and each phase's
+    line (the same as in the Slack thread) when its last server leaves the step.
 
     Runs are reported from several threads, so a snapshot can arrive after a newer one; a
     server is never shown going backwards (`register working` after `register done`)."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, display: Display | None = None) -> None:
         self.console = console
+        self.display = display
+        self._phases: dict[tuple[int, str], str] = {}
         self._seen: dict[tuple[int, int], tuple[int, int]] = {}
         self._notes: dict[tuple[int, int], str] = {}
         self._states: dict[int, int] = {}
@@ -65,6 +70,7 @@ class TextNotifier:
     def run_changed(self, run: Run) -> None:
         with self._lock:
             lines = [line for server in run.servers for line in self._server_lines(run, server)]
+            lines += self._phase_lines(run)
             if _state_rank(run.state) > self._states.get(run.id, -1):
                 self._states[run.id] = _state_rank(run.state)
                 if run.state.terminal:
@@ -84,6 +90,16 @@ class TextNotifier:
         if server.note and self._notes.get(key) != server.note:
             self._notes[key] = server.note
             lines.append(f"[run {run.id}]   {server.provider_id or server.key}: {server.note}")
+        return lines
+
+    def _phase_lines(self, run: Run) -> list[str]:
+        lines = []
+        for phase in self.display.phases(run) if self.display else ():
+            line = phase_line(phase)
+            if phase.finished and self._phases.get((run.id, phase.name)) != line:
+                self._phases[(run.id, phase.name)] = line
+                mark = "⚠" if phase.failed or phase.stopped else "✓"
+                lines.append(f"[run {run.id}] {mark} {line}")
         return lines
 
 

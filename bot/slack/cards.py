@@ -1,11 +1,11 @@
 """One Slack message per run, edited in place: the Notifier for Slack.
 
 Edits are coalesced to at most one per ``interval`` seconds per run; the newest state always
-lands (a failed edit is retried on the next tick). Thread replies are posted only for a failed
-server and for the final summary, which is broadcast to the channel. What each card shows is
-recorded in the store (through pipeline/services/display.py), and every ``resync_every``
-seconds (and on ``resync``) the cards behind the store are queued again, so a restart loses no
-edit.
+lands (a failed edit is retried on the next tick). The thread gets a reply per step phase,
+edited along with the card (unless ``thread_updates: failures``), a reply per failed server,
+and the final summary, which is broadcast to the channel. What each card shows is recorded in
+the store (through pipeline/services/display.py), and every ``resync_every`` seconds (and on
+``resync``) the cards behind the store are queued again, so a restart loses no edit.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.blocks import messages
+from bot.slack.thread import PhaseReplies
+from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, ServerStatus
 from pipeline.ports import Clock
 from pipeline.services.display import Display
 
 log = logging.getLogger(__name__)
 ChannelOf = Callable[[Run], str | None]
+ThreadUpdatesOf = Callable[[Run], ThreadUpdates]
 
 
 class Poster:
@@ -58,6 +61,7 @@ class Cards:
         post_interval: float = 1.0,
         poster: Poster | None = None,
         resync_every: float = 30.0,
+        thread_updates_of: ThreadUpdatesOf = lambda _: ThreadUpdates.PHASES,
     ) -> None:
         self.client = client
         self.display = display
@@ -67,6 +71,8 @@ class Cards:
         self.resync_every = resync_every
         self.post = poster or Poster(client, post_interval)
         self._stop_deadline = 0.0
+        self.thread_updates_of = thread_updates_of
+        self.phases = PhaseReplies(client, self.post, display, clock)
 
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
@@ -220,8 +226,11 @@ class Cards:
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
 
     def _thread_replies(self, run: Run) -> None:
-        """A reply per failed server and one broadcast summary, each posted once, ever."""
+        """Phase replies, a reply per failed server and one broadcast summary; each posted
+        once, ever."""
         assert run.channel and run.shown_as
+        if self.thread_updates_of(run) == ThreadUpdates.PHASES:
+            self.phases.show(run)
         told = self.display.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"

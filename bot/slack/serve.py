@@ -43,7 +43,7 @@ from bot.slack.metered import CountedRetries, MeteredWebClient, RateLimitWatcher
 from bot.slack.schedule import Schedule
 from bot.slack.workqueue import WorkQueue
 from bot.wiring import App
-from pipeline.config.model import Config
+from pipeline.config.model import Config, ThreadUpdates
 from pipeline.domain.models import Run
 from pipeline.ports import Clock
 from pipeline.services.display import Display
@@ -177,6 +177,15 @@ def _channel_of(config: Config) -> Callable[[Run], str | None]:
     return channel
 
 
+def _thread_updates_of(config: Config) -> Callable[[Run], ThreadUpdates]:
+    def thread_updates(run: Run) -> ThreadUpdates:
+        app = config.apps.get(run.app)
+        env = app.environments.get(run.env) if app else None
+        return env.thread_updates if env else ThreadUpdates.PHASES
+
+    return thread_updates
+
+
 def slack_client(metrics: Metrics | None = None) -> WebClient:
     """The bot's Web API client; from here on no Slack token reaches a log line."""
     for handler in logging.getLogger().handlers:
@@ -202,7 +211,14 @@ def pages_only(pages: Mapping[str, WSGIApp]) -> WSGIApp:
 
 def run_cards(client: WebClient, display: Display, clock: Clock, config: Config) -> Cards:
     """The notifier for Slack: one card per run, in the run's channel or the app's."""
-    return Cards(client, display, clock, _channel_of(config), poster=Poster(client))
+    return Cards(
+        client,
+        display,
+        clock,
+        _channel_of(config),
+        poster=Poster(client),
+        thread_updates_of=_thread_updates_of(config),
+    )
 
 
 def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:

@@ -44,6 +44,9 @@ POLICY_KEYS: dict[str, KeySpec] = {
     "release": KeySpec("name", "latest", "release passed to the deploy as BYOI_RELEASE"),
     "scrub_paths": KeySpec("paths", [], "extra paths scrub removes, besides the defaults"),
     "script_timeout_seconds": KeySpec("seconds", 600, "limit for each scrub/deploy/health run"),
+    "thread_updates": KeySpec(
+        "thread_updates", "phases", "phases (a reply per step, edited) or failures (only)"
+    ),
 }
 
 APP_KEYS: dict[str, str] = {
@@ -59,7 +62,7 @@ TOP_KEYS: dict[str, str] = {
     "defaults": "policy keys applied to every app and environment",
     "groups": "named groups of user ids, referenced as @name",
     "providers": "settings per provider (local.root, aws.region, gcp.project, digitalocean.region)",
-    "stale": "stale-image policy: max_age_days, schedule",
+    "stale": "stale-image policy: max_age_days, schedule, remind_every",
     "database": "SQLite file for runs, servers, approvals, alerts, audit (default byoi.db)",
     "timezone": "time zone of the schedule (default UTC)",
 }
@@ -99,6 +102,8 @@ def _check(kind: str, value: Any) -> str | None:
         return None if ok else "must be a channel id like C0123ABCD (not a #name)"
     if kind == "path":
         return _check_path(value)
+    if kind == "thread_updates":
+        return None if value in ("phases", "failures") else "must be phases or failures"
     if kind == "paths":
         if not isinstance(value, list):
             return "must be a list of absolute paths"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from pipeline.config.model import (
     DeployConfig,
     EnvConfig,
     StalePolicy,
+    ThreadUpdates,
 )
 from pipeline.config.yamlsrc import ConfigError, Node, Problem, load, plain
 from providers.base import ServerSpec
@@ -148,7 +150,9 @@ def _stale(root: Node, problems: list[Problem]) -> StalePolicy:
     node = _section(root, "stale", problems)
     if node is None:
         return StalePolicy()
-    _known_keys(node, {"max_age_days": 1, "schedule": 1, "interval_seconds": 1}, problems)
+    _known_keys(
+        node, {"max_age_days": 1, "schedule": 1, "interval_seconds": 1, "remind_every": 1}, problems
+    )
     days = node.value.get("max_age_days", 30)
     if not isinstance(days, int) or isinstance(days, bool) or days < 1:
         problems.append(node.problem("max_age_days", "must be a whole number of days, 1 or more"))
@@ -169,7 +173,26 @@ def _stale(root: Node, problems: list[Problem]) -> StalePolicy:
     ):
         problems.append(node.problem("interval_seconds", "must be a number of seconds, 1 or more"))
         interval = None
-    return StalePolicy(max_age_days=days, schedule=schedule, interval_seconds=interval)
+    remind = _remind_every(node, problems)
+    return StalePolicy(
+        max_age_days=days, schedule=schedule, interval_seconds=interval, remind_every=remind
+    )
+
+
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _remind_every(node: Node, problems: list[Problem]) -> timedelta:
+    """`1d`, `12h`, `30m`, `90s` or a number of seconds."""
+    value = plain(node.value.get("remind_every", "1d"))
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return timedelta(seconds=value)
+    found = _DURATION.match(str(value).strip())
+    if found and int(found.group(1)) * _UNIT[found.group(2)] >= 1:
+        return timedelta(seconds=int(found.group(1)) * _UNIT[found.group(2)])
+    problems.append(node.problem("remind_every", "must be a duration like 1d, 12h, 30m or 90s"))
+    return StalePolicy.remind_every
 
 
 def _providers(root: Node, base: Path, problems: list[Problem]) -> dict[str, dict[str, Any]]:
@@ -349,6 +372,7 @@ def _parse_env(
         drain_seconds=policy["drain_seconds"],
         channel=policy["channel"],
         component=component.type,
+        thread_updates=ThreadUpdates(policy["thread_updates"]),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,15 @@ DEFAULT_SCRUB_PATHS = (
     "/var/log/cloud-init*.log",
 )
 APP_SCRUB_DIRS = ("current", "releases", "shared", ".env", "log")
+
+
+class ThreadUpdates(StrEnum):
+    """What a run's thread carries besides failures and the summary."""
+
+    PHASES = "phases"
+    """A reply per step phase, edited as servers progress."""
+    FAILURES = "failures"
+    """Nothing more: failures and the summary only."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class EnvConfig:
     drain_seconds: float
     channel: str | None
     component: str
+    thread_updates: ThreadUpdates = ThreadUpdates.PHASES
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class StalePolicy:
     schedule: str = "0 9 * * mon-fri"
     interval_seconds: float | None = None
     """Instead of ``schedule``: check every so many seconds (for tests and tight loops)."""
+    remind_every: timedelta = timedelta(days=1)
+    """An unresolved alert is reminded at most this often, whatever the check interval."""
 
 
 @dataclass(frozen=True)

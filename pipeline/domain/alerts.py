@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 SNOOZE = timedelta(days=7)
+REMIND_EVERY = timedelta(days=1)
 
 
 class AlertState(StrEnum):
@@ -36,10 +37,16 @@ class Alert:
     channel: str | None
     shown_as: str | None
     """Where the alert is shown: an opaque reference owned by the front end that shows it."""
+    reminded_at: datetime | None = None
+    """When it was last posted or reminded; reminders wait for ``stale.remind_every``."""
 
     @property
     def label(self) -> str:
         return f"alert {self.id}"
+
+    def reminder_due(self, now: datetime, every: timedelta) -> bool:
+        """At most one reminder per ``every``, counted from the card or the last reminder."""
+        return now - (self.reminded_at or self.first_seen) >= every
 
 
 @dataclass

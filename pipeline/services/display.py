@@ -1,6 +1,6 @@
-"""What a front end needs to show runs and alerts: read them, record where it showed them and
-which notices it already gave (so a restart never repeats one), and which cards are behind
-the store (so a crash or an outage never leaves one behind for good)."""
+"""What a front end needs to show runs and alerts: read them and their phases, record where it
+showed them and which notices and replies it already gave (so a restart never repeats one), and
+which cards are behind the store (so a crash or an outage never leaves one behind for good)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime
 
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run
+from pipeline.domain.phases import Phase, ThreadReply, phases
 from pipeline.state.cards import UNPOSTABLE, run_revision
 from pipeline.state.store import Store
 
@@ -61,3 +62,13 @@ class Display:
         """Alerts with a channel whose card is missing or shows an older state."""
         found = (self._store.alerts.get(alert_id) for alert_id in self._store.cards.alerts_behind())
         return [a for a in found if a is not None]
+
+    def phases(self, run: Run) -> tuple[Phase, ...]:
+        """The run's step story so far, derived from what the store recorded."""
+        return phases(run, self._store.history.step_events(run.id))
+
+    def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
+        return self._store.history.thread_replies(run_id)
+
+    def reply_shown(self, run_id: int, what: str, shown_as: str, text: str, now: datetime) -> None:
+        self._store.history.record_reply(run_id, what, shown_as, text, now)

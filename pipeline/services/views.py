@@ -123,7 +123,11 @@ class Views:
         """Run the stale-image check once and record what it found."""
         observations = scan.scan(self.config, self.provider_for, now)
         changes = self.store.alerts.record_scan(
-            scan.sightings(observations), scan.checked(observations), now, trigger
+            scan.sightings(observations),
+            scan.checked(observations),
+            now,
+            trigger,
+            self.config.stale.remind_every,
         )
         return ScanReply(tuple(observations), changes, now)
 

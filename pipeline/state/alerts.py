@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.domain.alerts import SNOOZE, Alert, AlertState, Changes, Sighting
+from pipeline.domain.alerts import REMIND_EVERY, SNOOZE, Alert, AlertState, Changes, Sighting
 from pipeline.state.database import Database
 
 Key = tuple[str, str, str, str]
@@ -32,6 +32,7 @@ def _alert(row: dict[str, Any]) -> Alert:
         resolved_at=_dt(row["resolved_at"]),
         channel=row["channel"],
         shown_as=row["message_ts"],
+        reminded_at=_dt(row["reminded_at"]),
     )
 
 
@@ -57,9 +58,11 @@ class AlertTable:
         checked: set[tuple[str, str]],
         now: datetime,
         trigger: str = "manual",
+        remind_every: timedelta = REMIND_EVERY,
     ) -> Changes:
-        """Open new alerts, remind unresolved ones, resolve what a checked environment no
-        longer shows; ``checked`` holds the (app, env) pairs the scan could look at."""
+        """Open new alerts, remind unresolved ones (at most once per ``remind_every``), resolve
+        what a checked environment no longer shows; ``checked`` holds the (app, env) pairs the
+        scan could look at."""
         changes = Changes()
         with self.database.write() as conn:
             current = {(a.app, a.env, a.image_id, a.finding): a for a in self.unresolved()}
@@ -68,7 +71,8 @@ class AlertTable:
                 for kind, detail in sighting.findings.items():
                     key = (sighting.app, sighting.env, sighting.image_id, kind)
                     seen.add(key)
-                    _observe(conn, key, sighting, detail, current.get(key), now, changes)
+                    alert = current.get(key)
+                    _observe(conn, key, sighting, detail, alert, now, changes, remind_every)
             for key, alert in current.items():
                 if key not in seen and (alert.app, alert.env) in checked:
                     conn.execute(
@@ -119,6 +123,7 @@ def _observe(
     alert: Alert | None,
     now: datetime,
     changes: Changes,
+    remind_every: timedelta,
 ) -> None:
     if alert is None:
         changes.new.append(_open(conn, key, sighting, detail, now))
@@ -129,20 +134,24 @@ def _observe(
     )
     if alert.state == AlertState.SNOOZED and alert.snoozed_until and now < alert.snoozed_until:
         return
-    if alert.state == AlertState.SNOOZED:
+    woke = alert.state == AlertState.SNOOZED
+    if woke:
         conn.execute(
             "UPDATE alerts SET state = 'open', snoozed_until = NULL WHERE id = ?", [alert.id]
         )
-    changes.reminded.append(alert)
+    if woke or alert.reminder_due(now, remind_every):
+        conn.execute("UPDATE alerts SET reminded_at = ? WHERE id = ?", [now.isoformat(), alert.id])
+        changes.reminded.append(alert)
 
 
 def _open(conn: Any, key: Key, sighting: Sighting, detail: str, now: datetime) -> Alert:
     app, env, image_id, kind = key
     cursor = conn.execute(
         """INSERT INTO alerts (app, env, image_id, image_name, finding, detail, state,
-        first_seen, last_seen, channel) VALUES (?,?,?,?,?,?,?,?,?,?)
+        first_seen, last_seen, channel, reminded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)
         ON CONFLICT (app, env, image_id, finding) DO UPDATE SET state = 'open',
-        detail = excluded.detail, last_seen = excluded.last_seen, resolved_at = NULL""",
+        detail = excluded.detail, last_seen = excluded.last_seen, resolved_at = NULL,
+        reminded_at = excluded.reminded_at""",
         [
             app,
             env,
@@ -154,6 +163,7 @@ def _open(conn: Any, key: Key, sighting: Sighting, detail: str, now: datetime) -
             now.isoformat(),
             now.isoformat(),
             sighting.channel,
+            now.isoformat(),
         ],
     )
     return _placeholder(int(cursor.lastrowid or 0), key)

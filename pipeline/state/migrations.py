@@ -193,12 +193,26 @@ def m005_cards(db: sqlite_utils.Database) -> None:
     )
 
 
+def m006_thread_replies(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- A phase reply is edited as its servers progress: where it is and what it says now.
+        ALTER TABLE replies ADD COLUMN shown_as TEXT;
+        ALTER TABLE replies ADD COLUMN text TEXT;
+        -- An alert is reminded at most once per stale.remind_every.
+        ALTER TABLE alerts ADD COLUMN reminded_at TEXT;
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
     ("003_replies", m003_replies),
     ("004_adopted", m004_adopted),
     ("005_cards", m005_cards),
+    ("006_thread_replies", m006_thread_replies),
 )
 
 

@@ -28,6 +28,7 @@ from pipeline.domain.models import (
 from pipeline.state.alerts import AlertTable
 from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
+from pipeline.state.history import RunHistory
 
 
 class ActiveRunExists(Exception):
@@ -63,6 +64,7 @@ class Store:
         self._rows = self.database.rows
         self.alerts = AlertTable(self.database)
         self.cards = CardTable(self.database)
+        self.history = RunHistory(self.database)
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 
@@ -318,7 +320,8 @@ class Store:
     def record_notice(self, run_id: int, what: str, now: datetime) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO replies VALUES (?, ?, ?)", [run_id, what, now.isoformat()]
+                "INSERT OR IGNORE INTO replies (run_id, what, at) VALUES (?, ?, ?)",
+                [run_id, what, now.isoformat()],
             )
 
     def cancel_requested(self, run_id: int) -> bool:

@@ -52,6 +52,16 @@ def test_the_demo_scales_up_with_approval_then_down(tmp_path: Path) -> None:
     assert "✗ You requested this run; someone else has to approve it." in out
     assert "Approved by UBOB; starting." in out
     assert out.count("scrubbed 7: /etc/machine-id, /etc/ssh/ssh_host_ed25519_key") == 3
+    phases = [line for line in out.splitlines() if " done · " in line]
+    assert [line.split(" · ")[0] for line in phases] == [
+        "[run 1] ✓ clone",
+        "[run 1] ✓ scrub",
+        "[run 1] ✓ deploy",
+        "[run 1] ✓ register",
+        "[run 2] ✓ drain",
+        "[run 2] ✓ terminate",
+    ]
+    assert " 3/3 done · " in phases[1] and phases[1].endswith(" · removed 7 paths on each")
     assert out.count("✓") >= 3
     assert "demo/staging: 1 server(s)" in out
     assert (

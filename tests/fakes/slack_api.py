@@ -21,6 +21,8 @@ class Call:
     params: dict[str, Any]
     at: float
     status: int
+    ts: str | None = None
+    """The message the call posted or edited (as answered)."""
 
 
 @dataclass
@@ -110,8 +112,8 @@ class FakeSlack:
                 request.end_headers()
                 request.wfile.write(b'{"ok": false, "error": "ratelimited"}')
                 return
-            self.calls.append(Call(method, params, time.monotonic(), 200))
             body = self._answer(method, params)
+            self.calls.append(Call(method, params, time.monotonic(), 200, body.get("ts")))
         data = json.dumps(body).encode()
         request.send_response(200)
         request.send_header("Content-Type", "application/json")

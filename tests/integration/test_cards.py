@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from bot.slack.cards import Cards
 from bot.slack.serve import web_client
+from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunState
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
 from pipeline.services.replies import RunReply
-from tests.conftest import World
+from tests.conftest import World, config_text, make_world
 from tests.fakes.slack_api import FakeSlack, text_of
+from tests.unit.test_runs import FAIL_ON_SLOT_2
 
 
 @pytest.fixture
@@ -116,8 +120,75 @@ def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake:
     second.stop()
 
     assert final.state == RunState.PARTIALLY_FAILED
-    assert len(replies) == 2  # the failure and the summary
+    assert len(replies) == 6  # four phases, the failure and the summary
     assert [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")] == replies
+
+
+def thread(fake: FakeSlack) -> list[str]:
+    return [c.params["text"] for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")]
+
+
+def test_a_restart_edits_phase_replies_to_their_final_state_and_posts_none_twice(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+    paused, carry_on = threading.Semaphore(0), threading.Event()
+
+    def pause_at_deploy(point: str) -> None:
+        if point.startswith("deploy_started"):
+            paused.release()
+            carry_on.wait(30)
+
+    world.runner.checkpoint = pause_at_deploy
+    first = cards_for(world, fake)
+    run = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
+    world.say(f"approve {run.id}", "UBOB")
+    assert paused.acquire(timeout=30) and paused.acquire(timeout=30)
+    first.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    first.stop()  # byoi stops here: nothing of it is left in memory
+    before = thread(fake)
+
+    carry_on.set()
+    final = world.finish(run.id)
+    second = cards_for(world, fake)
+    second.run_changed(final)
+    second.stop()
+
+    assert before == [
+        ":white_check_mark: clone · 2/2 done · 0 s",
+        ":white_check_mark: scrub · 2/2 done · 0 s · removed 7 paths on each",
+        ":arrows_counterclockwise: deploy · 0/2 done · 2 in progress",
+    ]
+    after = thread(fake)
+    assert after[:3] == before and len(after) == 6
+    assert after[3] == ":white_check_mark: register · 1/1 done · 0 s"
+    assert "failed at deploy" in after[4] and "partially failed" in after[5]
+    (deploy_edit,) = fake.sent("chat.update")[-1:]
+    assert deploy_edit.params["text"] == ":warning: deploy · 1/2 done · 1 failed · 0 s"
+    shown = Display(world.store).thread_replies(run.id)
+    assert deploy_edit.params["ts"] == shown["phase:deploy"].shown_as
+    assert shown["phase:deploy"].text == deploy_edit.params["text"]
+
+
+def test_thread_updates_failures_keeps_the_thread_to_failures_and_the_summary(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+    run = world.scale_and_approve("scale web 2")
+    cards = Cards(
+        web_client("xoxb-test", fake.api_url),
+        Display(world.store),
+        world.clock,
+        lambda run: "C1",
+        post_interval=0.0,
+        thread_updates_of=lambda run: ThreadUpdates.FAILURES,
+    )
+
+    cards.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
+    cards.stop()
+
+    failure, summary = thread(fake)
+    assert "failed at deploy" in failure and "partially failed" in summary
 
 
 def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
@@ -129,8 +200,14 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
     cards.run_changed(world.stored(run.id))
     cards.stop()
 
-    (card, summary) = fake.sent("chat.postMessage")
+    (card, *phases, summary) = fake.sent("chat.postMessage")
     assert "succeeded" in text_of(card)
+    assert [p.params["text"].split(" · ")[0] for p in phases] == [
+        ":white_check_mark: clone",
+        ":white_check_mark: scrub",
+        ":white_check_mark: deploy",
+        ":white_check_mark: register",
+    ]
     assert summary.params["reply_broadcast"] is True
     stored = world.store.run(run.id)
     assert stored is not None and summary.params["thread_ts"] == stored.shown_as

@@ -190,3 +190,17 @@ def test_byoi_scan_prints_the_report_and_exits_by_findings(tmp_path: Path) -> No
     assert staging["image"]["name"] == "web-old"
     assert {"kind": "drift", "detail": "ruby_version 2.7.0 → 3.2.2"} in staging["findings"]
     assert report["alerts"]["new"] == 4
+
+
+def test_hourly_checks_remind_each_alert_once_a_day(world: World) -> None:
+    stale_world(world)
+    opened = world.service.views.scan(world.clock()).changes.new
+
+    reminded = []
+    for _ in range(48):
+        world.clock.advance(hours=1)
+        reminded.append(len(world.service.views.scan(world.clock()).changes.reminded))
+
+    assert len(opened) == 4
+    assert reminded[22] == 0 and reminded[23] == 4  # the first reminder, a day after the card
+    assert sum(reminded) == 8  # once a day per alert, not once per check

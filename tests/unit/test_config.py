@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.config.manifest import APP_TYPES
-from pipeline.config.model import DEFAULT_SCRUB_PATHS
+from pipeline.config.model import DEFAULT_SCRUB_PATHS, ThreadUpdates
 from pipeline.config.yamlsrc import ConfigError
 from tests.conftest import FIXTURES, MANIFEST, config_text
 
@@ -110,10 +111,29 @@ def test_every_problem_is_reported_with_file_line_and_key(tmp_path: Path) -> Non
         "approval_expiry_minutes, approval_required, approvals, approvers, channel, component, "
         "default_env, deploy_command, drain_seconds, environments, health_command, image, "
         "manifest, max_parallel, max_servers, min_servers, operators, provider, release, "
-        "script_timeout_seconds, scrub_paths, self_approval, target)",
+        "script_timeout_seconds, scrub_paths, self_approval, target, thread_updates)",
         "byoi.yml:10: apps.web.scrub_paths: '/etc': is too broad to scrub",
         "byoi.yml:14: stale.schedule: must be a 5-field cron line like '0 9 * * mon-fri'",
         "missing.yml:0: file not found",
+    ]
+
+
+def test_thread_updates_and_remind_every_have_defaults_and_are_checked(tmp_path: Path) -> None:
+    quiet = config_text(environments="{production: {thread_updates: failures}}")
+    config = load_config(
+        write(tmp_path, quiet.replace("apps:", "stale:\n  remind_every: 12h\napps:"))
+    )
+    envs = config.apps["web"].environments
+
+    assert envs["staging"].thread_updates == ThreadUpdates.PHASES
+    assert envs["production"].thread_updates == ThreadUpdates.FAILURES
+    assert config.stale.remind_every == timedelta(hours=12)
+    wrong = config_text(thread_updates="steps").replace(
+        "apps:", "stale:\n  remind_every: often\napps:"
+    )
+    assert problems(write(tmp_path, wrong)) == [
+        "byoi.yml:8: stale.remind_every: must be a duration like 1d, 12h, 30m or 90s",
+        "byoi.yml:23: apps.web.thread_updates: must be phases or failures",
     ]
 
 

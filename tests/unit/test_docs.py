@@ -16,7 +16,10 @@ def test_every_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in DOC.read_text()
 
 
-@pytest.mark.parametrize("key", ["stale.max_age_days", "stale.schedule", "stale.interval_seconds"])
+@pytest.mark.parametrize(
+    "key",
+    ["stale.max_age_days", "stale.schedule", "stale.interval_seconds", "stale.remind_every"],
+)
 def test_every_stale_key_is_documented(key: str) -> None:
     assert f"| `{key}` |" in DOC.read_text()
 
