@@ -170,6 +170,7 @@ class Cards:
         posted = self.display.run(run.id)
         if posted is not None:
             self._thread_replies(posted)  # a run can end before its card is first shown
+            self._last_edit[run.id] = time.monotonic()
 
         with self._cv:
             self._tell.pop(run.id, None)
@@ -184,8 +185,10 @@ class Cards:
             text=self._fallback(stored),
             blocks=messages.run_card(stored, self.clock()),
         )
-        self._last_edit[stored.id] = time.monotonic()
         self._thread_replies(stored)
+        # Counted from the last phase edit too, so each phase reply is also edited at most
+        # once per interval (posting a new reply can take a second of pacing).
+        self._last_edit[stored.id] = time.monotonic()
 
     def _thread_replies(self, run: Run) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
