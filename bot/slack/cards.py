@@ -206,6 +206,7 @@ class Cards:
         posted = self.display.run(run.id)
         if posted is not None:
             self._thread_replies(posted)  # a run can end before its card is first shown
+            self._last_edit[run.id] = time.monotonic()
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
 
         with self._cv:
@@ -221,8 +222,10 @@ class Cards:
             text=self._fallback(stored),
             blocks=messages.run_card(stored, self.clock()),
         )
-        self._last_edit[stored.id] = time.monotonic()
         self._thread_replies(stored)
+        # Counted from the last phase edit too, so each phase reply is also edited at most
+        # once per interval (posting a new reply can take a second of pacing).
+        self._last_edit[stored.id] = time.monotonic()
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
 
     def _thread_replies(self, run: Run) -> None:

@@ -80,7 +80,8 @@ def test_a_kill_at_each_step_boundary_is_recovered(aws: str, tmp_path: Path, poi
             instance["ClientToken"] == {t["Key"]: t["Value"] for t in instance["Tags"]}["byoi:key"]
         )
     assert healthy_targets() == live
-    final = [text_of(c) for c in fake.sent("chat.update")][-1]
+    card = fake.sent("chat.postMessage")[0].ts  # the thread's phase replies are edited too
+    final = [text_of(c) for c in fake.sent("chat.update") if c.ts == card][-1]
     assert "succeeded" in final and final.count(":white_check_mark: `i-") == 3
 
 
