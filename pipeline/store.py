@@ -20,7 +20,6 @@ import sqlite_utils
 
 from pipeline import migrations
 from pipeline.models import (
-    ACTIVE_STATES,
     AuditEvent,
     Run,
     RunKind,
@@ -53,6 +52,13 @@ def _iso(value: datetime | None) -> str | None:
 
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+# SQLite uses the partial index ``runs_one_active`` only for a WHERE clause that repeats the
+# index's own, literals in the same order (migrations.m001_runs); built from a frozenset, the
+# order would follow the process's hash seed and most processes would scan ``runs_app``.
+ACTIVE_ORDER = (RunState.PLANNED, RunState.AWAITING_APPROVAL, RunState.APPROVED, RunState.RUNNING)
+ACTIVE_SQL = "state IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_ORDER) + ")"
 
 
 class Store:
@@ -166,9 +172,8 @@ class Store:
         return stored
 
     def _active(self, conn: sqlite3.Connection, app: str, env: str) -> Run | None:
-        states = ",".join(f"'{s}'" for s in ACTIVE_STATES)
         row = conn.execute(
-            f"SELECT id FROM runs WHERE app = ? AND env = ? AND state IN ({states})",  # noqa: S608
+            f"SELECT id FROM runs WHERE app = ? AND env = ? AND {ACTIVE_SQL}",  # noqa: S608
             [app, env],
         ).fetchone()
         return self.run(int(row[0])) if row else None
@@ -194,6 +199,20 @@ class Store:
         marks = ",".join("?" * len(wanted))
         rows = self._rows(f"SELECT * FROM runs WHERE state IN ({marks}) ORDER BY id", wanted)  # noqa: S608
         return [self._hydrate(r) for r in rows]
+
+    def wanted_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` whose server should exist: a finished or in-flight scale-up slot.
+
+        One query, whatever the history: only the given keys are looked up (servers.key is
+        unique), so the reconciler's cost follows the live fleet, not every run ever recorded.
+        """
+        rows = self._rows(
+            f"""SELECT s.key FROM servers s JOIN runs r ON r.id = s.run_id
+            WHERE s.key IN (SELECT value FROM json_each(?)) AND r.kind = 'scale_up'
+            AND (s.status = 'done' OR (r.{ACTIVE_SQL} AND s.status IN ('pending', 'working')))""",  # noqa: S608
+            [json.dumps(sorted(set(keys)))],
+        )
+        return {str(r["key"]) for r in rows}
 
     def _hydrate(self, row: Mapping[str, Any]) -> Run:
         servers = tuple(
