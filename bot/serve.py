@@ -33,6 +33,8 @@ from pipeline.models import Run
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
+NOTIFY_INTERVAL = 1.0
+"""Seconds between run notifications to the Slack cards (bench/pipeline.py uses the same)."""
 _SECRET = re.compile(r"(xox[abposr]-|xapp-)[A-Za-z0-9-]+")
 
 
@@ -132,8 +134,9 @@ def serve(config: Config) -> int:
         def run_changed(self, run: Run) -> None:
             cards_ref[0].run_changed(run)
 
-    # Slack edits are coalesced anyway: re-reading a run on every step of every server is waste.
-    app = build(config, LateCards(), notify_interval=0.1)
+    # Slack edits are coalesced to one per 2 s anyway: re-reading a run on every step of every
+    # server is waste, and even ten reads a second of a 1,000-server run cost a third of a core.
+    app = build(config, LateCards(), notify_interval=NOTIFY_INTERVAL)
 
     poster = Poster(client)
     cards = Cards(client, app.store, app.clock, _channel_of(config), poster=poster)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from pipeline import migrations
+from pipeline.groupcommit import GroupCommit
 from pipeline.models import (
     AuditEvent,
     Run,
@@ -29,6 +31,27 @@ from pipeline.models import (
     Step,
     Strategy,
 )
+
+_SERVER_FIELDS = frozenset(
+    ("status", "step", "provider_id", "registered", "reason", "cleanup", "note")
+)
+
+
+ServerEvent = tuple[str, Mapping[str, Any]]
+"""An audited change of a server slot: the event's name and the fields it sets."""
+
+
+@dataclass(frozen=True)
+class _ServerChange:
+    run_id: int
+    slot: int
+    at: str
+    events: tuple[ServerEvent, ...]
+    unless_cancelled: tuple[ServerEvent, ...]
+
+
+def _detail(slot: int, fields: Mapping[str, Any]) -> str:
+    return json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
 
 
 class ActiveRunExists(Exception):
@@ -67,6 +90,9 @@ class Store:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self.commits = 0
+        """Write transactions committed by this Store (the benchmarks report it per server)."""
+        self._server_changes = GroupCommit(self._lock, self._commit_server_changes)
         if self.path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA busy_timeout = 10000")
@@ -74,11 +100,22 @@ class Store:
         self.db.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             migrations.apply(self.db)
+        # Reads go through their own connection, so they never wait behind a commit (WAL lets
+        # them see the last committed state meanwhile); :memory: has only the one database.
+        self.reader = conn
+        self._read_lock = self._lock
+        self._writing = threading.local()
+        if self.path != ":memory:":
+            self.reader = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            self.reader.execute("PRAGMA busy_timeout = 10000")
+            self._read_lock = threading.RLock()
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 
     def close(self) -> None:
         self.db.close()
+        if self.reader is not self.db.conn:
+            self.reader.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -94,16 +131,25 @@ class Store:
         with self._lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
+            self._writing.active = True
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing.active = False
             conn.execute("COMMIT")
+            self.commits += 1
 
     def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        if getattr(self._writing, "active", False):  # inside a write: see its own changes
             return list(self.db.query(sql, list(params)))
+        with self._read_lock:
+            cursor = self.reader.execute(sql, list(params))
+            found = cursor.fetchall()
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in found]
 
     # runs -------------------------------------------------------------------------------
 
@@ -344,17 +390,73 @@ class Store:
     def update_server(
         self, run_id: int, slot: int, now: datetime, *, event: str, **fields: Any
     ) -> None:
-        """Change a server slot and audit it in one transaction."""
-        allowed = {"status", "step", "provider_id", "registered", "reason", "cleanup", "note"}
-        assert set(fields) <= allowed, fields
-        sets = ", ".join(f"{k} = ?" for k in fields)
+        """Change a server slot and audit it in one transaction; returns once committed."""
+        self.record_server(run_id, slot, now, [(event, fields)])
+
+    def record_server(
+        self,
+        run_id: int,
+        slot: int,
+        now: datetime,
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        """Apply ``events`` (each a change of the slot's fields, audited as one event) and then,
+        unless the run's cancel has been requested, ``unless_cancelled``: all in one transaction,
+        returning once it is committed. True if cancel had been requested.
+
+        Changes of many servers at once share a transaction (pipeline/groupcommit.py), and the
+        cancel check is one query per run in it, not one per server.
+        """
+        for _, fields in (*events, *unless_cancelled):
+            assert set(fields) <= _SERVER_FIELDS, fields
+        change = _ServerChange(
+            run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled)
+        )
+        return self._server_changes.write(change)
+
+    def _commit_server_changes(self, changes: Sequence[_ServerChange]) -> list[bool]:
         with self._write() as conn:
-            conn.execute(
-                f"UPDATE servers SET {sets}, updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
-                [*fields.values(), now.isoformat(), run_id, slot],
+            asked = sorted({c.run_id for c in changes if c.unless_cancelled})
+            marks = ",".join("?" * len(asked))
+            cancelled = {
+                int(run_id)
+                for run_id, flag in conn.execute(
+                    f"SELECT id, cancel_requested FROM runs WHERE id IN ({marks})",  # noqa: S608
+                    asked,
+                )
+                if flag
+            }
+            applied = [
+                (c, c.events if c.run_id in cancelled else (*c.events, *c.unless_cancelled))
+                for c in changes
+            ]
+            updates = [
+                (c, {k: v for _, f in events for k, v in f.items()}) for c, events in applied
+            ]
+            # Consecutive changes of the same columns go in one statement, in order.
+            for columns, group in groupby(updates, key=lambda u: tuple(u[1])):
+                sets = "".join(f"{k} = ?, " for k in columns)
+                conn.executemany(
+                    f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
+                    [(*merged.values(), c.at, c.run_id, c.slot) for c, merged in group],
+                )
+            conn.executemany(
+                "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
+                [
+                    (c.at, c.run_id, "byoi", event, _detail(c.slot, fields))
+                    for c, events in applied
+                    for event, fields in events
+                ],
             )
-            detail = json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
-            self._audit(conn, now, run_id, "byoi", event, detail)
+        return [c.run_id in cancelled for c in changes]
+
+    def server_outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
+        """Each slot's status and failure reason, by slot: a run's outcome without the run."""
+        rows = self._rows(
+            "SELECT status, reason FROM servers WHERE run_id = ? ORDER BY slot", [run_id]
+        )
+        return [(ServerStatus(r["status"]), r["reason"]) for r in rows]
 
     def replies(self, run_id: int) -> set[str]:
         """Thread replies already posted for a run (see migrations.m003_replies)."""

@@ -52,7 +52,8 @@ def plans(path: Path) -> dict[str, list[str]]:
         store.create_run(_run(f"app{n % 5}", RunState.SUCCEEDED), NOW)
     store.create_run(_run("app0", RunState.AWAITING_APPROVAL), NOW)
     seen: list[str] = []
-    store.db.conn.set_trace_callback(seen.append)
+    for conn in (store.db.conn, store.reader):
+        conn.set_trace_callback(seen.append)
     lookups = {
         "active_run": lambda: store.active_run("app0", "production"),
         "create_run refused": lambda: store.create_run(_run("app0", RunState.PLANNED), NOW),
