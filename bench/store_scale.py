@@ -29,7 +29,7 @@ from pipeline.service import Caller, Service
 from pipeline.store import Store
 from providers.local import LocalProvider
 
-ROUNDS = 21
+ROUNDS = 41
 NOW = history.NOW
 
 
