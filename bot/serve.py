@@ -33,6 +33,7 @@ from pipeline.models import Run
 
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
+WSGI_THREADS = 8
 NOTIFY_INTERVAL = 1.0
 """Seconds between run notifications to the Slack cards (bench/pipeline.py uses the same)."""
 _SECRET = re.compile(r"(xox[abposr]-|xapp-)[A-Za-z0-9-]+")
@@ -185,7 +186,7 @@ def _http(bolt: BoltApp) -> None:
 
     port = int(os.environ.get("PORT", "3000"))
     host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack must reach it
-    server = create_server(wsgi(bolt), host=host, port=port, threads=8)
+    server = create_server(wsgi(bolt), host=host, port=port, threads=WSGI_THREADS)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     print(f"byoi: listening on http://{host}:{server.effective_port}/slack/events", flush=True)
     with contextlib.suppress(KeyboardInterrupt, OSError):
