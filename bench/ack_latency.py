@@ -178,7 +178,10 @@ def main() -> None:
         finally:
             for bot in bots.values():
                 bot.process.terminate()
-                bot.process.wait(30)
+                try:
+                    bot.process.wait(30)
+                except subprocess.TimeoutExpired:  # still posting a backlog of cards, paced
+                    bot.process.kill()
             fake_process.terminate()
             fake_process.wait(10)
     print(f"ack latency (ms), {args.requests} signed requests per kind and concurrency")

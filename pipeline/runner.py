@@ -105,6 +105,8 @@ class Runner:
             thread = self._threads.get(run_id)
             if thread is not None and thread.is_alive():
                 return
+            # Forget runs that ended: `byoi serve` lives for months (bench/soak.py).
+            self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
             thread = threading.Thread(target=self._guarded, args=(run_id,), name=f"run-{run_id}")
             self._threads[run_id] = thread
             thread.start()
