@@ -13,6 +13,8 @@ Usage: .venv/bin/python -m bench.soak [--runs 2000] (the issue's size: --runs 10
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -49,6 +51,18 @@ def serve_child() -> int:
     """`byoi serve` with the fixed-latency provider in place of the local one."""
     from bot import cli, wiring
 
+    if os.environ.get("SOAK_TRACEMALLOC"):  # --trace: snapshots on SIGUSR1, for a leak hunt
+        import signal
+        import tracemalloc
+
+        tracemalloc.start(10)
+        shots = iter(range(1000))
+        signal.signal(
+            signal.SIGUSR1,
+            lambda *_: tracemalloc.take_snapshot().dump(
+                f"{os.environ['SOAK_TRACEMALLOC']}.{next(shots)}"
+            ),
+        )
     provider = LatencyProvider(LATENCY)
     wiring.Providers._build = lambda self, name: provider  # type: ignore[method-assign]
     return cli.main(["serve"])
@@ -119,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak")
     parser.add_argument("--runs", type=int, default=2_000)
     parser.add_argument("--warmup", type=int, default=0, help="runs before the first reading")
+    parser.add_argument("--trace", help="tracemalloc snapshots at both readings to TRACE.0/.1")
     args = parser.parse_args()
     warmup = args.warmup or max(APPS, args.runs // 20)
     fake_process = subprocess.Popen(
@@ -135,6 +150,8 @@ def main() -> None:
         )
         command = [sys.executable, "-m", "bench.soak", "--serve"]
         env = {"BYOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+        if args.trace:
+            env["SOAK_TRACEMALLOC"] = args.trace
         with serving(root, fake, env, command=command) as bot:
             pid = bot.process.pid
             ready = sample(pid)
@@ -151,12 +168,22 @@ def main() -> None:
             driver.go.clear()
             driver.quiesce()
             warm = sample(pid)
+            if args.trace:
+                os.kill(pid, signal.SIGUSR1)
             warm_at = driver.started
             driver.go.set()
+            trend = []  # while runs are in flight, so only a rough line between the readings
+            while any(t.is_alive() for t in threads):
+                time.sleep(0.5)
+                if driver.started >= (len(trend) + 1) * args.runs // 10:
+                    trend.append((driver.started, sample(pid)[0]))
             for thread in threads:
                 thread.join()
             driver.quiesce()
             end = sample(pid)
+            if args.trace:
+                os.kill(pid, signal.SIGUSR1)
+                time.sleep(5)
             elapsed = time.monotonic() - began
             db = sqlite3.connect(root / "byoi.db")
             states = dict(db.execute("SELECT state, count(*) FROM runs GROUP BY state").fetchall())
@@ -168,6 +195,7 @@ def main() -> None:
     print(f"{'ready':<28} {ready[0]:8.1f} {ready[1]:>8}")
     print(f"{f'after {warm_at} runs (idle)':<28} {warm[0]:8.1f} {warm[1]:>8}")
     print(f"{f'after {args.runs} runs (idle)':<28} {end[0]:8.1f} {end[1]:>8}")
+    print("RSS MB on the way: " + ", ".join(f"{n}: {rss:.0f}" for n, rss in trend))
     print(
         f"growth from the first reading: RSS {end[0] / warm[0] - 1:+.1%}, "
         f"threads {end[1] - warm[1]:+d} (target: within 10 %)"

@@ -64,6 +64,8 @@ class _Slot:
     provider: Provider
     record: RunServer
     server: Server | None = None
+    registering: bool = False
+    """Recorded as registered by this process (``record`` has what was stored before)."""
     pending: list[ServerEvent] = field(default_factory=list)
     """Events after a provider call (its result, the step done), stored with the next write,
     which always comes before the next provider call."""
@@ -318,6 +320,7 @@ class Runner:
                 self._script(slot, "health check", steps["health"])
             # Stored before the call: a crash in it must still deregister on rollback.
             self._record(slot, [("registering", {"registered": True})])
+            slot.registering = True
             slot.provider.register(slot.server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
@@ -372,10 +375,9 @@ class Runner:
             return None
         try:
             servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
-            record = self.store.run(slot.run.id)
-            registered = record is not None and any(
-                s.registered for s in record.servers if s.slot == slot.record.slot
-            )
+            # Only this slot's thread changes its `registered`: no need to read the whole run
+            # (a cancelled 1,000-server run would read it 1,000 times).
+            registered = slot.record.registered or slot.registering
             for server in servers:
                 if registered:
                     slot.provider.deregister(server, Target(slot.run.target, 0.0))
