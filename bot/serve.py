@@ -115,13 +115,6 @@ def _channel_of(config: Config) -> Callable[[Run], str | None]:
     return channel
 
 
-def _nice_thread() -> None:
-    """Let the OS prefer the threads that answer Slack over the work after an ack."""
-    with contextlib.suppress(OSError, AttributeError):
-        nice = int(os.environ.get("BYOI_WORK_NICE", "0"))
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-
-
 def _sweep_expiries(app: App, cards: Cards, stop: threading.Event, every: float = 15.0) -> None:
     while not stop.wait(every):
         try:
@@ -159,11 +152,7 @@ def serve(config: Config) -> int:
         Directory.for_config(client, config),
         app.clock,
         alert_cards,
-        ThreadPoolExecutor(
-            int(os.environ.get("BYOI_WORKERS", "2")),
-            thread_name_prefix="work",
-            initializer=_nice_thread,
-        ),
+        ThreadPoolExecutor(int(os.environ.get("BYOI_WORKERS", "2")), thread_name_prefix="work"),
     )
     bolt = create_app(services, client, os.environ.get("SLACK_SIGNING_SECRET") or None)
     now = app.clock()
