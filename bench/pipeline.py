@@ -4,12 +4,14 @@ The provider only waits fixed latencies (launch, each script, register), so what
 beyond the ideal is byoi's: the store's transactions, threads, notifications. The ideal is the
 critical path of one server with max_parallel >= N, and the sum over servers with serial.
 The same runs are shown in Slack through the real card notifier against the fake Slack Web API,
-and its calls are counted. Usage: .venv/bin/python -m bench.pipeline [N ...]
+and its calls are counted, as are the store's transactions and rows written per server.
+Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both]
+(the issue's large runs: ``--strategy parallel 300 1000``).
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 import time
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.slack.cards import Cards
-from bot.slack.serve import web_client
+from bot.slack.serve import NOTIFY_INTERVAL, web_client
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
@@ -119,7 +121,9 @@ apps:
 """
 
 
-def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, dict[str, int]]:
+def one_run(
+    root: Path, fake: FakeSlack, n: int, strategy: str
+) -> tuple[float, dict[str, int], tuple[int, int]]:
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
@@ -136,10 +140,11 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, 
         provider_for=lambda _: provider,
         notifier=cards,
         clock=lambda: NOW,
-        notify_interval=0.1,
+        notify_interval=NOTIFY_INTERVAL,
     )
     service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
     before = len(fake.calls)
+    commits, changes = store.database.commits, store.database.db.conn.total_changes
     started = time.perf_counter()
     reply = service.handle(
         f"scale web {n} --strategy {strategy}", Caller("UBENCH", channel="C0BENCH"), NOW
@@ -149,6 +154,7 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, 
     cards.run_changed(run)
     runner.wait()
     elapsed = time.perf_counter() - started
+    written = (store.database.commits - commits, store.database.db.conn.total_changes - changes)
     cards.stop()
     final = store.run(run.id)
     assert final is not None and final.state == RunState.SUCCEEDED, final
@@ -156,32 +162,37 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> tuple[float, 
     calls: dict[str, int] = {}
     for call in fake.calls[before:]:
         calls[call.method] = calls.get(call.method, 0) + 1
-    return elapsed, calls
+    return elapsed, calls, written
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1, 10, 50]
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
+    parser.add_argument("sizes", nargs="*", type=int, default=[1, 10, 50])
+    parser.add_argument("--strategy", choices=("parallel", "serial", "both"), default="both")
+    args = parser.parse_args()
+    strategies = ("parallel", "serial") if args.strategy == "both" else (args.strategy,)
     fake = FakeSlack().start()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            for strategy in ("parallel", "serial"):
-                elapsed, calls = one_run(Path(tmp) / f"{strategy}-{n}", fake, n, strategy)
-
+        for n in args.sizes:
+            for strategy in strategies:
+                elapsed, calls, written = one_run(Path(tmp) / f"{strategy}-{n}", fake, n, strategy)
                 ideal = PATH if strategy == "parallel" else PATH * n
-                rows.append((n, strategy, elapsed, ideal, calls))
+                rows.append((n, strategy, elapsed, ideal, calls, written))
     fake.stop()
     print(f"latencies: {LATENCY} (one server's critical path {PATH:.2f} s)")
     print(
-        f"{'N':>3} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} "
-        f"{'posts':>6} {'updates':>8} {'post budget':>11} {'update budget':>13}"
+        f"{'N':>4} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} {'tx/server':>9} "
+        f"{'rows/server':>11} {'posts':>6} {'updates':>8} {'post budget':>11} "
+        f"{'update budget':>13}"
     )
-    for n, strategy, elapsed, ideal, calls in rows:
+    for n, strategy, elapsed, ideal, calls, (commits, changes) in rows:
         posts = calls.get("chat.postMessage", 0)
         updates = calls.get("chat.update", 0)
         print(
-            f"{n:>3} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
-            f"{posts:>6} {updates:>8} {'<= 2':>11} {f'<= {int(elapsed / 2 + 3)}':>13}"
+            f"{n:>4} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
+            f"{commits / n:9.2f} {changes / n:11.1f} {posts:>6} {updates:>8} {'<= 2':>11} "
+            f"{f'<= {int(elapsed / 2 + 3)}':>13}"
         )
 
 

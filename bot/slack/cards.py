@@ -33,6 +33,11 @@ class Poster:
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def wait(self, channel: str) -> float:
+        """Seconds until the next post to ``channel`` may go (0 when it may go now)."""
+        with self._lock:
+            return max(0.0, self._last.get(channel, 0.0) + self.interval - time.monotonic())
+
     def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
         with self._lock:
             wait = self._last.get(channel, 0.0) + self.interval - time.monotonic()
@@ -113,10 +118,16 @@ class Cards:
     def _flush(self, *, force: bool) -> None:
         now = time.monotonic()
         with self._cv:
+            # A card whose channel must wait for its next post waits in the queue, so one busy
+            # channel never holds up the others (the flusher used to sleep for it).
             due = [
                 run
                 for run_id, run in self._pending.items()
-                if force or now - self._last_edit.get(run_id, 0.0) >= self.interval
+                if force
+                or (
+                    now - self._last_edit.get(run_id, 0.0) >= self.interval
+                    and self.post.wait(run.channel or self.channel_of(run) or "") == 0
+                )
             ]
             for run in due:
                 del self._pending[run.id]
@@ -161,11 +172,19 @@ class Cards:
         self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
         posted = self.display.run(run.id)
-        if posted is not None:
-            self._thread_replies(posted)  # a run can end before its card is first shown
+        if posted is not None and self._replies_due(posted):
+            # A run can end before its card is first shown; its replies follow when the
+            # channel may take another post.
+            with self._cv:
+                self._pending.setdefault(run.id, posted)
 
         with self._cv:
             self._tell.pop(run.id, None)
+
+    def _replies_due(self, run: Run) -> bool:
+        failed = any(s.status == ServerStatus.FAILED for s in run.servers)
+        finished = run.servers and any(s.status.finished for s in run.servers)
+        return failed or bool(run.state.terminal and finished)
 
     def _edit(self, stored: Run) -> None:
         """Edit the card of ``stored``, a run just read from the store."""

@@ -41,6 +41,9 @@ from pipeline.services.display import Display
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+WSGI_THREADS = 8
+NOTIFY_INTERVAL = 1.0
+"""Seconds between run notifications to the Slack cards (bench/pipeline.py uses the same)."""
 _SECRET = re.compile(r"(xox[abposr]-|xapp-)[A-Za-z0-9-]+")
 
 
@@ -223,7 +226,7 @@ def _http(application: WSGIApp) -> None:
 
     port = int(os.environ.get("PORT", "3000"))
     host = os.environ.get("BYOI_HOST", "0.0.0.0")  # noqa: S104 - Slack must reach it
-    server = create_server(application, host=host, port=port, threads=8)
+    server = create_server(application, host=host, port=port, threads=WSGI_THREADS)
     signal.signal(signal.SIGTERM, lambda *_: server.close())
     logs.announce(f"byoi: listening on http://{host}:{server.effective_port}/slack/events")
     with contextlib.suppress(KeyboardInterrupt, OSError):

@@ -137,7 +137,11 @@ def running_bot(
 
 @contextmanager
 def serving(
-    root: Path, fake: FakeSlack, env: dict[str, str] | None = None, log_name: str = "serve.log"
+    root: Path,
+    fake: FakeSlack,
+    env: dict[str, str] | None = None,
+    log_name: str = "serve.log",
+    command: list[str] | None = None,
 ) -> Iterator[Bot]:
     """`byoi serve` on ``root/byoi.yml`` as a real process, against a running fake Slack."""
     port = free_port()
@@ -157,7 +161,7 @@ def serving(
         environment.pop("SLACK_APP_TOKEN", None)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
+            command or [sys.executable, "-m", "bot", "serve"],
             cwd=root,
             env=environment,
             stdout=out,
