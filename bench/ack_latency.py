@@ -1,12 +1,18 @@
-"""Slash-command and button ack latency of `byoi serve`, beside a bare Bolt app that only acks.
+"""Ack latency of `byoi serve` beside two bare Bolt apps that only ack: Bolt's default mode and
+``process_before_response=True`` (byoi's mode), so each ratio compares like with like.
 
-Both run as real processes on this machine, behind the same WSGI server, against the same fake
-Slack Web API, and get the same signed requests, `CONCURRENCY` at a time. Prints median and p99
-per kind and the ratio byoi / bare. Usage: .venv/bin/python -m bench.ack_latency [N]
+All three run as real processes on this machine, behind the same WSGI server with the same
+thread count, against the same fake Slack Web API (in its own process), and get the same signed
+requests, CONCURRENCY at a time: `help`, `status web` and `scale web +1` (no approval needed, so
+runs really execute on the local provider while acks are measured, and servers accumulate).
+Prints p50/p99 per kind and concurrency, and byoi's ratio to each bare app. Target: p99 within
+1.5x of the same-mode bare app. The machine is shared: compare ratios, rerun before trusting one.
+Usage: .venv/bin/python -m bench.ack_latency [--requests 400] [--concurrency 20 50]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -16,19 +22,51 @@ import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from bot.shell import demo
-from tests.e2e.slackbot import SECRET, TOKEN, Bot, click_body, free_port, slash_body
+from providers.local import LocalProvider
+from tests.e2e.slackbot import SECRET, TOKEN, Bot, free_port, slash_body
 from tests.fakes.slack_api import FakeSlack
 
-CONCURRENCY = 20
 REPO = Path(__file__).resolve().parents[1]
+KINDS = {"help": "help", "status": "status web", "scale": "scale web +1"}
+CONFIG = """\
+database: byoi.db
+providers:
+  local:
+    root: local
+apps:
+  web:
+    manifest: manifest.yml
+    provider: local
+    image: family:web
+    target: web-lb
+    operators: [UALICE]
+    approval_required: false
+    max_servers: 100000
+    drain_seconds: 0
+    deploy_command: 'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+    health_command: test -s current/VERSION
+    channel: C0BENCH1
+"""
+MANIFEST = "rails:\n  configuration:\n    ruby_version: 3.2.2\n"
 
 
-def start(args: list[str], fake: FakeSlack, cwd: Path, config: Path) -> Bot:
+def prepare(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "manifest.yml").write_text(MANIFEST)
+    provider = LocalProvider(root / "local")
+    files = {"/etc/machine-id": "abc\n", "/srv/app/current/VERSION": "v1\n"}
+    provider.create_image("web-base", files, family="web", versions={"ruby_version": "3.2.2"})
+    provider.close()
+    (root / "byoi.yml").write_text(CONFIG)
+    return root / "byoi.yml"
+
+
+def start(
+    args: list[str], fake: FakeSlack, cwd: Path, config: Path, extra: dict[str, str] | None = None
+) -> Bot:
     port = free_port()
     env = {
         **os.environ,
@@ -38,6 +76,7 @@ def start(args: list[str], fake: FakeSlack, cwd: Path, config: Path) -> Bot:
         "PORT": str(port),
         "BYOI_HOST": "127.0.0.1",
         "BYOI_CONFIG": str(config),
+        **(extra or {}),
     }
     env.pop("SLACK_APP_TOKEN", None)
     log = cwd / f"{port}.log"
@@ -52,7 +91,7 @@ def start(args: list[str], fake: FakeSlack, cwd: Path, config: Path) -> Bot:
         )
     bot = Bot(f"http://127.0.0.1:{port}", process, fake, cwd, log)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(f"{bot.url}/slack/events", timeout=1)
         except urllib.error.HTTPError:
@@ -74,8 +113,8 @@ class RemoteSlack(FakeSlack):
         return self._url
 
 
-def measure(send: Callable[[int], tuple[int, str, float]], n: int) -> list[float]:
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
+def measure(send: Callable[[int], tuple[int, str, float]], n: int, concurrency: int) -> list[float]:
+    with ThreadPoolExecutor(concurrency) as pool:
         results = list(pool.map(send, range(n)))
     bad = [r for r in results if r[0] != 200]
     if bad:
@@ -83,11 +122,8 @@ def measure(send: Callable[[int], tuple[int, str, float]], n: int) -> list[float
     return [r[2] * 1000 for r in results]
 
 
-def send(bot: Bot, kind: str, i: int) -> tuple[int, str, float]:
-    if kind == "slash command":
-        body = slash_body("status demo", "UALICE", "C1", bot.fake.response_url)
-    else:  # a click on a run that does not exist: acked, then answered with an error
-        body = click_body("run_approve", 900000 + i, "UBOB", bot.fake.response_url)
+def send(bot: Bot, text: str, i: int) -> tuple[int, str, float]:
+    body = slash_body(text, "UALICE", "C0BENCH1", bot.fake.response_url)
     return bot.post(body, "application/x-www-form-urlencoded")
 
 
@@ -95,8 +131,27 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
+def run_all(
+    bots: dict[str, Bot], n: int, levels: list[int]
+) -> list[tuple[str, int, dict[str, list[float]]]]:
+    rows = []
+    for concurrency in levels:
+        for kind, text in KINDS.items():
+            for bot in bots.values():  # warm up
+                measure(partial(send, bot, text), concurrency, concurrency)
+            timings: dict[str, list[float]] = {name: [] for name in bots}
+            for _ in range(4):  # in turns, so a burst of noise falls on all three
+                for name, bot in bots.items():
+                    timings[name] += measure(partial(send, bot, text), n // 4, concurrency)
+            rows.append((kind, concurrency, timings))
+    return rows
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    parser = argparse.ArgumentParser(prog="python -m bench.ack_latency")
+    parser.add_argument("--requests", type=int, default=400, help="per kind and concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50])
+    args = parser.parse_args()
     # The fake Slack answers byoi's replies; in its own process it takes no CPU from the client.
     fake_process = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.slack_api"], cwd=REPO, stdout=subprocess.PIPE, text=True
@@ -105,35 +160,45 @@ def main() -> None:
     fake = RemoteSlack(fake_process.stdout.readline().strip())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = demo.prepare(root / "demo", datetime.now(UTC))
-        byoi = start(["-m", "bot", "serve"], fake, root, config)
-        bare = start(["-m", "bench.bare_bolt"], fake, root, config)
+        config = prepare(root / "byoi")
+        bots = {
+            "byoi": start(["-m", "bot", "serve"], fake, root, config),
+            "bare default": start(["-m", "bench.bare_bolt"], fake, root, config),
+            "bare pbr": start(
+                ["-m", "bench.bare_bolt"],
+                fake,
+                root,
+                config,
+                {"BARE_PROCESS_BEFORE_RESPONSE": "1"},
+            ),
+        }
         try:
-            rows = []
-            for kind in ("slash command", "button click"):
-                for b in (byoi, bare):  # warm up
-                    measure(partial(send, b, kind), CONCURRENCY)
-                ours = measure(partial(send, byoi, kind), n)
-                base = measure(partial(send, bare, kind), n)
-                rows.append((kind, ours, base))
+            rows = run_all(bots, args.requests, args.concurrency)
+            servers = len(LocalProvider(root / "byoi" / "local").list_servers({}))
         finally:
-            for b in (byoi, bare):
-                b.process.terminate()
-                b.process.wait(30)
+            for bot in bots.values():
+                bot.process.terminate()
+                try:
+                    bot.process.wait(30)
+                except subprocess.TimeoutExpired:  # still posting a backlog of cards, paced
+                    bot.process.kill()
             fake_process.terminate()
             fake_process.wait(10)
-    print(f"ack latency, {n} signed requests per kind, {CONCURRENCY} at a time (ms)")
+    print(f"ack latency (ms), {args.requests} signed requests per kind and concurrency")
+    print("bare pbr = bare Bolt app with process_before_response=True, byoi's own mode")
     print(
-        f"{'kind':<14} {'byoi p50':>9} {'byoi p99':>9} {'bare p50':>9} {'bare p99':>9}"
-        f" {'ratio p50':>9} {'ratio p99':>9}"
+        f"{'kind':<7} {'conc':>4} {'byoi p50':>8} {'p99':>6} {'pbr p50':>7} {'p99':>6} "
+        f"{'dflt p50':>8} {'p99':>6}  {'p99/pbr':>7} {'p99/dflt':>8} {'p50/pbr':>7}"
     )
-    for kind, ours, base in rows:
+    for kind, concurrency, t in rows:
+        ours, pbr, default = t["byoi"], t["bare pbr"], t["bare default"]
         print(
-            f"{kind:<14} {statistics.median(ours):9.1f} {p99(ours):9.1f} "
-            f"{statistics.median(base):9.1f} {p99(base):9.1f} "
-            f"{statistics.median(ours) / statistics.median(base):9.2f} "
-            f"{p99(ours) / p99(base):9.2f}"
+            f"{kind:<7} {concurrency:>4} {statistics.median(ours):8.1f} {p99(ours):6.1f} "
+            f"{statistics.median(pbr):7.1f} {p99(pbr):6.1f} {statistics.median(default):8.1f} "
+            f"{p99(default):6.1f}  {p99(ours) / p99(pbr):7.2f} {p99(ours) / p99(default):8.2f} "
+            f"{statistics.median(ours) / statistics.median(pbr):7.2f}"
         )
+    print(f"live servers at the end (scale runs executed meanwhile): {servers}")
 
 
 if __name__ == "__main__":

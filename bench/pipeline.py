@@ -6,11 +6,14 @@ critical path of one server with max_parallel >= N, and the sum over servers wit
 The same runs are shown in Slack through the real card notifier against the fake Slack Web API,
 and its calls are counted against the budget: chat.postMessage <= 2 + phases + failed servers
 (the card, a thread reply per step phase and per failed server, the summary); the bench exits 1
-when a run goes over. Usage: .venv/bin/python -m bench.pipeline [N ...]
+when a run goes over. The store's transactions and rows written per server are counted too.
+Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both]
+(the issue's large runs: ``--strategy parallel 300 1000``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -19,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.slack.cards import Cards
-from bot.slack.serve import web_client
+from bot.slack.serve import NOTIFY_INTERVAL, web_client
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
 from pipeline.execution.runner import Runner
@@ -123,8 +126,8 @@ apps:
 
 def one_run(
     root: Path, fake: FakeSlack, n: int, strategy: str
-) -> tuple[float, dict[str, int], int]:
-    """Seconds, Slack calls by method, and the run's post budget."""
+) -> tuple[float, dict[str, int], int, tuple[int, int]]:
+    """Seconds, Slack calls by method, the run's post budget, and (transactions, rows) written."""
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
@@ -141,10 +144,11 @@ def one_run(
         provider_for=lambda _: provider,
         notifier=cards,
         clock=lambda: NOW,
-        notify_interval=0.1,
+        notify_interval=NOTIFY_INTERVAL,
     )
     service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
     before = len(fake.calls)
+    commits, changes = store.database.commits, store.database.db.conn.total_changes
     started = time.perf_counter()
     reply = service.handle(
         f"scale web {n} --strategy {strategy}", Caller("UBENCH", channel="C0BENCH"), NOW
@@ -154,6 +158,7 @@ def one_run(
     cards.run_changed(run)
     runner.wait()
     elapsed = time.perf_counter() - started
+    written = (store.database.commits - commits, store.database.db.conn.total_changes - changes)
     cards.stop()
     final = store.run(run.id)
     assert final is not None and final.state == RunState.SUCCEEDED, final
@@ -163,36 +168,42 @@ def one_run(
     calls: dict[str, int] = {}
     for call in fake.calls[before:]:
         calls[call.method] = calls.get(call.method, 0) + 1
-    return elapsed, calls, budget
+    return elapsed, calls, budget, written
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1, 10, 50]
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
+    parser.add_argument("sizes", nargs="*", type=int, default=[1, 10, 50])
+    parser.add_argument("--strategy", choices=("parallel", "serial", "both"), default="both")
+    args = parser.parse_args()
+    strategies = ("parallel", "serial") if args.strategy == "both" else (args.strategy,)
     fake = FakeSlack().start()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in sizes:
-            for strategy in ("parallel", "serial"):
-                elapsed, calls, budget = one_run(Path(tmp) / f"{strategy}-{n}", fake, n, strategy)
-
+        for n in args.sizes:
+            for strategy in strategies:
+                run_root = Path(tmp) / f"{strategy}-{n}"
+                elapsed, calls, budget, written = one_run(run_root, fake, n, strategy)
                 ideal = PATH if strategy == "parallel" else PATH * n
-                rows.append((n, strategy, elapsed, ideal, calls, budget))
+                rows.append((n, strategy, elapsed, ideal, calls, budget, written))
     fake.stop()
     print(f"latencies: {LATENCY} (one server's critical path {PATH:.2f} s)")
     print(
-        f"{'N':>3} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} "
-        f"{'posts':>6} {'updates':>8} {'post budget':>11} {'update budget':>13}"
+        f"{'N':>4} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} {'tx/server':>9} "
+        f"{'rows/server':>11} {'posts':>6} {'updates':>8} {'post budget':>11} "
+        f"{'update budget':>13}"
     )
     over = False
-    for n, strategy, elapsed, ideal, calls, budget in rows:
+    for n, strategy, elapsed, ideal, calls, budget, (commits, changes) in rows:
         posts = calls.get("chat.postMessage", 0)
         updates = calls.get("chat.update", 0)
         over = over or posts > budget
         # Each message (the card, each phase reply) is edited at most once per ~2 s.
         edits = f"<= {(budget - 1) * int(elapsed / 2 + 3)}"
         print(
-            f"{n:>3} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
-            f"{posts:>6} {updates:>8} {f'<= {budget}':>11} {edits:>13}"
+            f"{n:>4} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
+            f"{commits / n:9.2f} {changes / n:11.1f} {posts:>6} {updates:>8} "
+            f"{f'<= {budget}':>11} {edits:>13}"
         )
     if over:
         sys.exit("over the post budget")

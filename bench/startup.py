@@ -3,12 +3,19 @@
 Two configurations: AWS only, and AWS plus a GCP app. moto's server stands in for AWS, the
 in-repo Compute fake for GCP, the fake Slack Web API for Slack, so start-up does its real work
 (configuration, database, providers, reconciliation, Slack's auth.test). Medians of ``ROUNDS``.
-Usage: .venv/bin/python -m bench.startup
+
+Then history: the same start-up on the local provider with ``--servers`` live servers, once
+with a database of ``--runs`` finished runs (bench/history.py) and once with an empty one, in
+alternating rounds; the reconciler lists the same servers both times (the empty database's
+install id matches none of them). Target: ready time and RSS each within 1.2x.
+Usage: .venv/bin/python -m bench.startup [--runs 10000] [--servers 1000] [--no-sdk]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -17,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench import history
+from providers.local import LocalProvider
 from tests.e2e.slackbot import SECRET, TOKEN, free_port
 from tests.fakes.compute import FakeCompute
 from tests.fakes.slack_api import FakeSlack
@@ -84,26 +93,20 @@ def start_once(config: Path, env: dict[str, str]) -> tuple[float, float]:
         process.wait(30)
 
 
-def main() -> None:
+def sdk_table(slack: FakeSlack) -> None:
     from moto.server import ThreadedMotoServer
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    slack = FakeSlack().start()
     compute = FakeCompute().start()
     env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "SLACK_API_URL": slack.api_url,
-        "BYOI_HOST": "127.0.0.1",
+        **slack_env(slack),
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    env.pop("SLACK_APP_TOKEN", None)
     print(f"byoi serve start-up, median of {ROUNDS}")
     print(f"{'configuration':<16} {'ready s':>8} {'RSS MB':>7}")
     try:
@@ -116,8 +119,65 @@ def main() -> None:
             print(f"{label:<16} {ready:8.2f} {rss:7.1f}")
     finally:
         compute.stop()
-        slack.stop()
         moto.stop()
+
+
+def slack_env(slack: FakeSlack) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "BYOI_HOST": "127.0.0.1",
+    }
+    env.pop("SLACK_APP_TOKEN", None)
+    return env
+
+
+def history_table(slack: FakeSlack, runs: int, servers: int) -> None:
+    built = history.build(runs, servers)
+    with tempfile.TemporaryDirectory() as tmp:
+        # A copy of the installation with an empty database beside it, sharing the live fleet.
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        shutil.copy(built / "byoi.yml", empty / "byoi.yml")
+        shutil.copy(built / "m.yml", empty / "m.yml")
+        (empty / "local").symlink_to(built / "local")
+        env = slack_env(slack)
+        timings: dict[str, list[tuple[float, float]]] = {"full": [], "empty": []}
+        for _ in range(ROUNDS):
+            for label, root in (("full", built), ("empty", empty)):
+                timings[label].append(start_once(root / "byoi.yml", env))
+    live = LocalProvider(built / "local").list_servers({})
+    if len(live) != servers:
+        raise SystemExit(f"the reconciler removed servers: {len(live)} of {servers} left")
+    medians = {
+        label: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+        for label, rs in timings.items()
+    }
+    print(f"\nbyoi serve start-up with history ({servers} live local servers), median of {ROUNDS}")
+    print(f"{'database':<22} {'ready s':>8} {'RSS MB':>7}")
+    for label, name in (("empty", "empty"), ("full", f"{runs} finished runs")):
+        ready, rss = medians[label]
+        print(f"{name:<22} {ready:8.3f} {rss:7.1f}")
+    ready_ratio = medians["full"][0] / medians["empty"][0]
+    rss_ratio = medians["full"][1] / medians["empty"][1]
+    print(f"{'ratio (target <= 1.2)':<22} {ready_ratio:8.2f} {rss_ratio:7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.startup")
+    parser.add_argument("--runs", type=int, default=10_000, help="finished runs in the history")
+    parser.add_argument("--servers", type=int, default=1_000, help="live servers")
+    parser.add_argument("--no-sdk", action="store_true", help="skip the AWS/GCP table")
+    args = parser.parse_args()
+    slack = FakeSlack().start()
+    try:
+        if not args.no_sdk:
+            sdk_table(slack)
+        history_table(slack, args.runs, args.servers)
+    finally:
+        slack.stop()
 
 
 if __name__ == "__main__":

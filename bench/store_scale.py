@@ -1,30 +1,37 @@
-"""How `status` and `history` scale: 10,000 past runs and 1,000 live servers in the database.
+"""How the read commands and `scale` scale with history: 1,000 against 100,000 past runs.
 
-Runs are written straight into a real SQLite file; servers are real local-provider servers.
-Prints the median time of each command over ``ROUNDS`` (target: under 100 ms).
-Usage: .venv/bin/python -m bench.store_scale [RUNS] [SERVERS]
+Two installations from bench/history.py, the same but for the number of finished runs (each
+has 1,000 live local-provider servers in app0/production). Each command is timed the way a
+listener runs it after the ack (the service call, and the Block Kit rendering where Slack shows
+it); App Home is `status` and `images` of every app plus the home view. `scale app1 +1` plans
+and stores a run (then cancelled, so the next round can do the same); `scale app0 +1` does it
+for the app with the 1,000 servers. Prints medians and the ratio. Target: each <= 1.2x.
+Usage: .venv/bin/python -m bench.store_scale [--small 1000] [--large 100000] [--servers 1000]
 """
 
 from __future__ import annotations
 
-import sqlite3
+import argparse
+import shutil
 import statistics
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from bench import history
+from bot.slack.blocks import messages
 from pipeline.config.loader import load_config
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
+from pipeline.services.replies import ImagesReply, RunReply, StatusReply
 from pipeline.services.service import Service
 from pipeline.state.store import Store
-from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec
 from providers.local import LocalProvider
 
-ROUNDS = 20
-NOW = datetime(2026, 11, 26, tzinfo=UTC)
+ROUNDS = 41
+NOW = history.NOW
 
 
 class Quiet:
@@ -32,59 +39,38 @@ class Quiet:
         pass
 
 
-def fill(store: Store, runs: int, servers: list[str]) -> None:
-    # Rows written straight into the file: only the volume matters here, not how they came.
-    with sqlite3.connect(store.path) as conn:
-        for n in range(runs):
-            at = (NOW - timedelta(minutes=runs - n)).isoformat()
-            state = "succeeded" if n % 7 else "partially_failed"
-            conn.execute(
-                """INSERT INTO runs (kind, app, env, state, requester, created_at, updated_at,
-                current, desired, image_id, image_name, strategy, max_parallel, target,
-                approvals_needed) VALUES ('scale_up', ?, 'production', ?, 'UALICE', ?, ?, 0, 1,
-                'img', 'img', 'parallel', 5, 'lb', 1)""",
-                [f"app{n % 10}", state, at, at],
-            )
-            run_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            conn.execute("INSERT INTO approvals VALUES (?, 'UBOB', ?)", [run_id, at])
-            key = servers[n] if n < len(servers) else f"byoi-{store.install_id}-{run_id}-1"
-            conn.execute(
-                """INSERT INTO servers (run_id, slot, key, status, step, provider_id, updated_at)
-                VALUES (?, 1, ?, 'done', 'register', ?, ?)""",
-                [run_id, key, key, at],
-            )
+def _home(service: Service) -> None:
+    status = service.views.status(None, NOW)
+    images = service.views.images(None, NOW)
+    assert isinstance(status, StatusReply) and isinstance(images, ImagesReply)
+    messages.home_view(status, images)
 
 
-def main() -> None:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    servers = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000
+def _scale(service: Service, app: str) -> None:
+    reply = service.handle(f"scale {app} +1", Caller("UALICE"), NOW)
+    assert isinstance(reply, RunReply) and reply.run is not None, reply
+    messages.reply_blocks(reply, NOW)
+    service.handle(f"cancel {reply.run.id}", Caller("UALICE"), NOW)
+
+
+def _command(service: Service, text: str) -> Callable[[], None]:
+    def run() -> None:
+        messages.reply_blocks(service.handle(text, Caller("UALICE"), NOW), NOW)
+
+    return run
+
+
+@contextmanager
+def installation(runs: int, servers: int) -> Iterator[dict[str, Callable[[], None]]]:
+    """The commands, ready to time, on a copy of the installation with ``runs`` past runs."""
+    built = history.build(runs, servers)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "m.yml").write_text("production:\n  rails:\n    configuration: {}\n")
-        apps = "".join(
-            f"  app{n}:\n    manifest: m.yml\n    provider: local\n    image: family:base\n"
-            f"    approvers: [UBOB]\n    deploy_command: 'true'\n    max_servers: 1000\n"
-            for n in range(10)
-        )
-        (root / "byoi.yml").write_text(f"database: byoi.db\napps:\n{apps}")
+        for name in ("byoi.yml", "m.yml", "byoi.db"):
+            shutil.copy(built / name, root / name)  # scale writes runs: work on a copy
         config = load_config(root / "byoi.yml")
-        provider = LocalProvider(root / ".byoi" / "local")
-        image = provider.create_image("base", {"/etc/hostname": "x\n"}, family="base")
-        keys = []
-        for n in range(servers):
-            key = f"byoi-bench-{n}-1"
-            provider.launch(
-                LaunchRequest(
-                    key,
-                    key,
-                    image,
-                    ServerSpec(),
-                    {TAG_APP: "app0", TAG_ENV: "production", TAG_RUN: str(n + 1)},
-                )
-            )
-            keys.append(key)
+        provider = LocalProvider(built / "local")
         store = Store(config.database)
-        fill(store, runs, keys)
         runner = Runner(
             store=store,
             config=config,
@@ -95,22 +81,47 @@ def main() -> None:
         service = Service(
             config=config, store=store, provider_for=lambda _: provider, runner=runner
         )
-        rows = []
-        for command in ("history", "history app3", "status app0", "status app5", "images app0"):
-            timings = []
-            for _ in range(ROUNDS):
-                started = time.perf_counter()
-                service.handle(command, Caller("UALICE"), NOW)
-                timings.append((time.perf_counter() - started) * 1000)
-            rows.append((command, statistics.median(timings), max(timings)))
+        yield {
+            "history": _command(service, "history"),
+            "history app3": _command(service, "history app3"),
+            "status app0 (1,000 servers)": _command(service, "status app0"),
+            "status app5 (none)": _command(service, "status app5"),
+            "App Home (10 apps)": lambda: _home(service),
+            "scale app1 +1": lambda: _scale(service, "app1"),
+            "scale app0 +1": lambda: _scale(service, "app0"),
+        }
         store.close()
-    print(
-        f"{runs} runs and {servers} live servers (local provider, all in app0/production); "
-        f"median of {ROUNDS}"
-    )
-    print(f"{'command':<14} {'median ms':>10} {'max ms':>8}")
-    for command, median, worst in rows:
-        print(f"{command:<14} {median:10.1f} {worst:8.1f}")
+        provider.close()
+
+
+def _time(command: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    command()
+    return (time.perf_counter() - started) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.store_scale")
+    parser.add_argument("--small", type=int, default=1_000, help="past runs, the baseline")
+    parser.add_argument("--large", type=int, default=100_000, help="past runs, compared")
+    parser.add_argument("--servers", type=int, default=1_000, help="live servers in app0")
+    args = parser.parse_args()
+    rows = []
+    with (
+        installation(args.small, args.servers) as small,
+        installation(args.large, args.servers) as large,
+    ):
+        for name in small:
+            timings: dict[int, list[float]] = {0: [], 1: []}
+            small[name](), large[name]()  # warm: caches, the first read of each page
+            for _ in range(ROUNDS):  # alternating, so the machine's noise falls on both
+                timings[0].append(_time(small[name]))
+                timings[1].append(_time(large[name]))
+            rows.append((name, statistics.median(timings[0]), statistics.median(timings[1])))
+    print(f"{args.servers} live servers; median of {ROUNDS}, alternating rounds (ms)")
+    print(f"{'command':<28} {f'{args.small} runs':>11} {f'{args.large} runs':>12} {'ratio':>6}")
+    for name, a, b in rows:
+        print(f"{name:<28} {a:11.2f} {b:12.2f} {b / a:6.2f}")
 
 
 if __name__ == "__main__":

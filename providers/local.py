@@ -9,6 +9,8 @@ Layout under ``root``::
     images/<id>/rootfs/      the image's file tree
     servers/<id>/server.json metadata (tags, image, state)
     servers/<id>/rootfs/     the server's file tree
+    servers/index.db         live servers by tag (providers/local_index.py), so a listing
+                             costs what it returns, not the whole directory
     targets/<name>.json      the local load balancer: which servers receive traffic
 """
 
@@ -43,6 +45,7 @@ from providers.base import (
     ServerState,
     Target,
 )
+from providers.local_index import ServerIndex
 
 Clock = Callable[[], datetime]
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -78,6 +81,10 @@ class LocalProvider:
         self._lock = threading.Lock()
         for sub in ("images", "servers", "targets"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._index = ServerIndex(self.root / "servers", self._scan_servers)
+
+    def close(self) -> None:
+        self._index.close()
 
     # images -----------------------------------------------------------------------------
 
@@ -197,35 +204,41 @@ class LocalProvider:
     def launch(self, request: LaunchRequest) -> Server:
         server_id = _check_name("server key", request.key)
         with self._lock:
-            existing = self._load_server(server_id)
-            if existing is not None:
-                if existing.state == ServerState.TERMINATED:
+            path = self._server_dir(server_id) / "server.json"
+            if path.exists():
+                meta = _read_json(path)
+                if meta["state"] == ServerState.TERMINATED:
                     raise InvalidRequest(f"server {server_id} was already terminated")
-                return existing
+                self._index.put(meta)  # a crash may have come before the index heard of it
+                return _server_from(meta, str(path.parent / "rootfs"))
             source = self.root / "images" / request.image.id / "rootfs"
             if not source.is_dir():
                 raise NotFound(f"image {request.image.id} does not exist")
             staging = self.root / "servers" / f".{server_id}.tmp"
             shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging / "rootfs", symlinks=True)
         meta = {
             "id": server_id,
             "name": request.name,
             "image_id": request.image.id,
-            "state": ServerState.RUNNING.value,
+            "state": ServerState.PENDING.value,
             "created_at": self._clock().isoformat(),
             "tags": {**request.tags, TAG_KEY: request.key},
             "spec": {"size": request.spec.size, "region": request.spec.region},
         }
+        # Listed before it exists: after a crash here the reconciler still sees the server.
+        self._index.put(meta)
+        shutil.copytree(source, staging / "rootfs", symlinks=True)
+        meta["state"] = ServerState.RUNNING.value
         _write_json(staging / "server.json", meta)
         os.replace(staging, self._server_dir(server_id))
-        return _server_from(meta, self._server_dir(server_id))
+        self._index.put(meta)
+        return _server_from(meta, str(self._server_dir(server_id) / "rootfs"))
 
     def _load_server(self, server_id: str) -> Server | None:
         path = self._server_dir(server_id) / "server.json"
         if not path.exists():
             return None
-        return _server_from(_read_json(path), path.parent)
+        return _server_from(_read_json(path), str(path.parent / "rootfs"))
 
     def run_script(self, server: Server, script: Script) -> ScriptResult:
         rootfs = self._server_dir(server.id) / "rootfs"
@@ -258,22 +271,28 @@ class LocalProvider:
     def terminate(self, server: Server) -> None:
         directory = self._server_dir(server.id)
         path = directory / "server.json"
-        if not path.exists():
-            return
-        meta = _read_json(path)
-        meta["state"] = ServerState.TERMINATED.value
-        _write_json(path, meta)
+        if path.exists():
+            meta = _read_json(path)
+            meta["state"] = ServerState.TERMINATED.value
+            _write_json(path, meta)
+        # Unlisted only once server.json says terminated: the index never misses a live server.
+        self._index.remove(server.id)
         shutil.rmtree(directory / "rootfs", ignore_errors=True)
 
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
-        servers = []
+        # Addresses as strings: pathlib's joins cost more than the rest of a listing.
+        servers = f"{self.root / 'servers'}{os.sep}"
+        return [
+            _server_from(meta, f"{servers}{meta['id']}{os.sep}rootfs")
+            for meta in self._index.find(tags)
+        ]
+
+    def _scan_servers(self) -> Iterator[dict[str, Any]]:
+        """Every live server on disk: builds the index of a directory made before it existed."""
         for path in sorted((self.root / "servers").glob("*/server.json")):
-            server = _server_from(_read_json(path), path.parent)
-            if server.state == ServerState.TERMINATED:
-                continue
-            if all(server.tags.get(k) == v for k, v in tags.items()):
-                servers.append(server)
-        return servers
+            meta = _read_json(path)
+            if meta["state"] != ServerState.TERMINATED:
+                yield meta
 
     # targets ----------------------------------------------------------------------------
 
@@ -322,7 +341,7 @@ def _image_from(meta: Mapping[str, Any]) -> Image:
     )
 
 
-def _server_from(meta: Mapping[str, Any], directory: Path) -> Server:
+def _server_from(meta: Mapping[str, Any], address: str) -> Server:
     return Server(
         id=meta["id"],
         name=meta["name"],
@@ -330,5 +349,5 @@ def _server_from(meta: Mapping[str, Any], directory: Path) -> Server:
         state=ServerState(meta["state"]),
         created_at=datetime.fromisoformat(meta["created_at"]),
         tags=dict(meta["tags"]),
-        address=str(directory / "rootfs"),
+        address=address,
     )

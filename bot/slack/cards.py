@@ -39,6 +39,11 @@ class Poster:
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def wait(self, channel: str) -> float:
+        """Seconds until the next post to ``channel`` may go (0 when it may go now)."""
+        with self._lock:
+            return max(0.0, self._last.get(channel, 0.0) + self.interval - time.monotonic())
+
     def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
         with self._lock:
             wait = self._last.get(channel, 0.0) + self.interval - time.monotonic()
@@ -155,10 +160,16 @@ class Cards:
     def _flush(self, *, force: bool) -> None:
         now = time.monotonic()
         with self._cv:
+            # A card whose channel must wait for its next post waits in the queue, so one busy
+            # channel never holds up the others (the flusher used to sleep for it).
             due = [
                 run
                 for run_id, run in self._pending.items()
-                if force or now - self._last_edit.get(run_id, 0.0) >= self.interval
+                if force
+                or (
+                    now - self._last_edit.get(run_id, 0.0) >= self.interval
+                    and self.post.wait(run.channel or self.channel_of(run) or "") == 0
+                )
             ]
             for run in due:
                 del self._pending[run.id]
@@ -204,13 +215,23 @@ class Cards:
         self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
         posted = self.display.run(run.id)
-        if posted is not None:
-            self._thread_replies(posted)  # a run can end before its card is first shown
-            self._last_edit[run.id] = time.monotonic()
-        self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
+        due = posted is not None and self._replies_due(posted)
+        if posted is not None and due:
+            # A run can end before its card is first shown; its thread replies follow when
+            # the channel may take another post (the flusher never sleeps for one channel).
+            with self._cv:
+                self._pending.setdefault(run.id, posted)
+        self.display.run_card_current(
+            stored, self.clock(), settled=stored.state.terminal and not due
+        )
 
         with self._cv:
             self._tell.pop(run.id, None)
+
+    def _replies_due(self, run: Run) -> bool:
+        """Whether the thread may need a reply: a phase begun, a server failed, or an end."""
+        started = any(s.step is not None or s.status != ServerStatus.PENDING for s in run.servers)
+        return started or run.state.terminal
 
     def _edit(self, stored: Run) -> None:
         """Edit the card of ``stored``, a run just read from the store."""

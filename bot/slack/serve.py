@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+WSGI_THREADS = 8
+NOTIFY_INTERVAL = 1.0
+"""Seconds between run notifications to the Slack cards (bench/pipeline.py uses the same)."""
 _SECRET = re.compile(r"(xox[abposr]-|xapp-)[A-Za-z0-9-]+")
 
 
@@ -330,7 +333,7 @@ class _Front:
             port = int(os.environ.get("PORT", "3000"))
             secret = os.environ.get("SLACK_SIGNING_SECRET") or None
             application = wsgi(lambda: self.bolt, pages, secret)
-            self._server = create_server(application, host=host, port=port, threads=8)
+            self._server = create_server(application, host=host, port=port, threads=WSGI_THREADS)
             url = f"http://{host}:{self._server.effective_port}/slack/events"
             logs.announce(f"byoi: listening on {url}")
         else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.config.model import Config
-from pipeline.domain.models import RunKind, RunState, ServerStatus
+from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
 from pipeline.state.store import Store
@@ -33,19 +33,6 @@ def resume(store: Store, runner: Runner, now: datetime) -> list[int]:
     return [r.id for r in runs]
 
 
-def _wanted_keys(store: Store) -> set[str]:
-    """Keys of servers that should exist: finished or in-flight scale-up slots."""
-    keep = set()
-    for run in store.runs_in(list(RunState)):
-        if run.kind != RunKind.SCALE_UP:
-            continue
-        for server in run.servers:
-            in_flight = run.state.active and not server.status.finished
-            if server.status == ServerStatus.DONE or in_flight:
-                keep.add(server.key)
-    return keep
-
-
 def reconcile(
     store: Store, config: Config, provider_for: ProviderFor, now: datetime
 ) -> list[Orphan]:
@@ -55,24 +42,29 @@ def reconcile(
     by hand or by another byoi installation are never touched.
     """
     prefix = f"byoi-{store.install_id}-"
-    keep = _wanted_keys(store)
+    ours = [
+        (name, provider_for(name), server)
+        for name in sorted(config.providers_in_use())
+        for app in config.apps
+        for server in provider_for(name).list_servers({TAG_APP: app})
+        if server.tags.get(TAG_KEY, "").startswith(prefix)
+    ]
+    keep = store.wanted_keys(server.tags[TAG_KEY] for _, _, server in ours)
     orphans: list[Orphan] = []
-    for name in sorted(config.providers_in_use()):
-        provider = provider_for(name)
-        for app in config.apps:
-            for server in provider.list_servers({TAG_APP: app}):
-                key = server.tags.get(TAG_KEY, "")
-                if not key.startswith(prefix) or key in keep:
-                    continue
-                env = config.apps[app].environments.get(server.tags.get(TAG_ENV, ""))
-                try:
-                    if env is not None:
-                        provider.deregister(server, Target(env.target, 0.0))
-                    provider.terminate(server)
-                    outcome = "terminated"
-                except ProviderError as exc:
-                    outcome = f"could not terminate: {exc.reason}"
-                store.audit(now, None, "byoi", "orphan", f"{name} {server.id} {key}: {outcome}")
-                log.warning("orphan server %s (%s) on %s: %s", server.id, key, name, outcome)
-                orphans.append(Orphan(name, server.id, key, outcome))
+    for name, provider, server in ours:
+        key = server.tags[TAG_KEY]
+        if key in keep:
+            continue
+        app = config.apps.get(server.tags.get(TAG_APP, ""))
+        env = app.environments.get(server.tags.get(TAG_ENV, "")) if app else None
+        try:
+            if env is not None:
+                provider.deregister(server, Target(env.target, 0.0))
+            provider.terminate(server)
+            outcome = "terminated"
+        except ProviderError as exc:
+            outcome = f"could not terminate: {exc.reason}"
+        store.audit(now, None, "byoi", "orphan", f"{name} {server.id} {key}: {outcome}")
+        log.warning("orphan server %s (%s) on %s: %s", server.id, key, name, outcome)
+        orphans.append(Orphan(name, server.id, key, outcome))
     return orphans

@@ -10,9 +10,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from pipeline.config.model import Config, EnvConfig
 from pipeline.domain import failures
@@ -27,7 +26,9 @@ from pipeline.domain.models import (
     Strategy,
 )
 from pipeline.execution import scripts
+from pipeline.execution.fanout import fan_out
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
+from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import (
     TAG_APP,
@@ -70,6 +71,11 @@ class _Slot:
     server: Server | None = None
     step: tuple[Step, float] | None = None
     """The step in progress and when it began (time.monotonic), for the meter."""
+    registering: bool = False
+    """Recorded as registered by this process (``record`` has what was stored before)."""
+    pending: list[ServerEvent] = field(default_factory=list)
+    """Events after a provider call (its result, the step done), stored with the next write,
+    which always comes before the next provider call."""
 
 
 class Runner:
@@ -113,6 +119,8 @@ class Runner:
             thread = self._threads.get(run_id)
             if thread is not None and thread.is_alive():
                 return
+            # Forget runs that ended: `byoi serve` lives for months (bench/soak.py).
+            self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
             thread = threading.Thread(target=self._guarded, args=(run_id,), name=f"run-{run_id}")
             self._threads[run_id] = thread
             thread.start()
@@ -210,9 +218,7 @@ class Runner:
         if run.strategy == Strategy.SERIAL:
             self._serial(open_slots)
         elif open_slots:
-            workers = min(run.max_parallel, len(open_slots))
-            with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{run_id}") as pool:
-                list(pool.map(self._work, open_slots))
+            fan_out(self._work, open_slots, run.max_parallel, f"run-{run_id}")
         if self._stopping.is_set():
             log.info("run %s paused for shutdown; the next start resumes it", run_id)
             return self.store.run(run_id)
@@ -237,18 +243,17 @@ class Runner:
                 return
 
     def _finish(self, run_id: int) -> Run | None:
-        run = self.store.run(run_id)
-        assert run is not None
-        done = sum(s.status == ServerStatus.DONE for s in run.servers)
-        failed = [s for s in run.servers if s.status == ServerStatus.FAILED]
-        if run.cancel_requested:
+        outcomes = self.store.server_outcomes(run_id)  # not the whole run: a fleet is large
+        done = sum(status == ServerStatus.DONE for status, _ in outcomes)
+        failed = [reason for status, reason in outcomes if status == ServerStatus.FAILED]
+        if self.store.cancel_requested(run_id):
             state, reason = RunState.CANCELLED, f"cancelled; {done} server(s) finished"
-        elif not failed and done == len(run.servers):
+        elif not failed and done == len(outcomes):
             state, reason = RunState.SUCCEEDED, None
         elif done == 0:
-            state, reason = RunState.FAILED, failed[0].reason if failed else "nothing finished"
+            state, reason = RunState.FAILED, failed[0] if failed else "nothing finished"
         else:
-            state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(run.servers)} failed"
+            state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(outcomes)} failed"
         self.store.transition(
             run_id, [RunState.RUNNING], state, self.clock(), actor="byoi", reason=reason
         )
@@ -256,42 +261,55 @@ class Runner:
         return self.store.run(run_id)
 
     def _set(self, slot: _Slot, status: ServerStatus, event: str, **fields: object) -> None:
-        self.store.update_server(
-            slot.run.id, slot.record.slot, self.clock(), event=event, status=status, **fields
-        )
+        self._record(slot, [(event, {"status": status, **fields})])
         self._notify(slot.run.id)
 
-    def _check_cancel(self, slot: _Slot) -> None:
-        if self._stopping.is_set():
-            raise Interrupted
-        if self.store.cancel_requested(slot.run.id):
-            raise Cancelled
+    def _record(
+        self,
+        slot: _Slot,
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        """Store the slot's pending events and ``events`` in one write (``unless_cancelled``
+        too, if the run's cancel was not requested); True if it was."""
+        pending, slot.pending = slot.pending, []
+        cancelled = self.store.record_server(
+            slot.run.id, slot.record.slot, self.clock(), [*pending, *events], unless_cancelled
+        )
+        for event, _ in pending:
+            if event.endswith("_done"):
+                self.checkpoint(f"{event}:{slot.record.slot}")
+        return cancelled
 
     def _work(self, slot: _Slot) -> bool | None:
         """Take one server through its steps; True if it finished, None if interrupted.
 
-        Every failure rolls the slot back, whatever raised it: a bug or an unexpected answer
-        must not leave a launched server for the next restart's reconciler."""
+        A step's start is stored before its provider call, with the previous step's end and
+        the cancel check in the same write; its end goes with the next write. Every failure
+        rolls the slot back, whatever raised it: a bug or an unexpected answer must not leave
+        a launched server for the next restart's reconciler."""
         steps = STEPS[slot.run.kind]
         start = steps.index(slot.record.step) if slot.record.step in steps else 0
         try:
             for step in steps[start:]:
-                self._check_cancel(slot)
-                self._set(slot, ServerStatus.WORKING, f"{step}_started", step=step)
+                if self._stopping.is_set():
+                    raise Interrupted
+                started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
+                if self._record(slot, [], [started]):
+                    raise Cancelled
+                self._notify(slot.run.id)
                 self.checkpoint(f"{step}_started:{slot.record.slot}")
                 slot.step = (step, time.monotonic())
                 self._do(slot, step)
                 self._measure(slot, "ok")
-                self.store.update_server(
-                    slot.run.id, slot.record.slot, self.clock(), event=f"{step}_done", step=step
-                )
-                self.checkpoint(f"{step}_done:{slot.record.slot}")
+                slot.pending.append((f"{step}_done", {"step": step}))
         except Cancelled:
             self._measure(slot, "cancelled")
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.CANCELLED, "cancelled", cleanup=cleanup)
             return False
         except Interrupted:
+            self._record(slot, [])  # the last step's end, so the next start does not redo it
             return None
         except ProviderError as exc:
             self._measure(slot, "failed")
@@ -363,14 +381,7 @@ class Runner:
         if slot.server is None:
             slot.server = self._launch(slot)
             self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
-
-            self.store.update_server(
-                slot.run.id,
-                slot.record.slot,
-                self.clock(),
-                event="launched",
-                provider_id=slot.server.id,
-            )
+            slot.pending.append(("launched", {"provider_id": slot.server.id}))
         steps = {s.name: s for s in self._scripts(slot)}
         if step == Step.SCRUB:
             self._script(slot, "scrub", steps["scrub"])
@@ -379,10 +390,9 @@ class Runner:
         elif step == Step.REGISTER:
             if "health" in steps:
                 self._script(slot, "health check", steps["health"])
-
-            self.store.update_server(
-                slot.run.id, slot.record.slot, self.clock(), event="registering", registered=True
-            )
+            # Stored before the call: a crash in it must still deregister on rollback.
+            self._record(slot, [("registering", {"registered": True})])
+            slot.registering = True
             slot.provider.register(slot.server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
@@ -395,13 +405,7 @@ class Runner:
                 exit_code=result.exit_code,
                 output=result.output,
             )
-        self.store.update_server(
-            slot.run.id,
-            slot.record.slot,
-            self.clock(),
-            event=f"{script.name}_output",
-            note=_summary(result.output),
-        )
+        slot.pending.append((f"{script.name}_output", {"note": _summary(result.output)}))
 
     def _target(self, slot: _Slot) -> Target:
         return Target(slot.run.target, slot.env.drain_seconds)
@@ -433,13 +437,7 @@ class Runner:
             family=family,
             versions=slot.env.versions,
         )
-        self.store.update_server(
-            slot.run.id,
-            slot.record.slot,
-            self.clock(),
-            event="snapshot_created",
-            note=f"image {image.name} ({image.id})",
-        )
+        slot.pending.append(("snapshot_created", {"note": f"image {image.name} ({image.id})"}))
 
     # rollback ---------------------------------------------------------------------------
 
@@ -449,10 +447,9 @@ class Runner:
             return None
         try:
             servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
-            record = self.store.run(slot.run.id)
-            registered = record is not None and any(
-                s.registered for s in record.servers if s.slot == slot.record.slot
-            )
+            # Only this slot's thread changes its `registered`: no need to read the whole run
+            # (a cancelled 1,000-server run would read it 1,000 times).
+            registered = slot.record.registered or slot.registering
             for server in servers:
                 if registered:
                     slot.provider.deregister(server, Target(slot.run.target, 0.0))
@@ -463,9 +460,7 @@ class Runner:
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             reason = internal_error(f"rollback of {slot.record.key}")
             return f"rollback failed: {reason}; the reconciler will retry"
-        self.store.update_server(
-            slot.run.id, slot.record.slot, self.clock(), event="rolled_back", registered=False
-        )
+        self._record(slot, [("rolled_back", {"registered": False})])
         names = ", ".join(s.id for s in servers)
         return f"rolled back (terminated {names})" if servers else "rolled back (nothing created)"
 

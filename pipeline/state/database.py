@@ -1,4 +1,9 @@
-"""One SQLite connection, migrated on open, with write transactions and reads for the tables."""
+"""One SQLite database, migrated on open: write transactions on one connection, reads on another.
+
+Reads go through their own connection, so they never wait behind a commit (WAL lets them see the
+last committed state meanwhile); a read inside a write on the same thread sees the write's own
+changes. ``:memory:`` has only the one connection.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ class Database:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        self.commits = 0
+        """Write transactions committed (the benchmarks report them per server)."""
         if self.path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA busy_timeout = 10000")
@@ -27,9 +34,18 @@ class Database:
         self.db.execute("PRAGMA synchronous = NORMAL")
         with self.lock:
             migrations.apply(self.db)
+        self.reader = conn
+        self._read_lock = self.lock
+        self._writing = threading.local()
+        if self.path != ":memory:":
+            self.reader = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            self.reader.execute("PRAGMA busy_timeout = 10000")
+            self._read_lock = threading.RLock()
 
     def close(self) -> None:
         self.db.close()
+        if self.reader is not self.db.conn:
+            self.reader.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -37,13 +53,22 @@ class Database:
         with self.lock:
             conn = self.db.conn
             conn.execute("BEGIN IMMEDIATE")
+            self._writing.active = True
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._writing.active = False
             conn.execute("COMMIT")
+            self.commits += 1
 
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self.lock:
+        if getattr(self._writing, "active", False):  # inside a write: see its own changes
             return list(self.db.query(sql, list(params)))
+        with self._read_lock:
+            cursor = self.reader.execute(sql, list(params))
+            found = cursor.fetchall()
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in found]

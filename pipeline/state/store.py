@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.domain.models import (
-    ACTIVE_STATES,
     AuditEvent,
     Run,
     RunKind,
@@ -29,6 +28,7 @@ from pipeline.state.alerts import AlertTable
 from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
 from pipeline.state.history import RunHistory
+from pipeline.state.steps import ServerEvent, StepTable
 
 
 class ActiveRunExists(Exception):
@@ -54,6 +54,13 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# SQLite uses the partial index ``runs_one_active`` only for a WHERE clause that repeats the
+# index's own, literals in the same order (migrations.m001_runs); built from a frozenset, the
+# order would follow the process's hash seed and most processes would scan ``runs_app``.
+ACTIVE_ORDER = (RunState.PLANNED, RunState.AWAITING_APPROVAL, RunState.APPROVED, RunState.RUNNING)
+ACTIVE_SQL = "state IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_ORDER) + ")"
+
+
 class Store:
     def __init__(self, path: Path | str) -> None:
         self.database = Database(path)
@@ -65,6 +72,7 @@ class Store:
         self.alerts = AlertTable(self.database)
         self.cards = CardTable(self.database)
         self.history = RunHistory(self.database)
+        self.steps = StepTable(self.database)
         rows = self._rows("SELECT value FROM meta WHERE name = 'install_id'")
         self.install_id = str(rows[0]["value"])
 
@@ -138,9 +146,8 @@ class Store:
         return stored
 
     def _active(self, conn: sqlite3.Connection, app: str, env: str) -> Run | None:
-        states = ",".join(f"'{s}'" for s in ACTIVE_STATES)
         row = conn.execute(
-            f"SELECT id FROM runs WHERE app = ? AND env = ? AND state IN ({states})",  # noqa: S608
+            f"SELECT id FROM runs WHERE app = ? AND env = ? AND {ACTIVE_SQL}",  # noqa: S608
             [app, env],
         ).fetchone()
         return self.run(int(row[0])) if row else None
@@ -166,6 +173,20 @@ class Store:
         marks = ",".join("?" * len(wanted))
         rows = self._rows(f"SELECT * FROM runs WHERE state IN ({marks}) ORDER BY id", wanted)  # noqa: S608
         return [self._hydrate(r) for r in rows]
+
+    def wanted_keys(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` whose server should exist: a finished or in-flight scale-up slot.
+
+        One query, whatever the history: only the given keys are looked up (servers.key is
+        unique), so the reconciler's cost follows the live fleet, not every run ever recorded.
+        """
+        rows = self._rows(
+            f"""SELECT s.key FROM servers s JOIN runs r ON r.id = s.run_id
+            WHERE s.key IN (SELECT value FROM json_each(?)) AND r.kind = 'scale_up'
+            AND (s.status = 'done' OR (r.{ACTIVE_SQL} AND s.status IN ('pending', 'working')))""",  # noqa: S608
+            [json.dumps(sorted(set(keys)))],
+        )
+        return {str(r["key"]) for r in rows}
 
     def _hydrate(self, row: Mapping[str, Any]) -> Run:
         servers = tuple(
@@ -299,17 +320,24 @@ class Store:
     def update_server(
         self, run_id: int, slot: int, now: datetime, *, event: str, **fields: Any
     ) -> None:
-        """Change a server slot and audit it in one transaction."""
-        allowed = {"status", "step", "provider_id", "registered", "reason", "cleanup", "note"}
-        assert set(fields) <= allowed, fields
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self._write() as conn:
-            conn.execute(
-                f"UPDATE servers SET {sets}, updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
-                [*fields.values(), now.isoformat(), run_id, slot],
-            )
-            detail = json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
-            self._audit(conn, now, run_id, "byoi", event, detail)
+        """Change a server slot and audit it in one transaction; returns once committed."""
+        self.record_server(run_id, slot, now, [(event, fields)])
+
+    def record_server(
+        self,
+        run_id: int,
+        slot: int,
+        now: datetime,
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        """One step boundary of a slot, committed before it returns (see state/steps.py);
+        True if the run's cancel had been requested (``unless_cancelled`` then not applied)."""
+        return self.steps.record(run_id, slot, now, events, unless_cancelled)
+
+    def server_outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
+        """Each slot's status and failure reason, by slot: a run's outcome without the run."""
+        return self.steps.outcomes(run_id)
 
     def notices(self, run_id: int) -> set[str]:
         """Notices already given about a run (see migrations.m003_replies)."""

@@ -160,6 +160,7 @@ def serving(
     log_name: str = "serve.log",
     *,
     wait_healthy: bool = True,
+    command: list[str] | None = None,
 ) -> Iterator[Bot]:
     """`byoi serve` on ``root/byoi.yml`` as a real process, against a running fake Slack."""
     port = free_port()
@@ -179,7 +180,7 @@ def serving(
         environment.pop("SLACK_APP_TOKEN", None)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
+            command or [sys.executable, "-m", "bot", "serve"],
             cwd=root,
             env=environment,
             stdout=out,

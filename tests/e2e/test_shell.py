@@ -67,7 +67,7 @@ def test_the_demo_scales_up_with_approval_then_down(tmp_path: Path) -> None:
     assert (
         "run 2    " in out and "scale down 3 → 1  succeeded  (by UALICE, approved by UBOB)" in out
     )
-    servers = sorted((tmp_path / "demo/local/servers").iterdir())
+    servers = sorted(p.parent for p in (tmp_path / "demo/local/servers").glob("*/server.json"))
     live = [s for s in servers if (s / "rootfs").exists()]
     assert len(servers) == 3 and len(live) == 1
     root = live[0] / "rootfs"
@@ -133,7 +133,7 @@ def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
     assert "resuming run(s) 1 left in flight" in done.stderr
     assert "web/staging: 2 server(s)" in done.stdout
     assert "scale up 0 → 2  succeeded" in done.stdout
-    servers = list((tmp_path / "w/local/servers").iterdir())
+    servers = list((tmp_path / "w/local/servers").glob("*/server.json"))
     assert len(servers) == 2  # no server was created twice
 
 

@@ -72,7 +72,7 @@ def test_a_busy_byoi_exits_within_its_deadline_and_the_next_start_resumes(
                 lambda: any("succeeded" in text_of(c) for c in fake.sent("chat.update")),
                 timeout=60,
             )
-    servers = [p for p in (tmp_path / "local/servers").iterdir() if not p.name.startswith(".")]
+    servers = list((tmp_path / "local/servers").glob("*/server.json"))
     assert len(servers) == 2
 
 

@@ -116,7 +116,7 @@ def test_a_double_click_by_two_approvers_starts_one_run(tmp_path: Path) -> None:
             t.join()
         wait_card(bot, "succeeded")
 
-        servers = list((tmp_path / "local/servers").iterdir())
+        servers = list((tmp_path / "local/servers").glob("*/server.json"))
         assert len(servers) == 2
         said = [c.params["text"] for c in bot.fake.sent("respond")]
         assert any("already" in s for s in said)

@@ -48,11 +48,18 @@ def test_providers_import_nothing_from_the_pipeline_or_bot(path: Path) -> None:
     assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
+# The local provider's index of its own servers (a stand-in for a cloud's API), not byoi's state:
+# providers import nothing of the pipeline, so it cannot live in pipeline/state.
+PROVIDER_OWN_SQL = {ROOT / "providers" / "local_index.py"}
+
+
 def test_only_the_state_package_holds_sql() -> None:
     outside = [
         str(p.relative_to(ROOT))
         for p in modules("pipeline") + modules("bot") + modules("providers")
-        if SQL.search(p.read_text()) and ROOT / "pipeline" / "state" not in p.parents
+        if SQL.search(p.read_text())
+        and ROOT / "pipeline" / "state" not in p.parents
+        and p not in PROVIDER_OWN_SQL
     ]
 
     assert outside == []

@@ -1,0 +1,108 @@
+"""Server slots' step records: many servers' changes share a transaction (group commit).
+
+A large parallel run has every server reach a step boundary at once. Each boundary is one
+change of the slot (the step's end, what it reported, the next step's start) together with the
+run's cancel check; changes queued while a transaction commits go into the next one
+(state/groupcommit.py), and each writer returns only once its own change is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from typing import Any
+
+from pipeline.domain.models import ServerStatus
+from pipeline.state.database import Database
+from pipeline.state.groupcommit import GroupCommit
+
+SERVER_FIELDS = frozenset(
+    ("status", "step", "provider_id", "registered", "reason", "cleanup", "note")
+)
+
+ServerEvent = tuple[str, Mapping[str, Any]]
+"""An audited change of a server slot: the event's name and the fields it sets."""
+
+
+@dataclass(frozen=True)
+class _Change:
+    run_id: int
+    slot: int
+    at: str
+    events: tuple[ServerEvent, ...]
+    unless_cancelled: tuple[ServerEvent, ...]
+
+
+def _detail(slot: int, fields: Mapping[str, Any]) -> str:
+    return json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
+
+
+class StepTable:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._group = GroupCommit(database.lock, self._commit)
+
+    def record(
+        self,
+        run_id: int,
+        slot: int,
+        now: datetime,
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        """Apply ``events`` (each a change of the slot's fields, audited as one event) and then,
+        unless the run's cancel has been requested, ``unless_cancelled``: all in one transaction,
+        returning once it is committed. True if cancel had been requested.
+
+        The cancel check is one query per run in the shared transaction, not one per server.
+        """
+        for _, fields in (*events, *unless_cancelled):
+            assert set(fields) <= SERVER_FIELDS, fields
+        change = _Change(run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled))
+        return self._group.write(change)
+
+    def outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
+        """Each slot's status and failure reason, by slot: a run's outcome without the run."""
+        rows = self.database.rows(
+            "SELECT status, reason FROM servers WHERE run_id = ? ORDER BY slot", [run_id]
+        )
+        return [(ServerStatus(r["status"]), r["reason"]) for r in rows]
+
+    def _commit(self, changes: Sequence[_Change]) -> list[bool]:
+        with self.database.write() as conn:
+            asked = sorted({c.run_id for c in changes if c.unless_cancelled})
+            marks = ",".join("?" * len(asked))
+            cancelled = {
+                int(run_id)
+                for run_id, flag in conn.execute(
+                    f"SELECT id, cancel_requested FROM runs WHERE id IN ({marks})",  # noqa: S608
+                    asked,
+                )
+                if flag
+            }
+            applied = [
+                (c, c.events if c.run_id in cancelled else (*c.events, *c.unless_cancelled))
+                for c in changes
+            ]
+            updates = [
+                (c, {k: v for _, f in events for k, v in f.items()}) for c, events in applied
+            ]
+            # Consecutive changes of the same columns go in one statement, in order.
+            for columns, group in groupby(updates, key=lambda u: tuple(u[1])):
+                sets = "".join(f"{k} = ?, " for k in columns)
+                conn.executemany(
+                    f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
+                    [(*merged.values(), c.at, c.run_id, c.slot) for c, merged in group],
+                )
+            conn.executemany(
+                "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
+                [
+                    (c.at, c.run_id, "byoi", event, _detail(c.slot, fields))
+                    for c, events in applied
+                    for event, fields in events
+                ],
+            )
+        return [c.run_id in cancelled for c in changes]
