@@ -54,7 +54,10 @@ SERVER_EMOJI = {
 VERB = {
     RunKind.SCALE_UP: "scale up",
     RunKind.SCALE_DOWN: "scale down",
-    RunKind.REFRESH: "refresh image",
+    RunKind.REFRESH: "refresh image from a server",
+    RunKind.BAKE: "bake image",
+    RunKind.ROLL: "roll",
+    RunKind.PRUNE: "prune images",
 }
 
 
@@ -262,7 +265,8 @@ def status_blocks(reply: StatusReply) -> list[Block]:
             age = f"{view.image_age_days}d" if view.image_age_days is not None else "?"
             lines.append(
                 f"`{escape(view.server.id)}` {view.server.state.value} · "
-                f"`{escape(view.image_name)}` ({age})"
+                f"`{escape(view.image_name)}` ({age}) · "
+                f"{escape(_versions(dict(view.versions)))}"
             )
         if len(env.servers) > MAX_SERVER_LINES:
             lines.append(f"…and {len(env.servers) - MAX_SERVER_LINES} more")

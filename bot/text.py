@@ -91,7 +91,10 @@ def _verb(kind: RunKind) -> str:
     return {
         RunKind.SCALE_UP: "scale up",
         RunKind.SCALE_DOWN: "scale down",
-        RunKind.REFRESH: "refresh image",
+        RunKind.REFRESH: "refresh image from a server",
+        RunKind.BAKE: "bake image",
+        RunKind.ROLL: "roll",
+        RunKind.PRUNE: "prune images",
     }[kind]
 
 
@@ -105,7 +108,17 @@ def plan_text(plan: Plan, run: Run | None) -> str:
         f"  staleness {'yes' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",
         f"  strategy  {plan.strategy.value} · target {plan.target} · requested by {plan.requester}",
     ]
-    if plan.removals and plan.kind == RunKind.REFRESH:
+    if plan.kind == RunKind.BAKE:
+        lines.append("  builder   1 server from this image → bake → scrub → probes → snapshot")
+    elif plan.kind == RunKind.ROLL:
+        canary = " · canary first, then pause" if plan.canary else ""
+        lines.append(
+            f"  replaces  {len(plan.removals)} server(s) in batches of {plan.batch_size}, "
+            f"surge first{canary}: " + ", ".join(s.id for s in plan.removals)
+        )
+    elif plan.kind == RunKind.PRUNE:
+        lines.append("  deletes   " + ", ".join(f"{i.name} ({i.id})" for i in plan.images))
+    elif plan.removals and plan.kind == RunKind.REFRESH:
         lines.append(f"  source    {plan.removals[0].id} (snapshot into a new image)")
     elif plan.removals:
         lines.append(
@@ -171,7 +184,7 @@ def status_text(reply: StatusReply) -> str:
             age = f"{view.image_age_days} days old" if view.image_age_days is not None else "?"
             out.append(
                 f"  {view.server.id:<24} {view.server.state.value:<8} image "
-                f"{view.image_name} ({age})"
+                f"{view.image_name} ({age}) · {_versions(dict(view.versions))}"
             )
         if env.active_run:
             run = env.active_run

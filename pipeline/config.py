@@ -71,6 +71,9 @@ class EnvConfig:
     drain_seconds: float
     channel: str | None
     component: str
+    probes: Mapping[str, str] = field(default_factory=dict)
+    """Configured probes (version key → command); defaults come from pipeline.probes."""
+    bake: str = ""
 
 
 @dataclass(frozen=True)
@@ -423,6 +426,8 @@ def _parse_env(
         drain_seconds=policy["drain_seconds"],
         channel=policy["channel"],
         component=component.type,
+        probes=dict(policy["probes"]),
+        bake=policy["bake"],
     )
 
 

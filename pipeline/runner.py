@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pipeline import scripts
+from pipeline import bake, measured, probes, roll, scripts
 from pipeline.config import Config, EnvConfig
 from pipeline.models import (
-    STEPS,
     Run,
     RunKind,
     RunServer,
@@ -26,6 +25,8 @@ from pipeline.models import (
     ServerStatus,
     Step,
     Strategy,
+    creates_server,
+    steps_of,
 )
 from pipeline.store import Store
 from providers.base import (
@@ -33,6 +34,7 @@ from providers.base import (
     TAG_ENV,
     TAG_KEY,
     TAG_RUN,
+    VERSION_TAG_PREFIX,
     LaunchRequest,
     NotFound,
     Provider,
@@ -182,13 +184,77 @@ class Runner:
         env = self.config.apps[run.app].environments[run.env]
         provider = self.provider_for(env.provider)
         open_slots = [_Slot(run, env, provider, s) for s in run.servers if not s.status.finished]
-        if run.strategy == Strategy.SERIAL:
+        if run.kind == RunKind.ROLL:
+            if not self._roll(run, env, provider):
+                self._notify(run_id)
+                return self.store.run(run_id)  # paused after its canary
+        elif run.strategy == Strategy.SERIAL:
             self._serial(open_slots)
         elif open_slots:
             workers = min(run.max_parallel, len(open_slots))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{run_id}") as pool:
                 list(pool.map(self._work, open_slots))
         return self._finish(run_id)
+
+    def _parallel(self, slots: list[_Slot]) -> None:
+        if slots:
+            workers = min(slots[0].run.max_parallel, len(slots))
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{slots[0].run.id}") as pool:
+                list(pool.map(self._work, slots))
+
+    def _roll(self, run: Run, env: EnvConfig, provider: Provider) -> bool:
+        """Batch by batch: new servers first, then the old ones; False when paused (canary)."""
+        options = measured.options_of(self.store, run.id)
+        layout = roll.batches(len(run.servers) // 2, options.batch_size, canary=options.canary)
+        for index, pairs in enumerate(layout, start=1):
+            current = self.store.run(run.id) or run
+            by_slot = {s.slot: s for s in current.servers}
+            news = [_Slot(current, env, provider, by_slot[roll.new_slot(p)]) for p in pairs]
+            olds = [_Slot(current, env, provider, by_slot[roll.old_slot(p)]) for p in pairs]
+            if all(s.record.status.finished for s in olds):
+                continue
+            self.checkpoint(f"roll_batch_started:{index}")
+            self._parallel([s for s in news if not s.record.status.finished])
+            if not self._surged(run.id, news):
+                self._stop_roll(run.id, news, olds)
+                return True
+            self.checkpoint(f"roll_batch_surged:{index}")
+            options = measured.options_of(self.store, run.id)
+            if index == 1 and options.canary and not options.continued:
+                measured.set_paused(self.store, run.id, paused=True, continued=False)
+                return False
+            self._parallel([s for s in olds if not s.record.status.finished])
+            self.checkpoint(f"roll_batch_done:{index}")
+            if self.store.cancel_requested(run.id):
+                self._stop_roll(run.id, [], olds)
+                return True
+        return True
+
+    def _surged(self, run_id: int, news: list[_Slot]) -> bool:
+        """Every new server of the batch is in service, and nobody asked to stop."""
+        current = self.store.run(run_id)
+        assert current is not None
+        wanted = {s.record.slot for s in news}
+        done = all(s.status == ServerStatus.DONE for s in current.servers if s.slot in wanted)
+        return done and not current.cancel_requested
+
+    def _stop_roll(self, run_id: int, news: list[_Slot], olds: list[_Slot]) -> None:
+        """Roll back the batch's new servers (old ones stay in service); skip what is left."""
+        current = self.store.run(run_id)
+        assert current is not None
+        by_slot = {s.slot: s for s in current.servers}
+        for slot in news:
+            record = by_slot[slot.record.slot]
+            if record.status == ServerStatus.DONE:
+                slot.record = record
+                cleanup = self._rollback(slot, "rolled back with its batch")
+                self._set(slot, ServerStatus.CANCELLED, "rolled_back", cleanup=cleanup)
+        env = olds[0].env if olds else news[0].env if news else None
+        provider = olds[0].provider if olds else news[0].provider if news else None
+        for record in current.servers:
+            if not record.status.finished and env is not None and provider is not None:
+                rest = _Slot(current, env, provider, record)
+                self._set(rest, ServerStatus.SKIPPED, "skipped", reason="not started: roll stopped")
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
@@ -215,6 +281,10 @@ class Runner:
             state, reason = RunState.FAILED, failed[0].reason if failed else "nothing finished"
         else:
             state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(run.servers)} failed"
+        made = measured.image_of(self.store, run_id)
+        if made is not None and state == RunState.SUCCEEDED:
+            env = self.config.apps[run.app].environments[run.env]
+            reason = bake.outcome(made, bake.family(env))
         self.store.transition(
             run_id, [RunState.RUNNING], state, self.clock(), actor="byoi", reason=reason
         )
@@ -228,12 +298,14 @@ class Runner:
         self._notify(slot.run.id)
 
     def _check_cancel(self, slot: _Slot) -> None:
+        if slot.run.kind == RunKind.ROLL and not roll.is_new(slot.record.slot):
+            return  # once a batch removes its old servers it finishes, so the fleet keeps its size
         if self.store.cancel_requested(slot.run.id):
             raise Cancelled
 
     def _work(self, slot: _Slot) -> bool:
         """Take one server through its steps; True if it finished."""
-        steps = STEPS[slot.run.kind]
+        steps = steps_of(slot.run.kind, slot.record.slot)
         start = steps.index(slot.record.step) if slot.record.step in steps else 0
         try:
             for step in steps[start:]:
@@ -253,40 +325,58 @@ class Runner:
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.FAILED, "failed", reason=exc.reason, cleanup=cleanup)
             return False
-        self._set(slot, ServerStatus.DONE, "done")
+        cleanup = self._rollback(slot, "builder") if slot.run.kind == RunKind.BAKE else None
+        self._set(slot, ServerStatus.DONE, "done", cleanup=cleanup)
         return True
 
     # steps ------------------------------------------------------------------------------
 
     def _do(self, slot: _Slot, step: Step) -> None:
-        if slot.run.kind == RunKind.SCALE_UP:
+        kind, number = slot.run.kind, slot.record.slot
+        if kind == RunKind.SCALE_UP or (kind == RunKind.ROLL and roll.is_new(number)):
             self._scale_up_step(slot, step)
-        elif slot.run.kind == RunKind.SCALE_DOWN:
+        elif kind in (RunKind.SCALE_DOWN, RunKind.ROLL):
             self._scale_down_step(slot, step)
+        elif kind == RunKind.BAKE:
+            self._bake_step(slot, step)
+        elif kind == RunKind.PRUNE:
+            self._prune_step(slot)
         else:
-            self._refresh_step(slot)
+            self._refresh_step(slot, step)
 
     def _launch(self, slot: _Slot) -> Server:
         image = slot.provider.resolve_image(slot.run.image_id)
+        tags = {TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env}
+        if slot.run.kind == RunKind.BAKE:
+            del tags[TAG_ENV]  # a builder is no member of the env's fleet
         request = LaunchRequest(
             key=slot.record.key,
             name=slot.record.key,
             image=image,
             spec=slot.env.spec,
-            tags={TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env},
+            tags=tags,
             scripts=self._scripts(slot),
         )
         return slot.provider.launch(request)
 
     def _scripts(self, slot: _Slot) -> tuple[scripts.Script, ...]:
-        """The scrub, deploy and (if configured) health scripts of a new server, in order."""
+        """The scripts a new server runs, in order: a builder bakes, a server deploys."""
         deploy = slot.env.deploy
-        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
+        probe = self._probe_script(slot.env)
+        if slot.run.kind == RunKind.BAKE:
+            return (bake.script(slot.env), scripts.scrub(deploy), probe)
+        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key), probe]
         if deploy.health_command:
             steps.append(scripts.health(deploy))
         return tuple(steps)
 
-    def _scale_up_step(self, slot: _Slot, step: Step) -> None:
+    @staticmethod
+    def _probe_script(env: EnvConfig) -> scripts.Script:
+        return probes.script(
+            probes.probes_for(env.versions, env.probes), env.deploy.timeout_seconds
+        )
+
+    def _ensure_server(self, slot: _Slot) -> Server:
         # A resumed slot finds its server again through the idempotent launch.
         if slot.server is None:
             slot.server = self._launch(slot)
@@ -299,11 +389,42 @@ class Runner:
                 event="launched",
                 provider_id=slot.server.id,
             )
+        return slot.server
+
+    def _measure(self, slot: _Slot, server: Server) -> dict[str, str]:
+        """Run the probes on ``server``; record what they printed in the store and on its tags."""
+        script = self._probe_script(slot.env)
+        keys = script.env["BYOI_PROBE_KEYS"].split() + sorted(slot.env.versions)
+        result = slot.provider.run_script(server, script)
+        versions = probes.read(keys, result.output if result.ok else "")
+        measured.record(
+            self.store,
+            server.id,
+            app=slot.run.app,
+            env=slot.run.env,
+            image_id=server.image_id,
+            versions=versions,
+            now=self.clock(),
+            run_id=slot.run.id,
+        )
+        slot.provider.tag_server(
+            server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
+        )
+        shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
+        self.store.update_server(
+            slot.run.id, slot.record.slot, self.clock(), event="probed", note=f"measured {shown}"
+        )
+        return versions
+
+    def _scale_up_step(self, slot: _Slot, step: Step) -> None:
+        server = self._ensure_server(slot)
         steps = {s.name: s for s in self._scripts(slot)}
         if step == Step.SCRUB:
             self._script(slot, "scrub", steps["scrub"])
         elif step == Step.DEPLOY:
             self._script(slot, "deploy", steps["deploy"])
+        elif step == Step.PROBE:
+            self._measure(slot, server)
         elif step == Step.REGISTER:
             if "health" in steps:
                 self._script(slot, "health check", steps["health"])
@@ -311,7 +432,7 @@ class Runner:
             self.store.update_server(
                 slot.run.id, slot.record.slot, self.clock(), event="registering", registered=True
             )
-            slot.provider.register(slot.server, self._target(slot))
+            slot.provider.register(server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
         assert slot.server is not None
@@ -347,33 +468,70 @@ class Runner:
         else:
             slot.provider.terminate(server)
 
-    def _refresh_step(self, slot: _Slot) -> None:
+    def _refresh_step(self, slot: _Slot, step: Step) -> None:
         server = self._find(slot)
         if server is None:
             raise NotFound(f"server {slot.record.provider_id} is gone")
-        family = (
-            slot.env.image.removeprefix("family:") if slot.env.image.startswith("family:") else None
-        )
-        stamp = self.clock().strftime("%Y%m%d-%H%M%S")
+        if step == Step.PROBE:
+            self._measure(slot, server)
+        else:
+            self._snapshot(slot, server)
+
+    def _bake_step(self, slot: _Slot, step: Step) -> None:
+        server = self._ensure_server(slot)
+        steps = {s.name: s for s in self._scripts(slot)}
+        if step == Step.BAKE:
+            self._script(slot, "bake", steps["bake"])
+        elif step == Step.SCRUB:
+            self._script(slot, "scrub", steps["scrub"])
+        elif step == Step.PROBE:
+            self._measure(slot, server)
+        elif step == Step.SNAPSHOT:
+            self._snapshot(slot, server)
+
+    def _snapshot(self, slot: _Slot, server: Server) -> None:
+        """Snapshot with the versions measured on ``server``; publish only if they match."""
+        found = measured.of_servers(self.store, slot.run.app, slot.run.env).get(server.id)
+        versions = dict(found.versions) if found else {}
+        options = measured.options_of(self.store, slot.run.id)
+        publish, missed = bake.decide(versions, slot.env.versions, force=options.force)
         image = slot.provider.snapshot(
             server,
-            name=f"{slot.run.app}-{slot.run.env}-{stamp}",
-            family=family,
-            versions=slot.env.versions,
+            name=bake.image_name(slot.run),
+            family=bake.family(slot.env) if publish else None,
+            versions=versions,
+            tags=bake.provenance(slot.run, slot.env),
+        )
+        measured.save_image(
+            self.store,
+            measured.RunImage(
+                slot.run.id, image.id, image.name, versions, publish, options.force, missed
+            ),
         )
         self.store.update_server(
             slot.run.id,
             slot.record.slot,
             self.clock(),
             event="snapshot_created",
-            note=f"image {image.name} ({image.id})",
+            note=f"image {image.name} ({image.id})" + ("" if publish else " (unpublished)"),
         )
+
+    def _prune_step(self, slot: _Slot) -> None:
+        image_id = slot.record.provider_id or ""
+        try:
+            image = slot.provider.resolve_image(image_id)
+        except NotFound:
+            return  # already gone
+        users = [s.id for s in slot.provider.list_servers({}) if s.image_id == image.id]
+        if users:
+            raise ProviderError(f"image {image.name} is in use by {', '.join(users[:3])}")
+        slot.provider.delete_image(image)
 
     # rollback ---------------------------------------------------------------------------
 
-    def _rollback(self, slot: _Slot) -> str | None:
-        """Undo a scale-up slot: deregister and terminate whatever carries its key."""
-        if slot.run.kind != RunKind.SCALE_UP:
+    def _rollback(self, slot: _Slot, what: str = "rolled back") -> str | None:
+        """Undo a slot that launches: deregister and terminate whatever carries its key."""
+        if not creates_server(slot.run.kind, slot.record.slot):
             return None
         try:
             servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
@@ -392,7 +550,7 @@ class Runner:
             slot.run.id, slot.record.slot, self.clock(), event="rolled_back", registered=False
         )
         names = ", ".join(s.id for s in servers)
-        return f"rolled back (terminated {names})" if servers else "rolled back (nothing created)"
+        return f"{what} (terminated {names})" if servers else f"{what} (nothing created)"
 
 
 def _summary(output: str) -> str:

@@ -6,10 +6,10 @@ Slack and the shell both call ``Service.handle(text, caller, now)`` and render t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from pipeline import alerts, plans, policy
+from pipeline import alerts, lifecycle, measured, plans, policy
 from pipeline import commands as cmd
 from pipeline.config import AppConfig, Config, EnvConfig
 from pipeline.models import (
@@ -17,7 +17,6 @@ from pipeline.models import (
     Run,
     RunKind,
     RunState,
-    Strategy,
 )
 from pipeline.replies import (
     AlertsReply,
@@ -82,6 +81,12 @@ class Service(Views):
                 return self.history(app)
             case cmd.Refresh():
                 return self.refresh(command, caller, now)
+            case cmd.Roll():
+                return lifecycle.roll_onto(self, command, caller, now)
+            case cmd.Continue(run_id):
+                return lifecycle.go_on(self, run_id, caller, now)
+            case cmd.Prune():
+                return lifecycle.prune(self, command, caller, now)
             case cmd.Alerts(app):
                 return self.alerts(app, now)
             case cmd.Snooze(alert_id):
@@ -181,10 +186,22 @@ class Service(Views):
         ordered = sorted(fleet, key=lambda s: (created[s.image_id], s.created_at, s.id))
         return ordered[:count]
 
-    def _submit(self, plan: Plan, env: EnvConfig, caller: Caller, now: datetime) -> Reply:
+    def _submit(
+        self,
+        plan: Plan,
+        env: EnvConfig,
+        caller: Caller,
+        now: datetime,
+        options: measured.RunOptions | None = None,
+    ) -> Reply:
         needs_approval = plan.approvals_needed > 0
-        if plan.kind == RunKind.SCALE_UP:
-            slots = [plans.slot(i, None) for i in range(1, plan.desired - plan.current + 1)]
+        if plan.kind in (RunKind.SCALE_UP, RunKind.BAKE):
+            count = 1 if plan.kind == RunKind.BAKE else plan.desired - plan.current
+            slots = [plans.slot(i, None) for i in range(1, count + 1)]
+        elif plan.kind == RunKind.ROLL:
+            slots = [plans.slot(i, p) for i, p in lifecycle.roll_slots(plan.removals)]
+        elif plan.kind == RunKind.PRUNE:
+            slots = [plans.slot(i, image.id) for i, image in enumerate(plan.images, start=1)]
         else:
             slots = [plans.slot(i, s.id) for i, s in enumerate(plan.removals, start=1)]
         run = Run(
@@ -203,7 +220,7 @@ class Service(Views):
             image_created_at=plan.image.created_at,
             image_versions=dict(plan.image.versions),
             strategy=plan.strategy,
-            max_parallel=env.max_parallel,
+            max_parallel=plan.batch_size or env.max_parallel,
             target=plan.target,
             approvals_needed=plan.approvals_needed,
             expires_at=now + timedelta(minutes=env.approval.expiry_minutes)
@@ -217,6 +234,8 @@ class Service(Views):
             stored = self.store.create_run(run, now)
         except ActiveRunExists as exc:
             return _busy(exc.run, now)
+        if options is not None:
+            measured.save_options(self.store, replace(options, run_id=stored.id))
         if not needs_approval:
             self.runner.start(stored.id)
         return RunReply(plan, stored)
@@ -326,6 +345,8 @@ class Service(Views):
         if run.state not in ACTIVE_STATES:
             return _already(run)
         self.store.request_cancel(run_id, now, caller.user)
+        if run.kind == RunKind.ROLL:
+            lifecycle.unpause_for_cancel(self, run_id)
         return RunReply(
             None,
             self.store.run(run_id),
@@ -335,42 +356,7 @@ class Service(Views):
     # refresh ----------------------------------------------------------------------------
 
     def refresh(self, command: cmd.Refresh, caller: Caller, now: datetime) -> Reply:
-        usage = cmd.USAGE["refresh"]
-        env = self._target(command.app, command.env, usage, caller)
-        if isinstance(env, ErrorReply):
-            return env
-        active = self.store.active_run(env.app, env.name)
-        if active is not None:
-            return _busy(active, now)
-        try:
-            fleet = self._fleet(env)
-            image = self.provider_for(env.provider).resolve_image(env.image)
-        except ProviderError as exc:
-            return ErrorReply(f"{env.provider} said: {exc.reason}")
-        source = next((s for s in fleet if command.source in (None, s.id, s.name)), None)
-        if source is None:
-            where = f"server `{command.source}`" if command.source else "live server"
-            return ErrorReply(
-                f"{env.app}/{env.name} has no {where} to snapshot; scale up first.", usage
-            )
-        plan = Plan(
-            app=env.app,
-            env=env.name,
-            kind=RunKind.REFRESH,
-            current=len(fleet),
-            desired=len(fleet),
-            image=image,
-            staleness=assess(
-                image, env.versions, max_age_days=self.config.stale.max_age_days, now=now
-            ),
-            strategy=Strategy.SERIAL,
-            target=env.target,
-            requester=caller.user,
-            approvals_needed=env.approval.approvals if env.approval.required else 0,
-            approvers=env.approval.approvers,
-            removals=(source,),
-        )
-        return self._submit(plan, env, caller, now)
+        return lifecycle.refresh(self, command, caller, now)
 
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
         alert = alerts.get(self.store, alert_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pipeline import alerts, scan
+from pipeline import alerts, measured, scan
 from pipeline import commands as cmd
 from pipeline.config import AppConfig, Config, EnvConfig
 from pipeline.replies import (
@@ -22,7 +22,16 @@ from pipeline.replies import (
 from pipeline.runner import ProviderFor
 from pipeline.staleness import assess
 from pipeline.store import Store
-from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
+from providers.base import TAG_APP, TAG_ENV, VERSION_TAG_PREFIX, Image, ProviderError, Server
+
+
+def _tagged(server: Server) -> dict[str, str]:
+    """Versions written on a server's tags (by a byoi with another database, say)."""
+    return {
+        k.removeprefix(VERSION_TAG_PREFIX): v
+        for k, v in server.tags.items()
+        if k.startswith(VERSION_TAG_PREFIX)
+    }
 
 
 class Views:
@@ -61,8 +70,15 @@ class Views:
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
                 continue
+            found = measured.of_servers(self.store, env.app, env.name)
             servers = tuple(
-                ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
+                ServerView(
+                    s,
+                    images.get(s.image_id, (s.image_id, None))[0],
+                    images.get(s.image_id, (s.image_id, None))[1],
+                    found[s.id].versions if s.id in found else _tagged(s),
+                )
+                for s in fleet
             )
             views.append(EnvStatus(env.app, env.name, servers, active))
         return StatusReply(tuple(views))
