@@ -16,8 +16,10 @@ from datetime import datetime
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot import messages
-from pipeline.models import Run, ServerStatus
+from bot import messages, rollblocks
+from bot.blocks import section
+from pipeline import measured
+from pipeline.models import Run, RunKind, ServerStatus
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -156,9 +158,7 @@ class Cards:
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self._post(
-            channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
-        )
+        response = self._post(channel, text=self._fallback(stored), blocks=self._card(stored))
         self.store.set_message(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
         posted = self.store.run(run.id)
@@ -176,10 +176,14 @@ class Cards:
             channel=stored.channel,
             ts=stored.message_ts,
             text=self._fallback(stored),
-            blocks=messages.run_card(stored, self.clock()),
+            blocks=self._card(stored),
         )
         self._last_edit[stored.id] = time.monotonic()
         self._thread_replies(stored)
+
+    def _card(self, run: Run) -> list[dict[str, object]]:
+        options = measured.options_of(self.store, run.id) if run.kind == RunKind.ROLL else None
+        return messages.run_card(run, self.clock(), options)
 
     def _thread_replies(self, run: Run) -> None:
         """A reply per failed server and one broadcast summary, each posted once, ever."""
@@ -194,9 +198,12 @@ class Cards:
                 self.store.record_reply(run.id, what, self.clock())
         finished = run.servers and any(s.status.finished for s in run.servers)
         if run.state.terminal and finished and "summary" not in told:
+            summary = messages.run_summary(run)
+            offer = rollblocks.roll_offer(run, measured.image_of(self.store, run.id))
             self._post(
                 run.channel,
-                text=messages.run_summary(run),
+                text=summary,
+                blocks=[section(summary), *offer] if offer else None,
                 thread_ts=run.message_ts,
                 reply_broadcast=True,
             )

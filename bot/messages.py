@@ -12,6 +12,8 @@ from typing import Any
 
 from bot.alertblocks import alerts_blocks
 from bot.blocks import MAX_BLOCKS, Block, clip, context, escape, section, who
+from bot.rollblocks import roll_blocks
+from pipeline.measured import RunOptions
 from pipeline.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.replies import (
     AlertsReply,
@@ -78,8 +80,8 @@ def _versions(versions: dict[str, str]) -> str:
 # run card -------------------------------------------------------------------------------
 
 
-def run_card(run: Run, now: datetime) -> list[Block]:
-    """The one parent message of a run, edited through its life."""
+def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list[Block]:
+    """The one parent message of a run, edited through its life (``options``: a roll's)."""
     title = (
         f"{STATE_EMOJI[run.state]} *Run {run.id}* · {VERB[run.kind]} "
         f"*{run.app}/{run.env}*: {run.current} → {run.desired} server(s) · *{_state(run)}*"
@@ -100,6 +102,7 @@ def run_card(run: Run, now: datetime) -> list[Block]:
         RunState.EXPIRED,
     ):
         blocks.append(section(servers_text(run.servers)))
+    blocks.extend(roll_blocks(run, options))
     if run.state == RunState.AWAITING_APPROVAL:
         blocks.append(approval_buttons(run))
     return blocks[:MAX_BLOCKS]
@@ -178,7 +181,10 @@ def run_summary(run: Run) -> str:
         f"{STATE_EMOJI[run.state]} Run {run.id} {_state(run)}: {VERB[run.kind]} "
         f"{run.app}/{run.env}, {done} of {len(run.servers)} server(s) done"
     )
-    return text + (f", {failed} failed and rolled back" if failed else "") + "."
+    text += (f", {failed} failed and rolled back" if failed else "") + "."
+    if run.kind in (RunKind.BAKE, RunKind.REFRESH) and run.reason:
+        text += f" {escape(run.reason)}"
+    return text
 
 
 def failure_text(run: Run, server: RunServer) -> str:

@@ -21,10 +21,10 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import alertblocks, messages
+from bot import alertblocks, messages, rollblocks
 from bot.alertcards import AlertCards
 from bot.cards import Cards
-from pipeline import alerts, commands
+from pipeline import alerts, commands, lifecycle, measured
 from pipeline.alerts import Alert
 from pipeline.config import Config
 from pipeline.replies import AlertsReply, ErrorReply, ImagesReply, Reply, RunReply, StatusReply
@@ -203,7 +203,12 @@ def register_actions(app: App, services: Services) -> None:
             )
             return
         caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
-        handler = services.service.approve if verb == "approve" else services.service.reject
+        handler = {
+            "approve": services.service.approve,
+            "reject": services.service.reject,
+            "continue": lambda r, c, n: lifecycle.go_on(services.service, r, c, n),
+            "roll back": services.service.cancel,
+        }[verb]
         reply = handler(run_id, caller, services.clock())
         run = services.store.run(run_id)
         if run is not None and run.message_ts:
@@ -227,6 +232,33 @@ def register_actions(app: App, services: Services) -> None:
         ack()
         services.later(lambda: on_click(body, respond, "reject"), respond)
 
+    @app.action(rollblocks.ROLL_CONTINUE)
+    def go_on(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_click(body, respond, "continue"), respond)
+
+    @app.action(rollblocks.ROLL_BACK)
+    def roll_back(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_click(body, respond, "roll back"), respond)
+
+    def on_offer(body: dict[str, Any], respond: Respond) -> None:
+        run_id = _clicked_run(body)
+        run = services.store.run(run_id) if run_id is not None else None
+        made = measured.image_of(services.store, run_id) if run_id is not None else None
+        if run is None or made is None:
+            respond(text="That refresh made no image.", response_type="ephemeral")
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        command = commands.Roll(run.app, run.env, image=made.image_id)
+        reply = services.service.dispatch(command, caller, services.clock())
+        deliver(services, reply, respond)
+
+    @app.action(rollblocks.ROLL_OFFER)
+    def offer(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_offer(body, respond), respond)
+
     def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
         alert = _clicked_alert(services, body)
         if alert is None:
@@ -240,6 +272,8 @@ def register_actions(app: App, services: Services) -> None:
         now = services.clock()
         if verb == "refresh":
             reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
+        elif verb == "roll":
+            reply = services.service.dispatch(commands.Roll(alert.app, alert.env), caller, now)
         else:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
@@ -248,6 +282,11 @@ def register_actions(app: App, services: Services) -> None:
     def refresh(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         ack()
         services.later(lambda: on_alert(body, respond, "refresh"), respond)
+
+    @app.action(alertblocks.ALERT_ROLL)
+    def roll_alert(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        services.later(lambda: on_alert(body, respond, "roll"), respond)
 
     @app.action(alertblocks.ALERT_SNOOZE)
     def snooze(ack: Ack, body: dict[str, Any], respond: Respond) -> None:

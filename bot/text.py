@@ -63,9 +63,10 @@ def alert_line(alert: Alert, now: datetime) -> str:
     state = alert.state.value
     if alert.snoozed_until and alert.state == AlertState.SNOOZED:
         state += f" until {alert.snoozed_until:%Y-%m-%d}"
+    verb = "roll" if alert.finding == "fleet" else "refresh"
     return (
         f"alert {alert.id:<4} {alert.app}/{alert.env} {alert.image_name} · {alert.finding}: "
-        f"{alert.detail} · {state} → `refresh {alert.app} --env {alert.env}` or "
+        f"{alert.detail} · {state} → `{verb} {alert.app} --env {alert.env}` or "
         f"`snooze {alert.id}`"
     )
 

@@ -166,7 +166,14 @@ def go_on(service: Service, run_id: int, caller: Caller, now: datetime) -> Reply
         return ErrorReply(f"Run {run_id} is not a roll waiting after its canary.")
     if not measured.set_paused(service.store, run_id, paused=False, continued=True):
         return RunReply(None, run, f"Run {run_id} is already continuing.")
-    service.store.audit(now, run_id, caller.user, "continued", "after the canary")
+    service.store.transition(
+        run_id,
+        [RunState.RUNNING],
+        RunState.RUNNING,
+        now,
+        actor=caller.user,
+        reason=f"continued by {caller.user} after the canary",
+    )
     service.runner.start(run_id)
     return RunReply(None, service.store.run(run_id), f"Continued by {caller.user}.")
 

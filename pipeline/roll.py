@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+
+from pipeline.models import Run, RunServer, ServerStatus
 
 _BATCH = re.compile(r"^([1-9][0-9]{0,3})(%?)$")
 
@@ -50,3 +53,33 @@ def old_slot(pair: int) -> int:
 
 def is_new(slot: int) -> bool:
     return slot % 2 == 1
+
+
+def paused_note(run_id: int, canary: RunServer, versions: Mapping[str, Mapping[str, str]]) -> str:
+    """What a roll paused after its canary says: the canary, its health and its versions."""
+    server = canary.provider_id or canary.key
+    measured = versions.get(canary.provider_id or "", {})
+    shown = ", ".join(f"{k} {v}" for k, v in sorted(measured.items())) or "no versions measured"
+    return (
+        f"paused after the canary: {server} is healthy and registered ({shown}); "
+        f"`continue {run_id}` goes on, `cancel {run_id}` rolls the canary back"
+    )
+
+
+def progress(run: Run, batch_size: int, canary: bool) -> str:
+    """`batch 2 of 3 · old 2 → new 2`: old servers left in service, new ones in service."""
+    pairs = len(run.servers) // 2
+    by_slot = {s.slot: s for s in run.servers}
+    layout = batches(pairs, batch_size, canary=canary)
+    done = ServerStatus.DONE
+    new = sum(by_slot[new_slot(p)].status == done for p in range(1, pairs + 1))
+    old = sum(by_slot[old_slot(p)].status != done for p in range(1, pairs + 1))
+    current = next(
+        (
+            i
+            for i, batch in enumerate(layout, start=1)
+            if any(not by_slot[old_slot(p)].status.finished for p in batch)
+        ),
+        len(layout),
+    )
+    return f"batch {current} of {len(layout)} · old {old} → new {new} (of {pairs})"

@@ -222,6 +222,7 @@ class Runner:
             options = measured.options_of(self.store, run.id)
             if index == 1 and options.canary and not options.continued:
                 measured.set_paused(self.store, run.id, paused=True, continued=False)
+                self._say(run.id, roll.paused_note(run.id, news[0].record, self._versions(run)))
                 return False
             self._parallel([s for s in olds if not s.record.status.finished])
             self.checkpoint(f"roll_batch_done:{index}")
@@ -229,6 +230,16 @@ class Runner:
                 self._stop_roll(run.id, [], olds)
                 return True
         return True
+
+    def _say(self, run_id: int, reason: str) -> None:
+        """Set what the card says about a run in flight (paused, continued)."""
+        self.store.transition(
+            run_id, [RunState.RUNNING], RunState.RUNNING, self.clock(), actor="byoi", reason=reason
+        )
+
+    def _versions(self, run: Run) -> dict[str, dict[str, str]]:
+        found = measured.of_servers(self.store, run.app, run.env)
+        return {k: dict(v.versions) for k, v in found.items()}
 
     def _surged(self, run_id: int, news: list[_Slot]) -> bool:
         """Every new server of the batch is in service, and nobody asked to stop."""

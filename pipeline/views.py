@@ -128,9 +128,13 @@ class Views:
 
     def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
         """Run the stale-image check once and record what it found."""
-        observations = scan.scan(self.config, self.provider_for, now)
+        observations = scan.scan(self.config, self.provider_for, now, self._measured)
         changes = alerts.apply(self.store, observations, now, trigger)
         return ScanReply(tuple(observations), changes, now)
+
+    def _measured(self, env: EnvConfig) -> dict[str, dict[str, str]]:
+        found = measured.of_servers(self.store, env.app, env.name)
+        return {k: dict(v.versions) for k, v in found.items()}
 
     def history(self, app_name: str | None) -> Reply:
         if app_name is not None:

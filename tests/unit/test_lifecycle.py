@@ -288,3 +288,33 @@ def test_prune_deletes_unused_old_images_of_the_family_only(baking: World) -> No
     assert {"api-1", "hand-made", "web-base", "web-4"} <= keep  # other families, the 2 newest
     again = baking.say("images prune web --keep 2")
     assert isinstance(again, InfoReply)
+
+
+def test_the_scan_reports_live_fleet_drift_until_the_roll(baking: World) -> None:
+    old_ruby(baking)
+    baking.scale_and_approve("scale web 2")
+    assert not any(
+        o.staleness and any(f.kind == "fleet" for f in o.staleness.findings)
+        for o in baking.service.scan(baking.clock()).observations
+    )
+    baking.scale_and_approve("refresh web")
+
+    reply = baking.service.scan(baking.clock())
+
+    staging = reply.observations[0]
+    assert staging.staleness is not None
+    (fleet,) = [f for f in staging.staleness.findings if f.kind == "fleet"]
+    assert fleet.detail.startswith(
+        "2 of 2 server(s) differ from the image: 2 run ruby_version 3.1.2 (image has 3.2.2)"
+    )
+    assert fleet.detail.endswith("→ roll")
+    (alert,) = [a for a in reply.changes.new if a.finding == "fleet"]
+    from bot.alertblocks import ALERT_ROLL, alert_card
+
+    actions = alert_card(alert, baking.clock())[-1]
+    assert [e["action_id"] for e in actions["elements"]] == [ALERT_ROLL, "alert_snooze"]
+
+    baking.scale_and_approve("roll web --batch 2")
+    after = baking.service.scan(baking.clock())
+    assert after.observations[0].findings == 0
+    assert [a.finding for a in after.changes.resolved] == ["fleet"]
