@@ -222,7 +222,9 @@ class Runner:
             options = measured.options_of(self.store, run.id)
             if index == 1 and options.canary and not options.continued:
                 measured.set_paused(self.store, run.id, paused=True, continued=False)
-                self._say(run.id, roll.paused_note(run.id, news[0].record, self._versions(run)))
+                fresh = self.store.run(run.id) or current
+                canary = next(s for s in fresh.servers if s.slot == news[0].record.slot)
+                self._say(run.id, roll.paused_note(run.id, canary, self._versions(run)))
                 return False
             self._parallel([s for s in olds if not s.record.status.finished])
             self.checkpoint(f"roll_batch_done:{index}")
