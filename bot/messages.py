@@ -84,7 +84,8 @@ def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list
     """The one parent message of a run, edited through its life (``options``: a roll's)."""
     title = (
         f"{STATE_EMOJI[run.state]} *Run {run.id}* · {VERB[run.kind]} "
-        f"*{run.app}/{run.env}*: {run.current} → {run.desired} server(s) · *{_state(run)}*"
+        f"*{run.app}/{run.env}*: {run.current} → {run.desired} "
+        f"{'image(s)' if run.kind == RunKind.PRUNE else 'server(s)'} · *{_state(run)}*"
     )
     staleness = "; ".join(run.notes) if run.notes else "fresh"
     facts = (

@@ -103,7 +103,7 @@ def plan_text(plan: Plan, run: Run | None) -> str:
     title = f"run {run.id}" if run else "plan (dry run)"
     lines = [
         f"{title} · {_verb(plan.kind)} {plan.app}/{plan.env}: {plan.current} → {plan.desired}"
-        f" server(s)",
+        f" {'image(s)' if plan.kind == RunKind.PRUNE else 'server(s)'}",
         f"  image     {plan.image.name} ({plan.image.id}), {plan.staleness.age_days} days old",
         f"  versions  {_versions(dict(plan.image.versions))}",
         f"  staleness {'yes' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",

@@ -6,6 +6,7 @@ submits it through the same approval path as a scale.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -208,7 +209,10 @@ def prune(service: Service, command: cmd.Prune, caller: Caller, now: datetime) -
             f"Nothing to prune in family {family}: {len(images)} image(s), keeping "
             f"{command.keep} and every image a server uses."
         )
-    plan = _plan(service, env, RunKind.PRUNE, len(used), current, caller, now, images=tuple(doomed))
+    plan = _plan(
+        service, env, RunKind.PRUNE, len(images), current, caller, now, images=tuple(doomed)
+    )
+    plan = replace(plan, desired=len(images) - len(doomed))
     return service._submit(plan, env, caller, now, None)
 
 
