@@ -11,16 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from pipeline import bake, measured, probes, roll, scripts
-from pipeline.config import Config, EnvConfig
+from pipeline import bake, measured, roll, scripts
+from pipeline.config import Config
+from pipeline.lifesteps import LifecycleSteps, probe_script
+from pipeline.lifesteps import Slot as _Slot
 from pipeline.models import (
     Run,
     RunKind,
-    RunServer,
     RunState,
     ServerStatus,
     Step,
@@ -34,9 +34,7 @@ from providers.base import (
     TAG_ENV,
     TAG_KEY,
     TAG_RUN,
-    VERSION_TAG_PREFIX,
     LaunchRequest,
-    NotFound,
     Provider,
     ProviderError,
     ScriptFailed,
@@ -59,16 +57,7 @@ class Cancelled(Exception):
     pass
 
 
-@dataclass
-class _Slot:
-    run: Run
-    env: EnvConfig
-    provider: Provider
-    record: RunServer
-    server: Server | None = None
-
-
-class Runner:
+class Runner(LifecycleSteps):
     def __init__(
         self,
         *,
@@ -93,6 +82,7 @@ class Runner:
         self.notifier = notifier
         self.clock = clock
         self._threads: dict[int, threading.Thread] = {}
+        self._again: set[int] = set()
         self._lock = threading.Lock()
         self._notify_lock = threading.Lock()
 
@@ -103,6 +93,7 @@ class Runner:
         with self._lock:
             thread = self._threads.get(run_id)
             if thread is not None and thread.is_alive():
+                self._again.add(run_id)  # e.g. `continue` while a pausing roll is returning
                 return
             thread = threading.Thread(target=self._guarded, args=(run_id,), name=f"run-{run_id}")
             self._threads[run_id] = thread
@@ -119,6 +110,8 @@ class Runner:
     def _guarded(self, run_id: int) -> None:
         try:
             self.execute(run_id)
+            while self._take_again(run_id):
+                self.execute(run_id)
         except Exception:
             log.exception("run %s stopped on an internal error", run_id)
             self.store.transition(
@@ -130,6 +123,13 @@ class Runner:
                 reason="internal error (see log)",
             )
             self._notify(run_id)
+
+    def _take_again(self, run_id: int) -> bool:
+        with self._lock:
+            if run_id in self._again:
+                self._again.discard(run_id)
+                return True
+            return False
 
     def _notify(self, run_id: int) -> None:
         """Tell the notifier; with a notify_interval, at most once per interval per run."""
@@ -201,73 +201,6 @@ class Runner:
             workers = min(slots[0].run.max_parallel, len(slots))
             with ThreadPoolExecutor(workers, thread_name_prefix=f"run-{slots[0].run.id}") as pool:
                 list(pool.map(self._work, slots))
-
-    def _roll(self, run: Run, env: EnvConfig, provider: Provider) -> bool:
-        """Batch by batch: new servers first, then the old ones; False when paused (canary)."""
-        options = measured.options_of(self.store, run.id)
-        layout = roll.batches(len(run.servers) // 2, options.batch_size, canary=options.canary)
-        for index, pairs in enumerate(layout, start=1):
-            current = self.store.run(run.id) or run
-            by_slot = {s.slot: s for s in current.servers}
-            news = [_Slot(current, env, provider, by_slot[roll.new_slot(p)]) for p in pairs]
-            olds = [_Slot(current, env, provider, by_slot[roll.old_slot(p)]) for p in pairs]
-            if all(s.record.status.finished for s in olds):
-                continue
-            self.checkpoint(f"roll_batch_started:{index}")
-            self._parallel([s for s in news if not s.record.status.finished])
-            if not self._surged(run.id, news):
-                self._stop_roll(run.id, news, olds)
-                return True
-            self.checkpoint(f"roll_batch_surged:{index}")
-            options = measured.options_of(self.store, run.id)
-            if index == 1 and options.canary and not options.continued:
-                measured.set_paused(self.store, run.id, paused=True, continued=False)
-                fresh = self.store.run(run.id) or current
-                canary = next(s for s in fresh.servers if s.slot == news[0].record.slot)
-                self._say(run.id, roll.paused_note(run.id, canary, self._versions(run)))
-                return False
-            self._parallel([s for s in olds if not s.record.status.finished])
-            self.checkpoint(f"roll_batch_done:{index}")
-            if self.store.cancel_requested(run.id):
-                self._stop_roll(run.id, [], olds)
-                return True
-        return True
-
-    def _say(self, run_id: int, reason: str) -> None:
-        """Set what the card says about a run in flight (paused, continued)."""
-        self.store.transition(
-            run_id, [RunState.RUNNING], RunState.RUNNING, self.clock(), actor="byoi", reason=reason
-        )
-
-    def _versions(self, run: Run) -> dict[str, dict[str, str]]:
-        found = measured.of_servers(self.store, run.app, run.env)
-        return {k: dict(v.versions) for k, v in found.items()}
-
-    def _surged(self, run_id: int, news: list[_Slot]) -> bool:
-        """Every new server of the batch is in service, and nobody asked to stop."""
-        current = self.store.run(run_id)
-        assert current is not None
-        wanted = {s.record.slot for s in news}
-        done = all(s.status == ServerStatus.DONE for s in current.servers if s.slot in wanted)
-        return done and not current.cancel_requested
-
-    def _stop_roll(self, run_id: int, news: list[_Slot], olds: list[_Slot]) -> None:
-        """Roll back the batch's new servers (old ones stay in service); skip what is left."""
-        current = self.store.run(run_id)
-        assert current is not None
-        by_slot = {s.slot: s for s in current.servers}
-        for slot in news:
-            record = by_slot[slot.record.slot]
-            if record.status == ServerStatus.DONE:
-                slot.record = record
-                cleanup = self._rollback(slot, "rolled back with its batch")
-                self._set(slot, ServerStatus.CANCELLED, "rolled_back", cleanup=cleanup)
-        env = olds[0].env if olds else news[0].env if news else None
-        provider = olds[0].provider if olds else news[0].provider if news else None
-        for record in current.servers:
-            if not record.status.finished and env is not None and provider is not None:
-                rest = _Slot(current, env, provider, record)
-                self._set(rest, ServerStatus.SKIPPED, "skipped", reason="not started: roll stopped")
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
@@ -375,19 +308,13 @@ class Runner:
     def _scripts(self, slot: _Slot) -> tuple[scripts.Script, ...]:
         """The scripts a new server runs, in order: a builder bakes, a server deploys."""
         deploy = slot.env.deploy
-        probe = self._probe_script(slot.env)
+        probe = probe_script(slot.env)
         if slot.run.kind == RunKind.BAKE:
             return (bake.script(slot.env), scripts.scrub(deploy), probe)
         steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key), probe]
         if deploy.health_command:
             steps.append(scripts.health(deploy))
         return tuple(steps)
-
-    @staticmethod
-    def _probe_script(env: EnvConfig) -> scripts.Script:
-        return probes.script(
-            probes.probes_for(env.versions, env.probes), env.deploy.timeout_seconds
-        )
 
     def _ensure_server(self, slot: _Slot) -> Server:
         # A resumed slot finds its server again through the idempotent launch.
@@ -403,31 +330,6 @@ class Runner:
                 provider_id=slot.server.id,
             )
         return slot.server
-
-    def _measure(self, slot: _Slot, server: Server) -> dict[str, str]:
-        """Run the probes on ``server``; record what they printed in the store and on its tags."""
-        script = self._probe_script(slot.env)
-        keys = script.env["BYOI_PROBE_KEYS"].split() + sorted(slot.env.versions)
-        result = slot.provider.run_script(server, script)
-        versions = probes.read(keys, result.output if result.ok else "")
-        measured.record(
-            self.store,
-            server.id,
-            app=slot.run.app,
-            env=slot.run.env,
-            image_id=server.image_id,
-            versions=versions,
-            now=self.clock(),
-            run_id=slot.run.id,
-        )
-        slot.provider.tag_server(
-            server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
-        )
-        shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
-        self.store.update_server(
-            slot.run.id, slot.record.slot, self.clock(), event="probed", note=f"measured {shown}"
-        )
-        return versions
 
     def _scale_up_step(self, slot: _Slot, step: Step) -> None:
         server = self._ensure_server(slot)
@@ -480,65 +382,6 @@ class Runner:
             slot.provider.deregister(server, self._target(slot))
         else:
             slot.provider.terminate(server)
-
-    def _refresh_step(self, slot: _Slot, step: Step) -> None:
-        server = self._find(slot)
-        if server is None:
-            raise NotFound(f"server {slot.record.provider_id} is gone")
-        if step == Step.PROBE:
-            self._measure(slot, server)
-        else:
-            self._snapshot(slot, server)
-
-    def _bake_step(self, slot: _Slot, step: Step) -> None:
-        server = self._ensure_server(slot)
-        steps = {s.name: s for s in self._scripts(slot)}
-        if step == Step.BAKE:
-            self._script(slot, "bake", steps["bake"])
-        elif step == Step.SCRUB:
-            self._script(slot, "scrub", steps["scrub"])
-        elif step == Step.PROBE:
-            self._measure(slot, server)
-        elif step == Step.SNAPSHOT:
-            self._snapshot(slot, server)
-
-    def _snapshot(self, slot: _Slot, server: Server) -> None:
-        """Snapshot with the versions measured on ``server``; publish only if they match."""
-        found = measured.of_servers(self.store, slot.run.app, slot.run.env).get(server.id)
-        versions = dict(found.versions) if found else {}
-        options = measured.options_of(self.store, slot.run.id)
-        publish, missed = bake.decide(versions, slot.env.versions, force=options.force)
-        image = slot.provider.snapshot(
-            server,
-            name=bake.image_name(slot.run),
-            family=bake.family(slot.env) if publish else None,
-            versions=versions,
-            tags=bake.provenance(slot.run, slot.env),
-        )
-        measured.save_image(
-            self.store,
-            measured.RunImage(
-                slot.run.id, image.id, image.name, versions, publish, options.force, missed
-            ),
-        )
-        self.store.update_server(
-            slot.run.id,
-            slot.record.slot,
-            self.clock(),
-            event="snapshot_created",
-            note=f"image {image.name} ({image.id})" + ("" if publish else " (unpublished)"),
-        )
-
-    def _prune_step(self, slot: _Slot) -> None:
-        image_id = slot.record.provider_id or ""
-        try:
-            image = slot.provider.resolve_image(image_id)
-        except NotFound:
-            return  # already gone
-        users = [s.id for s in slot.provider.list_servers({}) if s.image_id == image.id]
-        if users:
-            raise ProviderError(f"image {image.name} is in use by {', '.join(users[:3])}")
-        slot.provider.delete_image(image)
 
     # rollback ---------------------------------------------------------------------------
 

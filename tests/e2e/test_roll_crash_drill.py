@@ -17,8 +17,9 @@ from tests.conftest import IMAGE_FILES, START, World, make_world
 from tests.e2e.slackbot import SLACK_CONFIG, serving
 from tests.fakes.slack_api import FakeSlack
 
+# Batch 1 surged (new in, old not yet out), between the batches, batch 2 mid-launch (the cloud
+# has the server, byoi has not recorded it), batch 2 surged, and the roll's last boundary.
 POINTS = [
-    "roll_batch_started:1",
     "roll_batch_surged:1",
     "roll_batch_done:1",
     "launched:5",

@@ -210,8 +210,7 @@ def test_roll_four_servers_in_batches_of_two_with_a_failing_deploy_in_batch_two(
     world.scale_and_approve("scale web 4")
     old = sorted(i["InstanceId"] for i in running(world))
     world.probe_output = PROBES  # type: ignore[attr-defined]
-    world.clock.advance(seconds=2)
-    world.scale_and_approve("refresh web")
+    seed_ami("web-base-v2", "web", {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"})
     run = world.say("roll web --batch 2").run  # type: ignore[attr-defined]
     failing_key = run.servers[4].key
     failing: set[str] = set()
