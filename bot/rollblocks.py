@@ -28,7 +28,7 @@ def roll_blocks(run: Run, options: RunOptions | None) -> list[Block]:
     """Progress by batch; while paused after the canary, Continue and Roll back."""
     if run.kind != RunKind.ROLL or options is None:
         return []
-    blocks = [context(roll.progress(run, options.batch_size, options.canary))]
+    blocks = [context(roll.progress(run, run.max_parallel, options.canary))]
     if options.paused and run.state == RunState.RUNNING:
         back = _button("Roll back", ROLL_BACK, run.id, "danger")
         back["confirm"] = {

@@ -54,13 +54,13 @@ def _plan(
 
 def _start(
     service: Service,
-    command: cmd.Command,
     caller: Caller,
     usage: str,
     app: str,
     env_name: str | None,
     now: datetime,
 ) -> EnvConfig | ErrorReply:
+    """The env a lifecycle command acts on, once the caller may and no run is active there."""
     env = service._target(app, env_name, usage, caller)
     if isinstance(env, ErrorReply):
         return env
@@ -75,7 +75,7 @@ def _start(
 def refresh(service: Service, command: cmd.Refresh, caller: Caller, now: datetime) -> Reply:
     """Bake on a builder from the env's image, or (--from) snapshot a live server."""
     usage = cmd.USAGE["refresh"]
-    env = _start(service, command, caller, usage, command.app, command.env, now)
+    env = _start(service, caller, usage, command.app, command.env, now)
     if isinstance(env, ErrorReply):
         return env
     try:
@@ -99,7 +99,7 @@ def refresh(service: Service, command: cmd.Refresh, caller: Caller, now: datetim
 def roll_onto(service: Service, command: cmd.Roll, caller: Caller, now: datetime) -> Reply:
     """Replace every server not on the env's image (or --image), batch by batch."""
     usage = cmd.USAGE["roll"]
-    env = _start(service, command, caller, usage, command.app, command.env, now)
+    env = _start(service, caller, usage, command.app, command.env, now)
     if isinstance(env, ErrorReply):
         return env
     try:
@@ -189,7 +189,7 @@ def unpause_for_cancel(service: Service, run_id: int) -> None:
 def prune(service: Service, command: cmd.Prune, caller: Caller, now: datetime) -> Reply:
     """Delete family images no server uses that are not among the ``keep`` newest."""
     usage = cmd.USAGE["images"]
-    env = _start(service, command, caller, usage, command.app, command.env, now)
+    env = _start(service, caller, usage, command.app, command.env, now)
     if isinstance(env, ErrorReply):
         return env
     family = bake.family(env)

@@ -64,7 +64,8 @@ class LifecycleSteps:
     def _roll(self, run: Run, env: EnvConfig, provider: Provider) -> bool:
         """Batch by batch: new servers first, then the old ones; False when paused (canary)."""
         options = measured.options_of(self.store, run.id)
-        layout = roll.batches(len(run.servers) // 2, options.batch_size, canary=options.canary)
+        # The batch is the run's max_parallel, stored with the run itself in one transaction.
+        layout = roll.batches(len(run.servers) // 2, run.max_parallel, canary=options.canary)
         for index, pairs in enumerate(layout, start=1):
             current = self.store.run(run.id) or run
             by_slot = {s.slot: s for s in current.servers}

@@ -254,12 +254,12 @@ def test_roll_four_servers_in_batches_of_two_with_a_failing_deploy_in_batch_two(
 
 
 def test_prune_deregisters_old_amis_and_deletes_their_snapshots(world: World) -> None:
-    for n in range(3):
+    for n in range(2):
         seed_ami(f"web-old-{n}", "web", {})
     seed_ami("api-base", "api", {})
     ec2 = client("ec2")
     before = {i["Name"]: i for i in ec2.describe_images(Owners=["self"])["Images"]}
-    newest_two = {"web-old-2", "web-old-1"}
+    newest = {"web-old-1"}
     doomed = {"web-base-v1", "web-old-0"}
     snapshots = {
         m["Ebs"]["SnapshotId"]
@@ -268,11 +268,11 @@ def test_prune_deregisters_old_amis_and_deletes_their_snapshots(world: World) ->
         if "Ebs" in m
     }
 
-    run = world.scale_and_approve("images prune web --keep 2")
+    run = world.scale_and_approve("images prune web --keep 1")
 
     assert run.state == RunState.SUCCEEDED, run.reason
     after = {i["Name"] for i in ec2.describe_images(Owners=["self"])["Images"]}
-    assert after == newest_two | {"api-base"}
+    assert after == newest | {"api-base"}  # another family's image is never a candidate
     assert snapshots
     left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
     assert not snapshots & left
