@@ -135,3 +135,22 @@ def test_a_canary_roll_on_gcp_continues_over_a_signed_click(tmp_path: Path) -> N
     assert len(live) == 2 and not set(live) & set(old)
     assert all(i["labels"]["byoi-image"] == "web-base-v2" for i in compute.instances.values())
     assert sorted(m.rsplit("/", 1)[-1] for m in compute.groups[(ZONE, "web-lb")]) == live
+
+
+def test_the_roll_offer_after_a_refresh_plans_a_roll_onto_the_new_image(tmp_path: Path) -> None:
+    def two_servers(world: World) -> None:
+        world.scale_and_approve("scale web 2")
+
+    with running_bot(tmp_path, before=two_servers) as bot:
+        bot.command("refresh web", user="UALICE")
+        wait_card(bot, "Run 2")
+        bot.click("run_approve", 2, "UBOB")
+        bot.fake.wait_for(
+            lambda: [c for c in bot.fake.sent("chat.postMessage") if "roll_offer" in text_of(c)]
+        )
+
+        bot.click("roll_offer", 2, "UALICE")
+
+        card = wait_card(bot, "Run 3")
+        assert "roll *web/staging*" in card and "run_approve" in card
+        assert "web-staging-" in card  # the image the refresh made
