@@ -47,12 +47,14 @@ class TextNotifier:
                     self._print(
                         f"[run {run.id}]   {server.provider_id or server.key}: {server.note}"
                     )
-            if self._states.get(run.id) != run.state.value:
-                self._states[run.id] = run.state.value
+            said = f"{run.state.value}:{run.reason or ''}"
+            if self._states.get(run.id) != said:
+                self._states[run.id] = said
                 if run.state.terminal:
                     self._print(text.run_text(run))
                 else:
-                    self._print(f"[run {run.id}] {run.state.value.replace('_', ' ')}")
+                    reason = f" · {run.reason}" if run.reason else ""
+                    self._print(f"[run {run.id}] {run.state.value.replace('_', ' ')}{reason}")
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)

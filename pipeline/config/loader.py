@@ -354,6 +354,8 @@ def _parse_env(
         drain_seconds=policy["drain_seconds"],
         channel=policy["channel"],
         component=component.type,
+        probes=dict(policy["probes"]),
+        bake=policy["bake"],
     )
 
 

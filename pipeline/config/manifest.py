@@ -238,7 +238,7 @@ def _resolve_same_as(env: Node, components: dict[str, Component], problems: list
             if other is None:
                 resolved.append(server)
                 continue
-            if other not in named:
+            if not isinstance(other, str) or other not in named:
                 known = ", ".join(sorted(named)) or "none"
                 problems.append(
                     Problem(

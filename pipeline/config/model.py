@@ -67,6 +67,9 @@ class EnvConfig:
     drain_seconds: float
     channel: str | None
     component: str
+    probes: Mapping[str, str] = field(default_factory=dict)
+    """Configured probes (version key → command); defaults come from pipeline.execution.probes."""
+    bake: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.config.model import Config
-from pipeline.domain.models import RunKind, RunState, ServerStatus
+from pipeline.domain.models import RunKind, RunState, ServerStatus, creates_server
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
 from pipeline.state.store import Store
@@ -34,14 +34,18 @@ def resume(store: Store, runner: Runner, now: datetime) -> list[int]:
 
 
 def _wanted_keys(store: Store) -> set[str]:
-    """Keys of servers that should exist: finished or in-flight scale-up slots."""
+    """Keys of servers that should exist: finished or in-flight slots that launch a server.
+
+    A builder is wanted only while its bake is in flight: done, it was already terminated.
+    """
     keep = set()
     for run in store.runs_in(list(RunState)):
-        if run.kind != RunKind.SCALE_UP:
-            continue
         for server in run.servers:
+            if not creates_server(run.kind, server.slot):
+                continue
             in_flight = run.state.active and not server.status.finished
-            if server.status == ServerStatus.DONE or in_flight:
+            done = server.status == ServerStatus.DONE and run.kind != RunKind.BAKE
+            if done or in_flight:
                 keep.add(server.key)
     return keep
 

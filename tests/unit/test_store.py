@@ -22,7 +22,14 @@ def test_migrations_apply_once_and_the_install_id_is_stable(tmp_path: Path) -> N
 
     names = [r["name"] for r in again.db.query("SELECT name FROM migrations ORDER BY name")]
     mode = next(again.db.query("PRAGMA journal_mode"))["journal_mode"]
-    assert names == ["001_runs", "002_alerts", "003_replies", "004_adopted", "005_cards"]
+    assert names == [
+        "001_runs",
+        "002_alerts",
+        "003_replies",
+        "004_adopted",
+        "005_cards",
+        "006_lifecycle",
+    ]
     assert again.install_id == install_id and len(install_id) == 6
     assert mode == "wal"
     again.close()
