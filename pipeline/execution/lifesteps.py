@@ -145,10 +145,10 @@ class LifecycleSteps:
 
     def _probe(self, slot: Slot, server: Server) -> dict[str, str]:
         """Run the probes on ``server``; record what they printed in the store and on its tags."""
-        script = probe_script(slot.env)
-        keys = script.env["BYOI_PROBE_KEYS"].split() + sorted(slot.env.versions)
-        result = slot.provider.run_script(server, script)
-        versions = probes.read(keys, result.output if result.ok else "")
+        env = slot.env
+        versions = probes.measure(
+            slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
+        )
         measured.record(
             self.store,
             server.id,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from pipeline.execution.scripts import source
-from providers.base import Script
+from providers.base import Provider, Script, Server
 
 UNKNOWN = "unknown"
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -45,6 +45,20 @@ def script(probes: Mapping[str, str], timeout_seconds: float) -> Script:
     env = {"BYOI_PROBE_KEYS": " ".join(sorted(probes))}
     env.update({f"BYOI_PROBE_{k.upper()}": command for k, command in probes.items()})
     return Script("probe", source("probe"), env, timeout_seconds)
+
+
+def measure(
+    provider: Provider,
+    server: Server,
+    keys: Iterable[str],
+    overrides: Mapping[str, str],
+    timeout_seconds: float,
+) -> dict[str, str]:
+    """Run the probes of ``keys`` (and every configured one) on ``server`` through the
+    provider's script channel; every key gets what its probe printed, or ``unknown``."""
+    wanted = probes_for(keys, overrides)
+    result = provider.run_script(server, script(wanted, timeout_seconds))
+    return read([*keys, *wanted], result.output if result.ok else "")
 
 
 def read(keys: Iterable[str], output: str) -> dict[str, str]:
