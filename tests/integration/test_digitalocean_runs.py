@@ -282,3 +282,37 @@ def test_a_droplet_failing_the_balancers_check_is_rolled_back(
     assert run.state == RunState.FAILED
     assert "fails the health check of web-lb" in (run.servers[0].reason or "")
     assert fake.droplets == {} and lb["droplet_ids"] == []
+
+
+def test_a_bake_rolls_the_fleet_onto_it_over_ssh_and_prune_deletes_the_old_snapshot(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    base = world.provider.resolve_image("family:web")
+    old = {s.provider_id for s in world.scale_and_approve("scale web 2").servers}
+    world.clock.advance(seconds=2)
+    baked = world.scale_and_approve("refresh web")
+    new = world.provider.resolve_image("family:web")
+    assert baked.state == RunState.SUCCEEDED and new.id != base.id
+    sizes: list[int] = []
+    world.runner.checkpoint = lambda _: sizes.append(len(fake.balancers[lb(fake)]["droplet_ids"]))
+
+    rolled = world.scale_and_approve("roll web --batch 1")
+
+    assert rolled.state == RunState.SUCCEEDED, [s.reason for s in rolled.servers]
+    live = world.provider.list_servers({TAG_APP: "web", "byoi:env": "production"})
+    assert len(live) == 2 and {s.image_id for s in live} == {new.id}
+    assert not {s.id for s in live} & old
+    assert sorted(fake.balancers[lb(fake)]["droplet_ids"]) == sorted(int(s.id) for s in live)
+    assert min(sizes) >= 2 and max(sizes) <= 3  # surge of one, never below the fleet
+    for server in live:  # measured over SSH after the clone, written on the droplet
+        assert "byoi:version:ruby_version:3-2-2" in fake.droplets[int(server.id)]["tags"]
+
+    pruned = world.scale_and_approve("images prune web --keep 1")
+
+    assert pruned.state == RunState.SUCCEEDED, pruned.reason
+    assert [i.id for i in world.provider.list_images("web")] == [new.id]
+    assert int(base.id) not in fake.images
+
+
+def lb(fake: FakeDigitalOcean) -> str:
+    return next(iter(fake.balancers))
