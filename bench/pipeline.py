@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from providers.base import (
 from tests.fakes.slack_api import FakeSlack
 
 LATENCY = {"launch": 0.4, "script": 0.1, "register": 0.2}
-SCRIPTS = 3  # scrub, deploy, health
+SCRIPTS = 4  # scrub, deploy, probe, health
 PATH = LATENCY["launch"] + SCRIPTS * LATENCY["script"] + LATENCY["register"]
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -95,9 +96,21 @@ class LatencyProvider:
         self.servers.pop(server.id, None)
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         return self.image
+
+    def delete_image(self, image: Image) -> None:
+        pass
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        self.servers[server.id] = replace(server, tags={**server.tags, **tags})
 
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
         return [

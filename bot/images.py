@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.wiring import App
 from pipeline.config.model import Config, EnvConfig
 from pipeline.execution.measure import measure_image
+from pipeline.execution.probes import UNKNOWN
 from providers.base import TAG_APP, TAG_ENV, ImageState, ProviderError
 from providers.local import LocalProvider
 
@@ -60,6 +61,8 @@ def import_directory(
             keys,
             key=f"byoi-probe-{image.id.removeprefix('img-')}",
             tags={TAG_APP: env.app, TAG_ENV: env.name},
+            overrides=env.probes,
+            timeout_seconds=env.deploy.timeout_seconds,
         )
     except ProviderError as exc:
         provider.set_image_state(image.id, ImageState.FAILED)
@@ -69,7 +72,7 @@ def import_directory(
     provider.set_image_state(image.id, ImageState.READY)
     print(f"image {image.name} ({image.id})" + (f" in family {family}" if family else ""))
     for key in sorted(keys | set(versions)):
-        measured = versions.get(key, "not measured")
+        measured = versions.get(key, UNKNOWN)
         declared = env.versions.get(key)
         drift = f" (the manifest declares {declared})" if declared and declared != measured else ""
         print(f"  {key}: {measured}{drift}")

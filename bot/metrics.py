@@ -275,12 +275,24 @@ class MeteredProvider:
         self._call(self.inner.terminate, server)
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         image: Image = self._call(
-            self.inner.snapshot, server, name=name, family=family, versions=versions
+            self.inner.snapshot, server, name=name, family=family, versions=versions, tags=tags
         )
         return image
+
+    def delete_image(self, image: Image) -> None:
+        self._call(self.inner.delete_image, image)
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        self._call(self.inner.tag_server, server, tags)
 
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
         servers: list[Server] = self._call(self.inner.list_servers, tags)

@@ -233,27 +233,60 @@ class AwsProvider:
         return max(found, key=lambda i: i.created_at)
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
-        tags = {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
-        tags["byoi:source"] = server.id
+        wanted = {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
+        wanted.update(tags or {})
+        wanted["byoi:source"] = server.id
         if family:
-            tags[TAG_FAMILY] = family
+            wanted[TAG_FAMILY] = family
+        # A resumed snapshot finds the image its first attempt made (names are unique).
+        existing = self._describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]
+        )
         with _translate("create image"):
-            image_id = self.ec2.create_image(
-                InstanceId=server.id,
-                Name=name,
-                TagSpecifications=[
-                    {
-                        "ResourceType": "image",
-                        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                    }
-                ],
-            )["ImageId"]
+            if existing:
+                image_id = existing[0].id
+            else:
+                image_id = self.ec2.create_image(
+                    InstanceId=server.id,
+                    Name=name,
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "image",
+                            "Tags": [{"Key": k, "Value": v} for k, v in wanted.items()],
+                        }
+                    ],
+                )["ImageId"]
             self.ec2.get_waiter("image_available").wait(
                 ImageIds=[image_id], WaiterConfig=self._waiter_config()
             )
         return self.resolve_image(image_id)
+
+    def delete_image(self, image: Image) -> None:
+        """Deregister the AMI, then delete the EBS snapshots behind it."""
+        try:
+            with _translate(f"describe image {image.id}"):
+                found = self.ec2.describe_images(ImageIds=[image.id])["Images"]
+        except NotFound:
+            return
+        snapshots = [
+            str(m["Ebs"]["SnapshotId"])
+            for i in found
+            for m in i.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("SnapshotId")
+        ]
+        with _translate(f"deregister image {image.id}"):
+            if found:
+                self.ec2.deregister_image(ImageId=image.id)
+            for snapshot_id in snapshots:
+                self.ec2.delete_snapshot(SnapshotId=snapshot_id)
 
     # servers ----------------------------------------------------------------------------
 
@@ -368,6 +401,12 @@ class AwsProvider:
                     f"{script.name} did not finish within {script.timeout_seconds:g}s"
                 )
             time.sleep(min(self.poll_seconds, 2.0))
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        with _translate(f"tag {server.id}"):
+            self.ec2.create_tags(
+                Resources=[server.id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+            )
 
     def terminate(self, server: Server) -> None:
         try:

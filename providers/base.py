@@ -30,6 +30,8 @@ TAG_ENV = "byoi:env"
 TAG_KEY = "byoi:key"
 TAG_FAMILY = "byoi:family"
 VERSION_TAG_PREFIX = "byoi:version:"
+TAG_BAKED_FROM = "byoi:baked-from"
+TAG_BAKE_HASH = "byoi:bake-hash"
 
 
 class ProviderError(Exception):
@@ -211,9 +213,27 @@ class Provider(Protocol):
         ...
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
-        """Create a new image from the server and wait until it is ready."""
+        """Create a new image from the server and wait until it is ready.
+
+        ``versions`` are the measured ones; ``tags`` add provenance (``TAG_BAKED_FROM``,
+        ``TAG_BAKE_HASH``). ``family`` None keeps the image out of every family (unpublished).
+        """
+        ...
+
+    def delete_image(self, image: Image) -> None:
+        """Delete the image and the storage behind it (AMI snapshots). Absent is fine."""
+        ...
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        """Add or replace tags/labels on a live server (measured versions, for consoles)."""
         ...
 
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:

@@ -160,7 +160,13 @@ class DigitalOceanProvider:
         return image_from(data["image"])
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         found = self._snapshot_named(server.id, name)
         if found is None:  # a resumed refresh does not snapshot twice
@@ -179,11 +185,19 @@ class DigitalOceanProvider:
         body = {"name": name, "description": describe_versions(versions)}
         self.api.call("describe image", self.api.sdk.images.update, image_id, body)
         names = [*version_tags(versions), tag("byoi:source", server.id)]
+        names += [tag(k, v) for k, v in sorted((tags or {}).items())]
         if family:
             names.append(tag(TAG_FAMILY, family))
         for name_ in names:
             self._tag(name_, {"resource_id": str(image_id), "resource_type": "image"})
         return self.resolve_image(str(image_id))
+
+    def delete_image(self, image: Image) -> None:
+        """A snapshot is deleted with its storage (DigitalOcean keeps none apart)."""
+        try:
+            self.api.call(f"delete image {image.name}", self.api.sdk.images.delete, int(image.id))
+        except NotFound:
+            return
 
     def _snapshot_named(self, droplet_id: str, name: str) -> dict[str, Any] | None:
         listing = self.api.all(
@@ -291,6 +305,25 @@ class DigitalOceanProvider:
 
         self._until(active, f"droplet {droplet_id} is still {seen.get('status', 'new')}")
         return server_from(seen, self.network)
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        """Tag the droplet; a tag of the same key with another value is taken off first."""
+        droplet = self._get(server.id)
+        if droplet is None:
+            raise NotFound(f"droplet {server.id} does not exist")
+        resource = {"resource_id": server.id, "resource_type": "droplet"}
+        wanted = [tag(k, v) for k, v in sorted(tags.items())]
+        keys = [tag(k, "") for k in tags]  # `byoi:version:ruby_version:` and so on
+        for name in droplet.get("tags") or []:
+            if name not in wanted and any(name.startswith(k) for k in keys):
+                self.api.call(
+                    f"untag {name}",
+                    self.api.sdk.tags.unassign_resources,
+                    name,
+                    {"resources": [resource]},
+                )
+        for name in wanted:
+            self._tag(name, resource)
 
     def terminate(self, server: Server) -> None:
         try:

@@ -16,6 +16,8 @@ from typing import Any
 
 from providers.base import (
     TAG_APP,
+    TAG_BAKE_HASH,
+    TAG_BAKED_FROM,
     TAG_ENV,
     TAG_FAMILY,
     TAG_KEY,
@@ -34,7 +36,16 @@ from providers.base import (
     Throttled,
 )
 
-KNOWN_KEYS = (TAG_RUN, TAG_APP, TAG_ENV, TAG_KEY, TAG_FAMILY, "byoi:source")
+KNOWN_KEYS = (
+    TAG_RUN,
+    TAG_APP,
+    TAG_ENV,
+    TAG_KEY,
+    TAG_FAMILY,
+    TAG_BAKED_FROM,
+    TAG_BAKE_HASH,
+    "byoi:source",
+)
 IMAGE_STATES = {
     "available": ImageState.READY,
     "NEW": ImageState.PENDING,

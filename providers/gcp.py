@@ -25,6 +25,7 @@ from google.cloud import compute_v1
 
 from providers.base import (
     TAG_KEY,
+    VERSION_TAG_PREFIX,
     AuthError,
     Capacity,
     Image,
@@ -42,13 +43,13 @@ from providers.base import (
     Throttled,
 )
 from providers.gcp_codec import (
-    LABEL_PREFIX,
     LABELS,
     describe_versions,
     image_from,
     label_value,
     server_from,
     startup_script,
+    version_labels,
 )
 
 OPERATION_ERRORS: dict[str, type[ProviderError]] = {
@@ -210,7 +211,13 @@ class GcpProvider:
         return image_from(found)
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         zone, instance_name = server.id.split("/", 1)
         with _translate("read instance"):
@@ -221,7 +228,10 @@ class GcpProvider:
                 retry=TRANSIENT,
                 timeout=self.timeout,
             )
-        labels = {f"{LABEL_PREFIX}{k}".lower()[:63]: label_value(v) for k, v in versions.items()}
+        labels = version_labels(versions)
+        labels.update(
+            {LABELS.get(k, label_value(k)): label_value(v) for k, v in (tags or {}).items()}
+        )
         labels["byoi-source"] = label_value(instance_name)
         image = compute_v1.Image(
             name=name,
@@ -244,6 +254,21 @@ class GcpProvider:
             )
         self._wait(operation, "create image")
         return self.resolve_image(name)
+
+    def delete_image(self, image: Image) -> None:
+        try:
+            with _translate(f"delete image {image.id}"):
+                operation = self.images.delete_unary(
+                    request=compute_v1.DeleteImageRequest(
+                        project=self.project,
+                        image=image.id,
+                        request_id=self._request_id(image.id, "delete-image"),
+                    ),
+                    retry=TRANSIENT,
+                )
+            self._wait(operation, f"delete image {image.id}")
+        except NotFound:
+            return
 
     # servers ----------------------------------------------------------------------------
 
@@ -381,6 +406,31 @@ class GcpProvider:
             return {}  # nothing reported yet
         items = found.query_value.items if found.query_value else []
         return {item.key: item.value for item in items}
+
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        zone, name = server.id.split("/", 1)
+        instance = self._get(zone, name)
+        if instance is None:
+            raise NotFound(f"instance {name} does not exist")
+        labels = dict(instance.labels)
+        for key, value in tags.items():
+            if key.startswith(VERSION_TAG_PREFIX):
+                labels.update(version_labels({key.removeprefix(VERSION_TAG_PREFIX): value}))
+            else:
+                labels[LABELS.get(key, label_value(key))] = label_value(value)
+        with _translate(f"label {name}"):
+            operation = self.instances.set_labels_unary(
+                request=compute_v1.SetLabelsInstanceRequest(
+                    project=self.project,
+                    zone=zone,
+                    instance=name,
+                    instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
+                        label_fingerprint=instance.label_fingerprint, labels=labels
+                    ),
+                ),
+                retry=TRANSIENT,
+            )
+        self._wait(operation, f"label {name}", zone)
 
     def terminate(self, server: Server) -> None:
         zone, name = server.id.split("/", 1)

@@ -14,7 +14,10 @@ from typing import Any
 
 from providers.base import (
     TAG_APP,
+    TAG_BAKE_HASH,
+    TAG_BAKED_FROM,
     TAG_ENV,
+    TAG_FAMILY,
     TAG_KEY,
     TAG_RUN,
     Image,
@@ -25,7 +28,15 @@ from providers.base import (
 )
 
 LABEL_PREFIX = "byoi-v-"
-LABELS = {TAG_RUN: "byoi-run", TAG_APP: "byoi-app", TAG_ENV: "byoi-env", TAG_KEY: "byoi-key"}
+LABELS = {
+    TAG_RUN: "byoi-run",
+    TAG_APP: "byoi-app",
+    TAG_ENV: "byoi-env",
+    TAG_KEY: "byoi-key",
+    TAG_FAMILY: "byoi-family",
+    TAG_BAKED_FROM: "byoi-baked-from",
+    TAG_BAKE_HASH: "byoi-bake-hash",
+}
 TAGS = {v: k for k, v in LABELS.items()}
 IMAGE_STATES = {
     "READY": ImageState.READY,
@@ -75,6 +86,11 @@ def versions_of(image: Any) -> dict[str, str]:
     }
 
 
+def version_labels(versions: Mapping[str, str]) -> dict[str, str]:
+    """Measured versions as labels: ``byoi-v-ruby_version: 3-2-2``."""
+    return {f"{LABEL_PREFIX}{k}".lower()[:63]: label_value(v) for k, v in versions.items()}
+
+
 def describe_versions(versions: Mapping[str, str]) -> str:
     return f"byoi-versions: {json.dumps(dict(versions), sort_keys=True)}"
 
@@ -91,7 +107,7 @@ def image_from(image: Any) -> Image:
         state=state,
         family=image.family or None,
         versions=versions_of(image),
-        tags=labels,
+        tags={TAGS.get(str(k), str(k)): str(v) for k, v in labels.items()},
         deprecated_at=_time(deleted_at) if deleted_at else None,
     )
 

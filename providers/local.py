@@ -106,6 +106,8 @@ class LocalProvider:
             target = staging / "rootfs" / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
+            if content.startswith("#!"):
+                target.chmod(0o755)  # a script is seeded runnable, as on a real image
         (staging / "rootfs").mkdir(parents=True, exist_ok=True)
         return self._publish_image(
             staging, image_id, name, family, versions or {}, created_at, state
@@ -120,12 +122,14 @@ class LocalProvider:
         versions: Mapping[str, str],
         created_at: datetime | None,
         state: ImageState,
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         meta = {
             "id": image_id,
             "name": name,
             "family": family,
             "versions": dict(versions),
+            "tags": dict(tags or {}),
             "created_at": (created_at or self._clock()).isoformat(),
             "state": state.value,
             "deprecated_at": None,
@@ -183,18 +187,34 @@ class LocalProvider:
         raise NotFound(f"no image with id or name {ref!r}")
 
     def snapshot(
-        self, server: Server, *, name: str, family: str | None, versions: Mapping[str, str]
+        self,
+        server: Server,
+        *,
+        name: str,
+        family: str | None,
+        versions: Mapping[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> Image:
         _check_name("image name", name)
         source = self._server_dir(server.id) / "rootfs"
         if not source.is_dir():
             raise NotFound(f"server {server.id} does not exist")
+        existing = next((i for i in self.list_images() if i.name == name), None)
+        if existing is not None:
+            return existing  # a resumed snapshot under the same name made it already
         image_id = f"img-{uuid.uuid4().hex[:12]}"
         staging = self.root / "images" / f".{image_id}.tmp"
         shutil.copytree(source, staging / "rootfs", symlinks=True)
         return self._publish_image(
-            staging, image_id, name, family, versions, None, ImageState.READY
+            staging, image_id, name, family, versions, None, ImageState.READY, tags
         )
+
+    def delete_image(self, image: Image) -> None:
+        directory = self.root / "images" / _check_name("image id", image.id)
+        if directory.is_dir():
+            trash = self.root / "images" / f".{image.id}.{uuid.uuid4().hex}.deleted"
+            os.replace(directory, trash)  # gone from listings at once, then removed
+            shutil.rmtree(trash, ignore_errors=True)
 
     # servers ----------------------------------------------------------------------------
 
@@ -268,6 +288,15 @@ class LocalProvider:
             ) from exc
         return ScriptResult(exit_code=done.returncode, output=done.stdout)
 
+    def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
+        path = self._server_dir(server.id) / "server.json"
+        with self._lock:
+            if not path.exists():
+                raise NotFound(f"server {server.id} does not exist")
+            meta = _read_json(path)
+            meta["tags"] = {**meta["tags"], **tags}
+            _write_json(path, meta)
+
     def terminate(self, server: Server) -> None:
         directory = self._server_dir(server.id)
         path = directory / "server.json"
@@ -336,7 +365,7 @@ def _image_from(meta: Mapping[str, Any]) -> Image:
         state=ImageState(meta.get("state", "ready")),
         family=meta.get("family"),
         versions=dict(meta.get("versions") or {}),
-        tags={},
+        tags=dict(meta.get("tags") or {}),
         deprecated_at=datetime.fromisoformat(deprecated) if deprecated else None,
     )
 

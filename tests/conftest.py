@@ -79,6 +79,8 @@ IMAGE_FILES = {
     "/srv/app/shared/config/secrets.env": "PASSWORD=hunter2\n",
     "/srv/app/.env": "KEY=1\n",
     "/etc/hostname": "source\n",
+    "/etc/os-release": 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n',
+    "/usr/local/bin/ruby": "#!/bin/sh\necho 'ruby 3.2.2p53 (2023-03-30 revision e51014f9c0)'\n",
 }
 
 

@@ -64,19 +64,22 @@ class TextNotifier:
         self._phases: dict[tuple[int, str], str] = {}
         self._seen: dict[tuple[int, int], tuple[int, int]] = {}
         self._notes: dict[tuple[int, int], str] = {}
-        self._states: dict[int, int] = {}
+        self._states: dict[int, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     def run_changed(self, run: Run) -> None:
         with self._lock:
             lines = [line for server in run.servers for line in self._server_lines(run, server)]
             lines += self._phase_lines(run)
-            if _state_rank(run.state) > self._states.get(run.id, -1):
-                self._states[run.id] = _state_rank(run.state)
+            said = (_state_rank(run.state), run.reason or "")
+            before = self._states.get(run.id, (-1, ""))
+            if said[0] > before[0] or (said[0] == before[0] and said[1] != before[1]):
+                self._states[run.id] = said
                 if run.state.terminal:
                     lines.append(text.run_text(run))
                 else:
-                    lines.append(f"[run {run.id}] {run.state.value.replace('_', ' ')}")
+                    reason = f" · {run.reason}" if run.reason else ""
+                    lines.append(f"[run {run.id}] {run.state.value.replace('_', ' ')}{reason}")
             if lines:
                 self.console.say("\n".join(lines))
 

@@ -39,6 +39,12 @@ apps:
       echo "$BYOI_RELEASE" > current/VERSION
       echo "deployed by run $BYOI_RUN onto $BYOI_SERVER" > current/DEPLOYED
     health_command: test -s current/VERSION
+    # A refresh bakes on a builder: this installs the declared Ruby (here: the demo's marker).
+    bake: |
+      ruby="$BYOI_ROOT/usr/local/bin/ruby"
+      echo '#!/bin/sh' > "$ruby"
+      echo "echo 'ruby ${BYOI_DECLARED_RUBY_VERSION}p0 (baked by the demo)'" >> "$ruby"
+      chmod 755 "$ruby"
     environments:
       production:
         approvals: 2
@@ -60,7 +66,7 @@ production:
 """
 
 IMAGE_FILES = {
-    "/etc/os-release": 'NAME="Ubuntu"\nVERSION_ID="22.04"\n',
+    "/etc/os-release": 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n',
     "/etc/machine-id": "5f2c8a0b9d1e4f3a8b7c6d5e4f3a2b1c\n",
     "/etc/ssh/ssh_host_ed25519_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n(host key of the "
     "server this image was taken from)\n-----END OPENSSH PRIVATE KEY-----\n",
@@ -70,8 +76,10 @@ IMAGE_FILES = {
     "/srv/app/.env": "SECRET_KEY_BASE=0f9e8d7c6b5a\n",
     "/srv/app/shared/config/secrets.env": "DATABASE_URL=postgres://app:hunter2@db/app\n",
     "/srv/app/shared/log/production.log": "I, [2026-10-12] Started GET / for 10.0.0.7\n",
-    "/usr/local/bin/ruby": "#!/bin/sh\necho 'ruby 3.1.2'\n",
+    "/usr/local/bin/ruby": "#!/bin/sh\necho 'ruby 3.1.2p20 (2022-04-12 revision 4491bb740a)'\n",
 }
+RUBY = "/usr/local/bin/ruby"
+"""The demo's Ruby: a script that answers `ruby -v` as the real one does, read by the probe."""
 
 
 def prepare(directory: Path, now: datetime) -> Path:
@@ -97,5 +105,6 @@ def banner(directory: Path) -> str:
     return f"""\
 byoi demo: app `demo` on the local provider (files under {directory}/local).
 You are {DEMO_USER}; {SECOND_USER} is a second operator who can approve your runs.
-Try: scale demo 3 · as {SECOND_USER} · approve 1 · status · history · scale demo 1
+Try: scale demo 3 · as {SECOND_USER} · approve 1 · status · refresh demo · approve 2 ·
+roll demo · approve 3 · status · scan · history
 Type `help` for every command, `quit` to leave."""

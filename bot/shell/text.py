@@ -65,9 +65,10 @@ def alert_line(alert: Alert, now: datetime) -> str:
     state = alert.state.value
     if alert.snoozed_until and alert.state == AlertState.SNOOZED:
         state += f" until {alert.snoozed_until:%Y-%m-%d}"
+    verb = "roll" if alert.finding == "fleet" else "refresh"
     return (
         f"alert {alert.id:<4} {alert.app}/{alert.env} {alert.image_name} · {alert.finding}: "
-        f"{alert.detail} · {state} → `refresh {alert.app} --env {alert.env}` or "
+        f"{alert.detail} · {state} → `{verb} {alert.app} --env {alert.env}` or "
         f"`snooze {alert.id}`"
     )
 
@@ -93,7 +94,10 @@ def _verb(kind: RunKind) -> str:
     return {
         RunKind.SCALE_UP: "scale up",
         RunKind.SCALE_DOWN: "scale down",
-        RunKind.REFRESH: "refresh image",
+        RunKind.REFRESH: "refresh image from a server",
+        RunKind.BAKE: "bake image",
+        RunKind.ROLL: "roll",
+        RunKind.PRUNE: "prune images",
     }[kind]
 
 
@@ -101,13 +105,23 @@ def plan_text(plan: Plan, run: Run | None) -> str:
     title = f"run {run.id}" if run else "plan (dry run)"
     lines = [
         f"{title} · {_verb(plan.kind)} {plan.app}/{plan.env}: {plan.current} → {plan.desired}"
-        f" server(s)",
+        f" {'image(s)' if plan.kind == RunKind.PRUNE else 'server(s)'}",
         f"  image     {plan.image.name} ({plan.image.id}), {plan.staleness.age_days} days old",
         f"  versions  {_versions(dict(plan.image.versions))}",
         f"  staleness {'fresh' if plan.staleness.fresh else '⚠ ' + plan.staleness.summary()}",
         f"  strategy  {plan.strategy.value} · target {plan.target} · requested by {plan.requester}",
     ]
-    if plan.removals and plan.kind == RunKind.REFRESH:
+    if plan.kind == RunKind.BAKE:
+        lines.append("  builder   1 server from this image → bake → scrub → probes → snapshot")
+    elif plan.kind == RunKind.ROLL:
+        canary = " · canary first, then pause" if plan.canary else ""
+        lines.append(
+            f"  replaces  {len(plan.removals)} server(s) in batches of {plan.batch_size}, "
+            f"surge first{canary}: " + ", ".join(s.id for s in plan.removals)
+        )
+    elif plan.kind == RunKind.PRUNE:
+        lines.append("  deletes   " + ", ".join(f"{i.name} ({i.id})" for i in plan.images))
+    elif plan.removals and plan.kind == RunKind.REFRESH:
         lines.append(f"  source    {plan.removals[0].id} (snapshot into a new image)")
     elif plan.removals:
         lines.append(
@@ -173,7 +187,7 @@ def status_text(reply: StatusReply) -> str:
             age = f"{view.image_age_days} days old" if view.image_age_days is not None else "?"
             out.append(
                 f"  {view.server.id:<24} {view.server.state.value:<8} image "
-                f"{view.image_name} ({age})"
+                f"{view.image_name} ({age}) · {_versions(dict(view.versions))}"
             )
         if env.others:
             out.append(f"  not managed here: {len(env.others)} server(s), never touched")

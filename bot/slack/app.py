@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from bot.slack.alertcards import AlertCards
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.blocks import messages
+from bot.slack.blocks import roll as rollblocks
 from bot.slack.cards import Cards
 from bot.slack.workqueue import BUSY, WorkQueue
 from pipeline.config.model import Config
@@ -251,7 +252,12 @@ def register_actions(app: App, services: Services) -> None:
             _say(respond, ":warning: " + NO_USER if user is None else "That button names no run.")
             return
         caller = _caller(services, user, _click_channel(body))
-        handler = services.service.approve if verb == "approve" else services.service.reject
+        handler = {
+            "approve": services.service.approve,
+            "reject": services.service.reject,
+            "continue": lambda r, c, n: services.service.dispatch(commands.Continue(r), c, n),
+            "roll back": services.service.cancel,
+        }[verb]
         reply = handler(run_id, caller, services.clock())
         run = services.display.run(run_id)
         if run is not None and run.shown_as:
@@ -265,6 +271,18 @@ def register_actions(app: App, services: Services) -> None:
                 replace_original=False,
             )
 
+    def on_offer(body: dict[str, Any], respond: Respond) -> None:
+        run_id = _clicked_id(body)
+        run = services.display.run(run_id) if run_id is not None else None
+        made = services.display.run_image(run_id) if run_id is not None else None
+        if run is None or made is None:
+            respond(text="That refresh made no image.", response_type="ephemeral")
+            return
+        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+        command = commands.Roll(run.app, run.env, image=made.image_id)
+        reply = services.service.dispatch(command, caller, services.clock())
+        deliver(services, reply, respond)
+
     def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
         alert, user = _clicked_alert(services, body), _clicker(body)
         if alert is None or user is None:
@@ -276,6 +294,8 @@ def register_actions(app: App, services: Services) -> None:
         now = services.clock()
         if verb == "refresh":
             reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
+        elif verb == "roll":
+            reply = services.service.dispatch(commands.Roll(alert.app, alert.env), caller, now)
         else:
             reply = services.service.snooze(alert.id, caller, now)
         deliver(services, reply, respond)
@@ -299,6 +319,29 @@ def register_actions(app: App, services: Services) -> None:
         alertblocks.ALERT_SNOOZE,
         "snooze of alert",
         lambda b, r: on_alert(b, r, "snooze"),
+    )
+
+    _on_button(
+        app,
+        services,
+        rollblocks.ROLL_CONTINUE,
+        "continue of run",
+        lambda b, r: on_click(b, r, "continue"),
+    )
+    _on_button(
+        app,
+        services,
+        rollblocks.ROLL_BACK,
+        "roll back of run",
+        lambda b, r: on_click(b, r, "roll back"),
+    )
+    _on_button(app, services, rollblocks.ROLL_OFFER, "roll offer of run", on_offer)
+    _on_button(
+        app,
+        services,
+        alertblocks.ALERT_ROLL,
+        "roll of alert",
+        lambda b, r: on_alert(b, r, "roll"),
     )
 
 

@@ -19,9 +19,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.blocks import messages
+from bot.slack.blocks import roll as rollblocks
+from bot.slack.blocks.kit import section
 from bot.slack.thread import PhaseReplies
 from pipeline.config.model import ThreadUpdates
-from pipeline.domain.models import Run, ServerStatus
+from pipeline.domain.models import Run, RunKind, ServerStatus
 from pipeline.ports import Clock
 from pipeline.services.display import Display
 
@@ -209,9 +211,7 @@ class Cards:
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self.post(
-            channel, text=self._fallback(stored), blocks=messages.run_card(stored, self.clock())
-        )
+        response = self.post(channel, text=self._fallback(stored), blocks=self._card(stored))
         self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
         self._last_edit[run.id] = time.monotonic()
         posted = self.display.run(run.id)
@@ -241,13 +241,17 @@ class Cards:
             channel=stored.channel,
             ts=stored.shown_as,
             text=self._fallback(stored),
-            blocks=messages.run_card(stored, self.clock()),
+            blocks=self._card(stored),
         )
         self._thread_replies(stored)
         # Counted from the last phase edit too, so each phase reply is also edited at most
         # once per interval (posting a new reply can take a second of pacing).
         self._last_edit[stored.id] = time.monotonic()
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
+
+    def _card(self, run: Run) -> list[dict[str, object]]:
+        options = self.display.run_options(run.id) if run.kind == RunKind.ROLL else None
+        return messages.run_card(run, self.clock(), options)
 
     def _thread_replies(self, run: Run) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
@@ -265,9 +269,12 @@ class Cards:
                 self.display.record_notice(run.id, what, self.clock())
         finished = run.servers and any(s.status.finished for s in run.servers)
         if run.state.terminal and finished and "summary" not in told:
+            summary = messages.run_summary(run)
+            offer = rollblocks.roll_offer(run, self.display.run_image(run.id))
             self.post(
                 run.channel,
-                text=messages.run_summary(run),
+                text=summary,
+                blocks=[section(summary), *offer] if offer else None,
                 thread_ts=run.shown_as,
                 reply_broadcast=True,
             )

@@ -11,6 +11,7 @@ from pipeline.config.yamlsrc import Node, Problem, plain
 USER_REF = re.compile(r"^(\*|@[a-z0-9_-]+|[UWS][A-Z0-9]{2,20})$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/*+@-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$")
+_PROBE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
 _FORBIDDEN_SCRUB = frozenset(
     ("/", "/etc", "/usr", "/bin", "/sbin", "/lib", "/var", "/home", "/boot")
@@ -47,6 +48,8 @@ POLICY_KEYS: dict[str, KeySpec] = {
     "thread_updates": KeySpec(
         "thread_updates", "phases", "phases (a reply per step, edited) or failures (only)"
     ),
+    "probes": KeySpec("probes", {}, "version key → shell command printing that version"),
+    "bake": KeySpec("text", "", "script a refresh runs on the builder before scrub and probes"),
 }
 
 APP_KEYS: dict[str, str] = {
@@ -110,6 +113,8 @@ def _check(kind: str, value: Any) -> str | None:
         return next((f"{p!r}: {m}" for p in value if (m := _check_scrub(p))), None)
     if kind == "users":
         return _check_users(value)
+    if kind == "probes":
+        return _check_probes(value)
     raise AssertionError(kind)
 
 
@@ -147,6 +152,17 @@ def _check_users(value: Any) -> str | None:
                 f"{ref!r} is not a user id (U…/W…), user-group id (S…), @group or *; "
                 "use ids, never display names"
             )
+    return None
+
+
+def _check_probes(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return "must be a map of version key to shell command"
+    for key, command in value.items():
+        if not isinstance(key, str) or not _PROBE_KEY.match(key):
+            return f"{key!r} is not a version key (a-z, 0-9 and '_', like ruby_version)"
+        if not isinstance(command, str) or not command.strip():
+            return f"{key}: the probe must be a non-empty shell command"
     return None
 
 

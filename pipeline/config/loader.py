@@ -373,6 +373,8 @@ def _parse_env(
         channel=policy["channel"],
         component=component.type,
         thread_updates=ThreadUpdates(policy["thread_updates"]),
+        probes=dict(policy["probes"]),
+        bake=policy["bake"],
     )
 
 

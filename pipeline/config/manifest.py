@@ -312,8 +312,8 @@ def _resolve_same_as(
             if other is None:
                 resolved.append(server)
                 continue
-            if other not in named:
-                if not rules.strict(kind):
+            if not isinstance(other, str) or other not in named:
+                if isinstance(other, str) and not rules.strict(kind):
                     continue  # a database on a server byoi does not know is not byoi's concern
                 known = ", ".join(sorted(named)) or "none"
                 problems.append(

@@ -79,6 +79,9 @@ class EnvConfig:
     channel: str | None
     component: str
     thread_updates: ThreadUpdates = ThreadUpdates.PHASES
+    probes: Mapping[str, str] = field(default_factory=dict)
+    """Configured probes (version key → command); defaults come from pipeline.execution.probes."""
+    bake: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ _ENV = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$")
 _SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _COUNT = re.compile(r"^[+-]?[0-9]+$")
+_BATCH = re.compile(r"^[1-9][0-9]{0,3}%?$")
 
 # Usage lines name the command only; each front end says how to type it (bot/render.py).
 USAGE = {
@@ -26,8 +27,10 @@ USAGE = {
     "scale": "scale <app> <count|+n|-n> [--env E] [--image I] "
     "[--strategy parallel|serial] [--dry-run]",
     "status": "status [app]",
-    "images": "images [app]",
-    "refresh": "refresh <app> [--env E] [--from SERVER]",
+    "images": "images [app] · images prune <app> [--env E] [--keep N]",
+    "refresh": "refresh <app> [--env E] [--from SERVER] [--force]",
+    "roll": "roll <app> [--env E] [--batch N|P%] [--canary] [--image I]",
+    "continue": "continue <run>",
     "history": "history [app]",
     "cancel": "cancel <run>",
     "approve": "approve <run>",
@@ -39,8 +42,10 @@ SUMMARY = {
     "help": "this help",
     "scale": "set how many servers an app runs (5), or change it (+2, -1)",
     "status": "servers, their images, runs in flight",
-    "images": "images in use with age, versions, staleness",
-    "refresh": "snapshot a fresh image from a healthy live server",
+    "images": "images in use with age, versions, staleness; prune deletes unused old ones",
+    "refresh": "bake a fresh image (versions measured), or snapshot SERVER with --from",
+    "roll": "replace servers not on the current image, batch by batch, surge first",
+    "continue": "let a roll paused after its canary go on (the button does the same)",
     "history": "recent runs: who asked, who approved, outcome",
     "cancel": "stop a run; finished servers stay, in-flight ones are rolled back",
     "approve": "approve a run (the buttons do the same)",
@@ -86,6 +91,28 @@ class Refresh:
     app: str
     env: str | None = None
     source: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Roll:
+    app: str
+    env: str | None = None
+    batch: str | None = None
+    canary: bool = False
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class Continue:
+    run_id: int
+
+
+@dataclass(frozen=True)
+class Prune:
+    app: str
+    env: str | None = None
+    keep: int = 3
 
 
 @dataclass(frozen=True)
@@ -114,7 +141,20 @@ class Snooze:
 
 
 Command = (
-    Alerts | Snooze | Help | Scale | Status | Images | History | Refresh | Cancel | Approve | Reject
+    Alerts
+    | Snooze
+    | Help
+    | Scale
+    | Status
+    | Images
+    | History
+    | Refresh
+    | Cancel
+    | Approve
+    | Reject
+    | Roll
+    | Continue
+    | Prune
 )
 
 
@@ -275,14 +315,43 @@ def _parse_scale(args: list[str]) -> Scale:
 
 
 def _parse_refresh(args: list[str]) -> Refresh:
-    positional, options = _split(args, {"env": False, "from": False})
+    positional, options = _split(args, {"env": False, "from": False, "force": True})
     if not positional:
         raise _Bad("Give one app, for example `refresh api`.")
     _no_more(positional, 1, f"`refresh {shown(positional[0])}`")
     source = options.get("from")
     if source is not None and not _SERVER.match(source):
         raise _Bad(f"`{shown(source)}` is not a server id.")
-    return Refresh(_app(positional[0]), _env(options), source)
+    return Refresh(_app(positional[0]), _env(options), source, "force" in options)
+
+
+def _parse_roll(args: list[str]) -> Roll:
+    positional, options = _split(
+        args, {"env": False, "batch": False, "canary": True, "image": False}
+    )
+    if len(positional) != 1:
+        raise _Bad("Give one app, for example `roll api --batch 2`.")
+    batch = options.get("batch")
+    if batch is not None and not _BATCH.match(batch):
+        raise _Bad(f"`{shown(batch)}` is not a batch: give a count (2) or a share (25%).")
+    if batch is not None and batch.endswith("%") and int(batch[:-1]) > 100:
+        raise _Bad("A batch cannot be more than 100%.")
+    image = options.get("image")
+    if image is not None and not _IMAGE.match(image):
+        raise _Bad(f"`{shown(image)}` is not an image id, name or family:<name>.")
+    return Roll(_app(positional[0]), _env(options), batch, "canary" in options, image)
+
+
+def _parse_images(args: list[str]) -> Images | Prune:
+    if not args or args[0].lower() != "prune":
+        return Images(_optional_app(args))
+    positional, options = _split(args[1:], {"env": False, "keep": False})
+    if len(positional) != 1:
+        raise _Bad("Give one app, for example `images prune api --keep 3`.")
+    keep = options.get("keep", "3")
+    if not keep.isascii() or not keep.isdigit() or not 1 <= int(keep) <= 100:
+        raise _Bad(f"`{shown(keep)}` is not a number of images to keep (1 to 100).")
+    return Prune(_app(positional[0]), _env(options), int(keep))
 
 
 def _parse_help(args: list[str]) -> Help:
@@ -298,7 +367,9 @@ _PARSERS: dict[str, Callable[[list[str]], Command]] = {
     "help": _parse_help,
     "scale": _parse_scale,
     "status": lambda a: Status(_optional_app(a)),
-    "images": lambda a: Images(_optional_app(a)),
+    "images": _parse_images,
+    "roll": _parse_roll,
+    "continue": lambda a: Continue(_run_id(a)),
     "history": lambda a: History(_optional_app(a)),
     "refresh": _parse_refresh,
     "cancel": lambda a: Cancel(_run_id(a)),

@@ -12,6 +12,11 @@ class RunKind(StrEnum):
     SCALE_UP = "scale_up"
     SCALE_DOWN = "scale_down"
     REFRESH = "refresh"
+    """Snapshot a live server (``refresh --from``)."""
+    BAKE = "bake"
+    """Build an image on a builder server: bake script, scrub, probes, snapshot."""
+    ROLL = "roll"
+    PRUNE = "prune"
 
 
 class RunState(StrEnum):
@@ -53,16 +58,35 @@ class Step(StrEnum):
     DRAIN = "drain"
     TERMINATE = "terminate"
     SNAPSHOT = "snapshot"
+    PROBE = "probe"
+    BAKE = "bake"
+    DELETE = "delete"
 
 
-SCALE_UP_STEPS = (Step.CLONE, Step.SCRUB, Step.DEPLOY, Step.REGISTER)
+SCALE_UP_STEPS = (Step.CLONE, Step.SCRUB, Step.DEPLOY, Step.PROBE, Step.REGISTER)
 SCALE_DOWN_STEPS = (Step.DRAIN, Step.TERMINATE)
-REFRESH_STEPS = (Step.SNAPSHOT,)
+REFRESH_STEPS = (Step.PROBE, Step.SNAPSHOT)
+BAKE_STEPS = (Step.CLONE, Step.BAKE, Step.SCRUB, Step.PROBE, Step.SNAPSHOT)
+PRUNE_STEPS = (Step.DELETE,)
 STEPS = {
     RunKind.SCALE_UP: SCALE_UP_STEPS,
     RunKind.SCALE_DOWN: SCALE_DOWN_STEPS,
     RunKind.REFRESH: REFRESH_STEPS,
+    RunKind.BAKE: BAKE_STEPS,
+    RunKind.PRUNE: PRUNE_STEPS,
 }
+# A roll's odd slots are new servers (SCALE_UP_STEPS), its even slots old ones (SCALE_DOWN_STEPS).
+
+
+def steps_of(kind: RunKind, slot: int) -> tuple[Step, ...]:
+    if kind == RunKind.ROLL:
+        return SCALE_UP_STEPS if slot % 2 == 1 else SCALE_DOWN_STEPS
+    return STEPS[kind]
+
+
+def creates_server(kind: RunKind, slot: int) -> bool:
+    """Whether this slot launches a server (which a failure or the reconciler must remove)."""
+    return kind in (RunKind.SCALE_UP, RunKind.BAKE) or (kind == RunKind.ROLL and slot % 2 == 1)
 
 
 class ServerStatus(StrEnum):

@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pipeline.domain.models import STEPS, Run, RunServer, ServerStatus, Step
+from pipeline.domain.models import (
+    SCALE_DOWN_STEPS,
+    SCALE_UP_STEPS,
+    STEPS,
+    Run,
+    RunKind,
+    RunServer,
+    ServerStatus,
+    Step,
+    steps_of,
+)
 
 _SCRUBBED = re.compile(r"^scrubbed (\d+):")
 
@@ -89,7 +99,9 @@ def phases(run: Run, events: Sequence[StepEvent]) -> tuple[Phase, ...]:
         if event.kind == StepEventKind.STOPPED:
             stopped_at[event.slot] = event.at
     found = []
-    for step in STEPS[run.kind]:
+    # A roll's new servers go through a scale-up's steps, its old ones through a scale-down's.
+    kind_steps = SCALE_UP_STEPS + SCALE_DOWN_STEPS if run.kind == RunKind.ROLL else STEPS[run.kind]
+    for step in kind_steps:
         own = [e for e in events if e.step == step]
         if any(e.kind == StepEventKind.STARTED for e in own):
             found.append(_phase(run, step, own, stopped_at))
@@ -99,10 +111,11 @@ def phases(run: Run, events: Sequence[StepEvent]) -> tuple[Phase, ...]:
 def _phase(run: Run, step: Step, events: list[StepEvent], stopped_at: dict[int, datetime]) -> Phase:
     entered = {e.slot for e in events if e.kind == StepEventKind.STARTED}
     done = {e.slot for e in events if e.kind == StepEventKind.DONE}
-    halted = [s for s in run.servers if _halted_in(s, entered, done)]
+    pool = [s for s in run.servers if step in steps_of(run.kind, s.slot)]
+    halted = [s for s in pool if _halted_in(s, entered, done)]
     failed = sum(s.status == ServerStatus.FAILED for s in halted)
-    never = [s for s in run.servers if _stopped(s) and s.slot not in entered]
-    servers = len(run.servers) - len(never)
+    never = [s for s in pool if _stopped(s) and s.slot not in entered]
+    servers = len(pool) - len(never)
     last = [e.at for e in events if e.kind == StepEventKind.DONE]
     last += [stopped_at[s.slot] for s in halted if s.slot in stopped_at]
     over = len(done) + len(halted) >= servers or run.state.terminal

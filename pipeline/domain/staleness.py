@@ -19,6 +19,8 @@ class FindingKind(StrEnum):
     UNKNOWN = "unknown"
     DEPRECATED = "deprecated"
     OBSOLETE = "obsolete"
+    FLEET = "fleet"
+    """Live servers on another image, or whose measured versions differ from the image's."""
 
 
 @dataclass(frozen=True)

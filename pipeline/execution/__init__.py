@@ -1,4 +1,5 @@
-"""Carrying runs out: the runner, the scripts it sends, recovery after a crash, the scan.
+"""Carrying runs out: the runner and its lifecycle steps (bake, probe, roll batches, prune),
+the scripts it sends, version probes, recovery after a crash, the scan.
 
 May import domain, config, state, ports and providers.base.
 """

@@ -11,23 +11,25 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from pipeline.config.model import Config, EnvConfig
-from pipeline.domain import failures
+from pipeline.config.model import Config
+from pipeline.domain import failures, roll
 from pipeline.domain.models import (
-    STEPS,
     Run,
     RunKind,
-    RunServer,
     RunState,
     ServerStatus,
     Step,
     Strategy,
+    creates_server,
+    steps_of,
 )
-from pipeline.execution import scripts
+from pipeline.execution import bake, scripts
 from pipeline.execution.fanout import fan_out
+from pipeline.execution.lifesteps import LifecycleSteps, probe_script
+from pipeline.execution.lifesteps import Slot as _Slot
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
+from pipeline.state import measured
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import (
@@ -36,8 +38,6 @@ from providers.base import (
     TAG_KEY,
     TAG_RUN,
     LaunchRequest,
-    NotFound,
-    Provider,
     ProviderError,
     ScriptFailed,
     Server,
@@ -62,23 +62,7 @@ def internal_error(what: str) -> str:
     return f"internal error (reference {ref})"
 
 
-@dataclass
-class _Slot:
-    run: Run
-    env: EnvConfig
-    provider: Provider
-    record: RunServer
-    server: Server | None = None
-    step: tuple[Step, float] | None = None
-    """The step in progress and when it began (time.monotonic), for the meter."""
-    registering: bool = False
-    """Recorded as registered by this process (``record`` has what was stored before)."""
-    pending: list[ServerEvent] = field(default_factory=list)
-    """Events after a provider call (its result, the step done), stored with the next write,
-    which always comes before the next provider call."""
-
-
-class Runner:
+class Runner(LifecycleSteps):
     def __init__(
         self,
         *,
@@ -105,6 +89,7 @@ class Runner:
         self.notifier = notifier
         self.clock = clock
         self._threads: dict[int, threading.Thread] = {}
+        self._again: set[int] = set()
         self._lock = threading.Lock()
         self._notify_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -118,6 +103,7 @@ class Runner:
                 return  # stays approved; the next start resumes it
             thread = self._threads.get(run_id)
             if thread is not None and thread.is_alive():
+                self._again.add(run_id)  # e.g. `continue` while a pausing roll is returning
                 return
             # Forget runs that ended: `byoi serve` lives for months (bench/soak.py).
             self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
@@ -148,6 +134,8 @@ class Runner:
     def _guarded(self, run_id: int) -> None:
         try:
             self.execute(run_id)
+            while self._take_again(run_id):
+                self.execute(run_id)
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             self.store.transition(
                 run_id,
@@ -158,6 +146,13 @@ class Runner:
                 reason=internal_error(f"run {run_id}"),
             )
             self._notify(run_id)
+
+    def _take_again(self, run_id: int) -> bool:
+        with self._lock:
+            if run_id in self._again:
+                self._again.discard(run_id)
+                return True
+            return False
 
     def _notify(self, run_id: int) -> None:
         """Tell the notifier; with a notify_interval, at most once per interval per run."""
@@ -215,10 +210,14 @@ class Runner:
         env = self.config.apps[run.app].environments[run.env]
         provider = self.provider_for(env.provider)
         open_slots = [_Slot(run, env, provider, s) for s in run.servers if not s.status.finished]
-        if run.strategy == Strategy.SERIAL:
+        if run.kind == RunKind.ROLL:
+            if not self._roll(run, env, provider):
+                self._notify(run_id)
+                return self.store.run(run_id)  # paused after its canary
+        elif run.strategy == Strategy.SERIAL:
             self._serial(open_slots)
         elif open_slots:
-            fan_out(self._work, open_slots, run.max_parallel, f"run-{run_id}")
+            self._parallel(open_slots)
         if self._stopping.is_set():
             log.info("run %s paused for shutdown; the next start resumes it", run_id)
             return self.store.run(run_id)
@@ -226,6 +225,10 @@ class Runner:
         if self.meter is not None and finished is not None:
             self.meter.run_finished(finished, env.provider, time.monotonic() - begun)
         return finished
+
+    def _parallel(self, slots: list[_Slot]) -> None:
+        if slots:
+            fan_out(self._work, slots, slots[0].run.max_parallel, f"run-{slots[0].run.id}")
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
@@ -254,6 +257,11 @@ class Runner:
             state, reason = RunState.FAILED, failed[0] if failed else "nothing finished"
         else:
             state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(outcomes)} failed"
+        made = measured.image_of(self.store, run_id)
+        run = self.store.run(run_id) if made is not None and state == RunState.SUCCEEDED else None
+        if made is not None and run is not None:
+            env = self.config.apps[run.app].environments[run.env]
+            reason = bake.outcome(made, bake.family(env))
         self.store.transition(
             run_id, [RunState.RUNNING], state, self.clock(), actor="byoi", reason=reason
         )
@@ -288,14 +296,16 @@ class Runner:
         the cancel check in the same write; its end goes with the next write. Every failure
         rolls the slot back, whatever raised it: a bug or an unexpected answer must not leave
         a launched server for the next restart's reconciler."""
-        steps = STEPS[slot.run.kind]
+        steps = steps_of(slot.run.kind, slot.record.slot)
         start = steps.index(slot.record.step) if slot.record.step in steps else 0
         try:
             for step in steps[start:]:
                 if self._stopping.is_set():
                     raise Interrupted
                 started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
-                if self._record(slot, [], [started]):
+                if not _cancellable(slot):
+                    self._record(slot, [started])
+                elif self._record(slot, [], [started]):
                     raise Cancelled
                 self._notify(slot.run.id)
                 self.checkpoint(f"{step}_started:{slot.record.slot}")
@@ -323,7 +333,8 @@ class Runner:
             cleanup = self._rollback(slot)
             self._set(slot, ServerStatus.FAILED, "failed", reason=reason, cleanup=cleanup)
             return False
-        self._set(slot, ServerStatus.DONE, "done")
+        cleanup = self._rollback(slot, "builder") if slot.run.kind == RunKind.BAKE else None
+        self._set(slot, ServerStatus.DONE, "done", cleanup=cleanup)
         return True
 
     def _measure(self, slot: _Slot, outcome: str) -> None:
@@ -349,51 +360,68 @@ class Runner:
     # steps ------------------------------------------------------------------------------
 
     def _do(self, slot: _Slot, step: Step) -> None:
-        if slot.run.kind == RunKind.SCALE_UP:
+        kind, number = slot.run.kind, slot.record.slot
+        if kind == RunKind.SCALE_UP or (kind == RunKind.ROLL and roll.is_new(number)):
             self._scale_up_step(slot, step)
-        elif slot.run.kind == RunKind.SCALE_DOWN:
+        elif kind in (RunKind.SCALE_DOWN, RunKind.ROLL):
             self._scale_down_step(slot, step)
+        elif kind == RunKind.BAKE:
+            self._bake_step(slot, step)
+        elif kind == RunKind.PRUNE:
+            self._prune_step(slot)
         else:
-            self._refresh_step(slot)
+            self._refresh_step(slot, step)
 
     def _launch(self, slot: _Slot) -> Server:
         image = slot.provider.resolve_image(slot.run.image_id)
+        tags = {TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env}
+        if slot.run.kind == RunKind.BAKE:
+            del tags[TAG_ENV]  # a builder is no member of the env's fleet
         request = LaunchRequest(
             key=slot.record.key,
             name=slot.record.key,
             image=image,
             spec=slot.env.spec,
-            tags={TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env},
+            tags=tags,
             scripts=self._scripts(slot),
         )
         return slot.provider.launch(request)
 
     def _scripts(self, slot: _Slot) -> tuple[scripts.Script, ...]:
-        """The scrub, deploy and (if configured) health scripts of a new server, in order."""
+        """The scripts a new server runs, in order: a builder bakes, a server deploys."""
         deploy = slot.env.deploy
-        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
+        probe = probe_script(slot.env)
+        if slot.run.kind == RunKind.BAKE:
+            return (bake.script(slot.env), scripts.scrub(deploy), probe)
+        steps = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key), probe]
         if deploy.health_command:
             steps.append(scripts.health(deploy))
         return tuple(steps)
 
-    def _scale_up_step(self, slot: _Slot, step: Step) -> None:
+    def _ensure_server(self, slot: _Slot) -> Server:
         # A resumed slot finds its server again through the idempotent launch.
         if slot.server is None:
             slot.server = self._launch(slot)
             self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
             slot.pending.append(("launched", {"provider_id": slot.server.id}))
+        return slot.server
+
+    def _scale_up_step(self, slot: _Slot, step: Step) -> None:
+        server = self._ensure_server(slot)
         steps = {s.name: s for s in self._scripts(slot)}
         if step == Step.SCRUB:
             self._script(slot, "scrub", steps["scrub"])
         elif step == Step.DEPLOY:
             self._script(slot, "deploy", steps["deploy"])
+        elif step == Step.PROBE:
+            self._probe(slot, server)
         elif step == Step.REGISTER:
             if "health" in steps:
                 self._script(slot, "health check", steps["health"])
             # Stored before the call: a crash in it must still deregister on rollback.
             self._record(slot, [("registering", {"registered": True})])
             slot.registering = True
-            slot.provider.register(slot.server, self._target(slot))
+            slot.provider.register(server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
         assert slot.server is not None
@@ -423,27 +451,11 @@ class Runner:
         else:
             slot.provider.terminate(server)
 
-    def _refresh_step(self, slot: _Slot) -> None:
-        server = self._find(slot)
-        if server is None:
-            raise NotFound(f"server {slot.record.provider_id} is gone")
-        family = (
-            slot.env.image.removeprefix("family:") if slot.env.image.startswith("family:") else None
-        )
-        stamp = self.clock().strftime("%Y%m%d-%H%M%S")
-        image = slot.provider.snapshot(
-            server,
-            name=f"{slot.run.app}-{slot.run.env}-{stamp}",
-            family=family,
-            versions=slot.env.versions,
-        )
-        slot.pending.append(("snapshot_created", {"note": f"image {image.name} ({image.id})"}))
-
     # rollback ---------------------------------------------------------------------------
 
-    def _rollback(self, slot: _Slot) -> str | None:
-        """Undo a scale-up slot: deregister and terminate whatever carries its key."""
-        if slot.run.kind != RunKind.SCALE_UP:
+    def _rollback(self, slot: _Slot, what: str = "rolled back") -> str | None:
+        """Undo a slot that launches: deregister and terminate whatever carries its key."""
+        if not creates_server(slot.run.kind, slot.record.slot):
             return None
         try:
             servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
@@ -462,7 +474,12 @@ class Runner:
             return f"rollback failed: {reason}; the reconciler will retry"
         self._record(slot, [("rolled_back", {"registered": False})])
         names = ", ".join(s.id for s in servers)
-        return f"rolled back (terminated {names})" if servers else "rolled back (nothing created)"
+        return f"{what} (terminated {names})" if servers else f"{what} (nothing created)"
+
+
+def _cancellable(slot: _Slot) -> bool:
+    """Once a roll's batch removes its old servers it finishes, so the fleet keeps its size."""
+    return not (slot.run.kind == RunKind.ROLL and not roll.is_new(slot.record.slot))
 
 
 def _summary(output: str) -> str:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pipeline.config.model import Config
+from pipeline.config.model import Config, EnvConfig
 from pipeline.domain.alerts import Sighting
-from pipeline.domain.staleness import Staleness, assess
+from pipeline.domain.staleness import Finding, FindingKind, Staleness, assess
+from pipeline.execution import probes
 from pipeline.ports import ProviderFor
-from providers.base import Image, ProviderError
+from providers.base import Image, ProviderError, Server
+
+Measured = Mapping[str, Mapping[str, str]]
+"""Measured versions by provider server id."""
+Fleet = Callable[[EnvConfig], tuple[list[Server], Measured]]
+"""This installation's live servers of an env, and their measured versions."""
 
 
 @dataclass(frozen=True)
@@ -28,8 +35,14 @@ class Observation:
         return len(self.staleness.findings) if self.staleness else 0
 
 
-def scan(config: Config, provider_for: ProviderFor, now: datetime) -> list[Observation]:
-    """Resolve each environment's image once per distinct reference and judge it."""
+def scan(
+    config: Config,
+    provider_for: ProviderFor,
+    now: datetime,
+    fleet: Fleet | None = None,
+) -> list[Observation]:
+    """Resolve each environment's image once per distinct reference and judge it; with
+    ``fleet`` (this installation's servers and their measured versions), judge them too."""
     seen: dict[tuple[str, str], Image | ProviderError] = {}
     found = []
     for app in config.apps.values():
@@ -49,6 +62,8 @@ def scan(config: Config, provider_for: ProviderFor, now: datetime) -> list[Obser
                 )
                 continue
             staleness = assess(image, env.versions, max_age_days=config.stale.max_age_days, now=now)
+            if fleet is not None:
+                staleness = _with_fleet(staleness, env, image, fleet)
             found.append(Observation(app.name, env.name, env.image, env.channel, image, staleness))
     return found
 
@@ -74,3 +89,41 @@ def sightings(observations: list[Observation]) -> list[Sighting]:
 def checked(observations: list[Observation]) -> set[tuple[str, str]]:
     """The (app, env) pairs the scan could look at: only their alerts may be resolved."""
     return {(o.app, o.env) for o in observations if o.error is None}
+
+
+def _with_fleet(
+    staleness: Staleness,
+    env: EnvConfig,
+    image: Image,
+    fleet: Fleet,
+) -> Staleness:
+    try:
+        servers, measured = fleet(env)
+    except ProviderError:
+        return staleness  # the image was judged; the fleet is judged on the next scan
+    finding = fleet_drift(image, servers, measured)
+    return replace(staleness, findings=(*staleness.findings, finding)) if finding else staleness
+
+
+def fleet_drift(image: Image, fleet: list[Server], measured: Measured) -> Finding | None:
+    """`2 of 3 servers run ruby_version 3.1.2 (image has 3.2.2), 2 another image → roll`."""
+    behind = [s for s in fleet if s.image_id != image.id]
+    differ: Counter[str] = Counter()
+    drifted = set()
+    for server in fleet:
+        have = measured.get(server.id, {})
+        for key, want in sorted(image.versions.items()):
+            got = have.get(key, probes.UNKNOWN)
+            if probes.normal(got) != probes.normal(want):
+                differ[f"{key} {got} (image has {want})"] += 1
+                drifted.add(server.id)
+    if not behind and not drifted:
+        return None
+    count = len({s.id for s in behind} | drifted)
+    parts = [f"{n} run {what}" for what, n in sorted(differ.items())]
+    if behind:
+        parts.append(f"{len(behind)} run another image than {image.name}")
+    return Finding(
+        FindingKind.FLEET,
+        f"{count} of {len(fleet)} server(s) differ from the image: {'; '.join(parts)} → roll",
+    )

@@ -7,8 +7,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from pipeline.domain.alerts import Alert
+from pipeline.domain.measured import RunImage, RunOptions
 from pipeline.domain.models import Run
 from pipeline.domain.phases import Phase, ThreadReply, phases
+from pipeline.state import measured
 from pipeline.state.cards import UNPOSTABLE, run_revision
 from pipeline.state.store import Store
 
@@ -19,6 +21,14 @@ class Display:
 
     def run(self, run_id: int) -> Run | None:
         return self._store.run(run_id)
+
+    def run_image(self, run_id: int) -> RunImage | None:
+        """The image a refresh run made, if it made one."""
+        return measured.image_of(self._store, run_id)
+
+    def run_options(self, run_id: int) -> RunOptions:
+        """A run's lifecycle options: --force, a roll's batches and its canary pause."""
+        return measured.options_of(self._store, run_id)
 
     def alert(self, alert_id: int) -> Alert | None:
         return self._store.alerts.get(alert_id)

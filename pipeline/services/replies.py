@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -48,6 +49,11 @@ class Plan:
     approvers: tuple[str, ...]
     removals: tuple[Server, ...] = ()
     dry_run: bool = False
+    images: tuple[Image, ...] = ()
+    """Images a prune deletes."""
+    batch_size: int = 0
+    """A roll's batch: new servers launched before as many old ones are removed."""
+    canary: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ class ServerView:
     server: Server
     image_name: str
     image_age_days: int | None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    """What the probes measured on this server."""
 
 
 @dataclass(frozen=True)

@@ -6,22 +6,23 @@ Every front end calls ``Service.handle(text, caller, now)`` and render the Reply
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pipeline.config.model import AppConfig, Config, EnvConfig
 from pipeline.domain import commands as cmd
 from pipeline.domain import failures, plans, policy
+from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import (
     ACTIVE_STATES,
     Run,
     RunKind,
     RunState,
-    Strategy,
 )
 from pipeline.domain.staleness import assess
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
-from pipeline.services import alerts
+from pipeline.services import alerts, lifecycle
 from pipeline.services.caller import Caller
 from pipeline.services.replies import (
     ErrorReply,
@@ -31,6 +32,7 @@ from pipeline.services.replies import (
     RunReply,
 )
 from pipeline.services.views import Views
+from pipeline.state import measured
 from pipeline.state.store import ActiveRunExists, Store
 from providers.base import ProviderError, Server
 
@@ -75,6 +77,12 @@ class Service:
                 return self.views.history(app)
             case cmd.Refresh():
                 return self.refresh(command, caller, now)
+            case cmd.Roll():
+                return lifecycle.roll_onto(self, command, caller, now)
+            case cmd.Continue(run_id):
+                return lifecycle.go_on(self, run_id, caller, now)
+            case cmd.Prune():
+                return lifecycle.prune(self, command, caller, now)
             case cmd.Alerts(app):
                 return self.views.alerts(app, now)
             case cmd.Snooze(alert_id):
@@ -181,10 +189,22 @@ class Service:
         ordered = sorted(fleet, key=lambda s: (created[s.image_id], s.created_at, s.id))
         return ordered[:count]
 
-    def _submit(self, plan: Plan, env: EnvConfig, caller: Caller, now: datetime) -> Reply:
+    def _submit(
+        self,
+        plan: Plan,
+        env: EnvConfig,
+        caller: Caller,
+        now: datetime,
+        options: RunOptions | None = None,
+    ) -> Reply:
         needs_approval = plan.approvals_needed > 0
-        if plan.kind == RunKind.SCALE_UP:
-            slots = [plans.slot(i, None) for i in range(1, plan.desired - plan.current + 1)]
+        if plan.kind in (RunKind.SCALE_UP, RunKind.BAKE):
+            count = 1 if plan.kind == RunKind.BAKE else plan.desired - plan.current
+            slots = [plans.slot(i, None) for i in range(1, count + 1)]
+        elif plan.kind == RunKind.ROLL:
+            slots = [plans.slot(i, p) for i, p in lifecycle.roll_slots(plan.removals)]
+        elif plan.kind == RunKind.PRUNE:
+            slots = [plans.slot(i, image.id) for i, image in enumerate(plan.images, start=1)]
         else:
             slots = [plans.slot(i, s.id) for i, s in enumerate(plan.removals, start=1)]
         run = Run(
@@ -203,7 +223,7 @@ class Service:
             image_created_at=plan.image.created_at,
             image_versions=dict(plan.image.versions),
             strategy=plan.strategy,
-            max_parallel=env.max_parallel,
+            max_parallel=plan.batch_size or env.max_parallel,
             target=plan.target,
             approvals_needed=plan.approvals_needed,
             expires_at=now + timedelta(minutes=env.approval.expiry_minutes)
@@ -217,6 +237,8 @@ class Service:
             stored = self.store.create_run(run, now)
         except ActiveRunExists as exc:
             return _busy(exc.run, now)
+        if options is not None:
+            measured.save_options(self.store, replace(options, run_id=stored.id))
         if not needs_approval:
             self.runner.start(stored.id)
         return RunReply(plan, stored)
@@ -326,6 +348,8 @@ class Service:
         if run.state not in ACTIVE_STATES:
             return _already(run)
         self.store.request_cancel(run_id, now, caller.user)
+        if run.kind == RunKind.ROLL:
+            lifecycle.unpause_for_cancel(self, run_id)
         return RunReply(
             None,
             self.store.run(run_id),
@@ -335,39 +359,7 @@ class Service:
     # refresh ----------------------------------------------------------------------------
 
     def refresh(self, command: cmd.Refresh, caller: Caller, now: datetime) -> Reply:
-        usage = cmd.USAGE["refresh"]
-        env = self._free_target(command.app, command.env, usage, caller, now)
-        if isinstance(env, ErrorReply):
-            return env
-        try:
-            fleet = self.views.fleet(env)
-            image = self.provider_for(env.provider).resolve_image(env.image)
-        except ProviderError as exc:
-            return _provider_error(env, exc)
-        source = next((s for s in fleet if command.source in (None, s.id, s.name)), None)
-        if source is None:
-            where = f"server `{command.source}`" if command.source else "live server"
-            return ErrorReply(
-                f"{env.app}/{env.name} has no {where} to snapshot; scale up first.", usage
-            )
-        plan = Plan(
-            app=env.app,
-            env=env.name,
-            kind=RunKind.REFRESH,
-            current=len(fleet),
-            desired=len(fleet),
-            image=image,
-            staleness=assess(
-                image, env.versions, max_age_days=self.config.stale.max_age_days, now=now
-            ),
-            strategy=Strategy.SERIAL,
-            target=env.target,
-            requester=caller.user,
-            approvals_needed=env.approval.approvals if env.approval.required else 0,
-            approvers=env.approval.approvers,
-            removals=(source,),
-        )
-        return self._submit(plan, env, caller, now)
+        return lifecycle.refresh(self, command, caller, now)
 
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> Reply:
         return alerts.snooze(self.config, self.store, alert_id, caller, now)

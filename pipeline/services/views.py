@@ -22,8 +22,18 @@ from pipeline.services.replies import (
     ServerView,
     StatusReply,
 )
+from pipeline.state import measured
 from pipeline.state.store import Store
-from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server
+from providers.base import TAG_APP, TAG_ENV, VERSION_TAG_PREFIX, Image, ProviderError, Server
+
+
+def _tagged(server: Server) -> dict[str, str]:
+    """Versions written on a server's tags (by a byoi with another database, say)."""
+    return {
+        k.removeprefix(VERSION_TAG_PREFIX): v
+        for k, v in server.tags.items()
+        if k.startswith(VERSION_TAG_PREFIX)
+    }
 
 
 class Views:
@@ -70,8 +80,15 @@ class Views:
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
                 continue
+            found = measured.of_servers(self.store, env.app, env.name)
             servers = tuple(
-                ServerView(s, *images.get(s.image_id, (s.image_id, None))) for s in fleet
+                ServerView(
+                    s,
+                    images.get(s.image_id, (s.image_id, None))[0],
+                    images.get(s.image_id, (s.image_id, None))[1],
+                    found[s.id].versions if s.id in found else _tagged(s),
+                )
+                for s in fleet
             )
             views.append(EnvStatus(env.app, env.name, servers, active, others=tuple(others)))
         return StatusReply(tuple(views))
@@ -121,7 +138,7 @@ class Views:
 
     def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
         """Run the stale-image check once and record what it found."""
-        observations = scan.scan(self.config, self.provider_for, now)
+        observations = scan.scan(self.config, self.provider_for, now, self._fleet_measured)
         changes = self.store.alerts.record_scan(
             scan.sightings(observations),
             scan.checked(observations),
@@ -130,6 +147,11 @@ class Views:
             self.config.stale.remind_every,
         )
         return ScanReply(tuple(observations), changes, now)
+
+    def _fleet_measured(self, env: EnvConfig) -> tuple[list[Server], dict[str, dict[str, str]]]:
+        """This installation's servers of ``env`` and what the probes measured on them."""
+        found = measured.of_servers(self.store, env.app, env.name)
+        return self.fleet(env), {k: dict(v.versions) for k, v in found.items()}
 
     def history(self, app_name: str | None) -> Reply:
         if app_name is not None:

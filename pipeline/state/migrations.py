@@ -206,6 +206,43 @@ def m006_thread_replies(db: sqlite_utils.Database) -> None:
     )
 
 
+def m007_lifecycle(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- What the probes printed on a server, per provider server id (see state/measured.py).
+        CREATE TABLE measurements (
+            provider_id TEXT PRIMARY KEY,
+            app TEXT NOT NULL,
+            env TEXT NOT NULL,
+            image_id TEXT NOT NULL,
+            versions TEXT NOT NULL,
+            measured_at TEXT NOT NULL,
+            run_id INTEGER
+        );
+        -- The image a refresh run made, and whether it was published into the family.
+        CREATE TABLE run_images (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+            image_id TEXT NOT NULL,
+            image_name TEXT NOT NULL,
+            versions TEXT NOT NULL,
+            published INTEGER NOT NULL,
+            forced INTEGER NOT NULL DEFAULT 0,
+            mismatches TEXT NOT NULL DEFAULT '{}'
+        );
+        -- Options of refresh and roll runs: --force, a roll's batches and its canary pause.
+        CREATE TABLE run_options (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id),
+            batch_size INTEGER NOT NULL DEFAULT 1,
+            canary INTEGER NOT NULL DEFAULT 0,
+            paused INTEGER NOT NULL DEFAULT 0,
+            continued INTEGER NOT NULL DEFAULT 0,
+            force INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
@@ -213,6 +250,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("004_adopted", m004_adopted),
     ("005_cards", m005_cards),
     ("006_thread_replies", m006_thread_replies),
+    ("007_lifecycle", m007_lifecycle),
 )
 
 

@@ -175,15 +175,20 @@ class Store:
         return [self._hydrate(r) for r in rows]
 
     def wanted_keys(self, keys: Iterable[str]) -> set[str]:
-        """Those of ``keys`` whose server should exist: a finished or in-flight scale-up slot.
+        """Those of ``keys`` whose server should exist: a finished or in-flight slot that
+        launches one.
 
         One query, whatever the history: only the given keys are looked up (servers.key is
         unique), so the reconciler's cost follows the live fleet, not every run ever recorded.
         """
+        # The slots that launch a server (models.creates_server): every scale-up and bake slot,
+        # a roll's odd (new) slots. A builder is wanted only while its bake is in flight.
         rows = self._rows(
             f"""SELECT s.key FROM servers s JOIN runs r ON r.id = s.run_id
-            WHERE s.key IN (SELECT value FROM json_each(?)) AND r.kind = 'scale_up'
-            AND (s.status = 'done' OR (r.{ACTIVE_SQL} AND s.status IN ('pending', 'working')))""",  # noqa: S608
+            WHERE s.key IN (SELECT value FROM json_each(?))
+            AND (r.kind IN ('scale_up', 'bake') OR (r.kind = 'roll' AND s.slot % 2 = 1))
+            AND ((s.status = 'done' AND r.kind != 'bake')
+                 OR (r.{ACTIVE_SQL} AND s.status IN ('pending', 'working')))""",  # noqa: S608
             [json.dumps(sorted(set(keys)))],
         )
         return {str(r["key"]) for r in rows}

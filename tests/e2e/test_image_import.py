@@ -87,3 +87,32 @@ def test_import_refuses_a_cloud_app(tmp_path: Path) -> None:
     done = shell(tmp_path, "", "--config", str(config), "image", "import", "x", "--app", "web")
 
     assert done.returncode == 2 and "for the local provider" in done.stderr
+
+
+def test_import_runs_the_apps_configured_probes_as_every_clone_does(tmp_path: Path) -> None:
+    (tmp_path / "manifest.yml").write_text(MANIFEST)
+    probes = """{ruby_version: 'cat "$BYOI_ROOT/opt/ruby/VERSION"', app_version: 'echo v7.1'}"""
+    (tmp_path / "byoi.yml").write_text(textwrap.dedent(config_text(probes=probes)))
+    tree = image_tree(tmp_path)
+    (tree / "opt/ruby").mkdir(parents=True)
+    (tree / "opt/ruby/VERSION").write_text("3.3.1\n")
+
+    done = shell(
+        tmp_path,
+        "",
+        "--config",
+        str(tmp_path / "byoi.yml"),
+        "image",
+        "import",
+        str(tree),
+        "--app",
+        "web",
+    )
+
+    assert done.returncode == 0, done.stderr
+    (image,) = images(tmp_path)
+    assert image["versions"] == {
+        "app_version": "7.1",
+        "operating_system": "ubuntu2204",
+        "ruby_version": "3.3.1",
+    }

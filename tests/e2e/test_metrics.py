@@ -24,7 +24,7 @@ from tests.fakes.slack_api import FakeSlack, text_of
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALLOWED_LABELS = {"kind", "outcome", "state", "provider", "step", "method", "reason", "app", "env"}
 ALLOWED_LABELS |= {"image_age", "le"}
-STEPS = ("clone", "scrub", "deploy", "register")
+STEPS = ("clone", "scrub", "deploy", "probe", "register")
 
 
 def scrape(url: str) -> Samples:

@@ -78,6 +78,39 @@ def test_the_demo_scales_up_with_approval_then_down(tmp_path: Path) -> None:
     assert (root / "srv/app/current/VERSION").read_text() == "v2.0.0\n"
 
 
+def test_the_demo_lifecycle_bakes_measured_versions_and_rolls_the_fleet(tmp_path: Path) -> None:
+    first = shell(tmp_path, "scale demo 3\nas UBOB\napprove 1\nscan\n")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("measured operating_system ubuntu2204, ruby_version 3.1.2") == 3
+    server = sorted(p.name for p in (tmp_path / "demo/local/servers").iterdir())[0]
+
+    # A snapshot of a server cloned from the old image measures the old Ruby: drift stays.
+    second = shell(tmp_path, f"refresh demo --from {server}\nas UBOB\napprove 2\nscan\n")
+    out = second.stdout
+    assert "kept unpublished: measured ≠ declared: ruby_version 3.1.2 ≠ 3.2.2" in out
+    assert "ruby_version 3.1.2 → 3.2.2" in out.split("as UBOB")[-1].split("UBOB> scan")[-1]
+
+    # A bake upgrades Ruby on a builder and publishes; the scan then asks for a roll.
+    third = shell(tmp_path, "refresh demo\nas UBOB\napprove 3\nscan\n")
+    out = third.stdout
+    assert "published into family demo; measured versions match" in out
+    assert "measured operating_system ubuntu2204, ruby_version 3.2.2" in out
+    assert "3 of 3 server(s) differ from the image: 3 run ruby_version 3.1.2" in out
+    assert len(list((tmp_path / "demo/local/servers").iterdir())) == 4  # + the builder
+    assert len(list((tmp_path / "demo/local/servers").glob("*/rootfs"))) == 3
+
+    fourth = shell(tmp_path, "roll demo --batch 2\nas UBOB\napprove 4\nstatus\nscan\n")
+    out = fourth.stdout
+    assert fourth.returncode == 0, fourth.stderr
+    assert "replaces  3 server(s) in batches of 2, surge first" in out
+    status = out.split("UBOB> status")[-1].split("UBOB> scan")[0]
+    assert status.count("ruby_version 3.2.2") == 3 and "3.1.2" not in status
+    assert "demo/staging: 3 server(s)" in status
+    scan = out.split("UBOB> scan")[-1]
+    staging = next(line for line in scan.splitlines() if line.startswith("demo/staging"))
+    assert staging.rstrip().endswith("fresh")
+
+
 def test_the_demo_is_written_once_and_reused(tmp_path: Path) -> None:
     shell(tmp_path, "scale demo 1\n")
     again = shell(tmp_path, "history\n")

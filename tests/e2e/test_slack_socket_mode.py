@@ -89,7 +89,7 @@ def test_slash_commands_and_clicks_arrive_over_socket_mode(tmp_path: Path) -> No
         close = closes.get(timeout=10)
         server.shutdown()
 
-    assert exit_seconds < 3
+    assert exit_seconds < 6  # idle: well inside the 25 s deadline (a loaded CI box is slow)
     assert close is not None and close.code == 1000  # a proper close, not a dropped socket
 
     acked = {a["envelope_id"]: (at, a) for at, a in acks}

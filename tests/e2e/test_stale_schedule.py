@@ -73,7 +73,7 @@ def test_alert_buttons_snooze_and_refresh_through_slack(tmp_path: Path) -> None:
         bot.click("alert_refresh", 1, "UALICE")
         fake.wait_for(
             lambda: any(
-                "Run 2" in text_of(c) and "refresh image" in text_of(c)
+                "Run 2" in text_of(c) and "bake image" in text_of(c)
                 for c in fake.sent("chat.postMessage")
             )
         )

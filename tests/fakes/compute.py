@@ -76,6 +76,8 @@ class FakeCompute:
     http_faults: list[tuple[str, str, int]] = field(default_factory=list)
     operation_faults: list[tuple[str, str, str, str]] = field(default_factory=list)
     step_failures: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    step_outputs: dict[str, str] = field(default_factory=dict)
+    """What the guest reports as a step's output (by step name), e.g. the probe's lines."""
     stuck: set[str] = field(default_factory=set)
     """Instance names that never get past PROVISIONING."""
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -160,6 +162,11 @@ class FakeCompute:
         """As Compute Engine does after a while: a repeated requestId is a new request again."""
         with self._lock:
             self.by_request_id.clear()
+
+    def answer_step(self, step: str, output: str) -> None:
+        """The guest reports ``output`` for ``step`` on every instance (e.g. probe lines)."""
+        with self._lock:
+            self.step_outputs[step] = output
 
     def calls(self, method: str, pattern: str) -> list[Request]:
         with self._lock:
@@ -274,6 +281,19 @@ class FakeCompute:
             return 404, _error(404, f"family {family} has no usable image")
         return 200, max(usable, key=lambda i: _ts(i["creationTimestamp"]))
 
+    def delete_image(
+        self, name: str, query: dict[str, str], **_: Any
+    ) -> tuple[int, dict[str, Any]]:
+        if name not in self.images and query.get("requestId") not in self.by_request_id:
+            return 404, _error(404, f"image {name} was not found")
+
+        def effect(phase: str) -> None:
+            if phase == "done":
+                self.images.pop(name, None)
+
+        target = f"{self.url}{PREFIX}{self.project}/global/images/{name}"
+        return self._operation("delete", target, None, query, effect)
+
     def get_images(self, query: dict[str, str], **_: Any) -> tuple[int, dict[str, Any]]:
         images = list(self.images.values())
         match = re.search(r'family\s*=\s*"([^"]*)"', query.get("filter", ""))
@@ -344,6 +364,7 @@ class FakeCompute:
                     "zone": f"{self.url}{PREFIX}{self.project}/zones/{zone}",
                     "selfLink": self._link(zone, name),
                     "labels": body.get("labels", {}),
+                    "labelFingerprint": "42WmSpB8rSM=",
                     "creationTimestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "disks": [
                         {
@@ -379,6 +400,22 @@ class FakeCompute:
 
         return self._operation("delete", self._link(zone, name), zone, query, effect)
 
+    def post_instance_set_labels(
+        self, zone: str, name: str, query: dict[str, str], body: dict[str, Any], **_: Any
+    ) -> tuple[int, dict[str, Any]]:
+        instance = self.instances.get((zone, name))
+        if instance is None:
+            return 404, _error(404, f"instance {name} was not found")
+        if body.get("labelFingerprint", "") != instance.get("labelFingerprint", ""):
+            return 412, _error(412, "Labels fingerprint either invalid or resource labels changed")
+
+        def effect(phase: str) -> None:
+            if phase == "start":
+                instance["labels"] = dict(body.get("labels", {}))
+                instance["labelFingerprint"] = f"fp{next(self._ids)}"
+
+        return self._operation("setLabels", self._link(zone, name), zone, query, effect)
+
     def _report_steps(self, zone: str, name: str) -> None:
         """The guest: each startup-script step reports its exit code and output."""
         items = {
@@ -387,7 +424,8 @@ class FakeCompute:
         }
         found = self.attributes.setdefault((zone, name), {})
         for step in [s for s in items.get("byoi-steps", "").split(",") if s]:
-            code, output = self.step_failures.get((name, step), (0, f"{step}: ok"))
+            default = (0, self.step_outputs.get(step, f"{step}: ok"))
+            code, output = self.step_failures.get((name, step), default)
             found[f"{step}-output"] = output
             found[f"{step}-exit"] = str(code)
             if code != 0:
@@ -471,6 +509,7 @@ ROUTES = [
     (r"global/operations/(?P<name>[^/]+)/wait", "post_global_operation_wait"),
     (r"global/images/family/(?P<family>[^/]+)", "get_image_family"),
     (r"global/images/(?P<name>[^/]+)", "get_image"),
+    (r"global/images/(?P<name>[^/]+)", "delete_image"),
     (r"global/images", "get_images"),
     (r"global/images", "post_images"),
     (r"aggregated/instances", "get_aggregated_instances"),
@@ -478,6 +517,7 @@ ROUTES = [
     (r"zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)", "get_instance"),
     (r"zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)", "delete_instance"),
     (r"zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)/getGuestAttributes", "get_guest_attributes"),
+    (r"zones/(?P<zone>[^/]+)/instances/(?P<name>[^/]+)/setLabels", "post_instance_set_labels"),
     (r"zones/(?P<zone>[^/]+)/instanceGroups/(?P<group>[^/]+)/addInstances", "post_group_add"),
     (r"zones/(?P<zone>[^/]+)/instanceGroups/(?P<group>[^/]+)/removeInstances", "post_group_remove"),
     (r"zones/(?P<zone>[^/]+)/instanceGroups/(?P<group>[^/]+)/listInstances", "post_group_list"),

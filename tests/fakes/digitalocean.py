@@ -137,6 +137,8 @@ class FakeDigitalOcean(AccountRoutes):
                 target = root / path.lstrip("/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
+                if content.startswith("#!"):
+                    target.chmod(0o755)  # a script is seeded runnable, as on a real image
             self.images[image_id] = image_resource(
                 image_id, name, tags or [], description, created, regions or ["ams3"]
             )
@@ -276,6 +278,13 @@ class FakeDigitalOcean(AccountRoutes):
             if key in body:
                 image[key] = body[key]
         return 200, {"image": image}
+
+    def delete_image(self, ident: str, **_: Any) -> Answer:
+        image = self.images.get(int(ident))
+        if image is None or image["public"]:
+            return 404, error("not_found", "The resource you were accessing could not be found.")
+        del self.images[int(ident)]
+        return 204, None
 
     # droplets -----------------------------------------------------------------------------------
 

@@ -61,6 +61,16 @@ class AccountRoutes:
                 item["tags"].append(tag)
         return 204, None
 
+    def delete_tag_resources(self, tag: str, body: dict[str, Any], **_: Any) -> Answer:
+        if tag not in self.tags:
+            return 404, error("not_found", f"tag {tag} not found")
+        for resource in body["resources"]:
+            table = self.images if resource["resource_type"] == "image" else self.droplets
+            item = table.get(int(resource["resource_id"]))
+            if item is not None and tag in item["tags"]:
+                item["tags"].remove(tag)
+        return 204, None
+
     # load balancers -----------------------------------------------------------------------------
 
     def get_balancers(self, query: dict[str, str], **_: Any) -> Answer:
@@ -97,8 +107,10 @@ ROUTES = [
     (r"/v2/images", "GET", "get_images"),
     (r"/v2/images/(?P<ident>[^/]+)", "GET", "get_image"),
     (r"/v2/images/(?P<ident>[^/]+)", "PUT", "put_image"),
+    (r"/v2/images/(?P<ident>\d+)", "DELETE", "delete_image"),
     (r"/v2/tags", "POST", "post_tags"),
     (r"/v2/tags/(?P<tag>[^/]+)/resources", "POST", "post_tag_resources"),
+    (r"/v2/tags/(?P<tag>[^/]+)/resources", "DELETE", "delete_tag_resources"),
     (r"/v2/droplets", "GET", "get_droplets"),
     (r"/v2/droplets", "POST", "post_droplets"),
     (r"/v2/droplets", "DELETE", "delete_droplets"),

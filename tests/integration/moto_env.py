@@ -140,3 +140,34 @@ def elbv2_error(code: str, message: str, status: int = 400) -> AWSResponse:
         "<RequestId>7c1a4e2b-0000-4000-8000-000000000001</RequestId></ErrorResponse>"
     ).encode()
     return AWSResponse("https://elasticloadbalancing.amazonaws.com/", status, {}, _Raw(body))
+
+
+def answer_probes(ssm: Any, output: Callable[[], str]) -> None:
+    """moto runs no scripts: the probe commands reach moto, and their invocation answers with
+    ``output()`` as the guest's probe script would print it."""
+    import json
+
+    probe_ids: set[str] = set()
+
+    def sent(parsed: dict[str, Any], **_: Any) -> None:
+        command = parsed.get("Command", {})
+        if command.get("Comment") == "byoi probe":
+            probe_ids.add(str(command["CommandId"]))
+
+    def invocation(request: Any) -> AWSResponse | None:
+        body = json.loads(request.body)
+        if body["CommandId"] not in probe_ids:
+            return None
+        return json_response(
+            {
+                "CommandId": body["CommandId"],
+                "InstanceId": body["InstanceId"],
+                "Status": "Success",
+                "ResponseCode": 0,
+                "StandardOutputContent": output(),
+                "StandardErrorContent": "",
+            }
+        )
+
+    ssm.meta.events.register("after-call.ssm.SendCommand", sent)
+    inject(ssm, "GetCommandInvocation", invocation)

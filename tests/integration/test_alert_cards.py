@@ -84,10 +84,18 @@ def test_snooze_silences_and_refresh_resolves(tmp_path: Path, fake: FakeSlack) -
 
     world.scale_and_approve("scale web 1")
     world.scale_and_approve("refresh web")
-    show.show(world.service.views.scan(world.clock()).changes)
+    changes = world.service.views.scan(world.clock()).changes
+    show.show(changes)
+    (fleet,) = changes.new  # the server still runs the old image: a card with Roll
+    roll_card = text_of(fake.sent("chat.postMessage")[-1])
+    assert "not what the fleet runs" in roll_card and "alert_roll" in roll_card
+    assert "alert_refresh" not in roll_card
 
     last = [text_of(c) for c in fake.sent("chat.update")][-2:]
     assert all("resolved" in t and "alert_refresh" not in t for t in last)
+    assert world.store.alerts.unresolved() == [world.store.alerts.get(fleet.id)]
+    world.scale_and_approve("roll web")
+    show.show(world.service.views.scan(world.clock()).changes)
     assert world.store.alerts.unresolved() == []
     assert world.say("scale web 2 --dry-run", expect=RunReply).plan.image.name.startswith(
         "web-staging-"

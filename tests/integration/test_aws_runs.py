@@ -15,7 +15,21 @@ from pipeline.services.replies import ErrorReply, RunReply
 from providers.aws import AwsProvider
 from providers.base import TAG_APP, LaunchRequest, ServerSpec, Target
 from tests.conftest import World, world_around
-from tests.integration.moto_env import REGION, client, ec2_error, inject, seed_ami, target_group
+from tests.integration.moto_env import (
+    REGION,
+    answer_probes,
+    client,
+    ec2_error,
+    inject,
+    seed_ami,
+    target_group,
+)
+
+PROBES = (
+    'byoi-probe operating_system 0 ID=ubuntu\x1fVERSION_ID="22.04"\n'
+    "byoi-probe ruby_version 0 ruby 3.2.2p53 (2023-03-30 revision e51014f9c0)\n"
+)
+OLD_PROBES = PROBES.replace("3.2.2p53", "3.1.2p20")
 
 MANIFEST = """\
 production:
@@ -70,7 +84,10 @@ def aws_world(root: Path, attempts: int = 3, channel: str | None = None) -> Worl
     (root / "byoi.yml").write_text(text)
 
     provider = AwsProvider(load_config(root / "byoi.yml").providers["aws"])
-    return world_around(root, provider)
+    world = world_around(root, provider)
+    world.probe_output = PROBES  # type: ignore[attr-defined]
+    answer_probes(provider.ssm, lambda: world.probe_output)  # type: ignore[attr-defined]
+    return world
 
 
 def running(world: World) -> list[dict[str, Any]]:
@@ -120,7 +137,7 @@ def test_scale_up_three_servers_from_a_tagged_ami(world: World) -> None:
         assert instance["InstanceType"] == "t3.small"
     assert healthy_targets() == sorted(i["InstanceId"] for i in instances)
     commands = client("ssm").list_commands()["Commands"]
-    assert len(commands) == 9  # scrub, deploy and health on each server
+    assert len(commands) == 12  # scrub, deploy, probe and health on each server
     assert {c["DocumentName"] for c in commands} == {"AWS-RunShellScript"}
     deploys = [
         decoded_env(c["Parameters"]["commands"]) for c in commands if c["Comment"] == "byoi deploy"
@@ -128,6 +145,10 @@ def test_scale_up_three_servers_from_a_tagged_ami(world: World) -> None:
     assert len(deploys) == 3
     assert deploys[0]["BYOI_APP"] == "web" and deploys[0]["BYOI_RELEASE"] == "v2"
     assert deploys[0]["BYOI_DEPLOY_COMMAND"] == './bin/deploy --release "$BYOI_RELEASE"'
+    for instance in instances:  # what the probes measured, on the instance's tags
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["byoi:version:ruby_version"] == "3.2.2"
+        assert tags["byoi:version:operating_system"] == "ubuntu2204"
     every_line = [line for c in commands for line in c["Parameters"]["commands"]]
     assert not any("bin/deploy" in line for line in every_line)  # only ever as data
 
@@ -142,19 +163,120 @@ def test_scale_down_deregisters_and_terminates(world: World) -> None:
     assert healthy_targets() == [left["InstanceId"]]
 
 
-def test_refresh_makes_a_tagged_ami_that_the_family_then_resolves_to(world: World) -> None:
-    world.scale_and_approve("scale web 1")
+def test_refresh_bakes_a_tagged_ami_that_the_family_then_resolves_to(world: World) -> None:
+    base = world.provider.resolve_image("family:web")
     world.clock.advance(seconds=2)
 
     run = world.scale_and_approve("refresh web")
 
-    assert run.state == RunState.SUCCEEDED
+    assert run.kind == "bake" and run.state == RunState.SUCCEEDED, run.reason
     image = world.provider.resolve_image("family:web")
     assert image.name.startswith("web-production-")
     assert dict(image.versions) == {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"}
-    assert image.tags["byoi:source"] == running(world)[0]["InstanceId"]
+    assert image.tags["byoi:baked-from"] == base.id
+    builder = client("ec2").describe_instances(
+        Filters=[{"Name": "tag:byoi:key", "Values": [run.servers[0].key]}]
+    )["Reservations"][0]["Instances"][0]
+    assert image.tags["byoi:source"] == builder["InstanceId"]
+    assert builder["State"]["Name"] in ("shutting-down", "terminated")
+    assert running(world) == []
+    comments = [c["Comment"] for c in client("ssm").list_commands()["Commands"]]
+    assert sorted(comments) == ["byoi bake", "byoi probe", "byoi scrub"]
     plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == image.id
+
+
+def test_a_bake_whose_probes_miss_the_declared_versions_is_not_published(world: World) -> None:
+    base = world.provider.resolve_image("family:web")
+    world.probe_output = OLD_PROBES  # type: ignore[attr-defined]
+
+    run = world.scale_and_approve("refresh web")
+
+    assert "kept unpublished: measured ≠ declared: ruby_version 3.1.2 ≠ 3.2.2" in (run.reason or "")
+    assert world.provider.resolve_image("family:web").id == base.id
+    made = [i for i in world.provider.list_images() if i.id != base.id]
+    assert len(made) == 1 and made[0].family is None
+    assert made[0].versions["ruby_version"] == "3.1.2"
+    assert running(world) == []
+
+
+def test_roll_four_servers_in_batches_of_two_with_a_failing_deploy_in_batch_two(
+    world: World,
+) -> None:
+    import json
+
+    from tests.integration.moto_env import json_response
+
+    world.probe_output = OLD_PROBES  # type: ignore[attr-defined]
+    world.scale_and_approve("scale web 4")
+    old = sorted(i["InstanceId"] for i in running(world))
+    world.probe_output = PROBES  # type: ignore[attr-defined]
+    seed_ami("web-base-v2", "web", {"ruby_version": "3.2.2", "operating_system": "ubuntu2204"})
+    run = world.say("roll web --batch 2").run  # type: ignore[attr-defined]
+    failing_key = run.servers[4].key
+    failing: set[str] = set()
+
+    def send(request: Any) -> Any:
+        body = json.loads(request.body)
+        env = decoded_env(body["Parameters"]["commands"])
+        if body.get("Comment") == "byoi deploy" and env.get("BYOI_SERVER") == failing_key:
+            failing.add("0b7e4f2a-1111-4222-8333-944455556666")
+            return json_response({"Command": {"CommandId": "0b7e4f2a-1111-4222-8333-944455556666"}})
+        return None
+
+    def invocation(request: Any) -> Any:
+        if json.loads(request.body)["CommandId"] in failing:
+            return json_response(
+                {"Status": "Failed", "ResponseCode": 3, "StandardErrorContent": "assets failed"}
+            )
+        return None
+
+    inject(world.provider.ssm, "SendCommand", send)  # type: ignore[attr-defined]
+    inject(world.provider.ssm, "GetCommandInvocation", invocation)  # type: ignore[attr-defined]
+    sizes: list[int] = []
+    world.runner.checkpoint = lambda _: sizes.append(len(healthy_targets()))
+
+    world.say(f"approve {run.id}", "UBOB")
+    run = world.finish(run.id)
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    by_slot = {s.slot: s for s in run.servers}
+    assert [by_slot[i].status for i in (1, 2, 3, 4)] == [ServerStatus.DONE] * 4
+    assert by_slot[5].status == ServerStatus.FAILED
+    assert by_slot[5].reason == "deploy exited 3: assets failed"
+    assert by_slot[6].status == by_slot[8].status == ServerStatus.SKIPPED
+    kept = {by_slot[6].provider_id, by_slot[8].provider_id}
+    replaced = {by_slot[2].provider_id, by_slot[4].provider_id}
+    live = {i["InstanceId"] for i in running(world)}
+    assert kept | replaced == set(old)
+    assert len(live) == 4 and kept <= live and not replaced & live
+    assert set(healthy_targets()) == live
+    assert min(sizes) >= 4 and max(sizes) <= 6
+
+
+def test_prune_deregisters_old_amis_and_deletes_their_snapshots(world: World) -> None:
+    for n in range(2):
+        seed_ami(f"web-old-{n}", "web", {})
+    seed_ami("api-base", "api", {})
+    ec2 = client("ec2")
+    before = {i["Name"]: i for i in ec2.describe_images(Owners=["self"])["Images"]}
+    newest = {"web-old-1"}
+    doomed = {"web-base-v1", "web-old-0"}
+    snapshots = {
+        m["Ebs"]["SnapshotId"]
+        for name in doomed
+        for m in before[name]["BlockDeviceMappings"]
+        if "Ebs" in m
+    }
+
+    run = world.scale_and_approve("images prune web --keep 1")
+
+    assert run.state == RunState.SUCCEEDED, run.reason
+    after = {i["Name"] for i in ec2.describe_images(Owners=["self"])["Images"]}
+    assert after == newest | {"api-base"}  # another family's image is never a candidate
+    assert snapshots
+    left = {s["SnapshotId"] for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
+    assert not snapshots & left
 
 
 def test_request_limit_exceeded_is_retried_and_succeeds(world: World) -> None:

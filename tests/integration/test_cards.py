@@ -211,3 +211,23 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
     assert summary.params["reply_broadcast"] is True
     stored = world.store.run(run.id)
     assert stored is not None and summary.params["thread_ts"] == stored.shown_as
+
+
+def test_a_refresh_that_published_offers_to_roll_the_fleet_in_its_summary(
+    world: World, fake: FakeSlack
+) -> None:
+    world.scale_and_approve("scale web 2")
+    cards = cards_for(world, fake)
+    run = requested(world, "refresh web")
+    world.say(f"approve {run.id}", "UBOB")
+    finished = world.finish(run.id)
+    cards.run_changed(finished)
+
+    summary = fake.wait_for(
+        lambda: [c for c in fake.sent("chat.postMessage") if c.params.get("reply_broadcast")]
+    )
+    cards.stop()
+
+    text = text_of(summary[0])
+    assert "published into family web; measured versions match" in text
+    assert "roll_offer" in text and "Roll 2 servers onto it" in text

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
-from providers.base import AuthError, Script
+from providers.base import TAG_APP, TAG_BAKED_FROM, AuthError, Script
 from providers.ssh import COMMAND
 from tests.conftest import IMAGE_FILES, START, World, world_around
 from tests.fakes.digitalocean import FakeDigitalOcean
@@ -151,12 +151,12 @@ def test_scale_down_deregisters_and_deletes(world: World, fake: FakeDigitalOcean
     assert len(fake.calls("DELETE", r"^/v2/load_balancers/[^/]+/droplets$")) == 2
 
 
-def test_refresh_snapshots_into_the_family_with_exact_versions(
+def test_refresh_from_a_server_snapshots_it_with_the_versions_its_probes_measured(
     world: World, fake: FakeDigitalOcean
 ) -> None:
-    world.scale_and_approve("scale web 1")
+    (server,) = world.scale_and_approve("scale web 1").servers
 
-    run = world.scale_and_approve("refresh web")
+    run = world.scale_and_approve(f"refresh web --from {server.provider_id}")
 
     assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
     image = world.provider.resolve_image("family:web")
@@ -169,6 +169,26 @@ def test_refresh_snapshots_into_the_family_with_exact_versions(
     action = fake.calls("POST", r"^/v2/droplets/\d+/actions$")[0]
     assert action.body == {"type": "snapshot", "name": image.name}
     assert len(fake.calls("GET", r"^/v2/actions/\d+$")) >= fake.action_polls
+    droplet = fake.droplets[int(server.provider_id or 0)]
+    assert "byoi:version:ruby_version:3-2-2" in droplet["tags"]  # measured after the clone
+
+
+def test_refresh_bakes_on_a_builder_droplet_that_is_deleted_afterwards(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    base = world.provider.resolve_image("family:web")
+
+    run = world.scale_and_approve("refresh web")
+
+    assert run.kind == "bake" and run.state == RunState.SUCCEEDED, run.reason
+    image = world.provider.resolve_image("family:web")
+    assert image.id != base.id and image.name.startswith("web-production-")
+    assert dict(image.versions) == {"ruby_version": "3.2.2"}  # what `ruby -v` printed over SSH
+    assert image.tags[TAG_BAKED_FROM] == base.id
+    (builder,) = run.servers
+    assert fake.by_tag(f"byoi:key:{builder.key}") == []
+    assert fake.droplets == {}
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
 
 
 def test_a_failing_deploy_is_reported_and_rolled_back(
@@ -267,3 +287,37 @@ def test_a_droplet_failing_the_balancers_check_is_rolled_back(
     assert run.state == RunState.FAILED
     assert "fails the health check of web-lb" in (run.servers[0].reason or "")
     assert fake.droplets == {} and lb["droplet_ids"] == []
+
+
+def test_a_bake_rolls_the_fleet_onto_it_over_ssh_and_prune_deletes_the_old_snapshot(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    base = world.provider.resolve_image("family:web")
+    old = {s.provider_id for s in world.scale_and_approve("scale web 2").servers}
+    world.clock.advance(seconds=2)
+    baked = world.scale_and_approve("refresh web")
+    new = world.provider.resolve_image("family:web")
+    assert baked.state == RunState.SUCCEEDED and new.id != base.id
+    sizes: list[int] = []
+    world.runner.checkpoint = lambda _: sizes.append(len(fake.balancers[lb(fake)]["droplet_ids"]))
+
+    rolled = world.scale_and_approve("roll web --batch 1")
+
+    assert rolled.state == RunState.SUCCEEDED, [s.reason for s in rolled.servers]
+    live = world.provider.list_servers({TAG_APP: "web", "byoi:env": "production"})
+    assert len(live) == 2 and {s.image_id for s in live} == {new.id}
+    assert not {s.id for s in live} & old
+    assert sorted(fake.balancers[lb(fake)]["droplet_ids"]) == sorted(int(s.id) for s in live)
+    assert min(sizes) >= 2 and max(sizes) <= 3  # surge of one, never below the fleet
+    for server in live:  # measured over SSH after the clone, written on the droplet
+        assert "byoi:version:ruby_version:3-2-2" in fake.droplets[int(server.id)]["tags"]
+
+    pruned = world.scale_and_approve("images prune web --keep 1")
+
+    assert pruned.state == RunState.SUCCEEDED, pruned.reason
+    assert [i.id for i in world.provider.list_images("web")] == [new.id]
+    assert int(base.id) not in fake.images
+
+
+def lb(fake: FakeDigitalOcean) -> str:
+    return next(iter(fake.balancers))

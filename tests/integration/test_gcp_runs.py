@@ -55,9 +55,17 @@ apps:
 """
 
 
+PROBES = (
+    "byoi-probe docker_version 0 Docker version 17.06.2-ce, build cec0b72\n"
+    "byoi-probe ruby_version 0 ruby 3.2.2p53 (2023-03-30 revision e51014f9c0)\n"
+)
+OLD_PROBES = PROBES.replace("3.2.2p53", "3.1.2p20")
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeCompute]:
     server = FakeCompute().start()
+    server.answer_step("probe", PROBES)  # what the guest's probes print (the fake runs none)
     server.add_group(ZONE, "web-lb")
     server.add_image(
         "web-base-v1",
@@ -95,7 +103,8 @@ def test_scale_up_three_servers_with_labels_startup_script_and_group(
         assert instance["machineType"].endswith("/machineTypes/n1-standard-1")
         items = {i["key"]: i["value"] for i in instance["metadata"]["items"]}
         assert items["enable-guest-attributes"] == "TRUE"
-        assert items["byoi-steps"] == "scrub,deploy,health"
+        assert items["byoi-steps"] == "scrub,deploy,probe,health"
+        assert instance["labels"]["byoi-v-ruby_version"] == "3-2-2"  # as the guest reported
         assert "guest-attributes/byoi/" in items["startup-script"]
         assert "./bin/deploy" not in items["startup-script"]  # only ever base64 data
         disk = instance["disks"]
@@ -117,22 +126,94 @@ def test_scale_down_removes_from_the_group_and_deletes(world: World, fake: FakeC
     assert len(fake.groups[(ZONE, "web-lb")]) == 1
 
 
-def test_refresh_inserts_a_labelled_image_into_the_family(world: World, fake: FakeCompute) -> None:
-    world.scale_and_approve("scale web 1")
-
+def test_refresh_bakes_on_a_builder_and_labels_the_image_with_what_was_measured(
+    world: World, fake: FakeCompute
+) -> None:
     run = world.scale_and_approve("refresh web")
 
-    assert run.state == RunState.SUCCEEDED
+    assert run.state == RunState.SUCCEEDED, run.reason
     image = world.provider.resolve_image("family:web")
     assert image.name.startswith("web-default-")
     body = fake.calls("POST", r"/global/images$")[0]
     assert body.body["labels"]["byoi-v-ruby_version"] == "3-2-2"
     assert body.body["labels"]["byoi-v-docker_version"] == "17-06-2-ce"
-    assert body.body["sourceDisk"].endswith(f"/zones/{ZONE}/disks/{fake_name(fake)}")
+    assert body.body["labels"]["byoi-baked-from"] == "web-base-v1"
+    assert body.body["family"] == "web"
+    (builder,) = fake.calls("POST", r"/zones/[^/]+/instances$")
+    assert body.body["sourceDisk"].endswith(f"/disks/{builder.body['name']}")
+    items = {i["key"]: i["value"] for i in builder.body["metadata"]["items"]}
+    assert items["byoi-steps"] == "bake,scrub,probe"
+    assert "byoi-env" not in builder.body["labels"]  # a builder is no member of the fleet
+    assert fake.instances == {}  # the builder was deleted
     assert body.query["forceCreate"] == "true"
     assert dict(image.versions) == {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
     plan = world.say("scale web 2 --dry-run", expect=RunReply).plan
     assert plan.image.id == image.id
+
+
+def test_a_bake_whose_probes_miss_the_declared_versions_is_not_published(
+    world: World, fake: FakeCompute
+) -> None:
+    fake.answer_step("probe", OLD_PROBES)
+
+    run = world.scale_and_approve("refresh web")
+
+    assert run.state == RunState.SUCCEEDED
+    assert "kept unpublished" in (run.reason or "") and "ruby_version 3.1.2 ≠ 3.2.2" in (
+        run.reason or ""
+    )
+    body = fake.calls("POST", r"/global/images$")[0]
+    assert "family" not in body.body and body.body["labels"]["byoi-v-ruby_version"] == "3-1-2"
+    assert world.provider.resolve_image("family:web").id == "web-base-v1"
+    assert fake.instances == {}
+
+
+def test_roll_four_servers_in_batches_of_two_with_a_failing_deploy_in_batch_two(
+    world: World, fake: FakeCompute
+) -> None:
+    fake.answer_step("probe", OLD_PROBES)
+    world.scale_and_approve("scale web 4")
+    old = sorted(n for _, n in fake.instances)
+    fake.answer_step("probe", PROBES)
+    world.scale_and_approve("refresh web")
+    reply = world.say("roll web --batch 2")
+    run = reply.run  # type: ignore[attr-defined]
+    fake.fail_step(run.servers[4].key, "deploy", 3, "assets failed")
+    sizes: list[int] = []
+    world.runner.checkpoint = lambda _: sizes.append(len(fake.groups[(ZONE, "web-lb")]))
+
+    world.say(f"approve {run.id}", "UBOB")
+    run = world.finish(run.id)
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    by_slot = {s.slot: s for s in run.servers}
+    assert [by_slot[i].status for i in (1, 2, 3, 4)] == [ServerStatus.DONE] * 4
+    assert by_slot[5].status == ServerStatus.FAILED and "assets failed" in (by_slot[5].reason or "")
+    assert by_slot[6].status == by_slot[8].status == ServerStatus.SKIPPED
+    names = sorted(n for _, n in fake.instances)
+    kept = {str(by_slot[i].provider_id).split("/")[-1] for i in (6, 8)}
+    replaced = {str(by_slot[i].provider_id).split("/")[-1] for i in (2, 4)}
+    assert len(names) == 4 and kept <= set(names) and not replaced & set(names)
+    assert kept | replaced == set(old)
+    members = sorted(m.rsplit("/", 1)[-1] for m in fake.groups[(ZONE, "web-lb")])
+    assert members == names
+    assert min(sizes) >= 4 and max(sizes) <= 6
+
+
+def test_prune_deletes_old_family_images_through_the_operations_client(
+    world: World, fake: FakeCompute
+) -> None:
+    for day in range(1, 5):
+        fake.add_image(f"web-old-{day}", "web", {}, f"2026-10-0{day}T09:00:00.000+00:00")
+    fake.add_image("other-family", "api", {}, "2026-01-01T09:00:00.000+00:00")
+
+    run = world.scale_and_approve("images prune web --keep 2")
+
+    assert run.state == RunState.SUCCEEDED, run.reason
+    assert sorted(fake.images) == ["other-family", "web-base-v1", "web-old-4"]
+    deletes = fake.calls("DELETE", r"/global/images/")
+    assert len(deletes) == 3 and all(r.query.get("requestId") for r in deletes)
+    assert fake.calls("POST", r"/global/operations/[^/]+/wait")
 
 
 def fake_name(fake: FakeCompute) -> str:

@@ -16,6 +16,8 @@ import pytest
 
 from providers.base import (
     TAG_APP,
+    TAG_BAKE_HASH,
+    TAG_BAKED_FROM,
     TAG_KEY,
     Image,
     LaunchRequest,
@@ -238,3 +240,50 @@ def test_snapshot_publishes_a_new_image_into_the_family(harness: Harness) -> Non
 
     assert harness.provider.resolve_image("family:web").id == image.id
     assert dict(image.versions) == {"ruby_version": "3.2.2"}
+
+
+def test_snapshot_records_provenance_and_an_unpublished_image_stays_outside_the_family(
+    harness: Harness,
+) -> None:
+    base = harness.seed_image("web-base", "web", {"ruby_version": "3.1.2"}, 40)
+    server = harness.provider.launch(launch(harness, "byoi-t-5-1", base))
+
+    image = harness.provider.snapshot(
+        server,
+        name="web-candidate",
+        family=None,
+        versions={"ruby_version": "3.1.2"},
+        tags={TAG_BAKED_FROM: base.id, TAG_BAKE_HASH: "0123456789abcdef"},
+    )
+
+    assert harness.provider.resolve_image("family:web").id == base.id
+    found = harness.provider.resolve_image(image.id)
+    assert found.family is None and dict(found.versions) == {"ruby_version": "3.1.2"}
+    assert found.tags[TAG_BAKED_FROM] == base.id.lower()  # GCE labels are lower case
+    assert found.tags[TAG_BAKE_HASH] == "0123456789abcdef"
+
+
+def test_tag_server_adds_tags_a_listing_then_shows(harness: Harness) -> None:
+    server = harness.provider.launch(
+        launch(harness, "byoi-t-6-1", harness.seed_image("web-w", "w", {}, 1))
+    )
+
+    harness.provider.tag_server(server, {"byoi:version:ruby_version": "3.2.2"})
+    harness.provider.tag_server(server, {"byoi:version:ruby_version": "3.3.0"})
+
+    (listed,) = harness.provider.list_servers({TAG_KEY: "byoi-t-6-1"})
+    shown = {k: v for k, v in listed.tags.items() if "ruby_version" in k}
+    assert list(shown.values()) in (["3.3.0"], ["3-3-0"])  # GCE labels hold no dots
+    assert listed.tags["byoi:run"] == "1"  # the other tags are kept
+
+
+def test_delete_image_removes_it_and_absent_is_fine(harness: Harness) -> None:
+    old = harness.seed_image("web-old", "web", {}, 40)
+    new = harness.seed_image("web-new", "web", {}, 2)
+
+    harness.provider.delete_image(old)
+    harness.provider.delete_image(old)
+
+    assert [i.id for i in harness.provider.list_images("web")] == [new.id]
+    with pytest.raises(NotFound):
+        harness.provider.resolve_image(old.id)

@@ -95,6 +95,13 @@ def test_refreshing_the_image_resolves_its_alerts(world: World) -> None:
     reply = world.service.views.scan(world.clock())
 
     assert len(reply.changes.resolved) == 4
+    (fleet,) = reply.changes.new  # the server still runs the old image
+    assert fleet.finding == "fleet" and fleet.detail.endswith("→ roll")
+
+    world.scale_and_approve("roll web")
+    reply = world.service.views.scan(world.clock())
+
+    assert [a.finding for a in reply.changes.resolved] == ["fleet"]
     staging_left = [a for a in world.store.alerts.unresolved() if a.env == "staging"]
     assert staging_left == []
     assert reply.findings == 0

@@ -60,7 +60,7 @@ def test_well_formed_commands(text: str, expected: object) -> None:
         (
             "deploy api",
             "Unknown command `deploy` (commands: help, scale, status, images, "
-            "refresh, history, cancel, approve, reject, alerts, snooze).",
+            "refresh, roll, continue, history, cancel, approve, reject, alerts, snooze).",
             "help",
         ),
         (

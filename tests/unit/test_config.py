@@ -108,10 +108,10 @@ def test_every_problem_is_reported_with_file_line_and_key(tmp_path: Path) -> Non
         "(S…), @group or *; use ids, never display names",
         "byoi.yml:7: apps.web.max_parallel: must be a whole number, 1 or more",
         "byoi.yml:8: apps.web.colour: unknown key (expected one of: app_dir, "
-        "approval_expiry_minutes, approval_required, approvals, approvers, channel, component, "
-        "default_env, deploy_command, drain_seconds, environments, health_command, image, "
-        "manifest, max_parallel, max_servers, min_servers, operators, provider, release, "
-        "script_timeout_seconds, scrub_paths, self_approval, target, thread_updates)",
+        "approval_expiry_minutes, approval_required, approvals, approvers, bake, channel, "
+        "component, default_env, deploy_command, drain_seconds, environments, health_command, "
+        "image, manifest, max_parallel, max_servers, min_servers, operators, probes, provider, "
+        "release, script_timeout_seconds, scrub_paths, self_approval, target, thread_updates)",
         "byoi.yml:10: apps.web.scrub_paths: '/etc': is too broad to scrub",
         "byoi.yml:14: stale.schedule: must be a 5-field cron line like '0 9 * * mon-fri'",
         "missing.yml:0: file not found",

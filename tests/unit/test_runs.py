@@ -310,8 +310,9 @@ def test_images_reports_age_versions_and_staleness(world: World) -> None:
 def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(world: World) -> None:
     world.scale_and_approve("scale web 1")
     world.clock.advance(days=1)
+    (server,) = world.provider.list_servers({})
 
-    run = world.scale_and_approve("refresh web")
+    run = world.scale_and_approve(f"refresh web --from {server.id}")
 
     assert run.kind == RunKind.REFRESH and run.state == RunState.SUCCEEDED
     newest = world.provider.resolve_image("family:web")
@@ -321,11 +322,11 @@ def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(worl
     assert plan.image.id == newest.id
 
 
-def test_refresh_needs_a_live_server(world: World) -> None:
-    reply = world.say("refresh web")
+def test_refresh_from_needs_a_live_server(world: World) -> None:
+    reply = world.say("refresh web --from byoi-nothing-1-1")
 
     assert isinstance(reply, ErrorReply)
-    assert reply.message == "web/staging has no live server to snapshot; scale up first."
+    assert reply.message == "web/staging has no server `byoi-nothing-1-1` to snapshot."
 
 
 def test_a_briefly_locked_database_delays_a_run_but_loses_nothing(world: World) -> None:

@@ -10,12 +10,14 @@ from pipeline.services.replies import AlertsReply
 
 ALERT_REFRESH = "alert_refresh"
 ALERT_SNOOZE = "alert_snooze"
+ALERT_ROLL = "alert_roll"
 FINDING_TITLE = {
     "age": "too old",
     "drift": "drifted from the manifest",
     "unknown": "versions unknown",
     "deprecated": "deprecated",
     "obsolete": "obsolete",
+    "fleet": "not what the fleet runs",
 }
 
 
@@ -51,31 +53,14 @@ def alert_card(alert: Alert, now: datetime) -> list[Block]:
             )
         )
     else:
+        verb = "roll" if alert.finding == "fleet" else "refresh"
         blocks.append(
             context(
-                f"alert {alert.id} · text: `/byoi refresh {alert.app} --env "
+                f"alert {alert.id} · text: `/byoi {verb} {alert.app} --env "
                 f"{alert.env}` or `/byoi snooze {alert.id}`"
             )
         )
-    elements = [
-        {
-            "type": "button",
-            "action_id": ALERT_REFRESH,
-            "style": "primary",
-            "value": str(alert.id),
-            "text": {"type": "plain_text", "text": "Refresh image"},
-            "confirm": {
-                "title": {"type": "plain_text", "text": "Refresh this image?"},
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"Snapshot a healthy {alert.app}/{alert.env} "
-                    "server into a new image (approval applies).",
-                },
-                "confirm": {"type": "plain_text", "text": "Refresh"},
-                "deny": {"type": "plain_text", "text": "Back"},
-            },
-        }
-    ]
+    elements = [_roll_button(alert) if alert.finding == "fleet" else _refresh_button(alert)]
     if alert.state == AlertState.OPEN:
         elements.append(
             {
@@ -87,6 +72,46 @@ def alert_card(alert: Alert, now: datetime) -> list[Block]:
         )
     blocks.append({"type": "actions", "block_id": f"alert-{alert.id}", "elements": elements})
     return blocks
+
+
+def _refresh_button(alert: Alert) -> Block:
+    return {
+        "type": "button",
+        "action_id": ALERT_REFRESH,
+        "style": "primary",
+        "value": str(alert.id),
+        "text": {"type": "plain_text", "text": "Refresh image"},
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Refresh this image?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": f"Bake a new {alert.app}/{alert.env} image on a builder server; "
+                "it is published only if its measured versions match (approval applies).",
+            },
+            "confirm": {"type": "plain_text", "text": "Refresh"},
+            "deny": {"type": "plain_text", "text": "Back"},
+        },
+    }
+
+
+def _roll_button(alert: Alert) -> Block:
+    return {
+        "type": "button",
+        "action_id": ALERT_ROLL,
+        "style": "primary",
+        "value": str(alert.id),
+        "text": {"type": "plain_text", "text": "Roll"},
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Roll the fleet?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": f"Replace the {alert.app}/{alert.env} servers that differ from the "
+                "current image, one batch at a time (approval applies).",
+            },
+            "confirm": {"type": "plain_text", "text": "Roll"},
+            "deny": {"type": "plain_text", "text": "Back"},
+        },
+    }
 
 
 def alert_reminder(alert: Alert, now: datetime) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 from bot.render import usage_line
 from bot.slack.blocks.alerts import alerts_blocks
 from bot.slack.blocks.kit import MAX_BLOCKS, Block, clip, context, escape, section, who
+from bot.slack.blocks.roll import roll_blocks
+from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.domain.ownership import owner_label
 from pipeline.services.replies import (
@@ -56,7 +58,10 @@ SERVER_EMOJI = {
 VERB = {
     RunKind.SCALE_UP: "scale up",
     RunKind.SCALE_DOWN: "scale down",
-    RunKind.REFRESH: "refresh image",
+    RunKind.REFRESH: "refresh image from a server",
+    RunKind.BAKE: "bake image",
+    RunKind.ROLL: "roll",
+    RunKind.PRUNE: "prune images",
 }
 
 
@@ -77,11 +82,12 @@ def _versions(versions: dict[str, str]) -> str:
 # run card -------------------------------------------------------------------------------
 
 
-def run_card(run: Run, now: datetime) -> list[Block]:
-    """The one parent message of a run, edited through its life."""
+def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list[Block]:
+    """The one parent message of a run, edited through its life (``options``: a roll's)."""
     title = (
         f"{STATE_EMOJI[run.state]} *Run {run.id}* · {VERB[run.kind]} "
-        f"*{run.app}/{run.env}*: {run.current} → {run.desired} server(s) · *{_state(run)}*"
+        f"*{run.app}/{run.env}*: {run.current} → {run.desired} "
+        f"{'image(s)' if run.kind == RunKind.PRUNE else 'server(s)'} · *{_state(run)}*"
     )
     staleness = "; ".join(run.notes) if run.notes else "fresh"
     facts = (
@@ -99,6 +105,7 @@ def run_card(run: Run, now: datetime) -> list[Block]:
         RunState.EXPIRED,
     ):
         blocks.append(section(servers_text(run.servers)))
+    blocks.extend(roll_blocks(run, options))
     if run.state == RunState.AWAITING_APPROVAL:
         blocks.append(approval_buttons(run))
     return blocks[:MAX_BLOCKS]
@@ -177,7 +184,10 @@ def run_summary(run: Run) -> str:
         f"{STATE_EMOJI[run.state]} Run {run.id} {_state(run)}: {VERB[run.kind]} "
         f"{run.app}/{run.env}, {done} of {len(run.servers)} server(s) done"
     )
-    return text + (f", {failed} failed and rolled back" if failed else "") + "."
+    text += (f", {failed} failed and rolled back" if failed else "") + "."
+    if run.kind in (RunKind.BAKE, RunKind.REFRESH) and run.reason:
+        text += f" {escape(run.reason)}"
+    return text
 
 
 def failure_text(run: Run, server: RunServer) -> str:
@@ -272,7 +282,8 @@ def status_blocks(reply: StatusReply, limit: int = MAX_BLOCKS) -> list[Block]:
             age = f"{view.image_age_days}d" if view.image_age_days is not None else "?"
             lines.append(
                 f"`{escape(view.server.id)}` {view.server.state.value} · "
-                f"`{escape(view.image_name)}` ({age})"
+                f"`{escape(view.image_name)}` ({age}) · "
+                f"{escape(_versions(dict(view.versions)))}"
             )
         if len(env.servers) > MAX_SERVER_LINES:
             rest = Counter(v.server.state.value for v in env.servers[MAX_SERVER_LINES:])

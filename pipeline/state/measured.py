@@ -1,0 +1,120 @@
+"""What byoi measured and made, kept beside the runs: server versions, refreshed images, options.
+
+Tables from migrations.m006_lifecycle; every write is one transaction of the shared database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+from pipeline.domain.measured import Measurement, RunImage, RunOptions
+from pipeline.state.store import Store
+
+__all__ = ["Measurement", "RunImage", "RunOptions"]
+
+
+def record(
+    store: Store,
+    provider_id: str,
+    *,
+    app: str,
+    env: str,
+    image_id: str,
+    versions: Mapping[str, str],
+    now: datetime,
+    run_id: int | None,
+) -> None:
+    with store.database.write() as conn:
+        conn.execute(
+            """INSERT INTO measurements VALUES (?,?,?,?,?,?,?) ON CONFLICT (provider_id) DO UPDATE
+            SET versions = excluded.versions, measured_at = excluded.measured_at,
+            image_id = excluded.image_id, run_id = excluded.run_id""",
+            [provider_id, app, env, image_id, json.dumps(dict(versions)), now.isoformat(), run_id],
+        )
+
+
+def of_servers(store: Store, app: str, env: str) -> dict[str, Measurement]:
+    rows = store.database.rows("SELECT * FROM measurements WHERE app = ? AND env = ?", [app, env])
+    return {
+        r["provider_id"]: Measurement(
+            r["provider_id"],
+            r["image_id"],
+            json.loads(r["versions"]),
+            datetime.fromisoformat(r["measured_at"]),
+        )
+        for r in rows
+    }
+
+
+def save_image(store: Store, image: RunImage) -> None:
+    with store.database.write() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO run_images VALUES (?,?,?,?,?,?,?)",
+            [
+                image.run_id,
+                image.image_id,
+                image.image_name,
+                json.dumps(dict(image.versions)),
+                int(image.published),
+                int(image.forced),
+                json.dumps(dict(image.mismatches)),
+            ],
+        )
+
+
+def image_of(store: Store, run_id: int) -> RunImage | None:
+    rows = store.database.rows("SELECT * FROM run_images WHERE run_id = ?", [run_id])
+    if not rows:
+        return None
+    r = rows[0]
+    return RunImage(
+        r["run_id"],
+        r["image_id"],
+        r["image_name"],
+        json.loads(r["versions"]),
+        bool(r["published"]),
+        bool(r["forced"]),
+        json.loads(r["mismatches"]),
+    )
+
+
+def save_options(store: Store, options: RunOptions) -> None:
+    with store.database.write() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO run_options VALUES (?,?,?,?,?,?)",
+            [
+                options.run_id,
+                options.batch_size,
+                int(options.canary),
+                int(options.paused),
+                int(options.continued),
+                int(options.force),
+            ],
+        )
+
+
+def options_of(store: Store, run_id: int) -> RunOptions:
+    rows = store.database.rows("SELECT * FROM run_options WHERE run_id = ?", [run_id])
+    if not rows:
+        return RunOptions(run_id)
+    r = rows[0]
+    return RunOptions(
+        run_id,
+        r["batch_size"],
+        bool(r["canary"]),
+        bool(r["paused"]),
+        bool(r["continued"]),
+        bool(r["force"]),
+    )
+
+
+def set_paused(store: Store, run_id: int, *, paused: bool, continued: bool) -> bool:
+    """Pause a roll after its canary, or let it continue; True if this call changed it."""
+    with store.database.write() as conn:
+        cursor = conn.execute(
+            "UPDATE run_options SET paused = ?, continued = ? WHERE run_id = ? AND paused != ?",
+            [int(paused), int(continued), run_id, int(paused)],
+        )
+        return cursor.rowcount == 1
