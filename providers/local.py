@@ -167,10 +167,12 @@ class LocalProvider:
         _write_json(path, meta)
 
     def list_images(self, family: str | None = None) -> list[Image]:
-        images = [
-            _image_from(_read_json(path))
-            for path in sorted((self.root / "images").glob("img-*/image.json"))
-        ]
+        images = []
+        for path in sorted((self.root / "images").glob("img-*/image.json")):
+            try:
+                images.append(_image_from(_read_json(path)))
+            except FileNotFoundError:
+                continue  # deleted while listing (a prune in another thread): like a cloud's list
         return [i for i in images if family is None or i.family == family]
 
     def resolve_image(self, ref: str) -> Image:
@@ -296,6 +298,7 @@ class LocalProvider:
             meta = _read_json(path)
             meta["tags"] = {**meta["tags"], **tags}
             _write_json(path, meta)
+            self._index.put(meta)  # listings by tag read the index
 
     def terminate(self, server: Server) -> None:
         directory = self._server_dir(server.id)

@@ -57,6 +57,7 @@ def test_the_demo_scales_up_with_approval_then_down(tmp_path: Path) -> None:
         "[run 1] ✓ clone",
         "[run 1] ✓ scrub",
         "[run 1] ✓ deploy",
+        "[run 1] ✓ probe",
         "[run 1] ✓ register",
         "[run 2] ✓ drain",
         "[run 2] ✓ terminate",
@@ -82,7 +83,9 @@ def test_the_demo_lifecycle_bakes_measured_versions_and_rolls_the_fleet(tmp_path
     first = shell(tmp_path, "scale demo 3\nas UBOB\napprove 1\nscan\n")
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("measured operating_system ubuntu2204, ruby_version 3.1.2") == 3
-    server = sorted(p.name for p in (tmp_path / "demo/local/servers").iterdir())[0]
+    server = sorted(p.parent.name for p in (tmp_path / "demo/local/servers").glob("*/server.json"))[
+        0
+    ]
 
     # A snapshot of a server cloned from the old image measures the old Ruby: drift stays.
     second = shell(tmp_path, f"refresh demo --from {server}\nas UBOB\napprove 2\nscan\n")
@@ -96,7 +99,7 @@ def test_the_demo_lifecycle_bakes_measured_versions_and_rolls_the_fleet(tmp_path
     assert "published into family demo; measured versions match" in out
     assert "measured operating_system ubuntu2204, ruby_version 3.2.2" in out
     assert "3 of 3 server(s) differ from the image: 3 run ruby_version 3.1.2" in out
-    assert len(list((tmp_path / "demo/local/servers").iterdir())) == 4  # + the builder
+    assert len(list((tmp_path / "demo/local/servers").glob("*/server.json"))) == 4  # + builder
     assert len(list((tmp_path / "demo/local/servers").glob("*/rootfs"))) == 3
 
     fourth = shell(tmp_path, "roll demo --batch 2\nas UBOB\napprove 4\nstatus\nscan\n")

@@ -46,7 +46,7 @@ def test_scale_up_from_slash_command_to_summary_in_the_thread(tmp_path: Path) ->
         )
         assert summary[0].params["thread_ts"] == bot.fake.sent("chat.update")[0].params["ts"]
         assert "Run 1 succeeded" in summary[0].params["text"]
-        assert len(bot.fake.sent("chat.postMessage")) == 6  # the card, 4 phases, the summary
+        assert len(bot.fake.sent("chat.postMessage")) == 7  # the card, 5 phases, the summary
         card_edits = [c for c in bot.fake.sent("chat.update") if c.ts == parent.ts]
         gaps = [b.at - a.at for a, b in itertools.pairwise(card_edits)]
         assert all(gap >= 1.9 for gap in gaps), gaps  # coalesced to one edit per ~2 s

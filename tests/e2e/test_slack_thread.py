@@ -18,7 +18,7 @@ from tests.e2e.slackbot import Bot, running_bot
 from tests.fakes.slack_api import Call, FakeSlack
 
 PHASE = re.compile(
-    r"^:(white_check_mark|warning): (clone|scrub|deploy|register) · \d+/\d+ done"
+    r"^:(white_check_mark|warning): (clone|scrub|deploy|probe|register) · \d+/\d+ done"
     r"( · \d+ failed)? · \d+ (s|min|min \d+ s)( · removed 7 paths on each)?$"
 )
 
@@ -95,36 +95,37 @@ def assert_within_budget(fake: FakeSlack, phases: int, failed: int) -> None:
 def test_a_three_server_run_with_a_failure_tells_its_story_in_the_thread(tmp_path: Path) -> None:
     with running_bot(tmp_path, config(3, deploy_command=slow_deploy(3, fail_slot_2=True))) as bot:
         _card, thread = scale(bot, 3)
-        bot.fake.wait_for(lambda: derived(tmp_path) == final_texts(bot.fake, thread[:4]))
+        bot.fake.wait_for(lambda: derived(tmp_path) == final_texts(bot.fake, thread[:5]))
 
-        phases = final_texts(bot.fake, thread[:4])
-        failure, summary = (c.params["text"] for c in thread[4:])
+        phases = final_texts(bot.fake, thread[:5])
+        failure, summary = (c.params["text"] for c in thread[5:])
         assert all(PHASE.match(p) for p in phases), phases
         assert [p.split(" · ")[:2] for p in phases] == [
             [":white_check_mark: clone", "3/3 done"],
             [":white_check_mark: scrub", "3/3 done"],
             [":warning: deploy", "2/3 done"],
+            [":white_check_mark: probe", "2/2 done"],
             [":white_check_mark: register", "2/2 done"],
         ]
         assert " · 1 failed · " in phases[2] and phases[1].endswith("removed 7 paths on each")
         assert ":arrows_counterclockwise: deploy" in thread[2].params["text"]
-        assert ":arrows_counterclockwise: deploy" in edited(bot.fake, thread[:4])
+        assert ":arrows_counterclockwise: deploy" in edited(bot.fake, thread[:5])
         assert "failed at deploy" in failure and "migrations failed" in failure
         assert "Run 1 partially failed" in summary and thread[-1].params["reply_broadcast"]
-        assert_within_budget(bot.fake, phases=4, failed=1)
+        assert_within_budget(bot.fake, phases=5, failed=1)
 
 
 def test_a_fifty_server_run_adds_a_handful_of_replies_not_one_per_server(tmp_path: Path) -> None:
     with running_bot(tmp_path, config(50, deploy_command=slow_deploy(0.5))) as bot:
         _card, thread = scale(bot, 50)
-        bot.fake.wait_for(lambda: derived(tmp_path) == final_texts(bot.fake, thread[:4]))
+        bot.fake.wait_for(lambda: derived(tmp_path) == final_texts(bot.fake, thread[:5]))
 
-        phases = final_texts(bot.fake, thread[:4])
-        assert len(thread) == 5  # four phases and the summary
+        phases = final_texts(bot.fake, thread[:5])
+        assert len(thread) == 6  # five phases and the summary
         assert all(PHASE.match(p) and " · 50/50 done · " in p for p in phases), phases
         assert "Run 1 succeeded" in thread[-1].params["text"]
-        assert edited(bot.fake, thread[:4])  # posted while servers were in the step
-        assert_within_budget(bot.fake, phases=4, failed=0)
+        assert edited(bot.fake, thread[:5])  # posted while servers were in the step
+        assert_within_budget(bot.fake, phases=5, failed=0)
         store = Store(tmp_path / "byoi.db")
         assert store.run(1).state == RunState.SUCCEEDED  # type: ignore[union-attr]
         store.close()

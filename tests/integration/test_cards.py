@@ -120,7 +120,7 @@ def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake:
     second.stop()
 
     assert final.state == RunState.PARTIALLY_FAILED
-    assert len(replies) == 6  # four phases, the failure and the summary
+    assert len(replies) == 7  # five phases, the failure and the summary
     assert [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")] == replies
 
 
@@ -160,9 +160,10 @@ def test_a_restart_edits_phase_replies_to_their_final_state_and_posts_none_twice
         ":arrows_counterclockwise: deploy · 0/2 done · 2 in progress",
     ]
     after = thread(fake)
-    assert after[:3] == before and len(after) == 6
-    assert after[3] == ":white_check_mark: register · 1/1 done · 0 s"
-    assert "failed at deploy" in after[4] and "partially failed" in after[5]
+    assert after[:3] == before and len(after) == 7
+    assert after[3] == ":white_check_mark: probe · 1/1 done · 0 s"
+    assert after[4] == ":white_check_mark: register · 1/1 done · 0 s"
+    assert "failed at deploy" in after[5] and "partially failed" in after[6]
     (deploy_edit,) = fake.sent("chat.update")[-1:]
     assert deploy_edit.params["text"] == ":warning: deploy · 1/2 done · 1 failed · 0 s"
     shown = Display(world.store).thread_replies(run.id)
@@ -206,6 +207,7 @@ def test_a_run_that_ends_before_its_card_is_shown_still_gets_its_summary(
         ":white_check_mark: clone",
         ":white_check_mark: scrub",
         ":white_check_mark: deploy",
+        ":white_check_mark: probe",
         ":white_check_mark: register",
     ]
     assert summary.params["reply_broadcast"] is True

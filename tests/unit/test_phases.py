@@ -89,6 +89,7 @@ def test_phases_of_a_real_run_come_from_its_stored_history(tmp_path: Path) -> No
         "clone · 3/3 done · 0 s",
         "scrub · 3/3 done · 0 s · removed 7 paths on each",
         "deploy · 2/3 done · 1 failed · 0 s",
+        "probe · 2/2 done · 0 s",
         "register · 2/2 done · 0 s",
     ]
 
