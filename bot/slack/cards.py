@@ -99,7 +99,8 @@ class Cards:
     def on_post_error(self, run_id: int, tell: Callable[[str], object]) -> None:
         """Who to tell if the card cannot be posted at all (byoi is not in the channel)."""
         with self._cv:
-            self._tell[run_id] = tell
+            if run_id not in self._last_edit:  # posted already: nobody will need telling
+                self._tell[run_id] = tell
 
     # flushing ---------------------------------------------------------------------------
 
@@ -175,6 +176,11 @@ class Cards:
             ]
             for run in due:
                 del self._pending[run.id]
+            # Edit times matter for one interval; a process lives for months (bench/soak.py).
+            if len(self._last_edit) > 1000:
+                self._last_edit = {
+                    k: t for k, t in self._last_edit.items() if now - t < 60 or k in self._pending
+                }
         for run in due:
             try:
                 self._show(run)
