@@ -38,6 +38,7 @@ from providers.base import (
     ServerState,
     Target,
     Throttled,
+    newest_usable,
 )
 
 ERRORS: dict[str, type[ProviderError]] = {
@@ -213,15 +214,10 @@ class AwsProvider:
     def resolve_image(self, ref: str) -> Image:
         if ref.startswith("family:"):
             family = ref.removeprefix("family:")
-            now = datetime.now(UTC)
-            usable = [
-                i
-                for i in self.list_images(family)
-                if i.state == ImageState.READY and not (i.deprecated_at and i.deprecated_at <= now)
-            ]
-            if not usable:
+            newest = newest_usable(self.list_images(family), datetime.now(UTC))
+            if newest is None:
                 raise NotFound(f"no available AMI tagged {TAG_FAMILY}={family}")
-            return max(usable, key=lambda i: (i.created_at, i.id))
+            return newest
         if ref.startswith("ami-"):
             found = self._describe_images(ImageIds=[ref])
         else:

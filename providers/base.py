@@ -112,6 +112,16 @@ class Image:
     deprecated_at: datetime | None = None
 
 
+def newest_usable(images: list[Image], now: datetime) -> Image | None:
+    """A family's current image: the newest ready one not past its deprecation time."""
+    usable = [
+        i
+        for i in images
+        if i.state == ImageState.READY and not (i.deprecated_at and i.deprecated_at <= now)
+    ]
+    return max(usable, key=lambda i: (i.created_at, i.id)) if usable else None
+
+
 @dataclass(frozen=True)
 class Script:
     """A shell script run on a server; parameters travel only in ``env``."""

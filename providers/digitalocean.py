@@ -24,7 +24,6 @@ from providers.base import (
     TAG_KEY,
     AuthError,
     Image,
-    ImageState,
     InvalidRequest,
     LaunchRequest,
     NotFound,
@@ -35,6 +34,7 @@ from providers.base import (
     Server,
     ServerState,
     Target,
+    newest_usable,
 )
 from providers.digitalocean_api import Api, Unanswered, client
 from providers.digitalocean_codec import (
@@ -140,15 +140,10 @@ class DigitalOceanProvider:
     def resolve_image(self, ref: str) -> Image:
         if ref.startswith("family:"):
             family = ref.removeprefix("family:")
-            now = datetime.now(UTC)
-            usable = [
-                i
-                for i in self.list_images(family)
-                if i.state == ImageState.READY and not (i.deprecated_at and i.deprecated_at <= now)
-            ]
-            if not usable:
+            newest = newest_usable(self.list_images(family), datetime.now(UTC))
+            if newest is None:
                 raise NotFound(f"no available snapshot tagged {tag(TAG_FAMILY, family)}")
-            return max(usable, key=lambda i: (i.created_at, i.id))
+            return newest
         if not ref.isdigit():
             named = [i for i in self.list_images() if i.name == ref]
             if named:
