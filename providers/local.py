@@ -44,6 +44,7 @@ from providers.base import (
     Server,
     ServerState,
     Target,
+    newest_usable,
 )
 from providers.local_index import ServerIndex
 
@@ -179,10 +180,10 @@ class LocalProvider:
         images = self.list_images()
         if ref.startswith("family:"):
             family = ref.removeprefix("family:")
-            usable = [i for i in images if i.family == family and i.state == ImageState.READY]
-            if not usable:
+            newest = newest_usable([i for i in images if i.family == family], self._clock())
+            if newest is None:
                 raise NotFound(f"no ready image in family {family!r}")
-            return max(usable, key=lambda i: i.created_at)
+            return newest
         for image in images:
             if ref in (image.id, image.name):
                 return image

@@ -1,16 +1,16 @@
 """The provider contract: every adapter behaves the same through the port.
 
 Each adapter joins by adding a harness to ``HARNESSES``: it builds the provider against its
-emulated service and seeds an image there.
+emulated service, seeds an image there, and deprecates one the way that cloud records it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -20,6 +20,7 @@ from providers.base import (
     TAG_BAKED_FROM,
     TAG_KEY,
     Image,
+    ImageState,
     LaunchRequest,
     NotFound,
     Provider,
@@ -38,6 +39,10 @@ class Harness(Protocol):
     def seed_image(
         self, name: str, family: str, versions: Mapping[str, str], age_days: int
     ) -> Image: ...
+
+    def deprecate(self, image: Image, at: datetime) -> None:
+        """Mark ``image`` deprecated from ``at`` on, as this cloud records a deprecation."""
+        ...
 
 
 class LocalHarness:
@@ -58,6 +63,9 @@ class LocalHarness:
             created_at=START - timedelta(days=age_days),
         )
 
+    def deprecate(self, image: Image, at: datetime) -> None:
+        self.local.set_image_state(image.id, ImageState.READY, deprecated_at=at)
+
 
 class AwsHarness:
     """moto in server mode; moto's SSM runs nothing, so script tests are bash tests instead."""
@@ -74,11 +82,25 @@ class AwsHarness:
             {"region": moto_env.REGION, "poll_seconds": 1, "wait_seconds": 30}
         )
         self._seed = moto_env.seed_ami
+        self._deprecations: dict[str, datetime] = {}
+        self.provider.ec2.meta.events.register(
+            "after-call.ec2.DescribeImages", self._add_deprecation_times
+        )
 
     def seed_image(
         self, name: str, family: str, versions: Mapping[str, str], age_days: int
     ) -> Image:
         return self.provider.resolve_image(self._seed(name, family, dict(versions)))
+
+    def deprecate(self, image: Image, at: datetime) -> None:
+        self._deprecations[image.id] = at
+
+    def _add_deprecation_times(self, parsed: dict[str, Any], **_: Any) -> None:
+        """EC2 answers an AMI's DeprecationTime; moto keeps none, so it is added here."""
+        for found in parsed.get("Images", []):
+            at = self._deprecations.get(found["ImageId"])
+            if at is not None:
+                found["DeprecationTime"] = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 class GcpHarness:
@@ -115,6 +137,11 @@ class GcpHarness:
         self.fake.images[name]["description"] = describe_versions(versions)
         return self.provider.resolve_image(name)
 
+    def deprecate(self, image: Image, at: datetime) -> None:
+        # What `images.deprecate` leaves: a DEPRECATED state and the time it took effect.
+        stamp = at.isoformat(timespec="milliseconds")
+        self.fake.images[image.id]["deprecated"] = {"state": "DEPRECATED", "deprecated": stamp}
+
 
 class DigitalOceanHarness:
     """pydo against the DigitalOcean API fake; droplets are real SSH servers running bash."""
@@ -140,6 +167,10 @@ class DigitalOceanHarness:
 
         created = START - timedelta(days=age_days)
         return seed_image(self.fake, self.provider, name, family, versions, created)
+
+    def deprecate(self, image: Image, at: datetime) -> None:
+        # DigitalOcean keeps no deprecation time: an image no longer to be used is retired.
+        self.fake.images[int(image.id)]["status"] = "retired"
 
 
 HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], Harness]] = {
@@ -179,6 +210,18 @@ def test_images_resolve_by_id_name_and_family(harness: Harness) -> None:
         harness.provider.resolve_image("family:nothing")
     with pytest.raises(NotFound):
         harness.provider.resolve_image("no-such-image")
+
+
+def test_a_family_skips_an_image_past_its_deprecation_which_stays_resolvable_by_id(
+    harness: Harness,
+) -> None:
+    old = harness.seed_image("web-old", "web", {}, 40)
+    new = harness.seed_image("web-new", "web", {}, 2)
+
+    harness.deprecate(new, datetime.now(UTC) - timedelta(hours=1))
+
+    assert harness.provider.resolve_image("family:web").id == old.id
+    assert harness.provider.resolve_image(new.id).id == new.id
 
 
 def test_launch_is_idempotent_by_key_and_servers_are_found_by_tags(harness: Harness) -> None:
