@@ -6,7 +6,6 @@ Every front end calls ``Service.handle(text, caller, now)`` and render the Reply
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pipeline.config.model import AppConfig, Config, EnvConfig
@@ -32,7 +31,6 @@ from pipeline.services.replies import (
     RunReply,
 )
 from pipeline.services.views import Views
-from pipeline.state import measured
 from pipeline.state.store import ActiveRunExists, Store
 from providers.base import ProviderError, Server
 
@@ -234,11 +232,9 @@ class Service:
             servers=tuple(slots),
         )
         try:
-            stored = self.store.create_run(run, now)
+            stored = self.store.create_run(run, now, options)
         except ActiveRunExists as exc:
             return _busy(exc.run, now)
-        if options is not None:
-            measured.save_options(self.store, replace(options, run_id=stored.id))
         if not needs_approval:
             self.runner.start(stored.id)
         return RunReply(plan, stored)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from pipeline.domain.measured import Measurement, RunImage, RunOptions
+from pipeline.state import options as run_options
 from pipeline.state.store import Store
 
 __all__ = ["Measurement", "RunImage", "RunOptions"]
@@ -80,41 +81,10 @@ def image_of(store: Store, run_id: int) -> RunImage | None:
     )
 
 
-def save_options(store: Store, options: RunOptions) -> None:
-    with store.database.write() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO run_options VALUES (?,?,?,?,?,?)",
-            [
-                options.run_id,
-                options.batch_size,
-                int(options.canary),
-                int(options.paused),
-                int(options.continued),
-                int(options.force),
-            ],
-        )
-
-
 def options_of(store: Store, run_id: int) -> RunOptions:
-    rows = store.database.rows("SELECT * FROM run_options WHERE run_id = ?", [run_id])
-    if not rows:
-        return RunOptions(run_id)
-    r = rows[0]
-    return RunOptions(
-        run_id,
-        r["batch_size"],
-        bool(r["canary"]),
-        bool(r["paused"]),
-        bool(r["continued"]),
-        bool(r["force"]),
-    )
+    return run_options.of_run(store.database, run_id)
 
 
 def set_paused(store: Store, run_id: int, *, paused: bool, continued: bool) -> bool:
     """Pause a roll after its canary, or let it continue; True if this call changed it."""
-    with store.database.write() as conn:
-        cursor = conn.execute(
-            "UPDATE run_options SET paused = ?, continued = ? WHERE run_id = ? AND paused != ?",
-            [int(paused), int(continued), run_id, int(paused)],
-        )
-        return cursor.rowcount == 1
+    return run_options.set_paused(store.database, run_id, paused=paused, continued=continued)

@@ -14,16 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.domain.models import (
-    AuditEvent,
-    Run,
-    RunKind,
-    RunServer,
-    RunState,
-    ServerStatus,
-    Step,
-    Strategy,
-)
+from pipeline.domain.measured import RunOptions
+from pipeline.domain.models import AuditEvent, Run, RunState, ServerStatus
+from pipeline.state import options as run_options
+from pipeline.state import runrows
 from pipeline.state.alerts import AlertTable
 from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
@@ -44,14 +38,6 @@ class ApprovalResult:
     """False when this user had already approved, or the run was no longer waiting."""
     started: bool
     """True for exactly one caller: the approval that completed the count."""
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 # SQLite uses the partial index ``runs_one_active`` only for a WHERE clause that repeats the
@@ -81,58 +67,20 @@ class Store:
 
     # runs -------------------------------------------------------------------------------
 
-    def create_run(self, run: Run, now: datetime) -> Run:
-        """Store a new run and its server slots; refuses a second active run per app/env."""
+    def create_run(self, run: Run, now: datetime, options: RunOptions | None = None) -> Run:
+        """Store a new run, its server slots and its options (``--force``, a roll's batches
+        and canary) in one transaction; refuses a second active run per app/env."""
         with self._write() as conn:
-            try:
-                cursor = conn.execute(
-                    """INSERT INTO runs (kind, app, env, state, requester, created_at, updated_at,
-                    current, desired, image_id, image_name, image_created_at, image_versions,
-                    strategy, max_parallel, target, approvals_needed, expires_at, notes, channel)
-                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                    [
-                        run.kind,
-                        run.app,
-                        run.env,
-                        run.state,
-                        run.requester,
-                        now.isoformat(),
-                        now.isoformat(),
-                        run.current,
-                        run.desired,
-                        run.image_id,
-                        run.image_name,
-                        _iso(run.image_created_at),
-                        json.dumps(dict(run.image_versions)),
-                        run.strategy,
-                        run.max_parallel,
-                        run.target,
-                        run.approvals_needed,
-                        _iso(run.expires_at),
-                        json.dumps(list(run.notes)),
-                        run.channel,
-                    ],
-                )
-            except sqlite3.IntegrityError:
-                active = self._active(conn, run.app, run.env)
-                if active is None:
-                    raise
-                raise ActiveRunExists(active) from None
-            run_id = int(cursor.lastrowid or 0)
-            for server in run.servers:
-                conn.execute(
-                    """INSERT INTO servers (run_id, slot, key, status, step, provider_id,
-                    updated_at) VALUES (?,?,?,?,?,?,?)""",
-                    [
-                        run_id,
-                        server.slot,
-                        f"byoi-{self.install_id}-{run_id}-{server.slot}",
-                        server.status,
-                        server.step,
-                        server.provider_id,
-                        now.isoformat(),
-                    ],
-                )
+            run_id = self._insert_run(conn, run, now)
+            conn.executemany(
+                runrows.INSERT_SLOT,
+                [
+                    runrows.slot_values(run_id, self._slot_key(run_id, s.slot), s, now)
+                    for s in run.servers
+                ],
+            )
+            if options is not None:
+                run_options.insert(conn, replace(options, run_id=run_id))
             self._audit(
                 conn,
                 now,
@@ -144,6 +92,19 @@ class Store:
         stored = self.run(run_id)
         assert stored is not None
         return stored
+
+    def _slot_key(self, run_id: int, slot: int) -> str:
+        return f"byoi-{self.install_id}-{run_id}-{slot}"
+
+    def _insert_run(self, conn: sqlite3.Connection, run: Run, now: datetime) -> int:
+        try:
+            cursor = conn.execute(runrows.INSERT_RUN, runrows.run_values(run, now))
+        except sqlite3.IntegrityError:
+            active = self._active(conn, run.app, run.env)
+            if active is None:
+                raise
+            raise ActiveRunExists(active) from None
+        return int(cursor.lastrowid or 0)
 
     def _active(self, conn: sqlite3.Connection, app: str, env: str) -> Run | None:
         row = conn.execute(
@@ -194,56 +155,14 @@ class Store:
         return {str(r["key"]) for r in rows}
 
     def _hydrate(self, row: Mapping[str, Any]) -> Run:
-        servers = tuple(
-            RunServer(
-                run_id=s["run_id"],
-                slot=s["slot"],
-                key=s["key"],
-                status=ServerStatus(s["status"]),
-                step=Step(s["step"]) if s["step"] else None,
-                provider_id=s["provider_id"],
-                registered=bool(s["registered"]),
-                reason=s["reason"],
-                cleanup=s["cleanup"],
-                note=s["note"],
-                updated_at=datetime.fromisoformat(s["updated_at"]),
-            )
-            for s in self._rows("SELECT * FROM servers WHERE run_id = ? ORDER BY slot", [row["id"]])
+        slots = self._rows("SELECT * FROM servers WHERE run_id = ? ORDER BY slot", [row["id"]])
+        approvals = self._rows(
+            "SELECT user FROM approvals WHERE run_id = ? ORDER BY at", [row["id"]]
         )
-        approvers = tuple(
-            a["user"]
-            for a in self._rows(
-                "SELECT user FROM approvals WHERE run_id = ? ORDER BY at", [row["id"]]
-            )
-        )
-        created = datetime.fromisoformat(row["created_at"])
-        return Run(
-            id=row["id"],
-            kind=RunKind(row["kind"]),
-            app=row["app"],
-            env=row["env"],
-            state=RunState(row["state"]),
-            requester=row["requester"],
-            created_at=created,
-            updated_at=_dt(row["updated_at"]) or created,
-            current=row["current"],
-            desired=row["desired"],
-            image_id=row["image_id"],
-            image_name=row["image_name"],
-            strategy=Strategy(row["strategy"]),
-            max_parallel=row["max_parallel"],
-            target=row["target"],
-            approvals_needed=row["approvals_needed"],
-            image_created_at=_dt(row["image_created_at"]),
-            image_versions=json.loads(row["image_versions"]),
-            expires_at=_dt(row["expires_at"]),
-            cancel_requested=bool(row["cancel_requested"]),
-            reason=row["reason"],
-            notes=tuple(json.loads(row["notes"])),
-            approvers=approvers,
-            channel=row["channel"],
-            shown_as=row["message_ts"],
-            servers=servers,
+        return runrows.run_from(
+            row,
+            servers=tuple(runrows.server_from(s) for s in slots),
+            approvers=tuple(a["user"] for a in approvals),
         )
 
     def transition(

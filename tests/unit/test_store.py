@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from pipeline.domain.models import RunState
 from pipeline.domain.ownership import installation_of
 from pipeline.services.replies import RunReply
+from pipeline.state import measured
 from pipeline.state.store import ActiveRunExists, Store
 from tests.conftest import World, make_world
 
@@ -91,3 +93,28 @@ def test_idempotency_keys_are_unique_per_database_run_and_slot(
     # Each key names the installation that made it: what the reconciler and every view use.
     assert {installation_of(k) for k in keys[:5]} == {world.store.install_id}
     assert {installation_of(k) for k in keys[5:]} == {other.store.install_id}
+
+
+def test_a_run_is_stored_with_its_options_in_the_one_transaction_that_creates_it(
+    world: World,
+) -> None:
+    commits = world.store.database.commits
+
+    run = world.request("refresh web --force")
+
+    assert world.store.database.commits == commits + 1
+    assert measured.options_of(world.store, run.id).force
+
+
+def test_a_failure_storing_a_runs_options_leaves_no_run_behind(world: World) -> None:
+    world.store.db.execute(
+        "CREATE TEMP TRIGGER refuse_options BEFORE INSERT ON run_options "
+        "BEGIN SELECT RAISE(ABORT, 'injected between the run and its options'); END"
+    )
+
+    with pytest.raises(sqlite3.IntegrityError, match="injected"):
+        world.say("refresh web --force")
+
+    assert world.store.runs() == []
+    assert world.store.db.execute("SELECT count(*) FROM servers").fetchone() == (0,)
+    assert world.store.audit_events() == []
