@@ -9,81 +9,91 @@ import sqlite_utils
 Migration = Callable[[sqlite_utils.Database], None]
 
 
+# 001: the tables every run needs, one statement group per table.
+_RUNS = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    app TEXT NOT NULL,
+    env TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    current INTEGER NOT NULL,
+    desired INTEGER NOT NULL,
+    image_id TEXT NOT NULL,
+    image_name TEXT NOT NULL,
+    image_created_at TEXT,
+    image_versions TEXT NOT NULL DEFAULT '{}',
+    strategy TEXT NOT NULL,
+    max_parallel INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    approvals_needed INTEGER NOT NULL,
+    expires_at TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    notes TEXT NOT NULL DEFAULT '[]',
+    channel TEXT,
+    message_ts TEXT
+);
+-- One active run per (app, env), enforced by the database itself.
+CREATE UNIQUE INDEX runs_one_active ON runs (app, env)
+    WHERE state IN ('planned', 'awaiting_approval', 'approved', 'running');
+CREATE INDEX runs_app ON runs (app, id);
+CREATE INDEX runs_state ON runs (state);
+"""
+
+_SERVERS = """
+CREATE TABLE servers (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    slot INTEGER NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    step TEXT,
+    provider_id TEXT,
+    registered INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    cleanup TEXT,
+    note TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, slot)
+);
+CREATE INDEX servers_provider_id ON servers (provider_id);
+"""
+
+_APPROVALS = """
+CREATE TABLE approvals (
+    run_id INTEGER NOT NULL REFERENCES runs (id),
+    user TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, user)
+);
+"""
+
+_AUDIT = """
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    run_id INTEGER,
+    actor TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_run ON audit (run_id, id);
+"""
+
+_META = """
+-- A random id per database, part of every idempotency key, so that a new database
+-- never reuses an old one's EC2 ClientToken or GCE requestId.
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('install_id', lower(hex(randomblob(3))));
+"""
+
+
 def m001_runs(db: sqlite_utils.Database) -> None:
-    _script(
-        db,
-        """
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            kind TEXT NOT NULL,
-            app TEXT NOT NULL,
-            env TEXT NOT NULL,
-            state TEXT NOT NULL,
-            requester TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
-            current INTEGER NOT NULL,
-            desired INTEGER NOT NULL,
-            image_id TEXT NOT NULL,
-            image_name TEXT NOT NULL,
-            image_created_at TEXT,
-            image_versions TEXT NOT NULL DEFAULT '{}',
-            strategy TEXT NOT NULL,
-            max_parallel INTEGER NOT NULL,
-            target TEXT NOT NULL,
-            approvals_needed INTEGER NOT NULL,
-            expires_at TEXT,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            reason TEXT,
-            notes TEXT NOT NULL DEFAULT '[]',
-            channel TEXT,
-            message_ts TEXT
-        );
-        -- One active run per (app, env), enforced by the database itself.
-        CREATE UNIQUE INDEX runs_one_active ON runs (app, env)
-            WHERE state IN ('planned', 'awaiting_approval', 'approved', 'running');
-        CREATE INDEX runs_app ON runs (app, id);
-        CREATE INDEX runs_state ON runs (state);
-
-        CREATE TABLE servers (
-            run_id INTEGER NOT NULL REFERENCES runs (id),
-            slot INTEGER NOT NULL,
-            key TEXT NOT NULL UNIQUE,
-            status TEXT NOT NULL,
-            step TEXT,
-            provider_id TEXT,
-            registered INTEGER NOT NULL DEFAULT 0,
-            reason TEXT,
-            cleanup TEXT,
-            note TEXT,
-            updated_at TEXT NOT NULL,
-            PRIMARY KEY (run_id, slot)
-        );
-        CREATE INDEX servers_provider_id ON servers (provider_id);
-
-        CREATE TABLE approvals (
-            run_id INTEGER NOT NULL REFERENCES runs (id),
-            user TEXT NOT NULL,
-            at TEXT NOT NULL,
-            PRIMARY KEY (run_id, user)
-        );
-
-        CREATE TABLE audit (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at TEXT NOT NULL,
-            run_id INTEGER,
-            actor TEXT NOT NULL,
-            event TEXT NOT NULL,
-            detail TEXT NOT NULL DEFAULT ''
-        );
-        CREATE INDEX audit_run ON audit (run_id, id);
-
-        -- A random id per database, part of every idempotency key, so that a new database
-        -- never reuses an old one's EC2 ClientToken or GCE requestId.
-        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-        INSERT INTO meta VALUES ('install_id', lower(hex(randomblob(3))));
-        """,
-    )
+    for table in (_RUNS, _SERVERS, _APPROVALS, _AUDIT, _META):
+        _script(db, table)
 
 
 def m002_alerts(db: sqlite_utils.Database) -> None:
