@@ -4,7 +4,7 @@ Anchors, aliases and merge keys (`<<: *production`) resolve as in any YAML loade
 mapping and list becomes a ``Node`` that knows its file, line and dotted path. Hostile input is
 refused with one clear problem: files that are not regular or larger than ``MAX_BYTES``,
 nesting deeper than ``MAX_DEPTH``, aliases that expand past ``MAX_VALUES`` values or into
-themselves, duplicate keys, and tags byoi does not know.
+themselves, duplicate keys, and tags byoi does not know (the graph's bounds are in yamlgraph.py).
 """
 
 from __future__ import annotations
@@ -18,13 +18,22 @@ from typing import Any
 
 import yaml
 
+from pipeline.config.yamlgraph import MAX_DEPTH, MAX_VALUES, Loader, Refused, check_expansion
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "ConfigError",
+    "KeepText",
+    "Node",
+    "Problem",
+    "load",
+    "parse",
+    "plain",
+]
 MAX_BYTES = 1024 * 1024
 """Largest byoi.yml or manifest byoi reads (1 MB); real ones are a few kilobytes."""
-MAX_VALUES = 100_000
-"""Most keys and values a file may hold once aliases and merge keys are expanded."""
-MAX_DEPTH = 64
-"""Deepest nesting of maps and lists, aliases included."""
-
 _YAML = "tag:yaml.org,2002:"
 _MERGE = _YAML + "merge"
 _KNOWN_TAGS = frozenset(
@@ -139,7 +148,7 @@ def _read(path: Path, name: str) -> bytes:
 def parse(text: str, name: str, keep_text: KeepText = _never) -> Node:
     data = text.encode("utf-8", "surrogatepass")
     try:
-        loader = _Loader(data)
+        loader = Loader(data)
     except yaml.reader.ReaderError as exc:
         raise ConfigError([_reader_problem(exc, data, name)]) from None
     try:
@@ -163,7 +172,10 @@ def parse(text: str, name: str, keep_text: KeepText = _never) -> Node:
         loader.dispose()
     if root is None:
         return Node({}, name, 1, "")
-    _check_expansion(root, name, loader.anchor_of, bool(loader.aliased))
+    try:
+        check_expansion(root, loader.anchor_of, bool(loader.aliased))
+    except Refused as exc:
+        raise ConfigError([Problem(name, exc.line, "", exc.message)]) from None
     converter = _Converter(loader, name, keep_text)
     value = converter.convert(root, "")
     if converter.problems:
@@ -180,113 +192,10 @@ def _reader_problem(exc: yaml.reader.ReaderError, data: bytes, name: str) -> Pro
     return Problem(name, line, "", f"invalid YAML: character {char} is not allowed")
 
 
-if yaml.__with_libyaml__:
-    from yaml._yaml import CParser as _Parser
-else:  # PyYAML built without libyaml: the same events, ten times slower
-
-    class _Parser(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):  # type: ignore[no-redef]
-        def __init__(self, stream: bytes) -> None:
-            yaml.reader.Reader.__init__(self, stream)
-            yaml.scanner.Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
-
-
-class _Loader(
-    yaml.composer.Composer, _Parser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
-):
-    """libyaml's parser under PyYAML's composer, bounded in depth, remembering anchors and the
-    aliases used (libyaml's own composer would hide both)."""
-
-    def __init__(self, stream: bytes) -> None:
-        _Parser.__init__(self, stream)
-        yaml.constructor.SafeConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
-        yaml.composer.Composer.__init__(self)
-        self.depth = 0
-        self.anchor_of: dict[int, str] = {}
-        self.aliased: set[str] = set()
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event: Any = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor is not None:
-                self.aliased.add(event.anchor)
-            aliased = super().compose_node(parent, index)
-            assert aliased is not None
-            return aliased
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
-                )
-            node = super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-        assert node is not None
-        if event.anchor is not None:
-            self.anchor_of[id(node)] = event.anchor
-        return node
-
-
-def _check_expansion(root: yaml.Node, name: str, anchor_of: dict[int, str], aliased: bool) -> None:
-    """Refuse, before building anything, a graph whose aliases loop or expand too far.
-
-    The composed graph shares one node per anchor, so it stays as small as the text; sizes are
-    counted per node once (memoised), which makes this linear even for an alias bomb."""
-    too_many = (
-        f"invalid YAML: aliases expand to more than {MAX_VALUES:,} keys and values (byoi's limit)"
-        if aliased
-        else f"holds more than {MAX_VALUES:,} keys and values (byoi's limit)"
-    )
-    sizes: dict[int, tuple[int, int]] = {}
-    """Per node: values below it once expanded, and its height."""
-    open_nodes: set[int] = set()
-
-    def refuse(node: yaml.Node, message: str) -> ConfigError:
-        return ConfigError([Problem(name, node.start_mark.line + 1, "", message)])
-
-    def size(node: yaml.Node, depth: int) -> tuple[int, int]:
-        key = id(node)
-        if key in open_nodes:
-            anchor = anchor_of.get(key, "?")
-            raise refuse(node, f"invalid YAML: recursive alias: &{anchor} contains *{anchor}")
-        if key not in sizes:
-            open_nodes.add(key)
-            sizes[key] = _measure(node, depth, size, lambda: refuse(node, too_many))
-            open_nodes.discard(key)
-        if depth + sizes[key][1] > MAX_DEPTH:
-            raise refuse(node, f"invalid YAML: nested more than {MAX_DEPTH} levels deep")
-        return sizes[key]
-
-    size(root, 0)
-
-
-def _measure(
-    node: yaml.Node,
-    depth: int,
-    size: Callable[[yaml.Node, int], tuple[int, int]],
-    too_many: Callable[[], ConfigError],
-) -> tuple[int, int]:
-    children: list[yaml.Node] = []
-    if isinstance(node, yaml.SequenceNode):
-        children = node.value
-    elif isinstance(node, yaml.MappingNode):
-        children = [n for pair in node.value for n in pair]
-    total, height = 1, 0
-    for child in children:
-        below, child_height = size(child, depth + 1)
-        total += below
-        height = max(height, child_height + 1)
-        if total > MAX_VALUES:
-            raise too_many()
-    return total, height
-
-
 class _Converter:
     """Composed nodes to Nodes and plain values; collects duplicate keys and unknown tags."""
 
-    def __init__(self, loader: _Loader, name: str, keep_text: KeepText) -> None:
+    def __init__(self, loader: Loader, name: str, keep_text: KeepText) -> None:
         self.loader = loader
         self.name = name
         self.keep_text = keep_text
