@@ -1,7 +1,7 @@
 """Read byoi.yml and the manifests it names into a Config.
 
 Policy keys may be set under `defaults:`, per app, and per app environment (most specific
-wins). Every problem is collected and reported as `file:line: key: message`.
+wins; merged in envs.py). Every problem is collected and reported as `file:line: key: message`.
 """
 
 from __future__ import annotations
@@ -19,26 +19,14 @@ from pipeline.config.checks import (
     app_key_problems,
     app_name_problem,
     database,
-    missing_component,
     provider_setting_problems,
     timezone,
     used_environments,
 )
+from pipeline.config.envs import check_layer, parse_env
 from pipeline.config.keys import APP_KEYS, POLICY_KEYS, PROVIDER_KEYS, TOP_KEYS, check_value
-from pipeline.config.model import (
-    APP_SCRUB_DIRS,
-    DEFAULT_SCRUB_PATHS,
-    VENDORS,
-    AppConfig,
-    ApprovalPolicy,
-    Config,
-    DeployConfig,
-    EnvConfig,
-    StalePolicy,
-    ThreadUpdates,
-)
+from pipeline.config.model import AppConfig, Config, EnvConfig, StalePolicy
 from pipeline.config.yamlsrc import ConfigError, Node, Problem, load, plain
-from providers.base import ServerSpec
 
 
 def load_config(path: Path) -> Config:
@@ -70,26 +58,6 @@ def _section(parent: Node, key: str, problems: list[Problem]) -> Node | None:
     return value
 
 
-def _check_layer(node: Node, problems: list[Problem]) -> None:
-    """Check every policy key written in one layer (defaults, an app, an app environment)."""
-    for key, spec in POLICY_KEYS.items():
-        if key in node.value:
-            check_value(node, key, spec, problems)
-
-
-def _policy(nodes: list[Node]) -> dict[str, Any]:
-    """Merge policy keys from general to specific; wrong values were reported by _check_layer."""
-    merged: dict[str, Any] = {name: spec.default for name, spec in POLICY_KEYS.items()}
-    ignored: list[Problem] = []
-    for node in nodes:
-        for key, spec in POLICY_KEYS.items():
-            if key in node.value:
-                value = check_value(node, key, spec, ignored)
-                if value is not None:
-                    merged[key] = value
-    return merged
-
-
 def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
     if not isinstance(root.value, dict):
         problems.append(root.problem(None, "byoi.yml must be a map with an `apps:` section"))
@@ -99,7 +67,7 @@ def _parse(root: Node, path: Path, problems: list[Problem]) -> Config | None:
     defaults = _section(root, "defaults", problems)
     if defaults is not None:
         _known_keys(defaults, POLICY_KEYS, problems)
-        _check_layer(defaults, problems)
+        check_layer(defaults, problems)
     apps_node = _section(root, "apps", problems)
     if apps_node is None:
         problems.append(root.problem("apps", "at least one app is required"))
@@ -225,17 +193,42 @@ def _parse_app(
     groups: Mapping[str, tuple[str, ...]],
     problems: list[Problem],
 ) -> AppConfig | None:
-    _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
-    _check_layer(body, problems)
     envs_node = _section(body, "environments", problems)
+    if not _app_keys_usable(body, envs_node, problems):
+        return None
+    manifest = _manifest(name, body, config_path, problems)
+    if manifest is None:
+        return None
+    env_names = used_environments(manifest, envs_node, body, problems)
+    environments: dict[str, EnvConfig] = {}
+    for env_name in env_names:
+        env_node = _section(envs_node, env_name, []) if envs_node else None
+        layers = [*defaults, body, *([env_node] if env_node is not None else [])]
+        env = parse_env(name, env_name, manifest, body, layers, groups, problems)
+        if env is not None:
+            environments[env_name] = env
+    default_env = _default_env(body, env_names, problems)
+    return AppConfig(name, str(body.value["manifest"]), default_env, environments)
+
+
+def _app_keys_usable(body: Node, envs_node: Node | None, problems: list[Problem]) -> bool:
+    """Check the app's keys and each environment's policy layer; False if the app cannot be
+    read any further."""
+    _known_keys(body, {**POLICY_KEYS, **APP_KEYS}, problems)
+    check_layer(body, problems)
     key_problems = app_key_problems(body, envs_node)
     problems.extend(key_problems)
     for env_node in envs_node.value.values() if envs_node else ():
         if isinstance(env_node, Node) and isinstance(env_node.value, dict):
             _known_keys(env_node, POLICY_KEYS, problems)
-            _check_layer(env_node, problems)
-    if key_problems:
-        return None
+            check_layer(env_node, problems)
+    return not key_problems
+
+
+def _manifest(
+    name: str, body: Node, config_path: Path, problems: list[Problem]
+) -> manifests.Manifest | None:
+    """The Cloud 66 manifest the app's ``manifest:`` names, read for its ``component:``."""
     manifest_ref = body.value.get("manifest")
     if not isinstance(manifest_ref, str) or not manifest_ref:
         problems.append(
@@ -249,22 +242,12 @@ def _parse_app(
     # Shown as a path from where byoi runs, like byoi.yml itself, so it can be opened as is.
     manifest_path = config_path.parent / manifest_ref
     try:
-        manifest = manifests.read(
+        return manifests.read(
             manifest_path, str(manifest_path), component if isinstance(component, str) else None
         )
     except ConfigError as exc:
         problems.extend(exc.problems)
         return None
-    env_names = used_environments(manifest, envs_node, body, problems)
-    environments: dict[str, EnvConfig] = {}
-    for env_name in env_names:
-        env_node = _section(envs_node, env_name, []) if envs_node else None
-        layers = [*defaults, body, *([env_node] if env_node is not None else [])]
-        env = _parse_env(name, env_name, manifest, body, layers, groups, problems)
-        if env is not None:
-            environments[env_name] = env
-    default_env = _default_env(body, env_names, problems)
-    return AppConfig(name, manifest_ref, default_env, environments)
 
 
 def _default_env(body: Node, env_names: list[str], problems: list[Problem]) -> str | None:
@@ -277,116 +260,3 @@ def _default_env(body: Node, env_names: list[str], problems: list[Problem]) -> s
         )
         return None
     return str(value)
-
-
-def _parse_env(
-    app: str,
-    env_name: str,
-    manifest: manifests.Manifest,
-    body: Node,
-    layers: list[Node],
-    groups: Mapping[str, tuple[str, ...]],
-    problems: list[Problem],
-) -> EnvConfig | None:
-    policy = _policy(layers)
-    where = layers[-1]
-    component = manifest.app_component(env_name, body.value.get("component"))
-    if component is None:
-        problems.append(missing_component(manifest, env_name, body.value.get("component")))
-        return None
-    server = component.servers[0] if component.servers else None
-    provider = body.value.get("provider") or (VENDORS.get(server.vendor or "") if server else None)
-    if provider not in PROVIDER_KEYS:
-        vendor = server.vendor if server else None
-        problems.append(
-            body.problem(
-                "provider" if "provider" in body.value else None,
-                f"{app}/{env_name}: no provider (manifest vendor "
-                f"{vendor!r}); set provider: local, aws, gcp or digitalocean",
-            )
-        )
-        return None
-    image = policy["image"] or component.cloud_image
-    if not image:
-        problems.append(
-            where.problem(
-                None,
-                f"{app}/{env_name}: no image; set cloud_image in "
-                f"{manifest.file} or image: in byoi.yml",
-            )
-        )
-        return None
-    _check_refs(where, policy, groups, problems)
-    approvers_written = any("approvers" in n.value for n in layers)
-    if policy["approval_required"] and not policy["approvers"] and not approvers_written:
-        problems.append(
-            where.problem(
-                None,
-                f"{app}/{env_name}: approval is required but no "
-                "approvers are named (set approvers:)",
-            )
-        )
-    if policy["min_servers"] > policy["max_servers"]:
-        problems.append(where.problem(None, f"{app}/{env_name}: min_servers is above max_servers"))
-    if not policy["deploy_command"]:
-        problems.append(
-            where.problem(
-                None,
-                f"{app}/{env_name}: deploy_command is required "
-                "(the command that installs the release)",
-            )
-        )
-    known, extra = manifests.spec_fields(server) if server else ({}, {})
-    app_dir = policy["app_dir"]
-    return EnvConfig(
-        app=app,
-        name=env_name,
-        provider=str(provider),
-        image=str(image),
-        target=policy["target"] or f"{app}-{env_name}",
-        spec=ServerSpec(**known, extra=extra),
-        versions=component.versions,
-        operators=tuple(policy["operators"]),
-        approval=ApprovalPolicy(
-            required=policy["approval_required"],
-            approvers=tuple(policy["approvers"]),
-            approvals=policy["approvals"],
-            self_approval=policy["self_approval"],
-            expiry_minutes=policy["approval_expiry_minutes"],
-        ),
-        deploy=DeployConfig(
-            app_dir=app_dir,
-            command=policy["deploy_command"],
-            health_command=policy["health_command"],
-            release=policy["release"],
-            scrub_paths=(
-                *DEFAULT_SCRUB_PATHS,
-                *(f"{app_dir.rstrip('/')}/{d}" for d in APP_SCRUB_DIRS),
-                *policy["scrub_paths"],
-            ),
-            timeout_seconds=policy["script_timeout_seconds"],
-        ),
-        min_servers=policy["min_servers"],
-        max_servers=policy["max_servers"],
-        max_parallel=policy["max_parallel"],
-        drain_seconds=policy["drain_seconds"],
-        channel=policy["channel"],
-        component=component.type,
-        thread_updates=ThreadUpdates(policy["thread_updates"]),
-        probes=dict(policy["probes"]),
-        bake=policy["bake"],
-    )
-
-
-def _check_refs(
-    where: Node,
-    policy: dict[str, Any],
-    groups: Mapping[str, tuple[str, ...]],
-    problems: list[Problem],
-) -> None:
-    for key in ("operators", "approvers"):
-        for ref in policy[key]:
-            if ref.startswith("@") and ref[1:] not in groups:
-                problems.append(
-                    where.problem(None, f"{key}: group {ref} is not defined under groups:")
-                )
