@@ -1,177 +1,40 @@
 """The AWS adapter: AMIs and EC2 instances, scripts through SSM Run Command, ELBv2 targets.
 
 boto3 is imported only when this module is, which happens only when an app uses AWS.
-Every botocore error is translated into the port's errors in ``_translate``.
+Every botocore error is translated into the port's errors in ``aws_codec.translate``.
 """
 
 from __future__ import annotations
 
-import base64
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import ClientError
 
+from providers.aws_codec import image_from, server_from, ssm_commands, translate
 from providers.base import (
     TAG_FAMILY,
     TAG_KEY,
+    TAG_SOURCE,
     VERSION_TAG_PREFIX,
-    AuthError,
-    Capacity,
     Image,
-    ImageState,
-    InvalidRequest,
     LaunchRequest,
-    LimitExceeded,
     NotFound,
-    ProviderError,
     ProviderTimeout,
     RegistrationFailed,
     Script,
     ScriptResult,
     Server,
-    ServerState,
     Target,
-    Throttled,
     newest_usable,
 )
 
-ERRORS: dict[str, type[ProviderError]] = {
-    "Throttling": Throttled,
-    "ThrottlingException": Throttled,
-    "RequestLimitExceeded": Throttled,
-    "TooManyRequestsException": Throttled,
-    "InsufficientInstanceCapacity": Capacity,
-    "InsufficientHostCapacity": Capacity,
-    "InsufficientReservedInstanceCapacity": Capacity,
-    "InsufficientCapacityOnOutpost": Capacity,
-    "InstanceLimitExceeded": LimitExceeded,
-    "VcpuLimitExceeded": LimitExceeded,
-    "LimitExceeded": LimitExceeded,
-    "ResourceLimitExceeded": LimitExceeded,
-    "TooManyTargets": LimitExceeded,
-    "AuthFailure": AuthError,
-    "UnauthorizedOperation": AuthError,
-    "AccessDenied": AuthError,
-    "AccessDeniedException": AuthError,
-    "ExpiredToken": AuthError,
-    "InvalidClientTokenId": AuthError,
-    "UnrecognizedClientException": AuthError,
-    "SignatureDoesNotMatch": AuthError,
-    "InvalidAMIID.NotFound": NotFound,
-    "InvalidAMIID.Unavailable": NotFound,
-    "InvalidInstanceID.NotFound": NotFound,
-    "TargetGroupNotFound": NotFound,
-    "InvalidTarget": RegistrationFailed,
-    "InvalidInstanceId": NotFound,
-}
-IMAGE_STATES = {
-    "available": ImageState.READY,
-    "pending": ImageState.PENDING,
-    "failed": ImageState.FAILED,
-    "error": ImageState.FAILED,
-    "invalid": ImageState.FAILED,
-    "deregistered": ImageState.DELETED,
-    "disabled": ImageState.OBSOLETE,
-}
-SERVER_STATES = {
-    "pending": ServerState.PENDING,
-    "running": ServerState.RUNNING,
-    "stopping": ServerState.STOPPING,
-    "stopped": ServerState.STOPPED,
-    "shutting-down": ServerState.TERMINATED,
-    "terminated": ServerState.TERMINATED,
-}
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 SCRIPT_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
-
-
-@contextmanager
-def _translate(action: str) -> Iterator[None]:
-    """The one place botocore errors become the port's errors."""
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", "Unknown"))
-        message = str(error.get("Message", "")) or code
-        kind = ERRORS.get(code)
-        if kind is None and code.endswith(".NotFound"):
-            kind = NotFound
-        if kind is None and code.startswith(("InvalidParameter", "Invalid", "Unsupported")):
-            kind = InvalidRequest
-        raise (kind or ProviderError)(f"{action}: {code}: {message}") from exc
-    except WaiterError as exc:
-        raise ProviderTimeout(f"{action}: gave up waiting ({exc})") from exc
-    except BotoCoreError as exc:
-        raise ProviderError(f"{action}: {exc}") from exc
-
-
-def _tags(items: list[dict[str, str]] | None) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in items or []}
-
-
-def _time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def image_from(data: Mapping[str, Any]) -> Image:
-    tags = _tags(data.get("Tags"))
-    versions = {
-        k.removeprefix(VERSION_TAG_PREFIX): v
-        for k, v in tags.items()
-        if k.startswith(VERSION_TAG_PREFIX)
-    }
-    return Image(
-        id=str(data["ImageId"]),
-        name=str(data.get("Name") or data["ImageId"]),
-        created_at=_time(data.get("CreationDate")) or datetime.min.replace(tzinfo=UTC),
-        state=IMAGE_STATES.get(str(data.get("State")), ImageState.UNKNOWN),
-        family=tags.get(TAG_FAMILY),
-        versions=versions,
-        tags=tags,
-        deprecated_at=_time(data.get("DeprecationTime")),
-    )
-
-
-def server_from(data: Mapping[str, Any]) -> Server:
-    tags = _tags(data.get("Tags"))
-    launched = data.get("LaunchTime")
-    created = launched if isinstance(launched, datetime) else _time(str(launched or ""))
-    return Server(
-        id=str(data["InstanceId"]),
-        name=tags.get("Name", str(data["InstanceId"])),
-        image_id=str(data.get("ImageId", "")),
-        state=SERVER_STATES.get(str(data.get("State", {}).get("Name")), ServerState.UNKNOWN),
-        created_at=created or datetime.min.replace(tzinfo=UTC),
-        tags=tags,
-        address=data.get("PrivateIpAddress"),
-    )
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def ssm_commands(script: Script) -> list[str]:
-    """Shell lines for AWS-RunShellScript that carry parameters as environment variables.
-
-    Values and the script travel base64-encoded, so no user text is ever parsed as shell.
-    """
-    lines = ["set -e"]
-    for name, value in sorted(script.env.items()):
-        if not name.isidentifier() or not name.isascii():
-            raise InvalidRequest(f"bad environment variable name {name!r}")
-        lines.append(f'export {name}="$(printf %s {_b64(value)} | base64 -d)"')
-    lines.append(f'exec bash -c "$(printf %s {_b64(script.body)} | base64 -d)"')
-    return lines
 
 
 class AwsProvider:
@@ -203,7 +66,7 @@ class AwsProvider:
     # images -----------------------------------------------------------------------------
 
     def _describe_images(self, **kwargs: Any) -> list[Image]:
-        with _translate("describe images"):
+        with translate("describe images"):
             pages = self.ec2.get_paginator("describe_images").paginate(**kwargs)
             return [image_from(i) for page in pages for i in page.get("Images", [])]
 
@@ -239,14 +102,14 @@ class AwsProvider:
     ) -> Image:
         wanted = {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         wanted.update(tags or {})
-        wanted["byoi:source"] = server.id
+        wanted[TAG_SOURCE] = server.id
         if family:
             wanted[TAG_FAMILY] = family
         # A resumed snapshot finds the image its first attempt made (names are unique).
         existing = self._describe_images(
             Owners=["self"], Filters=[{"Name": "name", "Values": [name]}]
         )
-        with _translate("create image"):
+        with translate("create image"):
             if existing:
                 image_id = existing[0].id
             else:
@@ -268,7 +131,7 @@ class AwsProvider:
     def delete_image(self, image: Image) -> None:
         """Deregister the AMI, then delete the EBS snapshots behind it."""
         try:
-            with _translate(f"describe image {image.id}"):
+            with translate(f"describe image {image.id}"):
                 found = self.ec2.describe_images(ImageIds=[image.id])["Images"]
         except NotFound:
             return
@@ -278,7 +141,7 @@ class AwsProvider:
             for m in i.get("BlockDeviceMappings", [])
             if m.get("Ebs", {}).get("SnapshotId")
         ]
-        with _translate(f"deregister image {image.id}"):
+        with translate(f"deregister image {image.id}"):
             if found:
                 self.ec2.deregister_image(ImageId=image.id)
             for snapshot_id in snapshots:
@@ -289,7 +152,7 @@ class AwsProvider:
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
-        with _translate("describe instances"):
+        with translate("describe instances"):
             pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
             return [
                 server_from(i)
@@ -303,7 +166,7 @@ class AwsProvider:
         existing = self.list_servers({TAG_KEY: request.key})
         if existing:
             return self._wait_running(existing[0].id)
-        with _translate("run instances"):
+        with translate("run instances"):
             response = self.ec2.run_instances(**self._run_args(request))
         return self._wait_running(str(response["Instances"][0]["InstanceId"]))
 
@@ -336,23 +199,23 @@ class AwsProvider:
         if self.settings.get("key_name"):
             args["KeyName"] = self.settings["key_name"]
         if spec.root_disk_gb:
-            with _translate("describe image"):
-                found = self.ec2.describe_images(ImageIds=[request.image.id])["Images"]
-            device = found[0].get("RootDeviceName", "/dev/xvda") if found else "/dev/xvda"
-            args["BlockDeviceMappings"] = [
-                {
-                    "DeviceName": device,
-                    "Ebs": {
-                        "VolumeSize": spec.root_disk_gb,
-                        "VolumeType": "gp3",
-                        "DeleteOnTermination": True,
-                    },
-                }
-            ]
+            args["BlockDeviceMappings"] = self._root_disk(request.image.id, spec.root_disk_gb)
         return args
 
+    def _root_disk(self, image_id: str, size_gb: int) -> list[dict[str, Any]]:
+        """The image's root device, resized (gp3, deleted with the instance)."""
+        with translate("describe image"):
+            found = self.ec2.describe_images(ImageIds=[image_id])["Images"]
+        device = found[0].get("RootDeviceName", "/dev/xvda") if found else "/dev/xvda"
+        return [
+            {
+                "DeviceName": device,
+                "Ebs": {"VolumeSize": size_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }
+        ]
+
     def _wait_running(self, instance_id: str) -> Server:
-        with _translate("wait for running"):
+        with translate("wait for running"):
             self.ec2.get_waiter("instance_running").wait(
                 InstanceIds=[instance_id], WaiterConfig=self._waiter_config()
             )
@@ -360,7 +223,7 @@ class AwsProvider:
         return server_from(reservations[0]["Instances"][0])
 
     def run_script(self, server: Server, script: Script) -> ScriptResult:
-        with _translate(f"{script.name} through SSM"):
+        with translate(f"{script.name} through SSM"):
             command = self.ssm.send_command(
                 InstanceIds=[server.id],
                 DocumentName="AWS-RunShellScript",
@@ -399,7 +262,7 @@ class AwsProvider:
             time.sleep(min(self.poll_seconds, 2.0))
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
-        with _translate(f"tag {server.id}"):
+        with translate(f"tag {server.id}"):
             self.ec2.create_tags(
                 Resources=[server.id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
             )
@@ -408,7 +271,7 @@ class AwsProvider:
         try:
             # Accepted is enough: EC2 finishes terminating on its own, and listings skip
             # shutting-down instances, so waiting would only slow rollbacks and scale-downs.
-            with _translate("terminate"):
+            with translate("terminate"):
                 self.ec2.terminate_instances(InstanceIds=[server.id])
 
         except NotFound:
@@ -420,17 +283,17 @@ class AwsProvider:
         if target.name.startswith("arn:"):
             return target.name
         if target.name not in self._target_arns:
-            with _translate(f"find target group {target.name}"):
+            with translate(f"find target group {target.name}"):
                 groups = self.elbv2.describe_target_groups(Names=[target.name])["TargetGroups"]
             self._target_arns[target.name] = str(groups[0]["TargetGroupArn"])
         return self._target_arns[target.name]
 
     def register(self, server: Server, target: Target) -> None:
         arn = self._target_arn(target)
-        with _translate(f"register with {target.name}"):
+        with translate(f"register with {target.name}"):
             self.elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
         try:
-            with _translate(f"wait for {target.name} to report healthy"):
+            with translate(f"wait for {target.name} to report healthy"):
                 self.elbv2.get_waiter("target_in_service").wait(
                     TargetGroupArn=arn,
                     Targets=[{"Id": server.id}],
@@ -442,14 +305,14 @@ class AwsProvider:
     def deregister(self, server: Server, target: Target) -> None:
         arn = self._target_arn(target)
         try:
-            with _translate(f"deregister from {target.name}"):
+            with translate(f"deregister from {target.name}"):
                 self.elbv2.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
         except RegistrationFailed:
             # InvalidTarget: not registered (say, deregistered before a crash). Absent is fine.
             if server.id not in self.target_members(target):
                 return
             raise
-        with _translate(f"deregister from {target.name}"):
+        with translate(f"deregister from {target.name}"):
             # The target group's deregistration delay is the drain; wait for it to end.
             self.elbv2.get_waiter("target_deregistered").wait(
                 TargetGroupArn=arn, Targets=[{"Id": server.id}], WaiterConfig=self._waiter_config()
@@ -458,6 +321,6 @@ class AwsProvider:
             time.sleep(min(target.drain_seconds, self.wait_seconds))
 
     def target_members(self, target: Target) -> list[str]:
-        with _translate(f"read {target.name}"):
+        with translate(f"read {target.name}"):
             health = self.elbv2.describe_target_health(TargetGroupArn=self._target_arn(target))
         return sorted(str(d["Target"]["Id"]) for d in health["TargetHealthDescriptions"])

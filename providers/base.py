@@ -32,6 +32,9 @@ TAG_FAMILY = "byoi:family"
 VERSION_TAG_PREFIX = "byoi:version:"
 TAG_BAKED_FROM = "byoi:baked-from"
 TAG_BAKE_HASH = "byoi:bake-hash"
+TAG_SOURCE = "byoi:source"
+BYOI_TAGS = (TAG_RUN, TAG_APP, TAG_ENV, TAG_KEY, TAG_FAMILY, TAG_BAKED_FROM, TAG_BAKE_HASH)
+"""The tags byoi reads back from servers and images, each holding one value."""
 
 
 class ProviderError(Exception):

@@ -22,6 +22,7 @@ from typing import Any
 from providers.base import (
     TAG_FAMILY,
     TAG_KEY,
+    TAG_SOURCE,
     AuthError,
     Image,
     InvalidRequest,
@@ -36,14 +37,9 @@ from providers.base import (
     Target,
     newest_usable,
 )
+from providers.codec import describe_versions
 from providers.digitalocean_api import Api, Unanswered, client
-from providers.digitalocean_codec import (
-    describe_versions,
-    image_from,
-    server_from,
-    tag,
-    version_tags,
-)
+from providers.digitalocean_codec import image_from, server_from, tag, version_tags
 from providers.ssh import PinnedHosts, SshRunner, SshTarget, ensure_key_pair
 
 TOKEN_VARIABLES = ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN")
@@ -179,7 +175,7 @@ class DigitalOceanProvider:
         image_id = int(found["id"])
         body = {"name": name, "description": describe_versions(versions)}
         self.api.call("describe image", self.api.sdk.images.update, image_id, body)
-        names = [*version_tags(versions), tag("byoi:source", server.id)]
+        names = [*version_tags(versions), tag(TAG_SOURCE, server.id)]
         names += [tag(k, v) for k, v in sorted((tags or {}).items())]
         if family:
             names.append(tag(TAG_FAMILY, family))

@@ -8,20 +8,15 @@ do; the exact versions go into the image description, which takes any text.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from providers.base import (
-    TAG_APP,
-    TAG_BAKE_HASH,
-    TAG_BAKED_FROM,
-    TAG_ENV,
+    BYOI_TAGS,
     TAG_FAMILY,
-    TAG_KEY,
-    TAG_RUN,
+    TAG_SOURCE,
     VERSION_TAG_PREFIX,
     AuthError,
     Capacity,
@@ -35,17 +30,9 @@ from providers.base import (
     ServerState,
     Throttled,
 )
+from providers.codec import described_versions, utc_time
 
-KNOWN_KEYS = (
-    TAG_RUN,
-    TAG_APP,
-    TAG_ENV,
-    TAG_KEY,
-    TAG_FAMILY,
-    TAG_BAKED_FROM,
-    TAG_BAKE_HASH,
-    "byoi:source",
-)
+KNOWN_KEYS = (*BYOI_TAGS, TAG_SOURCE)
 IMAGE_STATES = {
     "available": ImageState.READY,
     "NEW": ImageState.PENDING,
@@ -61,7 +48,6 @@ SERVER_STATES = {
     "archive": ServerState.TERMINATED,
 }
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]")
-_DESCRIBED = re.compile(r"byoi-versions: (\{.*\})")
 
 
 def tag_value(value: str) -> str:
@@ -87,22 +73,15 @@ def tags_of(names: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def describe_versions(versions: Mapping[str, str]) -> str:
-    return f"byoi-versions: {json.dumps(dict(versions), sort_keys=True)}"
-
-
 def version_tags(versions: Mapping[str, str]) -> list[str]:
     return [tag(f"{VERSION_TAG_PREFIX}{tag_value(k)}", v) for k, v in sorted(versions.items())]
 
 
 def versions_of(image: Mapping[str, Any]) -> dict[str, str]:
     """Exact from the description byoi writes; else as encoded in the tags."""
-    described = _DESCRIBED.search(str(image.get("description") or ""))
-    if described:
-        try:
-            return {str(k): str(v) for k, v in json.loads(described[1]).items()}
-        except ValueError:
-            pass
+    described = described_versions(str(image.get("description") or ""))
+    if described is not None:
+        return described
     return {
         k.removeprefix(VERSION_TAG_PREFIX): v
         for k, v in tags_of(image.get("tags") or []).items()
@@ -113,7 +92,7 @@ def versions_of(image: Mapping[str, Any]) -> dict[str, str]:
 def _time(value: str | None) -> datetime:
     if not value:
         return datetime.min.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return utc_time(value)
 
 
 def image_from(data: Mapping[str, Any]) -> Image:

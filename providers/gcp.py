@@ -25,6 +25,7 @@ from google.cloud import compute_v1
 
 from providers.base import (
     TAG_KEY,
+    TAG_SOURCE,
     VERSION_TAG_PREFIX,
     AuthError,
     Capacity,
@@ -42,9 +43,9 @@ from providers.base import (
     Target,
     Throttled,
 )
+from providers.codec import describe_versions
 from providers.gcp_codec import (
     LABELS,
-    describe_versions,
     image_from,
     label_value,
     server_from,
@@ -232,7 +233,7 @@ class GcpProvider:
         labels.update(
             {LABELS.get(k, label_value(k)): label_value(v) for k, v in (tags or {}).items()}
         )
-        labels["byoi-source"] = label_value(instance_name)
+        labels[label_value(TAG_SOURCE)] = label_value(instance_name)
         image = compute_v1.Image(
             name=name,
             source_disk=instance.disks[0].source,

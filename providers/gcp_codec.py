@@ -5,38 +5,16 @@ Kept apart from the adapter so it can be read and tested without the SDK's clien
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from providers.base import (
-    TAG_APP,
-    TAG_BAKE_HASH,
-    TAG_BAKED_FROM,
-    TAG_ENV,
-    TAG_FAMILY,
-    TAG_KEY,
-    TAG_RUN,
-    Image,
-    ImageState,
-    Script,
-    Server,
-    ServerState,
-)
+from providers.base import BYOI_TAGS, Image, ImageState, Script, Server, ServerState
+from providers.codec import b64, described_versions, utc_time
 
 LABEL_PREFIX = "byoi-v-"
-LABELS = {
-    TAG_RUN: "byoi-run",
-    TAG_APP: "byoi-app",
-    TAG_ENV: "byoi-env",
-    TAG_KEY: "byoi-key",
-    TAG_FAMILY: "byoi-family",
-    TAG_BAKED_FROM: "byoi-baked-from",
-    TAG_BAKE_HASH: "byoi-bake-hash",
-}
+LABELS = {tag: tag.replace(":", "-") for tag in BYOI_TAGS}
+"""byoi's tags as label keys, which allow no colon: ``byoi:run`` is ``byoi-run``."""
 TAGS = {v: k for k, v in LABELS.items()}
 IMAGE_STATES = {
     "READY": ImageState.READY,
@@ -67,18 +45,11 @@ def label_value(value: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", value.lower())[:63]
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def versions_of(image: Any) -> dict[str, str]:
     """Versions as recorded: exact in the description byoi writes, else from the labels."""
-    described = re.search(r"byoi-versions: (\{.*\})", image.description or "")
-    if described:
-        try:
-            return {str(k): str(v) for k, v in json.loads(described[1]).items()}
-        except ValueError:
-            pass
+    described = described_versions(image.description or "")
+    if described is not None:
+        return described
     return {
         str(k).removeprefix(LABEL_PREFIX): str(v)
         for k, v in image.labels.items()
@@ -91,10 +62,6 @@ def version_labels(versions: Mapping[str, str]) -> dict[str, str]:
     return {f"{LABEL_PREFIX}{k}".lower()[:63]: label_value(v) for k, v in versions.items()}
 
 
-def describe_versions(versions: Mapping[str, str]) -> str:
-    return f"byoi-versions: {json.dumps(dict(versions), sort_keys=True)}"
-
-
 def image_from(image: Any) -> Image:
     labels = dict(image.labels)
     deprecated = image.deprecated.state if image.deprecated else ""
@@ -103,12 +70,12 @@ def image_from(image: Any) -> Image:
     return Image(
         id=image.name,
         name=image.name,
-        created_at=_time(image.creation_timestamp),
+        created_at=utc_time(image.creation_timestamp),
         state=state,
         family=image.family or None,
         versions=versions_of(image),
         tags={TAGS.get(str(k), str(k)): str(v) for k, v in labels.items()},
-        deprecated_at=_time(deleted_at) if deleted_at else None,
+        deprecated_at=utc_time(deleted_at) if deleted_at else None,
     )
 
 
@@ -119,16 +86,12 @@ def server_from(instance: Any, zone: str) -> Server:
         name=instance.name,
         image_id=labels.get("byoi-image", ""),
         state=SERVER_STATES.get(instance.status, ServerState.UNKNOWN),
-        created_at=_time(instance.creation_timestamp),
+        created_at=utc_time(instance.creation_timestamp),
         tags={TAGS.get(str(k), str(k)): str(v) for k, v in labels.items()},
         address=(
             instance.network_interfaces[0].network_i_p if instance.network_interfaces else None
         ),
     )
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
 
 
 def startup_script(scripts: tuple[Script, ...], key: str) -> str:
@@ -148,12 +111,12 @@ def startup_script(scripts: tuple[Script, ...], key: str) -> str:
     ]
     for script in scripts:
         env = " ".join(
-            f'{n}="$(printf %s {_b64(v)} | base64 -d)"' for n, v in sorted(script.env.items())
+            f'{n}="$(printf %s {b64(v)} | base64 -d)"' for n, v in sorted(script.env.items())
         )
         name = script.name
         lines += [
             f'if [ ! -e "$marker/{name}" ]; then',
-            f'  out=$(env {env} bash -c "$(printf %s {_b64(script.body)} | base64 -d)" 2>&1)',
+            f'  out=$(env {env} bash -c "$(printf %s {b64(script.body)} | base64 -d)" 2>&1)',
             "  code=$?",
             f'  report {name}-output "$(printf %s "$out" | tail -c 1024)"',
             f'  report {name}-exit "$code"',

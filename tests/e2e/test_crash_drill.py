@@ -141,7 +141,7 @@ def test_the_reconciler_terminates_an_unaccounted_tagged_instance(aws: str, tmp_
 
 @pytest.mark.parametrize("point", ["launched:2", "deploy_started:2", "register_done:2"])
 def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
-    from providers.gcp_codec import describe_versions
+    from providers.codec import describe_versions
     from tests.fakes.compute import FakeCompute
     from tests.integration.test_gcp_runs import CONFIG, MANIFEST, ZONE
 

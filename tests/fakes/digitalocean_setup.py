@@ -42,7 +42,8 @@ def seed_image(
 ) -> Any:
     """A snapshot in ``family`` with versions as byoi records them, resolved through the port."""
     from providers.base import TAG_FAMILY
-    from providers.digitalocean_codec import describe_versions, tag, version_tags
+    from providers.codec import describe_versions
+    from providers.digitalocean_codec import tag, version_tags
 
     image_id = fake.add_image(
         name,

@@ -11,8 +11,8 @@ from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
 from pipeline.services.replies import ErrorReply, RunReply
 from providers.base import Target
+from providers.codec import describe_versions
 from providers.gcp import GcpProvider
-from providers.gcp_codec import describe_versions
 from tests.conftest import World, world_around
 from tests.fakes.compute import FakeCompute
 

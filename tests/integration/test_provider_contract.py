@@ -129,7 +129,8 @@ class GcpHarness:
     def seed_image(
         self, name: str, family: str, versions: Mapping[str, str], age_days: int
     ) -> Image:
-        from providers.gcp_codec import LABEL_PREFIX, describe_versions, label_value
+        from providers.codec import describe_versions
+        from providers.gcp_codec import LABEL_PREFIX, label_value
 
         created = (START - timedelta(days=age_days)).isoformat(timespec="milliseconds")
         labels = {f"{LABEL_PREFIX}{k}": label_value(v) for k, v in versions.items()}

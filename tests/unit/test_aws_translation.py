@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError, WaiterError
 
 from providers import base
-from providers.aws import _translate, image_from, server_from, ssm_commands
+from providers.aws_codec import image_from, server_from, ssm_commands, translate
 
 
 def client_error(code: str) -> ClientError:
@@ -35,7 +35,7 @@ def client_error(code: str) -> ClientError:
     ],
 )
 def test_client_errors_become_the_ports_errors(code: str, kind: type[Exception]) -> None:
-    with pytest.raises(kind) as caught, _translate("launch"):
+    with pytest.raises(kind) as caught, translate("launch"):
         raise client_error(code)
 
     assert type(caught.value) is kind
@@ -44,7 +44,7 @@ def test_client_errors_become_the_ports_errors(code: str, kind: type[Exception])
 
 
 def test_waiter_errors_become_timeouts() -> None:
-    with pytest.raises(base.ProviderTimeout), _translate("wait"):
+    with pytest.raises(base.ProviderTimeout), translate("wait"):
         raise WaiterError("InstanceRunning", "Max attempts exceeded", {})
 
 

@@ -23,8 +23,8 @@ from providers.base import (
     ServerState,
     Throttled,
 )
+from providers.codec import describe_versions
 from providers.digitalocean_codec import (
-    describe_versions,
     error_from,
     image_from,
     server_from,
