@@ -4,35 +4,27 @@ Imported only when an app uses GCP (the SDK costs seconds and ~150 MB to import)
 the REST transport; operations are waited on through zone/global operations clients built with
 the same endpoint and credentials, never ``ExtendedOperation.result()``, which polls Google's
 public endpoint whatever the client was given. Scripts run at boot from the startup script and
-report each step through guest attributes, which ``run_script`` waits for.
+report each step through guest attributes, which ``run_script`` waits for. The resources it
+creates, its retries and its error translation are in gcp_requests.py.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import google.auth
-import requests
-from google.api_core import exceptions as gexc
 from google.api_core.client_options import ClientOptions
-from google.api_core.retry import Retry, if_exception_type
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
 from providers.base import (
-    TAG_KEY,
-    TAG_SOURCE,
     VERSION_TAG_PREFIX,
     AuthError,
-    Capacity,
     Image,
-    InvalidRequest,
     LaunchRequest,
-    LimitExceeded,
     NotFound,
     ProviderError,
     ProviderTimeout,
@@ -41,80 +33,19 @@ from providers.base import (
     Server,
     ServerState,
     Target,
-    Throttled,
 )
-from providers.codec import describe_versions
-from providers.gcp_codec import (
-    LABELS,
-    image_from,
-    label_value,
-    server_from,
-    startup_script,
-    version_labels,
+from providers.gcp_codec import LABELS, image_from, label_value, server_from, version_labels
+from providers.gcp_requests import (
+    ALREADY_MEMBER,
+    NOT_MEMBER,
+    OPERATION_ERRORS,
+    TRANSIENT,
+    WAIT_CALL_SECONDS,
+    already_done,
+    image_resource,
+    instance_resource,
+    translate,
 )
-
-OPERATION_ERRORS: dict[str, type[ProviderError]] = {
-    "ZONE_RESOURCE_POOL_EXHAUSTED": Capacity,
-    "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS": Capacity,
-    "RESOURCE_POOL_EXHAUSTED": Capacity,
-    "QUOTA_EXCEEDED": LimitExceeded,
-    "RESOURCE_NOT_FOUND": NotFound,
-    "RATE_LIMIT_EXCEEDED": Throttled,
-}
-# operations.wait answers within two minutes on Compute Engine: its call may take that long.
-WAIT_CALL_SECONDS = 150.0
-# Only the call is retried, with the same requestId, so a retry never creates twice.
-TRANSIENT = Retry(
-    predicate=if_exception_type(
-        gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.BadGateway
-    ),
-    initial=0.2,
-    maximum=5.0,
-    multiplier=2.0,
-    timeout=60.0,
-)
-
-
-# Answers that mean the membership change already holds (e.g. the add went through before a
-# crash and its requestId has since been forgotten): success, not an error.
-ALREADY_MEMBER = ("memberAlreadyExists", "is already a member of")
-NOT_MEMBER = ("memberNotFound", "is not a member of")
-
-
-@contextmanager
-def _already_done(answers: tuple[str, ...]) -> Iterator[list[bool]]:
-    """Yields a flag list that is [True] when the API said the change already holds."""
-    held: list[bool] = []
-    try:
-        yield held
-    except gexc.BadRequest as exc:
-        said = f"{exc.message} {exc.errors}"
-        if not any(answer in said for answer in answers):
-            raise
-        held.append(True)
-
-
-@contextmanager
-def _translate(action: str) -> Iterator[None]:
-    """The one place google.api_core errors become the port's errors."""
-    try:
-        yield
-    except gexc.NotFound as exc:
-        raise NotFound(f"{action}: {exc.message}") from exc
-    except gexc.TooManyRequests as exc:
-        raise Throttled(f"{action}: {exc.message}") from exc
-    except (gexc.Unauthorized, gexc.Forbidden) as exc:
-        raise AuthError(f"{action}: {exc.message}") from exc
-    except gexc.BadRequest as exc:
-        raise InvalidRequest(f"{action}: {exc.message}") from exc
-    except gexc.RetryError as exc:
-        raise Throttled(f"{action}: gave up retrying: {exc.cause}") from exc
-    except gexc.GoogleAPIError as exc:
-        raise ProviderError(f"{action}: {exc}") from exc
-    except requests.Timeout as exc:
-        raise ProviderTimeout(f"{action}: no answer in time ({exc})") from exc
-    except requests.RequestException as exc:
-        raise ProviderError(f"{action}: {exc}") from exc
 
 
 class GcpProvider:
@@ -154,7 +85,7 @@ class GcpProvider:
         while operation.status != compute_v1.Operation.Status.DONE:
             if time.monotonic() > deadline:
                 raise ProviderTimeout(f"{action}: operation {operation.name} is still running")
-            with _translate(f"{action}: wait"):
+            with translate(f"{action}: wait"):
                 if zone:
                     operation = self.zone_operations.wait(
                         project=self.project,
@@ -189,7 +120,7 @@ class GcpProvider:
         request = compute_v1.ListImagesRequest(project=self.project)
         if family:
             request.filter = f'family = "{family}"'
-        with _translate("list images"):
+        with translate("list images"):
             return [
                 image_from(i)
                 for i in self.images.list(request=request, retry=TRANSIENT, timeout=self.timeout)
@@ -197,7 +128,7 @@ class GcpProvider:
 
     def resolve_image(self, ref: str) -> Image:
         name = ref.rsplit("/", 1)[-1]
-        with _translate(f"find image {ref}"):
+        with translate(f"find image {ref}"):
             if ref.startswith("family:"):
                 found = self.images.get_from_family(
                     project=self.project,
@@ -221,7 +152,7 @@ class GcpProvider:
         tags: Mapping[str, str] | None = None,
     ) -> Image:
         zone, instance_name = server.id.split("/", 1)
-        with _translate("read instance"):
+        with translate("read instance"):
             instance = self.instances.get(
                 project=self.project,
                 zone=zone,
@@ -229,20 +160,10 @@ class GcpProvider:
                 retry=TRANSIENT,
                 timeout=self.timeout,
             )
-        labels = version_labels(versions)
-        labels.update(
-            {LABELS.get(k, label_value(k)): label_value(v) for k, v in (tags or {}).items()}
+        image = image_resource(
+            name, instance.disks[0].source, instance_name, family, versions, tags or {}
         )
-        labels[label_value(TAG_SOURCE)] = label_value(instance_name)
-        image = compute_v1.Image(
-            name=name,
-            source_disk=instance.disks[0].source,
-            family=family or None,
-            labels=labels,
-            description=describe_versions(versions),
-        )
-
-        with _translate("create image"):
+        with translate("create image"):
             operation = self.images.insert_unary(
                 request=compute_v1.InsertImageRequest(
                     project=self.project,
@@ -258,7 +179,7 @@ class GcpProvider:
 
     def delete_image(self, image: Image) -> None:
         try:
-            with _translate(f"delete image {image.id}"):
+            with translate(f"delete image {image.id}"):
                 operation = self.images.delete_unary(
                     request=compute_v1.DeleteImageRequest(
                         project=self.project,
@@ -279,7 +200,7 @@ class GcpProvider:
             project=self.project, filter=" ".join(clauses)
         )
         found: list[Server] = []
-        with _translate("list instances"):
+        with translate("list instances"):
             for scope, listing in self.instances.aggregated_list(
                 request=request, retry=TRANSIENT, timeout=self.timeout
             ):
@@ -293,12 +214,14 @@ class GcpProvider:
             zone = self.zone
         existing = self._get(zone, request.key)
         if existing is None:
-            with _translate("create instance"):
+            with translate("create instance"):
                 operation = self.instances.insert_unary(
                     request=compute_v1.InsertInstanceRequest(
                         project=self.project,
                         zone=zone,
-                        instance_resource=self._instance(request, zone),
+                        instance_resource=instance_resource(
+                            request, zone, self.project, self.settings
+                        ),
                         request_id=self._request_id(request.key, "insert"),
                     ),
                     retry=TRANSIENT,
@@ -307,53 +230,9 @@ class GcpProvider:
             self._wait(operation, "create instance", zone)
         return self._wait_running(zone, request.key)
 
-    def _instance(self, request: LaunchRequest, zone: str) -> Any:
-        spec = request.spec
-        labels = {LABELS.get(k, label_value(k)): label_value(v) for k, v in request.tags.items()}
-        labels[LABELS[TAG_KEY]] = request.key
-        labels["byoi-image"] = label_value(request.image.id)
-        image_path = f"projects/{self.project}/global/images/{request.image.id}"
-        disk = compute_v1.AttachedDisk(
-            boot=True,
-            auto_delete=True,
-            initialize_params=compute_v1.AttachedDiskInitializeParams(
-                source_image=image_path, disk_size_gb=spec.root_disk_gb or None
-            ),
-        )
-        network = compute_v1.NetworkInterface(
-            network=self.settings.get("network", "global/networks/default"),
-            subnetwork=spec.subnet or self.settings.get("subnetwork") or None,
-        )
-        metadata = compute_v1.Metadata(
-            items=[
-                compute_v1.Items(
-                    key="startup-script", value=startup_script(request.scripts, request.key)
-                ),
-                compute_v1.Items(key="enable-guest-attributes", value="TRUE"),
-                compute_v1.Items(key="byoi-steps", value=",".join(s.name for s in request.scripts)),
-            ]
-        )
-        instance = compute_v1.Instance(
-            name=request.key,
-            machine_type=f"zones/{zone}/machineTypes/"
-            f"{spec.size or self.settings.get('machine_type', 'e2-small')}",
-            labels=labels,
-            disks=[disk],
-            network_interfaces=[network],
-            metadata=metadata,
-        )
-        if self.settings.get("service_account"):
-            instance.service_accounts = [
-                compute_v1.ServiceAccount(
-                    email=self.settings["service_account"],
-                    scopes=["https://www.googleapis.com/auth/cloud-platform"],
-                )
-            ]
-        return instance
-
     def _get(self, zone: str, name: str) -> Any | None:
         try:
-            with _translate("read instance"):
+            with translate("read instance"):
                 return self.instances.get(
                     project=self.project,
                     zone=zone,
@@ -395,7 +274,7 @@ class GcpProvider:
 
     def _attributes(self, zone: str, name: str) -> dict[str, str]:
         try:
-            with _translate("read guest attributes"):
+            with translate("read guest attributes"):
                 found = self.instances.get_guest_attributes(
                     request=compute_v1.GetGuestAttributesInstanceRequest(
                         project=self.project, zone=zone, instance=name, query_path="byoi/"
@@ -419,7 +298,7 @@ class GcpProvider:
                 labels.update(version_labels({key.removeprefix(VERSION_TAG_PREFIX): value}))
             else:
                 labels[LABELS.get(key, label_value(key))] = label_value(value)
-        with _translate(f"label {name}"):
+        with translate(f"label {name}"):
             operation = self.instances.set_labels_unary(
                 request=compute_v1.SetLabelsInstanceRequest(
                     project=self.project,
@@ -436,7 +315,7 @@ class GcpProvider:
     def terminate(self, server: Server) -> None:
         zone, name = server.id.split("/", 1)
         try:
-            with _translate("delete instance"):
+            with translate("delete instance"):
                 operation = self.instances.delete_unary(
                     request=compute_v1.DeleteInstanceRequest(
                         project=self.project,
@@ -459,58 +338,42 @@ class GcpProvider:
             or (server.id.split("/", 1)[0] if server else self.zone)
         )
 
-    def _reference(self, server: Server) -> Any:
-        zone, name = server.id.split("/", 1)
-        return compute_v1.InstanceReference(
-            instance=f"projects/{self.project}/zones/{zone}/instances/{name}"
-        )
-
     def register(self, server: Server, target: Target) -> None:
-        zone = self._group_zone(server)
-        request = compute_v1.InstanceGroupsAddInstancesRequest(instances=[self._reference(server)])
-        with _translate(f"add to {target.name}"), _already_done(ALREADY_MEMBER) as held:
-            operation = self.groups.add_instances_unary(
-                request=compute_v1.AddInstancesInstanceGroupRequest(
-                    project=self.project,
-                    zone=zone,
-                    instance_group=target.name,
-                    instance_groups_add_instances_request_resource=request,
-                    request_id=self._request_id(f"{server.id}:{target.name}", "add"),
-                ),
-                retry=TRANSIENT,
-                timeout=self.timeout,
-            )
-        if not held:
-            self._wait(operation, f"add to {target.name}", zone)
+        self._change_group(server, target, add=True)
 
     def deregister(self, server: Server, target: Target) -> None:
         if server.id not in self.target_members(target, self._group_zone(server)):
             return
-        zone = self._group_zone(server)
-        request = compute_v1.InstanceGroupsRemoveInstancesRequest(
-            instances=[self._reference(server)]
-        )
-        with _translate(f"remove from {target.name}"), _already_done(NOT_MEMBER) as held:
-            operation = self.groups.remove_instances_unary(
-                request=compute_v1.RemoveInstancesInstanceGroupRequest(
-                    project=self.project,
-                    zone=zone,
-                    instance_group=target.name,
-                    instance_groups_remove_instances_request_resource=request,
-                    request_id=self._request_id(f"{server.id}:{target.name}", "remove"),
-                ),
-                retry=TRANSIENT,
-                timeout=self.timeout,
-            )
-        if held:
-            return
-        self._wait(operation, f"remove from {target.name}", zone)
-        if target.drain_seconds > 0:
+        if self._change_group(server, target, add=False) and target.drain_seconds > 0:
             time.sleep(min(target.drain_seconds, self.wait_seconds))
+
+    def _change_group(self, server: Server, target: Target, *, add: bool) -> bool:
+        """Add ``server`` to the target's instance group or remove it; False when the API
+        answered that the change already holds (then there is no operation to wait for)."""
+        zone, name = server.id.split("/", 1)
+        group_zone = self._group_zone(server)
+        verb, action = ("add", "add to") if add else ("remove", "remove from")
+        body = {
+            "instances": [{"instance": f"projects/{self.project}/zones/{zone}/instances/{name}"}]
+        }
+        request = {
+            "project": self.project,
+            "zone": group_zone,
+            "instance_group": target.name,
+            f"instance_groups_{verb}_instances_request_resource": body,
+            "request_id": self._request_id(f"{server.id}:{target.name}", verb),
+        }
+        call = self.groups.add_instances_unary if add else self.groups.remove_instances_unary
+        what = f"{action} {target.name}"
+        with translate(what), already_done(ALREADY_MEMBER if add else NOT_MEMBER) as held:
+            operation = call(request=request, retry=TRANSIENT, timeout=self.timeout)
+        if not held:
+            self._wait(operation, what, group_zone)
+        return not held
 
     def target_members(self, target: Target, zone: str | None = None) -> list[str]:
         zone = zone or self._group_zone()
-        with _translate(f"read {target.name}"):
+        with translate(f"read {target.name}"):
             listing = self.groups.list_instances(
                 project=self.project,
                 zone=zone,
