@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import google.auth
@@ -109,6 +109,23 @@ class GcpProvider:
             kind = OPERATION_ERRORS.get(code, ProviderError)
             raise kind(f"{action}: {code}: {errors[0].message}")
 
+    def _operate(
+        self,
+        what: str,
+        call: Callable[..., Any],
+        request: Any,
+        zone: str | None = None,
+        already: tuple[str, ...] = (),
+    ) -> bool:
+        """Start an operation with ``call`` and wait until it is done; False (and no wait) when
+        the API answers one of ``already``: the change holds already."""
+        with translate(what), already_done(already) as held:
+            operation = call(request=request, retry=TRANSIENT, timeout=self.timeout)
+        if held:
+            return False
+        self._wait(operation, what, zone)
+        return True
+
     @staticmethod
     def _request_id(key: str, verb: str) -> str:
         # GCE wants a UUID; the same key and verb always give the same one.
@@ -163,32 +180,26 @@ class GcpProvider:
         image = image_resource(
             name, instance.disks[0].source, instance_name, family, versions, tags or {}
         )
-        with translate("create image"):
-            operation = self.images.insert_unary(
-                request=compute_v1.InsertImageRequest(
-                    project=self.project,
-                    image_resource=image,
-                    force_create=True,
-                    request_id=self._request_id(name, "image"),
-                ),
-                retry=TRANSIENT,
-                timeout=self.timeout,
-            )
-        self._wait(operation, "create image")
+        self._operate(
+            "create image",
+            self.images.insert_unary,
+            compute_v1.InsertImageRequest(
+                project=self.project,
+                image_resource=image,
+                force_create=True,
+                request_id=self._request_id(name, "image"),
+            ),
+        )
         return self.resolve_image(name)
 
     def delete_image(self, image: Image) -> None:
+        request = compute_v1.DeleteImageRequest(
+            project=self.project,
+            image=image.id,
+            request_id=self._request_id(image.id, "delete-image"),
+        )
         try:
-            with translate(f"delete image {image.id}"):
-                operation = self.images.delete_unary(
-                    request=compute_v1.DeleteImageRequest(
-                        project=self.project,
-                        image=image.id,
-                        request_id=self._request_id(image.id, "delete-image"),
-                    ),
-                    retry=TRANSIENT,
-                )
-            self._wait(operation, f"delete image {image.id}")
+            self._operate(f"delete image {image.id}", self.images.delete_unary, request)
         except NotFound:
             return
 
@@ -214,20 +225,13 @@ class GcpProvider:
             zone = self.zone
         existing = self._get(zone, request.key)
         if existing is None:
-            with translate("create instance"):
-                operation = self.instances.insert_unary(
-                    request=compute_v1.InsertInstanceRequest(
-                        project=self.project,
-                        zone=zone,
-                        instance_resource=instance_resource(
-                            request, zone, self.project, self.settings
-                        ),
-                        request_id=self._request_id(request.key, "insert"),
-                    ),
-                    retry=TRANSIENT,
-                    timeout=self.timeout,
-                )
-            self._wait(operation, "create instance", zone)
+            insert = compute_v1.InsertInstanceRequest(
+                project=self.project,
+                zone=zone,
+                instance_resource=instance_resource(request, zone, self.project, self.settings),
+                request_id=self._request_id(request.key, "insert"),
+            )
+            self._operate("create instance", self.instances.insert_unary, insert, zone)
         return self._wait_running(zone, request.key)
 
     def _get(self, zone: str, name: str) -> Any | None:
@@ -298,35 +302,26 @@ class GcpProvider:
                 labels.update(version_labels({key.removeprefix(VERSION_TAG_PREFIX): value}))
             else:
                 labels[LABELS.get(key, label_value(key))] = label_value(value)
-        with translate(f"label {name}"):
-            operation = self.instances.set_labels_unary(
-                request=compute_v1.SetLabelsInstanceRequest(
-                    project=self.project,
-                    zone=zone,
-                    instance=name,
-                    instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
-                        label_fingerprint=instance.label_fingerprint, labels=labels
-                    ),
-                ),
-                retry=TRANSIENT,
-            )
-        self._wait(operation, f"label {name}", zone)
+        request = compute_v1.SetLabelsInstanceRequest(
+            project=self.project,
+            zone=zone,
+            instance=name,
+            instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
+                label_fingerprint=instance.label_fingerprint, labels=labels
+            ),
+        )
+        self._operate(f"label {name}", self.instances.set_labels_unary, request, zone)
 
     def terminate(self, server: Server) -> None:
         zone, name = server.id.split("/", 1)
+        request = compute_v1.DeleteInstanceRequest(
+            project=self.project,
+            zone=zone,
+            instance=name,
+            request_id=self._request_id(name, "delete"),
+        )
         try:
-            with translate("delete instance"):
-                operation = self.instances.delete_unary(
-                    request=compute_v1.DeleteInstanceRequest(
-                        project=self.project,
-                        zone=zone,
-                        instance=name,
-                        request_id=self._request_id(name, "delete"),
-                    ),
-                    retry=TRANSIENT,
-                    timeout=self.timeout,
-                )
-            self._wait(operation, "delete instance", zone)
+            self._operate("delete instance", self.instances.delete_unary, request, zone)
         except NotFound:
             return
 
@@ -364,12 +359,8 @@ class GcpProvider:
             "request_id": self._request_id(f"{server.id}:{target.name}", verb),
         }
         call = self.groups.add_instances_unary if add else self.groups.remove_instances_unary
-        what = f"{action} {target.name}"
-        with translate(what), already_done(ALREADY_MEMBER if add else NOT_MEMBER) as held:
-            operation = call(request=request, retry=TRANSIENT, timeout=self.timeout)
-        if not held:
-            self._wait(operation, what, group_zone)
-        return not held
+        held = ALREADY_MEMBER if add else NOT_MEMBER
+        return self._operate(f"{action} {target.name}", call, request, group_zone, held)
 
     def target_members(self, target: Target, zone: str | None = None) -> list[str]:
         zone = zone or self._group_zone()
