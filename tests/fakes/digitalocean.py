@@ -11,7 +11,6 @@ matching request with an error: 429 with ``ratelimit-reset``, 5xx, or 422 with a
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import shutil
@@ -19,10 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 from tests.fakes.digitalocean_account import (
     ROUTES,
@@ -32,16 +30,8 @@ from tests.fakes.digitalocean_account import (
     image_resource,
     page,
 )
+from tests.fakes.http import FakeApi, Reply, Request
 from tests.fakes.sshd import FakeHosts
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    at: float
 
 
 @dataclass
@@ -55,7 +45,7 @@ class Fault:
 
 
 @dataclass
-class FakeDigitalOcean(AccountRoutes):
+class FakeDigitalOcean(AccountRoutes, FakeApi):
     base: Path
     hosts: FakeHosts | None = None
     token: str = "do-test-token"
@@ -75,47 +65,6 @@ class FakeDigitalOcean(AccountRoutes):
     _polls: dict[tuple[str, int], int] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.RLock = field(default_factory=threading.RLock)
-    _server: ThreadingHTTPServer | None = None
-
-    # running -----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.server_address[1])
-
-    def start(self) -> FakeDigitalOcean:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._serve(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._serve(self, "POST")
-
-            def do_PUT(self) -> None:
-                fake._serve(self, "PUT")
-
-            def do_DELETE(self) -> None:
-                fake._serve(self, "DELETE")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     # test controls ------------------------------------------------------------------------
 
@@ -174,62 +123,32 @@ class FakeDigitalOcean(AccountRoutes):
         with self._lock:
             self.faults.append(Fault(method, pattern, status, message, reset_in, applied))
 
-    def calls(self, method: str, pattern: str) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
-
     def by_tag(self, tag: str) -> list[dict[str, Any]]:
         with self._lock:
             return [d for d in self.droplets.values() if tag in d["tags"]]
 
     # serving ------------------------------------------------------------------------------
 
-    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        parsed = urlparse(handler.path)
-        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
-        length = int(handler.headers.get("Content-Length", "0") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        body = json.loads(raw) if raw else {}
-        headers: dict[str, str] = {}
-        with self._lock:
-            path = unquote(parsed.path)
-            self.requests.append(Request(method, path, query, body, time.time()))
-            if path == "/healthz":
-                status, answer = 200, {"ok": True}
-            elif handler.headers.get("Authorization") != f"Bearer {self.token}":
-                status, answer = 401, error("unauthorized", "Unable to authenticate you")
-            else:
-                status, answer, headers = self._answer(method, path, query, body)
-        data = json.dumps(answer).encode() if answer is not None else b""
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def _answer(
-        self, method: str, path: str, query: dict[str, str], body: Any
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _answer(self, request: Request, headers: Message) -> Reply:
+        if request.path == "/healthz":
+            return 200, {"ok": True}, {}
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, error("unauthorized", "Unable to authenticate you"), {}
         for index, fault in enumerate(self.faults):
-            if fault.method == method and re.search(fault.pattern, path):
+            if fault.method == request.method and re.search(fault.pattern, request.path):
                 del self.faults[index]
                 if fault.applied:
-                    self._route(method, path, query, body)
+                    self._route(request)
                 return self._fault(fault)
-        status, answer = self._route(method, path, query, body)
-        return status, answer, {}
+        return (*self._route(request), {})
 
-    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> Answer:
-        for pattern, verb, name in ROUTES:
-            match = re.fullmatch(pattern, path)
-            if match and verb == method:
-                answer: Answer = getattr(self, name)(query=query, body=body, **match.groupdict())
-                return answer
-        return 404, error("not_found", f"no route for {method} {path}")
+    def _route(self, request: Request) -> Answer:
+        answer = self._dispatch(ROUTES, request, request.path)
+        if answer is None:
+            return 404, error("not_found", f"no route for {request.method} {request.path}")
+        return answer
 
-    def _fault(self, fault: Fault) -> tuple[int, Any, dict[str, str]]:
+    def _fault(self, fault: Fault) -> Reply:
         if fault.status == 429:
             reset = math.ceil(time.time() + fault.reset_in)
             self.resets.append(reset)

@@ -1,0 +1,123 @@
+"""The plumbing every in-repo API fake shares: a threaded stdlib HTTP server on 127.0.0.1 that
+records each request with its JSON body and answers through a table of routes.
+
+A fake is a dataclass that mixes in ``FakeApi``, owns ``requests`` and ``_lock`` and answers
+in ``_answer``; its handlers are methods named in a route table of
+``(path pattern, HTTP method, handler name)``, called with ``query``, ``body`` and the
+pattern's named groups.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs, unquote, urlparse
+
+Answer = tuple[int, Any]
+"""A handler's status and JSON body (None: no body)."""
+Reply = tuple[int, Any, Mapping[str, str]]
+"""What a fake sends back: status, JSON body (None: no body) and extra headers."""
+Route = tuple[str, str, str]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    at: float
+
+
+class FakeApi:
+    """Serving, recording and routing for a fake; see the module docstring."""
+
+    requests: list[Request]
+    _lock: threading.RLock
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return int(self._server.server_address[1])
+
+    def start(self, port: int = 0) -> Self:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._serve(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._serve(self, "POST")
+
+            def do_PUT(self) -> None:
+                fake._serve(self, "PUT")
+
+            def do_DELETE(self) -> None:
+                fake._serve(self, "DELETE")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def calls(self, method: str, pattern: str) -> list[Request]:
+        """The requests recorded so far with ``method`` and a path matching ``pattern``."""
+        with self._lock:
+            return [r for r in self.requests if r.method == method and re.search(pattern, r.path)]
+
+    def _answer(self, request: Request, headers: Message) -> Reply:
+        raise NotImplementedError
+
+    def _dispatch(self, routes: list[Route], request: Request, path: str) -> Answer | None:
+        """The answer of the handler whose route matches ``path``; None if none does."""
+        for pattern, method, name in routes:
+            match = re.fullmatch(pattern, path)
+            if match and method == request.method:
+                answer: Answer = getattr(self, name)(
+                    query=request.query, body=request.body, **match.groupdict()
+                )
+                return answer
+        return None
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parsed = urlparse(handler.path)
+        length = int(handler.headers.get("Content-Length", "0") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        request = Request(
+            method,
+            unquote(parsed.path),
+            {k: v[0] for k, v in parse_qs(parsed.query).items()},
+            json.loads(raw) if raw else {},
+            time.time(),
+        )
+        with self._lock:
+            self.requests.append(request)
+            status, answer, headers = self._answer(request, handler.headers)
+        data = json.dumps(answer).encode() if answer is not None else b""
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
