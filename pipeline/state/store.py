@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import AuditEvent, Run, RunState, ServerStatus
+from pipeline.domain.ownership import key_prefix
 from pipeline.state import options as run_options
 from pipeline.state import runrows
 from pipeline.state.alerts import AlertTable
@@ -94,7 +95,7 @@ class Store:
         return stored
 
     def _slot_key(self, run_id: int, slot: int) -> str:
-        return f"byoi-{self.install_id}-{run_id}-{slot}"
+        return f"{key_prefix(self.install_id)}{run_id}-{slot}"
 
     def _insert_run(self, conn: sqlite3.Connection, run: Run, now: datetime) -> int:
         try:
