@@ -1,0 +1,213 @@
+"""A run and a plan as both surfaces show them: what they do, to what, in which state, by whom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.views.marks import PLAIN, Marks
+from bot.views.words import (
+    FRESH,
+    days_old,
+    expiry,
+    moment,
+    server_name,
+    state_words,
+    unit,
+    verb,
+    versions_line,
+)
+from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.services.replies import Plan
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a run or plan does: `scale up` `web/production`: `2 → 5` `server(s)`."""
+
+    verb: str
+    where: str
+    counts: str
+    unit: str
+
+    def headline(self, m: Marks = PLAIN) -> str:
+        """`scale up web/production: 2 → 5` (the unit is the caller's to add)."""
+        return f"{self.verb} {m.strong(self.where)}: {self.counts}"
+
+    @property
+    def entry(self) -> str:
+        """As a history line lists it: `web/production scale up 2 → 5`."""
+        return f"{self.where} {self.verb} {self.counts}"
+
+
+def action(kind: RunKind, app: str, env: str, current: int, desired: int) -> Action:
+    return Action(verb(kind), f"{app}/{env}", f"{current} → {desired}", unit(kind))
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """One server of a run."""
+
+    name: str
+    step: str | None
+    """The step it is at; None before its first."""
+    status: ServerStatus
+    reason: str | None
+    cleanup: str | None
+
+    @property
+    def step_words(self) -> str:
+        return self.step or "waiting"
+
+    @property
+    def failed_at(self) -> str:
+        return self.step or "start"
+
+    @property
+    def status_words(self) -> str:
+        return state_words(self.status)
+
+
+def slot_view(server: RunServer) -> SlotView:
+    return SlotView(
+        name=server_name(server),
+        step=server.step.value if server.step else None,
+        status=server.status,
+        reason=server.reason,
+        cleanup=server.cleanup,
+    )
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: int
+    kind: RunKind
+    state: RunState
+    state_words: str
+    action: Action
+    image_name: str
+    image_age: str
+    versions: str
+    staleness: tuple[str, ...]
+    """What is wrong with the image; empty when it is fresh."""
+    strategy: str
+    target: str
+    requester: str
+    approvers: tuple[str, ...]
+    approvals_missing: int
+    expires: str
+    reason: str | None
+    created: str
+    servers: tuple[SlotView, ...]
+
+    @property
+    def waiting(self) -> bool:
+        return self.state == RunState.AWAITING_APPROVAL
+
+    @property
+    def done(self) -> int:
+        return sum(s.status == ServerStatus.DONE for s in self.servers)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.status == ServerStatus.FAILED for s in self.servers)
+
+    def approved_by(self, m: Marks = PLAIN) -> str:
+        """`approved by UBOB, @ops`, or nothing while nobody approved."""
+        if not self.approvers:
+            return ""
+        return "approved by " + ", ".join(m.person(a) for a in self.approvers)
+
+    @property
+    def in_flight(self) -> str:
+        """The run as a line about its environment: `run 3 awaiting approval`."""
+        return f"run {self.id} {self.state_words}"
+
+
+def run_view(run: Run, now: datetime | None = None) -> RunView:
+    """``now`` dates the image; without it the image's age is unknown."""
+    age = None
+    if now is not None and run.image_created_at is not None:
+        age = max(0, (now - run.image_created_at).days)
+    return RunView(
+        id=run.id,
+        kind=run.kind,
+        state=run.state,
+        state_words=state_words(run.state),
+        action=action(run.kind, run.app, run.env, run.current, run.desired),
+        image_name=run.image_name,
+        image_age=days_old(age),
+        versions=versions_line(run.image_versions),
+        staleness=run.notes,
+        strategy=run.strategy.value,
+        target=run.target,
+        requester=run.requester,
+        approvers=run.approvers,
+        approvals_missing=run.approvals_needed - len(run.approvers),
+        expires=expiry(run.expires_at),
+        reason=run.reason,
+        created=moment(run.created_at),
+        servers=tuple(slot_view(s) for s in run.servers),
+    )
+
+
+@dataclass(frozen=True)
+class PlanView:
+    action: Action
+    image_name: str
+    image_id: str
+    image_age: str
+    versions: str
+    stale: bool
+    staleness: str
+    """`fresh`, or what is wrong with the image."""
+    strategy: str
+    target: str
+    requester: str
+    approvals_needed: int
+    approvers: tuple[str, ...]
+    removals: tuple[str, ...]
+    """The servers it removes (a refresh's one source server)."""
+    scope: tuple[str, str] | None
+    """What the plan does beyond its counts, as a (label, words) fact."""
+    run: RunView | None
+    """The run made of it; None for a dry run."""
+
+
+def plan_view(plan: Plan, run: Run | None = None) -> PlanView:
+    return PlanView(
+        action=action(plan.kind, plan.app, plan.env, plan.current, plan.desired),
+        image_name=plan.image.name,
+        image_id=plan.image.id,
+        image_age=days_old(plan.staleness.age_days),
+        versions=versions_line(plan.image.versions),
+        stale=not plan.staleness.fresh,
+        staleness=FRESH if plan.staleness.fresh else plan.staleness.summary(),
+        strategy=plan.strategy.value,
+        target=plan.target,
+        requester=plan.requester,
+        approvals_needed=plan.approvals_needed,
+        approvers=plan.approvers,
+        removals=tuple(s.id for s in plan.removals),
+        scope=_scope(plan),
+        run=run_view(run) if run else None,
+    )
+
+
+def _scope(plan: Plan) -> tuple[str, str] | None:
+    removed = ", ".join(s.id for s in plan.removals)
+    if plan.kind == RunKind.BAKE:
+        return "builder", "1 server from this image → bake → scrub → probes → snapshot"
+    if plan.kind == RunKind.ROLL:
+        canary = " · canary first, then pause" if plan.canary else ""
+        return "replaces", (
+            f"{len(plan.removals)} server(s) in batches of {plan.batch_size}, "
+            f"surge first{canary}: {removed}"
+        )
+    if plan.kind == RunKind.PRUNE:
+        return "deletes", ", ".join(f"{i.name} ({i.id})" for i in plan.images)
+    if plan.removals and plan.kind == RunKind.REFRESH:
+        return "source", f"{plan.removals[0].id} (snapshot into a new image)"
+    if plan.removals:
+        return "removes", f"{removed} (oldest image first)"
+    return None
