@@ -6,12 +6,10 @@ columns, two-space indents and a mark per server status.
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from bot.views.alerts import AlertView, alert_view
+from bot.views.alerts import alert_view
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
 from bot.views.runs import PlanView, RunView, plan_view, run_view, slot_view
-from bot.views.words import NO_ALERTS, NO_APPS, NO_RUNS, usage_line
+from bot.views.words import NO_ALERTS, NO_APPS, NO_RUNS, days_old, usage_line
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run, RunServer, ServerStatus
 from pipeline.services.replies import (
@@ -59,9 +57,9 @@ def render(reply: Reply) -> str:
             return images_text(reply)
         case HistoryReply(runs):
             return history_text(runs)
-        case AlertsReply(alerts, now, message):
+        case AlertsReply(alerts, _, message):
             shown = [message] if message else []
-            shown.extend(alert_line(a, now) for a in alerts)
+            shown.extend(map(alert_line, alerts))
             return "\n".join(shown) or NO_ALERTS
         case ScanReply():
             return scan_text(reply)
@@ -73,8 +71,8 @@ def _fact(label: str, words: str) -> str:
     return f"  {label:<9} {words}"
 
 
-def alert_line(alert: Alert, now: datetime) -> str:
-    view: AlertView = alert_view(alert, now)
+def alert_line(alert: Alert) -> str:
+    view = alert_view(alert)
     return (
         f"alert {view.id:<4} {view.where} {view.image_name} · {view.finding}: "
         f"{view.detail} · {view.standing} → `{view.fix}` or `{view.snooze}`"
@@ -163,7 +161,7 @@ def _env_lines(env: EnvView) -> list[str]:
     if env.error:
         out.append(f"  ✗ {env.trouble}")
     for row in env.servers:
-        age = f"{row.age_days} days old" if row.age_days is not None else "?"
+        age = days_old(row.age_days) if row.age_days is not None else "?"
         out.append(f"  {row.id:<24} {row.state:<8} image {row.image_name} ({age}) · {row.versions}")
     if env.others:
         out.append(f"  {env.unmanaged()}")

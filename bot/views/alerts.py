@@ -40,11 +40,14 @@ class AlertView:
     since: str
     checked: str
     resolved: str
-    days_open: int
+    first_seen: datetime
 
     @property
     def open(self) -> bool:
         return self.state == AlertState.OPEN
+
+    def days_open(self, now: datetime) -> int:
+        return max(0, (now - self.first_seen).days)
 
     @property
     def standing(self) -> str:
@@ -54,7 +57,7 @@ class AlertView:
         return self.state_words
 
 
-def alert_view(alert: Alert, now: datetime) -> AlertView:
+def alert_view(alert: Alert) -> AlertView:
     rolls = alert.finding == "fleet"
     return AlertView(
         id=alert.id,
@@ -73,5 +76,5 @@ def alert_view(alert: Alert, now: datetime) -> AlertView:
         since=day(alert.first_seen),
         checked=moment(alert.last_seen),
         resolved=moment(alert.resolved_at) if alert.resolved_at else "now",
-        days_open=max(0, (now - alert.first_seen).days),
+        first_seen=alert.first_seen,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.shell import text
+from bot.slack.blocks import alerts as alertblocks
 from bot.slack.blocks import messages
 from bot.slack.blocks.kit import MRKDWN
 from bot.views.alerts import alert_view
@@ -141,7 +142,7 @@ def test_a_plan_says_what_it_does_beyond_its_counts(
 
 
 def test_an_alert_says_what_fixes_it() -> None:
-    aged, fleet = alert_view(an_alert(), START), alert_view(an_alert("fleet"), START)
+    aged, fleet = alert_view(an_alert()), alert_view(an_alert("fleet"))
 
     assert (aged.title, aged.fix, aged.rolls) == ("too old", "refresh web --env production", False)
     assert (fleet.title, fleet.fix, fleet.rolls) == (
@@ -149,13 +150,16 @@ def test_an_alert_says_what_fixes_it() -> None:
         "roll web --env production",
         True,
     )
-    assert aged.snooze == "snooze 3" and aged.days_open == 3 and aged.open
-    assert alert_view(an_alert(finding="new"), START).title == "new"
+    assert aged.snooze == "snooze 3" and aged.days_open(START) == 3 and aged.open
+    assert alert_view(an_alert(finding="new")).title == "new"
+    assert alertblocks.alert_fallback(an_alert()) == (
+        "Stale image for web/production: web-base (age: 45 days old) · open"
+    )
 
 
 def test_a_snoozed_alert_says_until_when_and_a_resolved_one_when() -> None:
-    snoozed = alert_view(an_alert(state=AlertState.SNOOZED), START)
-    resolved = alert_view(an_alert(state=AlertState.RESOLVED), START)
+    snoozed = alert_view(an_alert(state=AlertState.SNOOZED))
+    resolved = alert_view(an_alert(state=AlertState.RESOLVED))
 
     assert snoozed.standing == "snoozed until 2026-11-09" and snoozed.snoozed_by == "UBOB"
     assert resolved.standing == "resolved" and resolved.resolved == "now"

@@ -17,7 +17,7 @@ ALERT_ROLL = "alert_roll"
 
 def alert_card(alert: Alert, now: datetime) -> list[Block]:
     """One card per (app, env, image, finding), with Refresh and Snooze while it is open."""
-    view = alert_view(alert, now)
+    view = alert_view(alert)
     if view.state == AlertState.RESOLVED:
         return _resolved(view)
     return [
@@ -101,17 +101,26 @@ def _button(
     }
 
 
-def alert_reminder(alert: Alert, now: datetime) -> str:
-    view = alert_view(alert, now)
+def alert_fallback(alert: Alert) -> str:
+    """An alert card's notification text."""
+    view = alert_view(alert)
     return (
-        f":alarm_clock: Still stale after {view.days_open} day(s): {view.where} "
+        f"Stale image for {view.where}: {view.image_name} "
+        f"({view.finding}: {view.detail}) · {view.state_words}"
+    )
+
+
+def alert_reminder(alert: Alert, now: datetime) -> str:
+    view = alert_view(alert)
+    return (
+        f":alarm_clock: Still stale after {view.days_open(now)} day(s): {view.where} "
         f"`{escape(view.image_name)}` — {escape(view.detail)}"
     )
 
 
 def alerts_blocks(reply: AlertsReply) -> list[Block]:
     lines = [reply.message] if reply.message else []
-    for view in (alert_view(a, reply.now) for a in reply.alerts[:40]):
+    for view in map(alert_view, reply.alerts[:40]):
         lines.append(
             f"*alert {view.id}* {view.where} `{escape(view.image_name)}` · "
             f"{view.title}: {escape(view.detail)} · {view.state_words}"
