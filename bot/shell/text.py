@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bot.views.alerts import alert_view
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
-from bot.views.runs import PlanView, RunView, plan_view, run_view, slot_view
+from bot.views.runs import PlanView, RunView, SlotView, plan_view, run_view, slot_view
 from bot.views.words import NO_ALERTS, NO_APPS, NO_RUNS, days_old, usage_line
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run, RunServer, ServerStatus
@@ -131,7 +131,10 @@ def _state_line(view: RunView) -> str:
 
 
 def server_line(run: Run, server: RunServer) -> str:
-    slot = slot_view(server)
+    return _slot_line(slot_view(server))
+
+
+def _slot_line(slot: SlotView) -> str:
     text = (
         f"    {STATUS_MARK[slot.status]} {slot.name:<22} {slot.step_words:<9} {slot.status_words}"
     )
@@ -148,7 +151,7 @@ def run_text(run: Run) -> str:
         f"run {view.id} · {view.action.headline()} · image {view.image_name}",
         _state_line(view),
     ]
-    lines.extend(server_line(run, s) for s in run.servers)
+    lines.extend(map(_slot_line, view.servers))
     return "\n".join(lines)
 
 

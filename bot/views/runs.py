@@ -27,8 +27,13 @@ class Action:
 
     verb: str
     where: str
-    counts: str
+    current: int
+    desired: int
     unit: str
+
+    @property
+    def counts(self) -> str:
+        return f"{self.current} → {self.desired}"
 
     def headline(self, m: Marks = PLAIN) -> str:
         """`scale up web/production: 2 → 5` (the unit is the caller's to add)."""
@@ -41,7 +46,7 @@ class Action:
 
 
 def action(kind: RunKind, app: str, env: str, current: int, desired: int) -> Action:
-    return Action(verb(kind), f"{app}/{env}", f"{current} → {desired}", unit(kind))
+    return Action(verb(kind), f"{app}/{env}", current, desired, unit(kind))
 
 
 @dataclass(frozen=True)
@@ -69,13 +74,8 @@ class SlotView:
 
 
 def slot_view(server: RunServer) -> SlotView:
-    return SlotView(
-        name=server_name(server),
-        step=server.step.value if server.step else None,
-        status=server.status,
-        reason=server.reason,
-        cleanup=server.cleanup,
-    )
+    step = server.step.value if server.step else None
+    return SlotView(server_name(server), step, server.status, server.reason, server.cleanup)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 
 from pipeline.domain.models import RunKind, RunServer
 from pipeline.domain.phases import Phase
@@ -30,6 +31,7 @@ def usage_line(usage: str) -> str:
     return f"{COMMAND} {usage}"
 
 
+@cache
 def state_words(state: StrEnum) -> str:
     """A run's, server's or alert's state in plain words: `awaiting approval`."""
     return state.value.replace("_", " ")

@@ -101,7 +101,7 @@ def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list
         blocks.append(section(_servers_text(view.servers)))
     blocks.extend(roll_blocks(run, options))
     if view.waiting:
-        blocks.append(approval_buttons(run))
+        blocks.append(approval_buttons(view))
     return blocks[:MAX_BLOCKS]
 
 
@@ -148,7 +148,7 @@ def _servers_text(slots: tuple[SlotView, ...]) -> str:
     return clip(f"*{len(slots)} servers:* {summary}\n" + "\n".join(shown) + more)
 
 
-def approval_buttons(run: Run) -> Block:
+def approval_buttons(run: RunView) -> Block:
     def button(label: str, action: str, style: str, question: str) -> Block:
         return {
             "type": "button",
@@ -164,8 +164,7 @@ def approval_buttons(run: Run) -> Block:
             },
         }
 
-    act = run_view(run).action
-    what = f"{act.verb} {act.where} to {run.desired} server(s)"
+    what = f"{run.action.verb} {run.action.where} to {run.action.desired} server(s)"
     return {
         "type": "actions",
         "block_id": f"run-{run.id}-approval",
