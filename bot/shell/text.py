@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bot.views.alerts import alert_view
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
-from bot.views.runs import PlanView, RunView, SlotView, plan_view, run_view, slot_view
+from bot.views.runs import RunView, SlotView, plan_view, run_view, slot_view
 from bot.views.words import NO_ALERTS, NO_APPS, NO_RUNS, days_old, usage_line
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run, RunServer, ServerStatus
@@ -85,7 +85,9 @@ def scan_text(reply: ScanReply) -> str:
         if row.name is None:
             lines.append(f"{row.where:<28} {row.ref:<28} {'-':>5}  ✗ {row.error}")
         else:
-            lines.append(f"{row.where:<28} {row.name:<28} {row.age_days:>4}d  {row.verdict()}")
+            lines.append(
+                f"{row.where:<28} {row.name:<28} {row.age_days:>4}d  {row.freshness.verdict()}"
+            )
     changes = reply.changes
     lines.append(
         f"{reply.findings} finding(s): {len(changes.new)} new alert(s), "
@@ -95,13 +97,13 @@ def scan_text(reply: ScanReply) -> str:
 
 
 def plan_text(plan: Plan, run: Run | None) -> str:
-    view: PlanView = plan_view(plan, run)
+    view = plan_view(plan, run)
     title = f"run {view.run.id}" if view.run else "plan (dry run)"
     lines = [
         f"{title} · {view.action.headline()} {view.action.unit}",
         _fact("image", f"{view.image_name} ({view.image_id}), {view.image_age}"),
         _fact("versions", view.versions),
-        _fact("staleness", view.staleness if not view.stale else f"{WARNING} {view.staleness}"),
+        _fact("staleness", view.freshness.verdict(WARNING)),
         _fact(
             "strategy", f"{view.strategy} · target {view.target} · requested by {view.requester}"
         ),
@@ -185,8 +187,9 @@ def images_text(reply: ImagesReply) -> str:
 def _image_lines(row: ImageRow) -> list[str]:
     if row.name is None:
         return [f"{row.where}: {row.ref} ✗ {row.error}"]
+    verdict = row.freshness.verdict(WARNING)
     return [
-        f"{row.where}: {row.name} ({row.id}) from {row.ref}, {row.age} · {row.verdict(WARNING)}",
+        f"{row.where}: {row.name} ({row.id}) from {row.ref}, {row.age} · {verdict}",
         f"  recorded {row.recorded}",
         f"  declared {row.declared}",
     ]

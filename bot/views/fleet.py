@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.views.marks import PLAIN, Marks
 from bot.views.runs import RunView, run_view
-from bot.views.words import FRESH, days_old, state_words, versions_line
+from bot.views.words import Freshness, days_old, freshness, state_words, versions_line
 from pipeline.domain.ownership import owner_label
 from pipeline.execution.scan import Observation
 from pipeline.services.replies import EnvStatus, ImageView, ServerView
@@ -77,18 +76,10 @@ class ImageRow:
     id: str
     age: str
     age_days: int
-    stale: bool
-    staleness: str
+    freshness: Freshness
     recorded: str
     declared: str
     error: str
-
-    def verdict(self, warning: str = "", m: Marks = PLAIN) -> str:
-        """`fresh`, or what is wrong with the image (after ``warning``, a surface's sign)."""
-        if not self.stale:
-            return FRESH
-        said = m.text(self.staleness)
-        return f"{warning} {said}" if warning else said
 
 
 def image_row(seen: ImageView | Observation) -> ImageRow:
@@ -103,8 +94,7 @@ def image_row(seen: ImageView | Observation) -> ImageRow:
         id=image.id if image is not None else "",
         age=days_old(staleness.age_days) if staleness else "",
         age_days=staleness.age_days if staleness else 0,
-        stale=bool(staleness and not staleness.fresh),
-        staleness=staleness.summary() if staleness else "",
+        freshness=freshness(staleness),
         recorded=versions_line(image.versions) if image is not None else "",
         declared=versions_line(declared),
         error=seen.error or "",

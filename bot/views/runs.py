@@ -7,9 +7,10 @@ from datetime import datetime
 
 from bot.views.marks import PLAIN, Marks
 from bot.views.words import (
-    FRESH,
+    Freshness,
     days_old,
     expiry,
+    freshness,
     moment,
     server_name,
     state_words,
@@ -88,8 +89,7 @@ class RunView:
     image_name: str
     image_age: str
     versions: str
-    staleness: tuple[str, ...]
-    """What is wrong with the image; empty when it is fresh."""
+    freshness: Freshness
     strategy: str
     target: str
     requester: str
@@ -138,7 +138,7 @@ def run_view(run: Run, now: datetime | None = None) -> RunView:
         image_name=run.image_name,
         image_age=days_old(age),
         versions=versions_line(run.image_versions),
-        staleness=run.notes,
+        freshness=Freshness(run.notes),
         strategy=run.strategy.value,
         target=run.target,
         requester=run.requester,
@@ -158,9 +158,7 @@ class PlanView:
     image_id: str
     image_age: str
     versions: str
-    stale: bool
-    staleness: str
-    """`fresh`, or what is wrong with the image."""
+    freshness: Freshness
     strategy: str
     target: str
     requester: str
@@ -181,8 +179,7 @@ def plan_view(plan: Plan, run: Run | None = None) -> PlanView:
         image_id=plan.image.id,
         image_age=days_old(plan.staleness.age_days),
         versions=versions_line(plan.image.versions),
-        stale=not plan.staleness.fresh,
-        staleness=FRESH if plan.staleness.fresh else plan.staleness.summary(),
+        freshness=freshness(plan.staleness),
         strategy=plan.strategy.value,
         target=plan.target,
         requester=plan.requester,

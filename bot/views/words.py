@@ -4,12 +4,15 @@ durations and phase lines. Each is said here once; the views compose them into s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
 
+from bot.views.marks import PLAIN, Marks
 from pipeline.domain.models import RunKind, RunServer
 from pipeline.domain.phases import Phase
+from pipeline.domain.staleness import Staleness
 
 COMMAND = "/byoi"
 NO_APPS = "No apps configured."
@@ -50,6 +53,28 @@ def unit(kind: RunKind) -> str:
 def versions_line(versions: Mapping[str, str]) -> str:
     """Measured or declared versions: `operating_system ubuntu2204, ruby_version 3.2.2`."""
     return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "none recorded"
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Whether an image is fresh and, if not, what is wrong with it."""
+
+    problems: tuple[str, ...]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.problems)
+
+    def verdict(self, warning: str = "", m: Marks = PLAIN) -> str:
+        """`fresh`, or what is wrong (after ``warning``, a surface's sign when it shows one)."""
+        if not self.problems:
+            return FRESH
+        said = m.text("; ".join(self.problems))
+        return f"{warning} {said}" if warning else said
+
+
+def freshness(staleness: Staleness | None) -> Freshness:
+    return Freshness(tuple(f.detail for f in staleness.findings) if staleness else ())
 
 
 def days_old(days: int | None) -> str:

@@ -73,6 +73,7 @@ def test_a_run_is_said_once_with_each_surface_marking_it_its_own_way() -> None:
     assert view.state_words == "awaiting approval" and view.waiting
     assert view.approvals_missing == 1 and view.expires == "09:30 UTC"
     assert view.image_age == "40 days old" and view.versions == "ruby_version 3.1.2"
+    assert view.freshness.verdict("⚠") == "⚠ 40 days old (limit 30)"
     assert view.approved_by() == "approved by UBOB"
     assert view.approved_by(MRKDWN) == "approved by <@UBOB>"
     assert (view.done, view.failed) == (1, 1)
@@ -138,7 +139,7 @@ def test_a_plan_says_what_it_does_beyond_its_counts(
     assert view.scope == scope
     assert view.removals == removals
     assert view.versions == "a 1, b 2" and view.image_age == "12 days old"
-    assert view.stale and view.staleness == "12 days old" and view.run is None
+    assert view.freshness.verdict() == "12 days old" and view.run is None
 
 
 def test_an_alert_says_what_fixes_it() -> None:
@@ -188,10 +189,10 @@ def test_an_image_is_fresh_or_says_what_is_wrong_after_a_surface_sign() -> None:
     fresh = image_row(Observation("web", "staging", "family:web", None, image, Staleness(1, ())))
     missing = image_row(ImageView("web", "qa", "family:web", None, None, error="not found"))
 
-    assert row.verdict() == "a 1 → <2>" and row.verdict("⚠") == "⚠ a 1 → <2>"
-    assert row.verdict(":warning:", MRKDWN) == ":warning: a 1 → &lt;2&gt;"
+    assert row.freshness.verdict() == "a 1 → <2>" and row.freshness.verdict("⚠") == "⚠ a 1 → <2>"
+    assert row.freshness.verdict(":warning:", MRKDWN) == ":warning: a 1 → &lt;2&gt;"
     assert (row.recorded, row.declared, row.age) == ("a 1", "a 2", "12 days old")
-    assert fresh.verdict("⚠", PLAIN) == "fresh" and fresh.declared == "none recorded"
+    assert fresh.freshness.verdict("⚠", PLAIN) == "fresh" and fresh.declared == "none recorded"
     assert missing.name is None and missing.error == "not found"
 
 

@@ -25,7 +25,7 @@ from bot.slack.blocks.kit import (
 from bot.slack.blocks.roll import roll_blocks
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
 from bot.views.runs import RunView, SlotView, plan_view, run_view, slot_view
-from bot.views.words import FRESH, NO_APPS, NO_RUNS, usage_line
+from bot.views.words import NO_APPS, NO_RUNS, usage_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.services.replies import (
@@ -90,7 +90,7 @@ def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list
         f"{STATE_EMOJI[view.state]} *Run {view.id}* · {view.action.headline(MRKDWN)} "
         f"{view.action.unit} · *{view.state_words}*"
     )
-    staleness = f"{WARNING} {escape('; '.join(view.staleness))}" if view.staleness else FRESH
+    staleness = view.freshness.verdict(WARNING, MRKDWN)
     facts = _facts(
         view.image_name, view.image_age, view.versions, staleness, view.strategy, view.target
     )
@@ -222,7 +222,7 @@ def plan_blocks(plan: Plan, now: datetime) -> list[Block]:
         view.image_name,
         view.image_age,
         view.versions,
-        escape(view.staleness),
+        view.freshness.verdict(m=MRKDWN),
         view.strategy,
         view.target,
     )
@@ -334,7 +334,7 @@ def _image_section(row: ImageRow) -> Block:
         return section(f"*{row.where}* `{escape(row.ref)}` :x: {escape(row.error)}")
     return section(
         f"*{row.where}* `{escape(row.name)}` from `{escape(row.ref)}`, "
-        f"{row.age} · {row.verdict(WARNING, MRKDWN)}\n"
+        f"{row.age} · {row.freshness.verdict(WARNING, MRKDWN)}\n"
         f"recorded: {escape(row.recorded)} · declared: {escape(row.declared)}"
     )
 
