@@ -98,14 +98,15 @@ def scan_text(reply: ScanReply) -> str:
 
 def plan_text(plan: Plan, run: Run | None) -> str:
     view = plan_view(plan, run)
+    facts = view.facts
     title = f"run {view.run.id}" if view.run else "plan (dry run)"
     lines = [
         f"{title} · {view.action.headline()} {view.action.unit}",
-        _fact("image", f"{view.image_name} ({view.image_id}), {view.image_age}"),
-        _fact("versions", view.versions),
-        _fact("staleness", view.freshness.verdict(WARNING)),
+        _fact("image", f"{facts.image_name} ({view.image_id}), {facts.image_age}"),
+        _fact("versions", facts.versions),
+        _fact("staleness", facts.freshness.verdict(WARNING)),
         _fact(
-            "strategy", f"{view.strategy} · target {view.target} · requested by {view.requester}"
+            "strategy", f"{facts.strategy} · target {facts.target} · requested by {view.requester}"
         ),
     ]
     if view.scope:
@@ -150,7 +151,7 @@ def _slot_line(slot: SlotView) -> str:
 def run_text(run: Run) -> str:
     view = run_view(run)
     lines = [
-        f"run {view.id} · {view.action.headline()} · image {view.image_name}",
+        f"run {view.id} · {view.action.headline()} · image {view.facts.image_name}",
         _state_line(view),
     ]
     lines.extend(map(_slot_line, view.servers))

@@ -51,6 +51,18 @@ def action(kind: RunKind, app: str, env: str, current: int, desired: int) -> Act
 
 
 @dataclass(frozen=True)
+class Facts:
+    """The image a run or plan launches from, and how it goes about it."""
+
+    image_name: str
+    image_age: str
+    versions: str
+    freshness: Freshness
+    strategy: str
+    target: str
+
+
+@dataclass(frozen=True)
 class SlotView:
     """One server of a run."""
 
@@ -86,12 +98,7 @@ class RunView:
     state: RunState
     state_words: str
     action: Action
-    image_name: str
-    image_age: str
-    versions: str
-    freshness: Freshness
-    strategy: str
-    target: str
+    facts: Facts
     requester: str
     approvers: tuple[str, ...]
     approvals_missing: int
@@ -135,12 +142,14 @@ def run_view(run: Run, now: datetime | None = None) -> RunView:
         state=run.state,
         state_words=state_words(run.state),
         action=action(run.kind, run.app, run.env, run.current, run.desired),
-        image_name=run.image_name,
-        image_age=days_old(age),
-        versions=versions_line(run.image_versions),
-        freshness=Freshness(run.notes),
-        strategy=run.strategy.value,
-        target=run.target,
+        facts=Facts(
+            run.image_name,
+            days_old(age),
+            versions_line(run.image_versions),
+            Freshness(run.notes),
+            run.strategy.value,
+            run.target,
+        ),
         requester=run.requester,
         approvers=run.approvers,
         approvals_missing=run.approvals_needed - len(run.approvers),
@@ -154,13 +163,8 @@ def run_view(run: Run, now: datetime | None = None) -> RunView:
 @dataclass(frozen=True)
 class PlanView:
     action: Action
-    image_name: str
+    facts: Facts
     image_id: str
-    image_age: str
-    versions: str
-    freshness: Freshness
-    strategy: str
-    target: str
     requester: str
     approvals_needed: int
     approvers: tuple[str, ...]
@@ -175,13 +179,15 @@ class PlanView:
 def plan_view(plan: Plan, run: Run | None = None) -> PlanView:
     return PlanView(
         action=action(plan.kind, plan.app, plan.env, plan.current, plan.desired),
-        image_name=plan.image.name,
+        facts=Facts(
+            plan.image.name,
+            days_old(plan.staleness.age_days),
+            versions_line(plan.image.versions),
+            freshness(plan.staleness),
+            plan.strategy.value,
+            plan.target,
+        ),
         image_id=plan.image.id,
-        image_age=days_old(plan.staleness.age_days),
-        versions=versions_line(plan.image.versions),
-        freshness=freshness(plan.staleness),
-        strategy=plan.strategy.value,
-        target=plan.target,
         requester=plan.requester,
         approvals_needed=plan.approvals_needed,
         approvers=plan.approvers,

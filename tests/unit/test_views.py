@@ -72,16 +72,17 @@ def test_a_run_is_said_once_with_each_surface_marking_it_its_own_way() -> None:
     assert view.action.entry == "web/production scale up 2 → 5"
     assert view.state_words == "awaiting approval" and view.waiting
     assert view.approvals_missing == 1 and view.expires == "09:30 UTC"
-    assert view.image_age == "40 days old" and view.versions == "ruby_version 3.1.2"
-    assert view.freshness.verdict("⚠") == "⚠ 40 days old (limit 30)"
+    assert view.facts.image_age == "40 days old" and view.facts.versions == "ruby_version 3.1.2"
+    assert view.facts.freshness.verdict("⚠") == "⚠ 40 days old (limit 30)"
     assert view.approved_by() == "approved by UBOB"
     assert view.approved_by(MRKDWN) == "approved by <@UBOB>"
     assert (view.done, view.failed) == (1, 1)
 
 
 def test_without_now_or_a_creation_time_the_age_is_unknown() -> None:
-    assert run_view(a_run()).image_age == "age unknown"
-    assert run_view(replace(a_run(), image_created_at=None), START).image_age == "age unknown"
+    assert run_view(a_run()).facts.image_age == "age unknown"
+    unknown = run_view(replace(a_run(), image_created_at=None), START)
+    assert unknown.facts.image_age == "age unknown"
 
 
 def test_a_server_before_its_first_step_is_waiting_and_failed_at_the_start() -> None:
@@ -138,8 +139,8 @@ def test_a_plan_says_what_it_does_beyond_its_counts(
 
     assert view.scope == scope
     assert view.removals == removals
-    assert view.versions == "a 1, b 2" and view.image_age == "12 days old"
-    assert view.freshness.verdict() == "12 days old" and view.run is None
+    assert view.facts.versions == "a 1, b 2" and view.facts.image_age == "12 days old"
+    assert view.facts.freshness.verdict() == "12 days old" and view.run is None
 
 
 def test_an_alert_says_what_fixes_it() -> None:

@@ -24,7 +24,7 @@ from bot.slack.blocks.kit import (
 )
 from bot.slack.blocks.roll import roll_blocks
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
-from bot.views.runs import RunView, SlotView, plan_view, run_view, slot_view
+from bot.views.runs import Facts, RunView, SlotView, plan_view, run_view, slot_view
 from bot.views.words import NO_APPS, NO_RUNS, usage_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
@@ -71,12 +71,13 @@ BEFORE_START = (RunState.AWAITING_APPROVAL, RunState.REJECTED, RunState.EXPIRED)
 """States in which a run's servers are not shown: it never started."""
 
 
-def _facts(image: str, age: str, versions: str, staleness: str, strategy: str, target: str) -> str:
+def _facts(facts: Facts, warning: str) -> str:
+    """The image, its versions and freshness (after ``warning`` when stale), strategy, target."""
     return (
-        f"*Image* `{escape(image)}` ({age})\n"
-        f"*Versions* {escape(versions)}\n"
-        f"*Staleness* {staleness}\n"
-        f"*Strategy* {strategy} · *Target* `{escape(target)}`"
+        f"*Image* `{escape(facts.image_name)}` ({facts.image_age})\n"
+        f"*Versions* {escape(facts.versions)}\n"
+        f"*Staleness* {facts.freshness.verdict(warning, MRKDWN)}\n"
+        f"*Strategy* {facts.strategy} · *Target* `{escape(facts.target)}`"
     )
 
 
@@ -90,11 +91,11 @@ def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list
         f"{STATE_EMOJI[view.state]} *Run {view.id}* · {view.action.headline(MRKDWN)} "
         f"{view.action.unit} · *{view.state_words}*"
     )
-    staleness = view.freshness.verdict(WARNING, MRKDWN)
-    facts = _facts(
-        view.image_name, view.image_age, view.versions, staleness, view.strategy, view.target
-    )
-    blocks: list[Block] = [section(title), section(facts), context(_people(view))]
+    blocks: list[Block] = [
+        section(title),
+        section(_facts(view.facts, WARNING)),
+        context(_people(view)),
+    ]
     if view.reason:
         blocks.append(context(escape(view.reason)))
     if view.servers and view.state not in BEFORE_START:
@@ -114,10 +115,6 @@ def _people(view: RunView) -> str:
     elif view.state == RunState.EXPIRED:
         parts.append("expired without approval — request it again")
     return " · ".join(parts)
-
-
-def server_line(server: RunServer) -> str:
-    return _slot_line(slot_view(server))
 
 
 def _slot_line(slot: SlotView) -> str:
@@ -218,20 +215,12 @@ def plan_blocks(plan: Plan, now: datetime) -> list[Block]:
     if view.approvals_needed:
         needed = ", ".join(who(a) for a in view.approvers)
         approval = f"needs {view.approvals_needed} approval(s) from {needed}"
-    facts = _facts(
-        view.image_name,
-        view.image_age,
-        view.versions,
-        view.freshness.verdict(m=MRKDWN),
-        view.strategy,
-        view.target,
-    )
     return [
         section(
             f":memo: *Dry run* · {view.action.headline(MRKDWN)} {view.action.unit}. "
             "Nothing was started."
         ),
-        section(facts + removals),
+        section(_facts(view.facts, "") + removals),
         context(approval),
     ]
 
