@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot import logs
-from bot.shell import demo, report, text
+from bot.shell import demo, scan_json, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline.config.loader import load_config
 from pipeline.config.model import Config
@@ -197,7 +197,7 @@ def scan(path: Path | None, *, as_json: bool) -> int:
         reply = app.service.views.scan(app.clock(), "cli")
     finally:
         app.close()
-    print(json.dumps(report.as_json(reply), indent=2) if as_json else text.scan_text(reply))
+    print(json.dumps(scan_json.as_json(reply), indent=2) if as_json else text.scan_text(reply))
     if any(o.error for o in reply.observations):
         return 2
     return 1 if reply.findings else 0

@@ -12,7 +12,7 @@ from bot.wiring import App
 from pipeline.config.model import Config, EnvConfig
 from pipeline.execution.measure import measure_image
 from pipeline.execution.probes import UNKNOWN
-from providers.base import TAG_APP, TAG_ENV, ImageState, ProviderError
+from providers.base import TAG_APP, TAG_ENV, Image, ImageState, ProviderError
 from providers.local import LocalProvider
 
 
@@ -38,15 +38,14 @@ def env_for(config: Config, app_name: str, env_name: str | None) -> EnvConfig | 
 def import_directory(
     app: App, directory: Path, app_name: str, env_name: str | None, family: str | None
 ) -> int:
+    """Import ``directory`` as an image, measure its versions and say them; an exit code."""
     env = env_for(app.config, app_name, env_name)
     if isinstance(env, str):
         print(f"byoi: {env}", file=sys.stderr)
         return 2
     provider = app.providers("local")
     assert isinstance(provider, LocalProvider)
-    family = family or (
-        env.image.removeprefix("family:") if env.image.startswith("family:") else None
-    )
+    family = family or _family_of(env)
     name = f"{env.app}-{env.name}-import-{app.clock().strftime('%Y%m%d-%H%M%S')}"
     try:
         image = provider.import_tree(directory, name, family=family, state=ImageState.PENDING)
@@ -55,25 +54,45 @@ def import_directory(
         return 1
     keys = {*env.versions, "operating_system"}
     try:
-        versions = measure_image(
-            provider,
-            image,
-            keys,
-            key=f"byoi-probe-{image.id.removeprefix('img-')}",
-            tags={TAG_APP: env.app, TAG_ENV: env.name},
-            overrides=env.probes,
-            timeout_seconds=env.deploy.timeout_seconds,
-        )
+        versions = _measure(provider, image, env, keys)
     except ProviderError as exc:
         provider.set_image_state(image.id, ImageState.FAILED)
         print(f"byoi: measuring {image.name} failed: {exc.reason}", file=sys.stderr)
         return 1
     provider.record_versions(image.id, versions)
     provider.set_image_state(image.id, ImageState.READY)
-    print(f"image {image.name} ({image.id})" + (f" in family {family}" if family else ""))
+    print(_imported(image, family, env, keys, versions))
+    return 0
+
+
+def _family_of(env: EnvConfig) -> str | None:
+    """The family the environment's image comes from, if it names one."""
+    return env.image.removeprefix("family:") if env.image.startswith("family:") else None
+
+
+def _measure(
+    provider: LocalProvider, image: Image, env: EnvConfig, keys: set[str]
+) -> dict[str, str]:
+    """The image's versions, measured by probes on a throwaway server cloned from it."""
+    return measure_image(
+        provider,
+        image,
+        keys,
+        key=f"byoi-probe-{image.id.removeprefix('img-')}",
+        tags={TAG_APP: env.app, TAG_ENV: env.name},
+        overrides=env.probes,
+        timeout_seconds=env.deploy.timeout_seconds,
+    )
+
+
+def _imported(
+    image: Image, family: str | None, env: EnvConfig, keys: set[str], versions: dict[str, str]
+) -> str:
+    """The new image and each measured version, with the manifest's where they differ."""
+    lines = [f"image {image.name} ({image.id})" + (f" in family {family}" if family else "")]
     for key in sorted(keys | set(versions)):
         measured = versions.get(key, UNKNOWN)
         declared = env.versions.get(key)
         drift = f" (the manifest declares {declared})" if declared and declared != measured else ""
-        print(f"  {key}: {measured}{drift}")
-    return 0
+        lines.append(f"  {key}: {measured}{drift}")
+    return "\n".join(lines)

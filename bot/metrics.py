@@ -1,9 +1,10 @@
 """Prometheus metrics for `byoi serve` (served at GET /metrics).
 
 Instruments are fed as things happen (steps and runs through the pipeline's Meter port, Slack
-calls, provider errors); runs, approvals, alerts, servers and the last scan are read from the
-store and the providers at scrape time. Every label is bounded: kinds, states, steps, providers,
-apps and environments from byoi.yml, Slack method names; never a run id or a user id.
+calls, provider errors); runs, approvals, alerts, servers and the last scan are read through
+the display service and the providers at scrape time. Every label is bounded: kinds, states,
+steps, providers, apps and environments from byoi.yml, Slack method names; never a run id or a
+user id.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from prometheus_client.registry import Collector
 from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunKind, RunState, Step
 from pipeline.ports import Clock
+from pipeline.services.display import Display
 from pipeline.services.replies import StatusReply
 from pipeline.services.service import Service
-from pipeline.state import monitor
-from pipeline.state.store import Store
 from providers.base import (
     Image,
     LaunchRequest,
@@ -55,45 +55,46 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.step_seconds = Histogram(
+        self.step_seconds = self._histogram(
             "byoi_step_duration_seconds",
             "How long one server's step took, by provider, step and outcome.",
-            ["provider", "step", "outcome"],
-            buckets=STEP_BUCKETS,
-            registry=r,
+            STEP_BUCKETS,
+            ("provider", "step", "outcome"),
         )
-        self.run_seconds = Histogram(
+        self.run_seconds = self._histogram(
             "byoi_run_duration_seconds",
             "How long a run took from start to its final state, by provider, kind and outcome.",
-            ["provider", "kind", "outcome"],
-            buckets=RUN_BUCKETS,
-            registry=r,
+            RUN_BUCKETS,
+            ("provider", "kind", "outcome"),
         )
-        self.slack_calls = Counter(
+        self.slack_calls = self._counter(
             "byoi_slack_api_calls",
             "Slack Web API calls (retries included in one call), by method and outcome.",
-            ["method", "outcome"],
-            registry=r,
+            ("method", "outcome"),
         )
-        self.slack_retries = Counter(
+        self.slack_retries = self._counter(
             "byoi_slack_api_retries",
             "Slack Web API requests retried, by method and reason.",
-            ["method", "reason"],
-            registry=r,
+            ("method", "reason"),
         )
-        self.slack_rate_limited = Counter(
+        self.slack_rate_limited = self._counter(
             "byoi_slack_api_rate_limited",
             "Slack Web API responses with HTTP 429, by method.",
-            ["method"],
-            registry=r,
+            ("method",),
         )
-        self.provider_errors = Counter(
+        self.provider_errors = self._counter(
             "byoi_provider_errors",
             "Provider calls that failed, by provider and kind of error.",
-            ["provider", "kind"],
-            registry=r,
+            ("provider", "kind"),
         )
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...]
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
     # the pipeline's Meter --------------------------------------------------------------
 
@@ -125,9 +126,9 @@ class Metrics:
     def wrap_provider(self, provider: Provider) -> Provider:
         return MeteredProvider(provider, self.provider_errors)
 
-    def watch(self, source: StoreSource) -> None:
+    def watch(self, source: ScrapeSource) -> None:
         """Read runs, approvals, alerts, servers and scans from ``source`` at every scrape."""
-        self.registry.register(StoreCollector(source))
+        self.registry.register(ScrapeCollector(source))
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         gauge = Gauge(
@@ -143,12 +144,13 @@ class Metrics:
 
 
 @dataclass
-class StoreSource:
-    """What the scrape-time collector reads; the fleet is cached for ``fleet_ttl`` seconds
-    because listing servers is a cloud API call."""
+class ScrapeSource:
+    """What the scrape-time collector reads: state through the display service, the fleet
+    through the views, cached for ``fleet_ttl`` seconds because listing servers is a cloud API
+    call."""
 
     config: Config
-    store: Store
+    display: Display
     service: Service
     clock: Clock
     fleet_ttl: float = 60.0
@@ -166,8 +168,8 @@ class StoreSource:
             return self._fleet[1]
 
 
-class StoreCollector(Collector):
-    def __init__(self, source: StoreSource) -> None:
+class ScrapeCollector(Collector):
+    def __init__(self, source: ScrapeSource) -> None:
         self.source = source
 
     def collect(self) -> Iterator[Metric]:
@@ -184,7 +186,7 @@ class StoreCollector(Collector):
         active = GaugeMetricFamily(
             "byoi_runs_active", "Runs not yet ended, by kind and state.", labels=["kind", "state"]
         )
-        found = monitor.runs_by_kind_and_state(self.source.store)
+        found = self.source.display.runs_by_kind_and_state()
         for kind in RunKind:
             for state in RunState:
                 family = active if state.active else runs
@@ -201,14 +203,14 @@ class StoreCollector(Collector):
             "byoi_alerts_open", "Stale-image alerts not resolved, by app.", labels=["app"]
         )
         per_app = dict.fromkeys(self.source.config.apps, 0)
-        for alert in self.source.store.alerts.unresolved():
+        for alert in self.source.display.unresolved_alerts():
             per_app[alert.app] = per_app.get(alert.app, 0) + 1
         for app, n in sorted(per_app.items()):
             family.add_metric([app], n)
         yield family
 
     def _scan(self) -> Iterator[Metric]:
-        at = monitor.last_scan(self.source.store)
+        at = self.source.display.last_scan()
         if at is not None:
             yield GaugeMetricFamily(
                 "byoi_last_scan_timestamp_seconds",
@@ -274,18 +276,9 @@ class MeteredProvider:
     def terminate(self, server: Server) -> None:
         self._call(self.inner.terminate, server)
 
-    def snapshot(
-        self,
-        server: Server,
-        *,
-        name: str,
-        family: str | None,
-        versions: Mapping[str, str],
-        tags: Mapping[str, str] | None = None,
-    ) -> Image:
-        image: Image = self._call(
-            self.inner.snapshot, server, name=name, family=family, versions=versions, tags=tags
-        )
+    def snapshot(self, server: Server, **options: Any) -> Image:
+        """Passes the port's keyword-only options (name, family, versions, tags) through."""
+        image: Image = self._call(self.inner.snapshot, server, **options)
         return image
 
     def delete_image(self, image: Image) -> None:

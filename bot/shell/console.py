@@ -11,8 +11,8 @@ import sys
 import threading
 from typing import TextIO
 
-from bot.render import phase_line
 from bot.shell import text
+from bot.views.words import phase_line, state_words
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.commands import shown
@@ -79,7 +79,7 @@ class TextNotifier:
                     lines.append(text.run_text(run))
                 else:
                     reason = f" · {run.reason}" if run.reason else ""
-                    lines.append(f"[run {run.id}] {run.state.value.replace('_', ' ')}{reason}")
+                    lines.append(f"[run {run.id}] {state_words(run.state)}{reason}")
             if lines:
                 self.console.say("\n".join(lines))
 

@@ -96,7 +96,4 @@ class AlertCards:
 
     @staticmethod
     def _fallback(alert: Alert) -> str:
-        return (
-            f"Stale image for {alert.app}/{alert.env}: {alert.image_name} "
-            f"({alert.finding}: {alert.detail}) · {alert.state.value}"
-        )
+        return alertblocks.alert_fallback(alert)

@@ -288,7 +288,4 @@ class Cards:
 
     @staticmethod
     def _fallback(run: Run) -> str:
-        return (
-            f"Run {run.id}: {messages.VERB[run.kind]} {run.app}/{run.env} "
-            f"{run.current} → {run.desired} ({run.state.value.replace('_', ' ')})"
-        )
+        return messages.fallback_text(run)

@@ -68,7 +68,10 @@ class RateLimitWatcher(RetryHandler):
 
 
 class CountedRetries(RetryHandler):
-    """Wraps a retry handler and counts each retry it decides on, with ``reason``."""
+    """Wraps a retry handler and counts each retry it decides on, with ``reason``.
+
+    Each attempt (its keyword-only state, request, response and error) is passed through as
+    the inner handler takes it."""
 
     def __init__(self, inner: RetryHandler, reason: str, retries: Counter) -> None:
         super().__init__(inner.max_retry_count, inner.interval_calculator)
@@ -76,25 +79,10 @@ class CountedRetries(RetryHandler):
         self.reason = reason
         self.retries = retries
 
-    def can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        return self.inner.can_retry(state=state, request=request, response=response, error=error)
+    def can_retry(self, **attempt: Any) -> bool:
+        return self.inner.can_retry(**attempt)
 
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
+    def prepare_for_next_attempt(self, **attempt: Any) -> None:
+        request: HttpRequest = attempt["request"]
         self.retries.labels(method_of(request.url), self.reason).inc()
-        self.inner.prepare_for_next_attempt(
-            state=state, request=request, response=response, error=error
-        )
+        self.inner.prepare_for_next_attempt(**attempt)

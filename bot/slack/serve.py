@@ -26,7 +26,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot import logs
 from bot.health import Health, Readiness
-from bot.metrics import Metrics, StoreSource
+from bot.metrics import Metrics, ScrapeSource
 from bot.slack.admission import Refusal, admit, envelope_problem
 from bot.slack.alertcards import AlertCards
 from bot.slack.app import Directory, Services, create_app
@@ -244,7 +244,7 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
         alert_cards,
         work,
     )
-    metrics.watch(StoreSource(app.config, app.store, app.service, app.clock))
+    metrics.watch(ScrapeSource(app.config, app.display, app.service, app.clock))
     metrics.watch_queue(work.pending)
     readiness = Readiness()
     health = Health(

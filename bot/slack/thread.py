@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from slack_sdk import WebClient
 
-from bot.render import phase_line
 from bot.slack.blocks.kit import escape
+from bot.views.words import phase_line
 from pipeline.domain.models import Run
 from pipeline.domain.phases import Phase
 from pipeline.ports import Clock

@@ -21,7 +21,7 @@ _SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _COUNT = re.compile(r"^[+-]?[0-9]+$")
 _BATCH = re.compile(r"^[1-9][0-9]{0,3}%?$")
 
-# Usage lines name the command only; each front end says how to type it (bot/render.py).
+# Usage lines name the command only; each front end says how to type it (bot/views/words.py).
 USAGE = {
     "help": "help [command]",
     "scale": "scale <app> <count|+n|-n> [--env E] [--image I] "

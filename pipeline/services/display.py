@@ -1,6 +1,7 @@
 """What a front end needs to show runs and alerts: read them and their phases, record where it
 showed them and which notices and replies it already gave (so a restart never repeats one), and
-which cards are behind the store (so a crash or an outage never leaves one behind for good)."""
+which cards are behind the store (so a crash or an outage never leaves one behind for good);
+and what monitoring counts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from datetime import datetime
 
 from pipeline.domain.alerts import Alert
 from pipeline.domain.measured import RunImage, RunOptions
-from pipeline.domain.models import Run
+from pipeline.domain.models import Run, RunKind, RunState
 from pipeline.domain.phases import Phase, ThreadReply, phases
-from pipeline.state import measured
+from pipeline.state import measured, monitor
 from pipeline.state.cards import UNPOSTABLE, run_revision
 from pipeline.state.store import Store
 
@@ -82,3 +83,14 @@ class Display:
 
     def reply_shown(self, run_id: int, what: str, shown_as: str, text: str, now: datetime) -> None:
         self._store.history.record_reply(run_id, what, shown_as, text, now)
+
+    # what monitoring counts -------------------------------------------------------------
+
+    def runs_by_kind_and_state(self) -> dict[tuple[RunKind, RunState], int]:
+        return monitor.runs_by_kind_and_state(self._store)
+
+    def unresolved_alerts(self) -> list[Alert]:
+        return self._store.alerts.unresolved()
+
+    def last_scan(self) -> datetime | None:
+        return monitor.last_scan(self._store)

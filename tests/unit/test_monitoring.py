@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from bot.health import Health
-from bot.metrics import Metrics, StoreSource, age_label
+from bot.metrics import Metrics, ScrapeSource, age_label
+from pipeline.services.display import Display
 from pipeline.state.store import Store
 from providers.base import NotFound
 from tests.conftest import World
@@ -74,7 +75,7 @@ def test_provider_errors_are_counted_by_kind(world: World) -> None:
 
 def test_runs_and_fleet_are_read_from_the_store_and_providers(world: World) -> None:
     metrics = Metrics()
-    metrics.watch(StoreSource(world.config, world.store, world.service, world.clock))
+    metrics.watch(ScrapeSource(world.config, Display(world.store), world.service, world.clock))
     world.scale_and_approve("scale web 2")
     world.say("scale web 5 --env production")  # waits for approval
 
@@ -85,6 +86,22 @@ def test_runs_and_fleet_are_read_from_the_store_and_providers(world: World) -> N
     assert "byoi_approvals_waiting 1.0" in text
     assert 'byoi_servers{app="web",env="staging",image_age="0-7d"} 2.0' in text
     assert 'byoi_alerts_open{app="web"} 0.0' in text
+
+
+def test_the_last_scan_and_open_alerts_are_read_through_the_display(world: World) -> None:
+    metrics = Metrics()
+    metrics.watch(ScrapeSource(world.config, Display(world.store), world.service, world.clock))
+    assert "byoi_last_scan_timestamp_seconds" not in generate_latest(metrics.registry).decode()
+
+    world.provider.create_image("web-old", {}, family="web", created_at=world.clock())
+    world.service.views.scan(world.clock())
+    text = generate_latest(metrics.registry).decode()
+
+    scanned = next(line for line in text.splitlines() if line.startswith("byoi_last_scan"))
+    assert float(scanned.split()[1]) == world.clock().timestamp()
+    open_alerts = len(Display(world.store).unresolved_alerts())
+    assert open_alerts > 0
+    assert f'byoi_alerts_open{{app="web"}} {open_alerts:.1f}' in text
 
 
 @pytest.mark.parametrize(

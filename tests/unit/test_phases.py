@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from bot.render import duration, phase_line
+from bot.views.words import duration, phase_line
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
 from pipeline.domain.phases import StepEvent, StepEventKind, phases
 from pipeline.services.display import Display

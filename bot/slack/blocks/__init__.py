@@ -1,4 +1,5 @@
-"""Pure Block Kit builders: values in, lists of blocks out; no Slack calls.
+"""Pure Block Kit builders: the views (bot/views/) in Slack's layout and marks, lists of blocks
+out; no Slack calls.
 
-May import pipeline values only.
+May import bot.views and pipeline values only.
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.views.marks import Marks
+
 Block = dict[str, Any]
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -33,3 +35,15 @@ def who(ref: str) -> str:
     if ref.startswith("S"):
         return f"<!subteam^{ref}>"
     return escape(ref)
+
+
+def _strong(text: str) -> str:
+    return f"*{text}*"
+
+
+def _code(text: str) -> str:
+    return f"`{text}`"
+
+
+MRKDWN = Marks(strong=_strong, code=_code, text=escape, person=who)
+"""The view model's sentences as Slack's mrkdwn marks them."""

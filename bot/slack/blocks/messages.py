@@ -7,16 +7,27 @@ summarised (counts per step and status, failures listed first).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from bot.render import usage_line
 from bot.slack.blocks.alerts import alerts_blocks
-from bot.slack.blocks.kit import MAX_BLOCKS, Block, clip, context, escape, section, who
+from bot.slack.blocks.kit import (
+    MAX_BLOCKS,
+    MRKDWN,
+    Block,
+    clip,
+    context,
+    escape,
+    section,
+    who,
+)
 from bot.slack.blocks.roll import roll_blocks
+from bot.views.fleet import EnvView, ImageRow, env_view, image_row
+from bot.views.runs import Facts, RunView, SlotView, plan_view, run_view, slot_view
+from bot.views.words import NO_APPS, NO_RUNS, usage_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
-from pipeline.domain.ownership import owner_label
 from pipeline.services.replies import (
     AlertsReply,
     ErrorReply,
@@ -34,6 +45,7 @@ from pipeline.services.replies import (
 MAX_SERVER_LINES = 25
 APPROVE = "run_approve"
 REJECT = "run_reject"
+WARNING = ":warning:"
 
 STATE_EMOJI = {
     RunState.PLANNED: ":memo:",
@@ -55,28 +67,18 @@ SERVER_EMOJI = {
     ServerStatus.CANCELLED: ":heavy_multiplication_x:",
     ServerStatus.SKIPPED: ":fast_forward:",
 }
-VERB = {
-    RunKind.SCALE_UP: "scale up",
-    RunKind.SCALE_DOWN: "scale down",
-    RunKind.REFRESH: "refresh image from a server",
-    RunKind.BAKE: "bake image",
-    RunKind.ROLL: "roll",
-    RunKind.PRUNE: "prune images",
-}
+BEFORE_START = (RunState.AWAITING_APPROVAL, RunState.REJECTED, RunState.EXPIRED)
+"""States in which a run's servers are not shown: it never started."""
 
 
-def _state(run: Run) -> str:
-    return run.state.value.replace("_", " ")
-
-
-def _age(run: Run, now: datetime) -> str:
-    if run.image_created_at is None:
-        return "age unknown"
-    return f"{max(0, (now - run.image_created_at).days)} days old"
-
-
-def _versions(versions: dict[str, str]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "none recorded"
+def _facts(facts: Facts, warning: str) -> str:
+    """The image, its versions and freshness (after ``warning`` when stale), strategy, target."""
+    return (
+        f"*Image* `{escape(facts.image_name)}` ({facts.image_age})\n"
+        f"*Versions* {escape(facts.versions)}\n"
+        f"*Staleness* {facts.freshness.verdict(warning, MRKDWN)}\n"
+        f"*Strategy* {facts.strategy} · *Target* `{escape(facts.target)}`"
+    )
 
 
 # run card -------------------------------------------------------------------------------
@@ -84,72 +86,66 @@ def _versions(versions: dict[str, str]) -> str:
 
 def run_card(run: Run, now: datetime, options: RunOptions | None = None) -> list[Block]:
     """The one parent message of a run, edited through its life (``options``: a roll's)."""
+    view = run_view(run, now)
     title = (
-        f"{STATE_EMOJI[run.state]} *Run {run.id}* · {VERB[run.kind]} "
-        f"*{run.app}/{run.env}*: {run.current} → {run.desired} "
-        f"{'image(s)' if run.kind == RunKind.PRUNE else 'server(s)'} · *{_state(run)}*"
+        f"{STATE_EMOJI[view.state]} *Run {view.id}* · {view.action.headline(MRKDWN)} "
+        f"{view.action.unit} · *{view.state_words}*"
     )
-    staleness = "; ".join(run.notes) if run.notes else "fresh"
-    facts = (
-        f"*Image* `{escape(run.image_name)}` ({_age(run, now)})\n"
-        f"*Versions* {escape(_versions(dict(run.image_versions)))}\n"
-        f"*Staleness* {':warning: ' + escape(staleness) if run.notes else staleness}\n"
-        f"*Strategy* {run.strategy.value} · *Target* `{escape(run.target)}`"
-    )
-    blocks: list[Block] = [section(title), section(facts), context(_people(run))]
-    if run.reason:
-        blocks.append(context(escape(run.reason)))
-    if run.servers and run.state not in (
-        RunState.AWAITING_APPROVAL,
-        RunState.REJECTED,
-        RunState.EXPIRED,
-    ):
-        blocks.append(section(servers_text(run.servers)))
+    blocks: list[Block] = [
+        section(title),
+        section(_facts(view.facts, WARNING)),
+        context(_people(view)),
+    ]
+    if view.reason:
+        blocks.append(context(escape(view.reason)))
+    if view.servers and view.state not in BEFORE_START:
+        blocks.append(section(_servers_text(view.servers)))
     blocks.extend(roll_blocks(run, options))
-    if run.state == RunState.AWAITING_APPROVAL:
-        blocks.append(approval_buttons(run))
+    if view.waiting:
+        blocks.append(approval_buttons(view))
     return blocks[:MAX_BLOCKS]
 
 
-def _people(run: Run) -> str:
-    parts = [f"requested by {who(run.requester)}"]
-    if run.approvers:
-        parts.append("approved by " + ", ".join(who(a) for a in run.approvers))
-    if run.state == RunState.AWAITING_APPROVAL:
-        needed = run.approvals_needed - len(run.approvers)
-        expires = run.expires_at.strftime("%H:%M UTC") if run.expires_at else "never"
-        parts.append(f"needs {needed} more approval(s) · expires {expires}")
-    elif run.state == RunState.EXPIRED:
+def _people(view: RunView) -> str:
+    parts = [f"requested by {who(view.requester)}"]
+    if view.approvers:
+        parts.append(view.approved_by(MRKDWN))
+    if view.waiting:
+        parts.append(f"needs {view.approvals_missing} more approval(s) · expires {view.expires}")
+    elif view.state == RunState.EXPIRED:
         parts.append("expired without approval — request it again")
     return " · ".join(parts)
 
 
-def server_line(server: RunServer) -> str:
-    name = server.provider_id or server.key
-    step = server.step.value if server.step else "waiting"
-    line = f"{SERVER_EMOJI[server.status]} `{escape(name)}` {step} · {server.status.value}"
-    if server.reason:
-        line += f" — {escape(clip(server.reason, 200))}"
+def _slot_line(slot: SlotView) -> str:
+    line = (
+        f"{SERVER_EMOJI[slot.status]} `{escape(slot.name)}` {slot.step_words} · {slot.status_words}"
+    )
+    if slot.reason:
+        line += f" — {escape(clip(slot.reason, 200))}"
     return line
 
 
 def servers_text(servers: tuple[RunServer, ...]) -> str:
     """Every server's step; beyond MAX_SERVER_LINES, failures first and the rest as counts."""
-    if len(servers) <= MAX_SERVER_LINES:
-        return "\n".join(server_line(s) for s in servers)
+    return _servers_text(tuple(map(slot_view, servers)))
+
+
+def _servers_text(slots: tuple[SlotView, ...]) -> str:
+    if len(slots) <= MAX_SERVER_LINES:
+        return "\n".join(map(_slot_line, slots))
     counts = Counter(
-        f"{s.status.value}"
-        + (f" ({s.step.value})" if s.status == ServerStatus.WORKING and s.step else "")
-        for s in servers
+        s.status_words + (f" ({s.step})" if s.status == ServerStatus.WORKING and s.step else "")
+        for s in slots
     )
     summary = " · ".join(f"{n} {label}" for label, n in sorted(counts.items()))
-    failed = [server_line(s) for s in servers if s.status == ServerStatus.FAILED]
+    failed = [_slot_line(s) for s in slots if s.status == ServerStatus.FAILED]
     shown = failed[:MAX_SERVER_LINES]
     more = f"\n…and {len(failed) - len(shown)} more failures" if len(failed) > len(shown) else ""
-    return clip(f"*{len(servers)} servers:* {summary}\n" + "\n".join(shown) + more)
+    return clip(f"*{len(slots)} servers:* {summary}\n" + "\n".join(shown) + more)
 
 
-def approval_buttons(run: Run) -> Block:
+def approval_buttons(run: RunView) -> Block:
     def button(label: str, action: str, style: str, question: str) -> Block:
         return {
             "type": "button",
@@ -165,7 +161,7 @@ def approval_buttons(run: Run) -> Block:
             },
         }
 
-    what = f"{VERB[run.kind]} {run.app}/{run.env} to {run.desired} server(s)"
+    what = f"{run.action.verb} {run.action.where} to {run.action.desired} server(s)"
     return {
         "type": "actions",
         "block_id": f"run-{run.id}-approval",
@@ -178,24 +174,32 @@ def approval_buttons(run: Run) -> Block:
 
 def run_summary(run: Run) -> str:
     """The final thread reply (broadcast to the channel)."""
-    done = sum(s.status == ServerStatus.DONE for s in run.servers)
-    failed = sum(s.status == ServerStatus.FAILED for s in run.servers)
+    view = run_view(run)
     text = (
-        f"{STATE_EMOJI[run.state]} Run {run.id} {_state(run)}: {VERB[run.kind]} "
-        f"{run.app}/{run.env}, {done} of {len(run.servers)} server(s) done"
+        f"{STATE_EMOJI[view.state]} Run {view.id} {view.state_words}: {view.action.verb} "
+        f"{view.action.where}, {view.done} of {len(view.servers)} server(s) done"
     )
-    text += (f", {failed} failed and rolled back" if failed else "") + "."
-    if run.kind in (RunKind.BAKE, RunKind.REFRESH) and run.reason:
-        text += f" {escape(run.reason)}"
+    text += (f", {view.failed} failed and rolled back" if view.failed else "") + "."
+    if view.kind in (RunKind.BAKE, RunKind.REFRESH) and view.reason:
+        text += f" {escape(view.reason)}"
     return text
 
 
 def failure_text(run: Run, server: RunServer) -> str:
-    cleanup = f" ({escape(server.cleanup)})" if server.cleanup else ""
-    step = server.step.value if server.step else "start"
+    slot = slot_view(server)
+    cleanup = f" ({escape(slot.cleanup)})" if slot.cleanup else ""
     return (
-        f":x: Run {run.id}: `{escape(server.provider_id or server.key)}` failed at {step}: "
-        f"{escape(server.reason or 'unknown reason')}{cleanup}"
+        f":x: Run {run.id}: `{escape(slot.name)}` failed at {slot.failed_at}: "
+        f"{escape(slot.reason or 'unknown reason')}{cleanup}"
+    )
+
+
+def fallback_text(run: Run) -> str:
+    """A run card's notification text: `Run 3: scale up web/production 2 → 5 (running)`."""
+    view = run_view(run)
+    return (
+        f"Run {view.id}: {view.action.verb} {view.action.where} {view.action.counts} "
+        f"({view.state_words})"
     )
 
 
@@ -203,29 +207,20 @@ def failure_text(run: Run, server: RunServer) -> str:
 
 
 def plan_blocks(plan: Plan, now: datetime) -> list[Block]:
-    staleness = plan.staleness.summary()
+    view = plan_view(plan)
     removals = ""
-    if plan.removals:
-        removals = "\n*Removes* " + ", ".join(f"`{escape(s.id)}`" for s in plan.removals[:20])
-    approval = (
-        (
-            f"needs {plan.approvals_needed} approval(s) from "
-            + ", ".join(who(a) for a in plan.approvers)
-        )
-        if plan.approvals_needed
-        else ("no approval needed")
-    )
+    if view.removals:
+        removals = "\n*Removes* " + ", ".join(f"`{escape(s)}`" for s in view.removals[:20])
+    approval = "no approval needed"
+    if view.approvals_needed:
+        needed = ", ".join(who(a) for a in view.approvers)
+        approval = f"needs {view.approvals_needed} approval(s) from {needed}"
     return [
         section(
-            f":memo: *Dry run* · {VERB[plan.kind]} *{plan.app}/{plan.env}*: {plan.current} → "
-            f"{plan.desired} server(s). Nothing was started."
+            f":memo: *Dry run* · {view.action.headline(MRKDWN)} {view.action.unit}. "
+            "Nothing was started."
         ),
-        section(
-            f"*Image* `{escape(plan.image.name)}` ({plan.staleness.age_days} days old)\n"
-            f"*Versions* {escape(_versions(dict(plan.image.versions)))}\n"
-            f"*Staleness* {escape(staleness)}\n*Strategy* {plan.strategy.value} · "
-            f"*Target* `{escape(plan.target)}`{removals}"
-        ),
+        section(_facts(view.facts, "") + removals),
         context(approval),
     ]
 
@@ -234,7 +229,7 @@ def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
     """Fallback text and blocks for a reply shown to the person who asked."""
     match reply:
         case ErrorReply(message, usage):
-            text = f":warning: {message}" + (f"\nUsage: `{usage_line(usage)}`" if usage else "")
+            text = f"{WARNING} {message}" + (f"\nUsage: `{usage_line(usage)}`" if usage else "")
             return text, [section(text)]
         case InfoReply(message):
             return message, [section(message)]
@@ -267,91 +262,81 @@ def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
 def more_block(left_out: list[str], verb: str) -> Block:
     """Says what a list left out and how to see it: `…and 12 more` with the command to use."""
     listed = escape(", ".join(left_out))
-    return section(clip(f"…and {len(left_out)} more; `/byoi {verb} <app>` shows one app: {listed}"))
+    command = usage_line(f"{verb} <app>")
+    return section(clip(f"…and {len(left_out)} more; `{command}` shows one app: {listed}"))
+
+
+Listed = TypeVar("Listed", EnvView, ImageRow)
+
+
+def _listed(
+    views: list[Listed], render: Callable[[Listed], Block], verb: str, limit: int
+) -> list[Block]:
+    """One section per app environment; past ``limit`` blocks, one line says what was left
+    out."""
+    if not views:
+        return [section(NO_APPS)]
+    if len(views) <= limit:
+        return [render(v) for v in views]
+    left_out = [v.where for v in views[limit - 1 :]]
+    return [*(render(v) for v in views[: limit - 1]), more_block(left_out, verb)]
 
 
 def status_blocks(reply: StatusReply, limit: int = MAX_BLOCKS) -> list[Block]:
-    """One section per app environment; past ``limit`` blocks, one line says what was left out."""
-    blocks: list[Block] = []
-    shown = reply.envs if len(reply.envs) <= limit else reply.envs[: limit - 1]
-    for env in shown:
-        lines = [f"*{env.app}/{env.env}* · {len(env.servers)} server(s)"]
-        if env.error:
-            lines.append(f":warning: could not list servers: {escape(env.error)}")
-        for view in env.servers[:MAX_SERVER_LINES]:
-            age = f"{view.image_age_days}d" if view.image_age_days is not None else "?"
-            lines.append(
-                f"`{escape(view.server.id)}` {view.server.state.value} · "
-                f"`{escape(view.image_name)}` ({age}) · "
-                f"{escape(_versions(dict(view.versions)))}"
-            )
-        if len(env.servers) > MAX_SERVER_LINES:
-            rest = Counter(v.server.state.value for v in env.servers[MAX_SERVER_LINES:])
-            states = ", ".join(f"{n} {state}" for state, n in sorted(rest.items()))
-            lines.append(
-                f"…and {len(env.servers) - MAX_SERVER_LINES} more ({states}); "
-                "`byoi status` in the shell lists every server"
-            )
-        if env.others:
-            owners = sorted({owner_label(s) for s in env.others})
-            lines.append(
-                f":no_entry_sign: not managed here: {len(env.others)} server(s) "
-                f"({escape(', '.join(owners))}), never touched"
-            )
-        if env.active_run:
-            run = env.active_run
-            lines.append(
-                f":gear: run {run.id} {_state(run)} ({run.current} → {run.desired}) by "
-                f"{who(run.requester)}"
-            )
-        blocks.append(section("\n".join(lines)))
-    if len(shown) < len(reply.envs):
-        blocks.append(more_block([f"{e.app}/{e.env}" for e in reply.envs[len(shown) :]], "status"))
-    return blocks or [section("No apps configured.")]
+    """One section per app environment, within ``limit`` blocks."""
+    return _listed([env_view(e) for e in reply.envs], _env_section, "status", limit)
+
+
+def _env_section(env: EnvView) -> Block:
+    lines = [f"*{env.where}* · {env.count}"]
+    if env.error:
+        lines.append(f"{WARNING} {escape(env.trouble)}")
+    for row in env.servers[:MAX_SERVER_LINES]:
+        age = f"{row.age_days}d" if row.age_days is not None else "?"
+        lines.append(
+            f"`{escape(row.id)}` {row.state} · `{escape(row.image_name)}` ({age}) · "
+            f"{escape(row.versions)}"
+        )
+    if len(env.servers) > MAX_SERVER_LINES:
+        rest = Counter(row.state for row in env.servers[MAX_SERVER_LINES:])
+        states = ", ".join(f"{n} {state}" for state, n in sorted(rest.items()))
+        lines.append(
+            f"…and {len(env.servers) - MAX_SERVER_LINES} more ({states}); "
+            "`byoi status` in the shell lists every server"
+        )
+    if env.others:
+        owners = escape(", ".join(env.owners))
+        lines.append(f":no_entry_sign: {env.unmanaged(f' ({owners})')}")
+    if env.active:
+        run = env.active
+        lines.append(f":gear: {run.in_flight} ({run.action.counts}) by {who(run.requester)}")
+    return section("\n".join(lines))
 
 
 def images_blocks(reply: ImagesReply, limit: int = MAX_BLOCKS) -> list[Block]:
-    """One section per app environment; past ``limit`` blocks, one line says what was left out."""
-    blocks: list[Block] = []
-    shown = reply.images if len(reply.images) <= limit else reply.images[: limit - 1]
-    for view in shown:
-        if view.image is None or view.staleness is None:
-            blocks.append(
-                section(
-                    f"*{view.app}/{view.env}* `{escape(view.ref)}` :x: {escape(view.error or '')}"
-                )
-            )
-            continue
-        verdict = (
-            "fresh" if view.staleness.fresh else ":warning: " + escape(view.staleness.summary())
-        )
-        blocks.append(
-            section(
-                f"*{view.app}/{view.env}* `{escape(view.image.name)}` from `{escape(view.ref)}`, "
-                f"{view.staleness.age_days} days old · {verdict}\n"
-                f"recorded: {escape(_versions(dict(view.image.versions)))} · "
-                f"declared: {escape(_versions(view.declared))}"
-            )
-        )
-    if len(shown) < len(reply.images):
-        blocks.append(
-            more_block([f"{v.app}/{v.env}" for v in reply.images[len(shown) :]], "images")
-        )
-    return blocks or [section("No apps configured.")]
+    """One section per app environment's image, within ``limit`` blocks."""
+    return _listed([image_row(v) for v in reply.images], _image_section, "images", limit)
+
+
+def _image_section(row: ImageRow) -> Block:
+    if row.name is None:
+        return section(f"*{row.where}* `{escape(row.ref)}` :x: {escape(row.error)}")
+    return section(
+        f"*{row.where}* `{escape(row.name)}` from `{escape(row.ref)}`, "
+        f"{row.age} · {row.freshness.verdict(WARNING, MRKDWN)}\n"
+        f"recorded: {escape(row.recorded)} · declared: {escape(row.declared)}"
+    )
 
 
 def history_blocks(runs: tuple[Run, ...]) -> list[Block]:
     if not runs:
-        return [section("No runs yet.")]
+        return [section(NO_RUNS)]
     lines = []
-    for run in runs:
-        approved = (
-            " · approved by " + ", ".join(who(a) for a in run.approvers) if run.approvers else ""
-        )
+    for view in map(run_view, runs):
+        approved = f" · {view.approved_by(MRKDWN)}" if view.approvers else ""
         lines.append(
-            f"{STATE_EMOJI[run.state]} *{run.id}* {run.created_at:%Y-%m-%d %H:%M} "
-            f"{run.app}/{run.env} {VERB[run.kind]} {run.current} → {run.desired} · "
-            f"{_state(run)} · by {who(run.requester)}{approved}"
+            f"{STATE_EMOJI[view.state]} *{view.id}* {view.created} {view.action.entry} · "
+            f"{view.state_words} · by {who(view.requester)}{approved}"
         )
     return [section("\n".join(lines))]
 
@@ -360,7 +345,7 @@ def home_view(status: StatusReply, images: ImagesReply) -> dict[str, Any]:
     """The App Home tab: apps, servers, images with staleness, runs in flight."""
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": "byoi"}},
-        context("Servers cloned from your own images. Type `/byoi help` in a channel."),
+        context(f"Servers cloned from your own images. Type `{usage_line('help')}` in a channel."),
         {"type": "divider"},
         *status_blocks(status, HOME_LIMIT),
         {"type": "divider"},

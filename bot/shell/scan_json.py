@@ -1,4 +1,4 @@
-"""The scan report as plain JSON, for `byoi scan --json`."""
+"""A scan as plain JSON, for `byoi scan --json`: data for scripts, not wording for people."""
 
 from __future__ import annotations
 
