@@ -248,7 +248,7 @@ def m008_reply_intents(db: sqlite_utils.Database) -> None:
         db,
         """
         -- A thread reply is recorded (posted = 0) before it is posted, so a crash between
-        -- Slack taking the post and byoi storing where it is cannot make a restart post it
+        -- the chat taking the post and byoi storing where it is cannot make a restart post it
         -- twice: the restart looks it up in the thread first. Every earlier row was posted.
         ALTER TABLE replies ADD COLUMN posted INTEGER NOT NULL DEFAULT 1;
         """,
