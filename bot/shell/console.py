@@ -12,7 +12,7 @@ import threading
 from typing import TextIO
 
 from bot.shell import text
-from bot.views.words import phase_line, state_words
+from bot.views.words import part_line, state_words
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.commands import shown
@@ -96,12 +96,13 @@ class TextNotifier:
         return lines
 
     def _phase_lines(self, run: Run) -> list[str]:
+        """Each phase (a roll: each batch) once it is over, and a batch while it is paused."""
         lines = []
-        for phase in self.display.phases(run) if self.display else ():
-            line = phase_line(phase)
-            if phase.finished and self._phases.get((run.id, phase.name)) != line:
-                self._phases[(run.id, phase.name)] = line
-                mark = "⚠" if phase.failed or phase.stopped else "✓"
+        for part in self.display.phases(run) if self.display else ():
+            line = part_line(part)
+            if (part.finished or part.paused) and self._phases.get((run.id, part.key)) != line:
+                self._phases[(run.id, part.key)] = line
+                mark = "⏸" if part.paused else "⚠" if part.troubled else "✓"
                 lines.append(f"[run {run.id}] {mark} {line}")
         return lines
 

@@ -19,9 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.blocks import messages
-from bot.slack.blocks import roll as rollblocks
-from bot.slack.blocks.kit import section
-from bot.slack.thread import PhaseReplies
+from bot.slack.thread import ThreadReplies
 from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunKind, ServerStatus
 from pipeline.ports import Clock
@@ -79,7 +77,7 @@ class Cards:
         self.post = poster or Poster(client, post_interval)
         self._stop_deadline = 0.0
         self.thread_updates_of = thread_updates_of
-        self.phases = PhaseReplies(client, self.post, display, clock)
+        self.thread = ThreadReplies(client, self.post, display, clock)
 
         self._pending: dict[int, Run] = {}
         self._last_edit: dict[int, float] = {}
@@ -261,30 +259,9 @@ class Cards:
 
     def _thread_replies(self, run: Run) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
-        once, ever."""
-        assert run.channel and run.shown_as
-        if self.thread_updates_of(run) == ThreadUpdates.PHASES:
-            self.phases.show(run)
-        told = self.display.notices(run.id)
-        for server in run.servers:
-            what = f"failure:{server.slot}"
-            if server.status == ServerStatus.FAILED and what not in told:
-                self.post(
-                    run.channel, text=messages.failure_text(run, server), thread_ts=run.shown_as
-                )
-                self.display.record_notice(run.id, what, self.clock())
-        finished = run.servers and any(s.status.finished for s in run.servers)
-        if run.state.terminal and finished and "summary" not in told:
-            summary = messages.run_summary(run)
-            offer = rollblocks.roll_offer(run, self.display.run_image(run.id))
-            self.post(
-                run.channel,
-                text=summary,
-                blocks=[section(summary), *offer] if offer else None,
-                thread_ts=run.shown_as,
-                reply_broadcast=True,
-            )
-            self.display.record_notice(run.id, "summary", self.clock())
+        once, ever (bot/slack/thread.py)."""
+        phases = self.thread_updates_of(run) == ThreadUpdates.PHASES
+        self.thread.show(run, phases=phases)
 
     @staticmethod
     def _fallback(run: Run) -> str:

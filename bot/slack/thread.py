@@ -1,56 +1,186 @@
-"""A run's thread as its step record: one reply per phase, posted when the first server enters
-the step and edited in place as servers go through it.
+"""A run's thread as its record: one reply per step phase (a roll: per batch), posted when the
+first server enters it and edited in place as servers go through it; a reply per failed server;
+the summary, broadcast to the channel.
 
-Each phase line is derived from the stored run, and where each reply is and what it last said
-are stored too, so a restart edits the replies to their final state and never posts one twice.
-Called from the card's coalesced flush, so each reply is edited at most once per card interval.
+Each line is derived from the stored run, and where each reply is and what it last said are
+stored too, so a restart edits the replies to their final state. A reply is recorded before it
+is posted and carries its key in the message metadata: if byoi dies after Slack took the post
+but before it stored where the reply is, the restart finds the reply in the thread
+(conversations.replies) and adopts it instead of posting it again. Called from the card's
+coalesced flush, so each reply is edited at most once per card interval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-from bot.slack.blocks.kit import escape
-from bot.views.words import phase_line
-from pipeline.domain.models import Run
-from pipeline.domain.phases import Phase
+from bot.slack.blocks import messages
+from bot.slack.blocks import roll as rollblocks
+from bot.slack.blocks.kit import Block, escape, section
+from bot.views.words import part_line
+from pipeline.domain.models import Run, ServerStatus
+from pipeline.domain.phases import Part, ThreadReply
 from pipeline.ports import Clock
 from pipeline.services.display import Display
 
+log = logging.getLogger(__name__)
 Post = Callable[..., dict[str, object]]
 
+EVENT_TYPE = "byoi_reply"
+"""The metadata event type of byoi's thread replies; the payload names the run and the reply."""
 
-def phase_text(phase: Phase) -> str:
-    if not phase.finished:
+# Slack's answers when the token may not read the channel's threads: byoi then posts again.
+_CANNOT_READ = ("missing_scope", "not_allowed_token_type", "no_permission", "not_in_channel")
+_PAGES = 20
+
+
+def phase_text(part: Part) -> str:
+    """A phase's or a batch's reply: its line behind a mark saying how it is going."""
+    if part.paused:
+        mark = ":double_vertical_bar:"
+    elif not part.finished:
         mark = ":arrows_counterclockwise:"
-    elif phase.failed or phase.stopped:
+    elif part.troubled:
         mark = ":warning:"
     else:
         mark = ":white_check_mark:"
-    return f"{mark} {escape(phase_line(phase))}"
+    return f"{mark} {escape(part_line(part))}"
 
 
-class PhaseReplies:
+@dataclass(frozen=True)
+class Due:
+    """A reply the thread should have, as it should read now."""
+
+    what: str
+    text: str
+    editable: bool
+    blocks: list[Block] | None = None
+    broadcast: bool = False
+
+
+class ThreadReplies:
     def __init__(self, client: WebClient, post: Post, display: Display, clock: Clock) -> None:
         self.client = client
         self.post = post
         self.display = display
         self.clock = clock
+        self._cannot_read = False
+        """Slack refused to show a thread (a missing scope): said once, then no more lookups."""
 
-    def show(self, run: Run) -> None:
-        """Post a reply for each phase a server entered; edit one whose line changed."""
+    def show(self, run: Run, *, phases: bool) -> None:
+        """Post each reply the run's thread lacks, in order; edit a phase reply whose line
+        changed. A reply whose post a crash left unknown is looked up first."""
         if not run.channel or not run.shown_as:
             return
         shown = self.display.thread_replies(run.id)
-        for phase in self.display.phases(run):
-            what = f"phase:{phase.name}"
-            text = phase_text(phase)
-            reply = shown.get(what)
+        found: dict[str, tuple[str, str]] | None = None
+        for due in self._due(run, phases=phases):
+            reply = shown.get(due.what)
+            if reply is not None and not reply.posted:
+                if found is None:
+                    found = self._in_thread(run)
+                if due.what in found:
+                    ts, text = found[due.what]
+                    reply = ThreadReply(due.what, ts, text)
+                    self.display.reply_shown(run.id, due.what, ts, text, self.clock())
+                else:
+                    reply = None
             if reply is None:
-                response = self.post(run.channel, text=text, thread_ts=run.shown_as)
-                self.display.reply_shown(run.id, what, str(response["ts"]), text, self.clock())
-            elif reply.text != text:
-                self.client.chat_update(channel=run.channel, ts=reply.shown_as, text=text)
-                self.display.reply_shown(run.id, what, reply.shown_as, text, self.clock())
+                self._post(run, due)
+            elif due.editable and reply.shown_as and reply.text != due.text:
+                self.client.chat_update(
+                    channel=run.channel,
+                    ts=reply.shown_as,
+                    text=due.text,
+                    metadata=_metadata(run, due),
+                )
+                self.display.reply_shown(run.id, due.what, reply.shown_as, due.text, self.clock())
+
+    def _due(self, run: Run, *, phases: bool) -> Iterator[Due]:
+        if phases:
+            for part in self.display.phases(run):
+                yield Due(part.key, phase_text(part), editable=True)
+        for server in run.servers:
+            if server.status == ServerStatus.FAILED:
+                text = messages.failure_text(run, server)
+                yield Due(f"failure:{server.slot}", text, editable=False)
+        finished = run.servers and any(s.status.finished for s in run.servers)
+        if run.state.terminal and finished:
+            summary = messages.run_summary(run)
+            offer = rollblocks.roll_offer(run, self.display.run_image(run.id))
+            blocks = [section(summary), *offer] if offer else None
+            yield Due("summary", summary, editable=False, blocks=blocks, broadcast=True)
+
+    def _post(self, run: Run, due: Due) -> None:
+        assert run.channel and run.shown_as
+        self.display.reply_intended(run.id, due.what, due.text, self.clock())
+        extra: dict[str, object] = {"reply_broadcast": True} if due.broadcast else {}
+        if due.blocks:
+            extra["blocks"] = due.blocks
+        response = self.post(
+            run.channel,
+            text=due.text,
+            thread_ts=run.shown_as,
+            metadata=_metadata(run, due),
+            **extra,
+        )
+        self.display.reply_shown(run.id, due.what, str(response["ts"]), due.text, self.clock())
+
+    def _in_thread(self, run: Run) -> dict[str, tuple[str, str]]:
+        """byoi's replies in the run's thread, by what they are: (ts, text). Empty when
+        Slack will not show the thread to this token (then byoi posts again)."""
+        if self._cannot_read:
+            return {}
+        found: dict[str, tuple[str, str]] = {}
+        cursor: str | None = None
+        try:
+            for _ in range(_PAGES):
+                page = self.client.conversations_replies(
+                    channel=str(run.channel),
+                    ts=str(run.shown_as),
+                    include_all_metadata=True,
+                    cursor=cursor,
+                    limit=200,
+                )
+                for message in page.get("messages") or []:
+                    what = _reply_of(run, message)
+                    if what is not None:
+                        found[what] = (str(message["ts"]), str(message.get("text", "")))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            error = str(exc.response.get("error"))
+            if error not in _CANNOT_READ:
+                raise
+            self._cannot_read = True
+            log.warning(
+                "cannot read run threads (%s%s): a reply whose post a crash left unknown is "
+                "posted again; add the channels:history and groups:history scopes",
+                error,
+                f", needs {exc.response.get('needed')}" if exc.response.get("needed") else "",
+            )
+            return {}
+        return found
+
+
+def _metadata(run: Run, due: Due) -> dict[str, object]:
+    """What finds the reply again in the thread (Slack message metadata)."""
+    return {"event_type": EVENT_TYPE, "event_payload": {"run": run.id, "reply": due.what}}
+
+
+def _reply_of(run: Run, message: dict[str, object]) -> str | None:
+    """Which of this run's replies ``message`` is, by its metadata; None if not one."""
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_TYPE:
+        return None
+    payload = metadata.get("event_payload")
+    if not isinstance(payload, dict) or payload.get("run") != run.id:
+        return None
+    what = payload.get("reply")
+    return what if isinstance(what, str) else None

@@ -11,7 +11,7 @@ from functools import cache
 
 from bot.views.marks import PLAIN, Marks
 from pipeline.domain.models import RunKind, RunServer
-from pipeline.domain.phases import Phase
+from pipeline.domain.phases import Batch, Part, Phase
 from pipeline.domain.staleness import Staleness
 
 COMMAND = "/byoi"
@@ -127,6 +127,35 @@ def phase_line(phase: Phase) -> str:
     parts.extend(phase.notes[:3])
     if len(phase.notes) > 3:
         parts.append(f"…and {len(phase.notes) - 3} more")
+    return " · ".join(parts)
+
+
+def part_line(part: Part) -> str:
+    """A phase's line, or a roll batch's."""
+    return batch_line(part) if isinstance(part, Batch) else phase_line(part)
+
+
+def batch_line(batch: Batch) -> str:
+    """One batch of a roll: `batch 2/4 · 3/3 new up · 3/3 old removed · 48 s`."""
+    parts = [batch.name]
+    if batch.canary:
+        parts.append("canary")
+    parts.append(f"{batch.up}/{batch.pairs} new up")
+    if batch.failed:
+        parts.append(f"{batch.failed} failed")
+    if batch.rolled_back:
+        parts.append(f"{batch.rolled_back} rolled back")
+    parts.append(f"{batch.removed}/{batch.pairs} old removed")
+    if batch.kept:
+        parts.append(f"{batch.kept} old kept in service")
+    if batch.paused:
+        parts.append("paused: waiting for Continue or Roll back")
+    elif batch.seconds is not None:
+        parts.append(duration(batch.seconds))
+    elif batch.working:
+        parts.append(", ".join(f"{count} in {step.value}" for step, count in batch.working))
+    else:
+        parts.append("in progress")
     return " · ".join(parts)
 
 

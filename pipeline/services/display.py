@@ -10,7 +10,7 @@ from datetime import datetime
 from pipeline.domain.alerts import Alert
 from pipeline.domain.measured import RunImage, RunOptions
 from pipeline.domain.models import Run, RunKind, RunState
-from pipeline.domain.phases import Phase, ThreadReply, phases
+from pipeline.domain.phases import Part, ThreadReply, story
 from pipeline.state import measured, monitor
 from pipeline.state.cards import UNPOSTABLE, run_revision
 from pipeline.state.store import Store
@@ -74,12 +74,19 @@ class Display:
         found = (self._store.alerts.get(alert_id) for alert_id in self._store.cards.alerts_behind())
         return [a for a in found if a is not None]
 
-    def phases(self, run: Run) -> tuple[Phase, ...]:
-        """The run's step story so far, derived from what the store recorded."""
-        return phases(run, self._store.history.step_events(run.id))
+    def phases(self, run: Run) -> tuple[Part, ...]:
+        """The run's step story so far (a roll's by batch), derived from what the store
+        recorded."""
+        options = self.run_options(run.id) if run.kind == RunKind.ROLL else None
+        return story(run, self._store.history.step_events(run.id), options)
 
     def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
+        """Replies posted about the run, and those about to be (see ``reply_intended``)."""
         return self._store.history.thread_replies(run_id)
+
+    def reply_intended(self, run_id: int, what: str, text: str, now: datetime) -> None:
+        """Recorded before a reply is posted, so a crash before ``reply_shown`` is noticed."""
+        self._store.history.record_intent(run_id, what, text, now)
 
     def reply_shown(self, run_id: int, what: str, shown_as: str, text: str, now: datetime) -> None:
         self._store.history.record_reply(run_id, what, shown_as, text, now)

@@ -26,11 +26,13 @@ class RunHistory:
         self.database = database
 
     def step_events(self, run_id: int) -> list[StepEvent]:
-        """Every step boundary of the run's servers, oldest first."""
+        """Every step boundary of the run's servers, oldest first (a run's own `failed` or
+        `cancelled` has its reason as detail, a server's a JSON object naming the slot)."""
         marks = ",".join("?" * len(_EVENTS))
         rows = self.database.rows(
             f"""SELECT at, event, detail FROM audit
-            WHERE run_id = ? AND actor = 'byoi' AND event IN ({marks}) ORDER BY id""",  # noqa: S608
+            WHERE run_id = ? AND actor = 'byoi' AND event IN ({marks})
+            AND detail LIKE '{{%' ORDER BY id""",  # noqa: S608
             [run_id, *_EVENTS],
         )
         events = []
@@ -49,19 +51,34 @@ class RunHistory:
         return events
 
     def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
-        """Replies posted about the run that can be edited (those with a reference)."""
+        """Replies given about the run (those recorded before 006 have no reference), and
+        those about to be posted (see ``record_intent``)."""
         rows = self.database.rows(
-            "SELECT what, shown_as, text FROM replies WHERE run_id = ? AND shown_as IS NOT NULL",
-            [run_id],
+            "SELECT what, shown_as, text, posted FROM replies WHERE run_id = ?", [run_id]
         )
-        return {r["what"]: ThreadReply(r["what"], r["shown_as"], r["text"] or "") for r in rows}
+        return {
+            r["what"]: ThreadReply(r["what"], r["shown_as"], r["text"] or "", bool(r["posted"]))
+            for r in rows
+        }
+
+    def record_intent(self, run_id: int, what: str, text: str, now: datetime) -> None:
+        """A reply is about to be posted: a crash before ``record_reply`` leaves it unposted
+        here, so a restart looks for it in the thread before it posts it again."""
+        with self.database.write() as conn:
+            conn.execute(
+                """INSERT INTO replies (run_id, what, at, text, posted) VALUES (?,?,?,?,0)
+                ON CONFLICT (run_id, what) DO UPDATE SET text = excluded.text
+                WHERE replies.posted = 0""",
+                [run_id, what, now.isoformat(), text],
+            )
 
     def record_reply(self, run_id: int, what: str, shown_as: str, text: str, now: datetime) -> None:
         """Record a reply as posted, or the text it was last edited to."""
         with self.database.write() as conn:
             conn.execute(
-                """INSERT INTO replies (run_id, what, at, shown_as, text) VALUES (?,?,?,?,?)
+                """INSERT INTO replies (run_id, what, at, shown_as, text, posted)
+                VALUES (?,?,?,?,?,1)
                 ON CONFLICT (run_id, what) DO UPDATE SET shown_as = excluded.shown_as,
-                text = excluded.text""",
+                text = excluded.text, posted = 1""",
                 [run_id, what, now.isoformat(), shown_as, text],
             )

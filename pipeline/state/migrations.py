@@ -253,6 +253,18 @@ def m007_lifecycle(db: sqlite_utils.Database) -> None:
     )
 
 
+def m008_reply_intents(db: sqlite_utils.Database) -> None:
+    _script(
+        db,
+        """
+        -- A thread reply is recorded (posted = 0) before it is posted, so a crash between
+        -- the chat taking the post and byoi storing where it is cannot make a restart post it
+        -- twice: the restart looks it up in the thread first. Every earlier row was posted.
+        ALTER TABLE replies ADD COLUMN posted INTEGER NOT NULL DEFAULT 1;
+        """,
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("001_runs", m001_runs),
     ("002_alerts", m002_alerts),
@@ -261,6 +273,7 @@ MIGRATIONS: tuple[tuple[str, Migration], ...] = (
     ("005_cards", m005_cards),
     ("006_thread_replies", m006_thread_replies),
     ("007_lifecycle", m007_lifecycle),
+    ("008_reply_intents", m008_reply_intents),
 )
 
 

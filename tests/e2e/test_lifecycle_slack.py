@@ -29,17 +29,40 @@ def canary_paused(bot: Bot, run_id: int) -> str:
     return wait_card(bot, "paused after the canary")
 
 
+def batch_reply(bot: Bot, needle: str) -> str:
+    """The thread reply of the roll's first batch once it (as posted or edited) has ``needle``."""
+    return str(
+        bot.fake.wait_for(
+            lambda: next(
+                (
+                    c.params["text"]
+                    for c in [*bot.fake.sent("chat.postMessage"), *bot.fake.sent("chat.update")]
+                    if "batch 1/2" in str(c.params.get("text")) and needle in c.params["text"]
+                ),
+                None,
+            )
+        )
+    )
+
+
 def test_a_canary_roll_pauses_and_continue_finishes_it(tmp_path: Path) -> None:
     with running_bot(tmp_path, before=two_servers_behind) as bot:
         card = canary_paused(bot, 2)
         assert "roll_continue" in card and "roll_back" in card
         assert "ruby_version 3.2.2" in card and "batch 1 of 2 · old 2 → new 1 (of 2)" in card
+        paused = batch_reply(bot, "paused")
+        assert paused == (
+            ":double_vertical_bar: batch 1/2 · canary · 1/1 new up · 0/1 old removed · "
+            "paused: waiting for Continue or Roll back"
+        )
 
         status, _, seconds = bot.click("roll_continue", 2, "UBOB")
         assert status == 200 and seconds < 3
 
         final = wait_card(bot, "succeeded")
         assert "roll_continue" not in final and "old 0 → new 2 (of 2)" in final
+        done = batch_reply(bot, ":white_check_mark:")
+        assert done.startswith(":white_check_mark: batch 1/2 · canary · 1/1 new up · 1/1 old")
     servers = list((tmp_path / "local/servers").glob("*/server.json"))
     live = [json.loads(p.read_text()) for p in servers if (p.parent / "rootfs").exists()]
     images = [json.loads(p.read_text()) for p in (tmp_path / "local/images").glob("*/image.json")]

@@ -106,6 +106,11 @@ def test_the_demo_lifecycle_bakes_measured_versions_and_rolls_the_fleet(tmp_path
     out = fourth.stdout
     assert fourth.returncode == 0, fourth.stderr
     assert "replaces  3 server(s) in batches of 2, surge first" in out
+    batches = [line for line in out.splitlines() if line.startswith("[run 4] ✓ batch")]
+    assert [line.split(" · ")[:3] for line in batches] == [  # the thread's batch lines
+        ["[run 4] ✓ batch 1/2", "2/2 new up", "2/2 old removed"],
+        ["[run 4] ✓ batch 2/2", "1/1 new up", "1/1 old removed"],
+    ]
     status = out.split("UBOB> status")[-1].split("UBOB> scan")[0]
     assert status.count("ruby_version 3.2.2") == 3 and "3.1.2" not in status
     assert "demo/staging: 3 server(s)" in status

@@ -1,20 +1,24 @@
-"""A run's thread over HTTP: one reply per step phase, edited to its final counts and durations,
-a reply per failed server and the summary, within Slack's budgets (posts per second per channel,
-edits per message)."""
+"""A run's thread over HTTP: one reply per step phase (a roll: per batch), edited to its final
+counts and durations, a reply per failed server and the summary, within Slack's budgets (posts
+per second per channel, edits per message); and none posted twice when byoi is killed between
+Slack taking a reply and byoi storing where it is."""
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
-from bot.slack.thread import phase_text
+import pytest
+
+from bot.slack.thread import EVENT_TYPE, phase_text
 from pipeline.domain.models import RunState
 from pipeline.services.display import Display
 from pipeline.state.store import Store
-from tests.conftest import DEPLOY_OK, config_text
-from tests.e2e.slackbot import Bot, running_bot
+from tests.conftest import DEPLOY_OK, IMAGE_FILES, START, World, config_text, make_world
+from tests.e2e.slackbot import Bot, running_bot, serving
 from tests.fakes.slack_api import Call, FakeSlack
 
 PHASE = re.compile(
@@ -62,11 +66,11 @@ def final_texts(fake: FakeSlack, posts: list[Call]) -> list[str]:
     return [latest[c.ts] for c in posts]
 
 
-def derived(root: Path) -> list[str]:
+def derived(root: Path, run_id: int = 1) -> list[str]:
     """The phase lines the stored run gives now (what a restart would edit the replies to)."""
     store = Store(root / "byoi.db")
     try:
-        run = store.run(1)
+        run = store.run(run_id)
         assert run is not None and run.state.terminal
         return [phase_text(p) for p in Display(store).phases(run)]
     finally:
@@ -129,3 +133,99 @@ def test_a_fifty_server_run_adds_a_handful_of_replies_not_one_per_server(tmp_pat
         store = Store(tmp_path / "byoi.db")
         assert store.run(1).state == RunState.SUCCEEDED  # type: ignore[union-attr]
         store.close()
+
+
+# a roll: one reply per batch ---------------------------------------------------------------
+
+BATCH = re.compile(
+    r"^:white_check_mark: batch [123]/3 · 1/1 new up · 1/1 old removed · \d+ (s|min|min \d+ s)$"
+)
+
+
+def three_behind(world: World) -> None:
+    """Three servers on the old image, then a newer image in the family."""
+    run = world.request("scale web 3", "W111")
+    world.say(f"approve {run.id}", "UBOB")
+    world.finish(run.id)
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+
+
+def test_a_roll_in_three_batches_adds_one_reply_per_batch_and_the_summary(tmp_path: Path) -> None:
+    keys = config(4, deploy_command=slow_deploy(3))  # room for the surge of one
+    with running_bot(tmp_path, keys, before=three_behind) as bot:
+        bot.command("roll web --batch 1")
+        card = bot.fake.wait_for(lambda: bot.fake.sent("chat.postMessage"))[0]
+        bot.click("run_approve", 2, "UBOB")
+        bot.fake.wait_for(
+            lambda: [
+                c for c in bot.fake.sent("chat.postMessage") if c.params.get("reply_broadcast")
+            ],
+            timeout=120,
+        )
+        thread = [c for c in bot.fake.sent("chat.postMessage") if c.params.get("thread_ts")]
+        bot.fake.wait_for(lambda: derived(tmp_path, 2) == final_texts(bot.fake, thread[:3]))
+
+        batches = final_texts(bot.fake, thread[:3])
+        assert len(thread) == 4 and all(c.params["thread_ts"] == card.ts for c in thread)
+        assert all(BATCH.match(b) for b in batches), batches
+        assert [b.split(" · ")[0] for b in batches] == [
+            f":white_check_mark: batch {n}/3" for n in (1, 2, 3)
+        ]
+        assert [c.params["metadata"]["event_payload"]["reply"] for c in thread] == [
+            "batch:1",
+            "batch:2",
+            "batch:3",
+            "summary",
+        ]
+        assert ":arrows_counterclockwise: batch 1/3" in thread[0].params["text"]  # posted early
+        assert len(edited(bot.fake, thread[:3])) == 3  # and each edited to its final counts
+        assert "Run 2 succeeded" in thread[-1].params["text"]
+        assert_within_budget(bot.fake, phases=3, failed=0)
+
+
+# killed between Slack taking a reply and byoi storing where it is ------------------------------
+
+HELD: dict[str, Any] = {
+    "phase": lambda params: bool(params.get("thread_ts")),  # the first reply: clone
+    "summary": lambda params: bool(params.get("reply_broadcast")),
+}
+
+
+def replies_in_thread(fake: FakeSlack, card: Call) -> Counter[str]:
+    """How often each of byoi's replies is in the card's thread (Slack's own record)."""
+    found: Counter[str] = Counter()
+    for message in fake.thread(card.params["channel"], str(card.ts)):
+        assert message["metadata"]["event_type"] == EVENT_TYPE
+        found[message["metadata"]["event_payload"]["reply"]] += 1
+    return found
+
+
+@pytest.mark.parametrize("held", sorted(HELD))
+def test_a_kill_after_slack_took_a_reply_never_posts_it_twice(tmp_path: Path, held: str) -> None:
+    world = make_world(tmp_path, config(3, deploy_command=slow_deploy(1, fail_slot_2=True)))
+    world.store.close()
+    fake = FakeSlack().start()
+    hold = fake.hold("chat.postMessage", HELD[held])
+    try:
+        with serving(tmp_path, fake) as bot:
+            bot.command("scale web 3")
+            card = fake.wait_for(lambda: fake.sent("chat.postMessage"))[0]
+            bot.click("run_approve", 1, "UBOB")
+            assert hold.accepted.wait(60), bot.logs()
+            bot.process.kill()  # Slack has the reply; byoi never hears where it is
+            bot.process.wait(10)
+            hold.release.set()
+        with serving(tmp_path, fake, log_name="restart.log") as bot:
+            fake.wait_for(lambda: "summary" in replies_in_thread(fake, card), timeout=90)
+            thread = [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")]
+            fake.wait_for(lambda: derived(tmp_path) == final_texts(fake, thread[:5]), timeout=30)
+    finally:
+        fake.stop()
+
+    found = replies_in_thread(fake, card)
+    assert set(found) == {f"phase:{p}" for p in PHASES} | {"failure:2", "summary"}, found
+    assert set(found.values()) == {1}, found  # exactly one reply each
+    assert fake.sent("conversations.replies")  # looked up, not posted again
+
+
+PHASES = ("clone", "scrub", "deploy", "probe", "register")

@@ -1,5 +1,9 @@
 """A local fake of the Slack Web API: records every call, can answer 429 or 500 on demand.
 
+Keeps the messages posted (with their metadata) and answers `conversations.replies` for a
+thread the way Slack does: the parent first, then the replies, cursor-paginated, metadata only
+with `include_all_metadata`. It can lack a scope, and hold the answer to a call it accepted
+(to kill byoi between Slack taking a post and byoi learning its ts).
 Also receives `response_url` posts (as method "respond") so ephemeral replies can be asserted.
 """
 
@@ -33,6 +37,21 @@ class Fault:
 
 
 @dataclass
+class Hold:
+    """The answer to the first call of ``method`` matching ``matches`` waits for ``release``
+    (the call itself is accepted, as Slack would have)."""
+
+    method: str
+    matches: Callable[[dict[str, Any]], bool]
+    accepted: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+# Which scope each method the fake checks needs (as Slack names it in `missing_scope`).
+NEEDED = {"conversations.replies": "channels:history"}
+
+
+@dataclass
 class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)
@@ -40,6 +59,10 @@ class FakeSlack:
     faults: dict[str, Fault] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     """Seconds to wait before answering a method (a slow Slack)."""
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """Messages posted, by (channel, ts), as Slack would return them (edits applied)."""
+    scopes_missing: set[str] = field(default_factory=set)
+    holds: list[Hold] = field(default_factory=list)
     _ts: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -62,6 +85,9 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_GET(self) -> None:
                 fake._handle(self)
 
             def log_message(self, *args: object) -> None:
@@ -88,14 +114,31 @@ class FakeSlack:
             self.faults.clear()
             self.delays.clear()
 
+    def hold(self, method: str, matches: Callable[[dict[str, Any]], bool]) -> Hold:
+        """Accept the first matching call of ``method`` but answer it only once released."""
+        held = Hold(method, matches)
+        with self._lock:
+            self.holds.append(held)
+        return held
+
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of message ``ts`` (not the parent), oldest first."""
+        with self._lock:
+            return [
+                dict(m)
+                for (ch, m_ts), m in sorted(self.messages.items(), key=lambda i: float(i[0][1]))
+                if ch == channel and m.get("thread_ts") == ts and m_ts != ts
+            ]
+
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        path, _, query = request.path.partition("?")
         length = int(request.headers.get("Content-Length", "0"))
-        raw = request.rfile.read(length).decode()
+        raw = request.rfile.read(length).decode() if length else query
         if "json" in request.headers.get("Content-Type", ""):
             params = json.loads(raw or "{}")
         else:
             params = {k: v[0] for k, v in parse_qs(raw).items()}
-        method = "respond" if request.path.startswith("/respond/") else request.path.split("/")[-1]
+        method = "respond" if path.startswith("/respond/") else path.split("/")[-1]
         with self._lock:
             delay = self.delays.get(method, 0.0)
         if delay:
@@ -114,12 +157,21 @@ class FakeSlack:
                 return
             body = self._answer(method, params)
             self.calls.append(Call(method, params, time.monotonic(), 200, body.get("ts")))
+            held = next((h for h in self.holds if h.method == method and h.matches(params)), None)
+            if held is not None:
+                self.holds.remove(held)
+        if held is not None:
+            held.accepted.set()
+            held.release.wait(60)
         data = json.dumps(body).encode()
-        request.send_response(200)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        try:
+            request.send_response(200)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+        except OSError:
+            pass  # the caller is gone (killed while its answer was held)
 
     def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -130,15 +182,78 @@ class FakeSlack:
                 "team_id": "T1",
                 "url": "https://example.invalid/",
             }
+        if method in self.scopes_missing:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": NEEDED.get(method, "unknown"),
+                "provided": "commands,chat:write,chat:write.public,usergroups:read",
+            }
         if method in ("chat.postMessage", "chat.update"):
             self._ts += 1
             ts = params.get("ts") or f"1700000000.{self._ts:06d}"
-            return {"ok": True, "channel": params.get("channel"), "ts": ts}
+            message = self._keep(method, params, ts)
+            return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.replies":
+            return self._replies(params)
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.groups.get(str(params.get("usergroup")), [])}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         return {"ok": True}
+
+    # messages ---------------------------------------------------------------------------
+
+    def _keep(self, method: str, params: dict[str, Any], ts: str) -> dict[str, Any]:
+        """Remember a posted message, or apply an edit to it (what is not sent stays)."""
+        key = (str(params.get("channel")), ts)
+        message = self.messages.get(key) or {
+            "type": "message",
+            "user": "UBYOI",
+            "bot_id": "BBYOI",
+            "ts": ts,
+        }
+        if method == "chat.update" and key not in self.messages:
+            return message
+        for name in ("text", "blocks", "metadata"):
+            value = params.get(name)
+            if isinstance(value, str) and name != "text":
+                value = json.loads(value)
+            if value is not None:
+                message[name] = value
+        if method == "chat.postMessage" and params.get("thread_ts"):
+            message["thread_ts"] = params["thread_ts"]
+            message["parent_user_id"] = "UBYOI"
+            if params.get("reply_broadcast") in (True, "true", "1"):
+                message["subtype"] = "thread_broadcast"
+        self.messages[key] = message
+        return dict(message)
+
+    def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.replies: the parent, then its replies; metadata only if asked."""
+        channel, ts = str(params.get("channel")), str(params.get("ts"))
+        if (channel, ts) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        thread = sorted(
+            (
+                m
+                for (ch, m_ts), m in self.messages.items()
+                if ch == channel and (m_ts == ts or m.get("thread_ts") == ts)
+            ),
+            key=lambda m: float(m["ts"]),
+        )
+        start = int(str(params.get("cursor") or "0").removeprefix("next:") or 0)
+        limit = int(params.get("limit") or 1000)
+        page = thread[start : start + limit]
+        with_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        messages = [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in page]
+        more = start + limit < len(thread)
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""},
+        }
 
     # reading what was sent -------------------------------------------------------------
 

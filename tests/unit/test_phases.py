@@ -6,12 +6,16 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from bot.views.words import duration, phase_line
+from bot.views.words import duration, part_line, phase_line
+from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
-from pipeline.domain.phases import StepEvent, StepEventKind, phases
+from pipeline.domain.phases import StepEvent, StepEventKind, phases, story
 from pipeline.services.display import Display
-from tests.conftest import START, World, config_text, make_world
+from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.unit.test_runs import FAIL_ON_SLOT_2
+
+# A roll's slot 3 is the new server of its second pair.
+FAIL_ON_SLOT_3 = FAIL_ON_SLOT_2.replace("*-2)", "*-3)")
 
 STARTED, DONE, NOTE, STOPPED = (
     StepEventKind.STARTED,
@@ -94,6 +98,17 @@ def test_phases_of_a_real_run_come_from_its_stored_history(tmp_path: Path) -> No
     ]
 
 
+def test_a_run_that_failed_altogether_still_has_its_phases(tmp_path: Path) -> None:
+    # The run's own `failed` audit event carries its reason, not a server's slot.
+    world = make_world(tmp_path, config_text(deploy_command=repr("exit 3")))
+    run = world.scale_and_approve("scale web 1")
+
+    lines = [phase_line(p) for p in Display(world.store).phases(run)]
+
+    assert run.state == RunState.FAILED
+    assert lines[-1] == "deploy · 0/1 done · 1 failed · 0 s"
+
+
 def test_a_run_that_has_not_started_has_no_phases(world: World) -> None:
     reply = world.say("scale web 2")
     run = reply.run  # type: ignore[attr-defined]
@@ -110,3 +125,92 @@ def test_durations_read_as_people_say_them() -> None:
         "1 h",
         "1 h 2 min",
     ]
+
+
+# a roll's thread: one batch at a time -----------------------------------------------------
+
+
+def behind(world: World, servers: int) -> None:
+    """``servers`` servers on the old image, then a newer image in the family."""
+    world.scale_and_approve(f"scale web {servers}")
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+
+
+def test_a_roll_tells_its_story_batch_by_batch(world: World) -> None:
+    behind(world, 3)
+
+    run = world.scale_and_approve("roll web --batch 1")
+    parts = Display(world.store).phases(run)
+
+    assert run.state == RunState.SUCCEEDED
+    assert [part_line(p) for p in parts] == [
+        f"batch {n}/3 · 1/1 new up · 1/1 old removed · 0 s" for n in (1, 2, 3)
+    ]
+    assert [p.key for p in parts] == ["batch:1", "batch:2", "batch:3"]
+    assert not any(p.troubled or p.paused for p in parts)
+
+
+def test_a_roll_paused_after_its_canary_says_it_waits_for_continue_or_roll_back(
+    world: World,
+) -> None:
+    behind(world, 3)
+    run_id = world.request("roll web --canary --batch 2").id
+    world.say(f"approve {run_id}", "UBOB")
+    world.runner.wait(30)
+
+    (canary,) = Display(world.store).phases(world.stored(run_id))
+
+    assert canary.paused and not canary.finished
+    assert part_line(canary) == (
+        "batch 1/2 · canary · 1/1 new up · 0/1 old removed · "
+        "paused: waiting for Continue or Roll back"
+    )
+    world.say(f"continue {run_id}", "UBOB")
+    run = world.finish(run_id)
+    assert [part_line(p) for p in Display(world.store).phases(run)] == [
+        "batch 1/2 · canary · 1/1 new up · 1/1 old removed · 0 s",
+        "batch 2/2 · 2/2 new up · 2/2 old removed · 0 s",
+    ]
+
+
+def test_a_failed_batch_says_what_it_rolled_back_and_kept_and_later_batches_never_start(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_3))
+    behind(world, 6)
+
+    run = world.scale_and_approve("roll web --batch 2")
+    parts = Display(world.store).phases(run)
+
+    assert run.state == RunState.FAILED  # nothing finished: batch 1's new server was rolled back
+    assert [part_line(p) for p in parts] == [
+        "batch 1/3 · 0/2 new up · 1 failed · 1 rolled back · 0/2 old removed · "
+        "2 old kept in service · 0 s"
+    ]
+    assert parts[0].troubled and parts[0].finished
+
+
+def test_a_batch_in_progress_says_where_its_servers_are(world: World) -> None:
+    behind(world, 4)
+    done = world.scale_and_approve("roll web --batch 2")
+    # Rewind it: batch 2's new servers are in deploy and register, its old ones waiting.
+    rewound = {
+        5: (ServerStatus.WORKING, Step.DEPLOY),
+        7: (ServerStatus.WORKING, Step.REGISTER),
+        6: (ServerStatus.PENDING, None),
+        8: (ServerStatus.PENDING, None),
+    }
+    servers = tuple(
+        replace(s, status=rewound[s.slot][0], step=rewound[s.slot][1]) if s.slot in rewound else s
+        for s in done.servers
+    )
+    run = replace(done, state=RunState.RUNNING, servers=servers)
+    events = [e for e in world.store.history.step_events(run.id) if e.slot not in rewound]
+    events += [event(5, STARTED, Step.CLONE, 1), event(7, STARTED, Step.CLONE, 1)]
+
+    first, second = story(run, events, RunOptions(run.id, batch_size=2))
+
+    assert first.finished and not second.finished
+    assert (
+        part_line(second) == "batch 2/2 · 0/2 new up · 0/2 old removed · 1 in deploy, 1 in register"
+    )

@@ -17,9 +17,11 @@ def test_the_manifest_declares_the_command_events_interactivity_and_scopes() -> 
     assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == [
+        "channels:history",  # conversations.replies: a reply found again after a crash
         "chat:write",
         "chat:write.public",
         "commands",
+        "groups:history",
         "usergroups:read",
     ]
     urls = {

@@ -32,6 +32,7 @@ def test_migrations_apply_once_and_the_install_id_is_stable(tmp_path: Path) -> N
         "005_cards",
         "006_thread_replies",
         "007_lifecycle",
+        "008_reply_intents",
     ]
     assert again.install_id == install_id and len(install_id) == 6
     assert mode == "wal"
