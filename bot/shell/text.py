@@ -8,9 +8,9 @@ from bot.render import usage_line
 from pipeline.domain.alerts import Alert, AlertState
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.domain.ownership import owner_label
+from pipeline.errors import UserError
 from pipeline.services.replies import (
     AlertsReply,
-    ErrorReply,
     HelpReply,
     HistoryReply,
     ImagesReply,
@@ -32,10 +32,13 @@ STATUS_MARK = {
 }
 
 
+def error_text(error: UserError) -> str:
+    usage = f"\n  usage: {usage_line(error.usage)}" if error.usage else ""
+    return f"✗ {error.message}{usage}"
+
+
 def render(reply: Reply) -> str:
     match reply:
-        case ErrorReply(message, usage):
-            return f"✗ {message}" + (f"\n  usage: {usage_line(usage)}" if usage else "")
         case InfoReply(message):
             return message
         case HelpReply(lines):

@@ -249,7 +249,7 @@ class Cards:
             text=self._fallback(stored),
             blocks=self._card(stored),
         )
-        self._thread_replies(stored)
+        self._thread_replies(stored, stored.channel, stored.shown_as)
         # Counted from the last phase edit too, so each phase reply is also edited at most
         # once per interval (posting a new reply can take a second of pacing).
         self._last_edit[stored.id] = time.monotonic()
@@ -259,29 +259,26 @@ class Cards:
         options = self.display.run_options(run.id) if run.kind == RunKind.ROLL else None
         return messages.run_card(run, self.clock(), options)
 
-    def _thread_replies(self, run: Run) -> None:
+    def _thread_replies(self, run: Run, channel: str, thread: str) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
-        once, ever."""
-        assert run.channel and run.shown_as
+        once, ever. ``channel`` and ``thread`` are where the run's card is."""
         if self.thread_updates_of(run) == ThreadUpdates.PHASES:
             self.phases.show(run)
         told = self.display.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"
             if server.status == ServerStatus.FAILED and what not in told:
-                self.post(
-                    run.channel, text=messages.failure_text(run, server), thread_ts=run.shown_as
-                )
+                self.post(channel, text=messages.failure_text(run, server), thread_ts=thread)
                 self.display.record_notice(run.id, what, self.clock())
         finished = run.servers and any(s.status.finished for s in run.servers)
         if run.state.terminal and finished and "summary" not in told:
             summary = messages.run_summary(run)
             offer = rollblocks.roll_offer(run, self.display.run_image(run.id))
             self.post(
-                run.channel,
+                channel,
                 text=summary,
                 blocks=[section(summary), *offer] if offer else None,
-                thread_ts=run.shown_as,
+                thread_ts=thread,
                 reply_broadcast=True,
             )
             self.display.record_notice(run.id, "summary", self.clock())

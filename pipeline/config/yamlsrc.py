@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import ByoiError
+
 MAX_BYTES = 1024 * 1024
 """Largest byoi.yml or manifest byoi reads (1 MB); real ones are a few kilobytes."""
 MAX_VALUES = 100_000
@@ -47,7 +49,7 @@ class Problem:
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(ByoiError):
     """The configuration has problems; ``problems`` lists every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -211,19 +213,16 @@ class _Loader(
         if isinstance(event, yaml.AliasEvent):
             if event.anchor is not None:
                 self.aliased.add(event.anchor)
-            aliased = super().compose_node(parent, index)
-            assert aliased is not None
-            return aliased
+            return _composed(super().compose_node(parent, index), event)
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
                 )
-            node = super().compose_node(parent, index)
+            node = _composed(super().compose_node(parent, index), event)
         finally:
             self.depth -= 1
-        assert node is not None
         if event.anchor is not None:
             self.anchor_of[id(node)] = event.anchor
         return node
@@ -405,3 +404,10 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def _composed(node: yaml.Node | None, event: Any) -> yaml.Node:
+    """PyYAML's composer gives None only past the end of a stream, where no node is asked for."""
+    if node is None:
+        raise yaml.composer.ComposerError(None, None, "expected a node", event.start_mark)
+    return node

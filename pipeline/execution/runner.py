@@ -24,6 +24,7 @@ from pipeline.domain.models import (
     creates_server,
     steps_of,
 )
+from pipeline.errors import ByoiError
 from pipeline.execution import bake, scripts
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import LifecycleSteps, probe_script
@@ -47,11 +48,11 @@ from providers.base import (
 log = logging.getLogger(__name__)
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(ByoiError):
+    """The run's cancel was requested: the slot stops and rolls back."""
 
 
-class Interrupted(Exception):
+class Interrupted(ByoiError):
     """byoi is shutting down: the slot stays where it is and the next start resumes it."""
 
 
@@ -424,8 +425,7 @@ class Runner(LifecycleSteps):
             slot.provider.register(server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
-        assert slot.server is not None
-        result = slot.provider.run_script(slot.server, script)
+        result = slot.provider.run_script(self._ensure_server(slot), script)
         if not result.ok:
             tail = result.tail(3).replace("\n", " | ")
             raise ScriptFailed(

@@ -24,6 +24,7 @@ from pipeline.domain.models import (
     Step,
     Strategy,
 )
+from pipeline.errors import ByoiError, Inconsistency
 from pipeline.state.alerts import AlertTable
 from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
@@ -31,7 +32,7 @@ from pipeline.state.history import RunHistory
 from pipeline.state.steps import ServerEvent, StepTable
 
 
-class ActiveRunExists(Exception):
+class ActiveRunExists(ByoiError):
     def __init__(self, run: Run) -> None:
         super().__init__(f"run {run.id} is already active for {run.app}/{run.env}")
         self.run = run
@@ -141,9 +142,7 @@ class Store:
                 "requested",
                 f"{run.kind} {run.current}→{run.desired} image {run.image_name}",
             )
-        stored = self.run(run_id)
-        assert stored is not None
-        return stored
+        return self.existing_run(run_id)
 
     def _active(self, conn: sqlite3.Connection, app: str, env: str) -> Run | None:
         row = conn.execute(
@@ -155,6 +154,13 @@ class Store:
     def run(self, run_id: int) -> Run | None:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
         return self._hydrate(rows[0]) if rows else None
+
+    def existing_run(self, run_id: int) -> Run:
+        """A run byoi stored itself (it never deletes one): raises Inconsistency if it is gone."""
+        run = self.run(run_id)
+        if run is None:
+            raise Inconsistency(f"run {run_id} is not in the store")
+        return run
 
     def active_run(self, app: str, env: str) -> Run | None:
         with self._lock:
@@ -273,8 +279,7 @@ class Store:
     def approve(self, run_id: int, user: str, now: datetime) -> ApprovalResult:
         """Record an approval; the one that completes the count moves the run to approved."""
         with self._write() as conn:
-            run = self.run(run_id)
-            assert run is not None
+            run = self.existing_run(run_id)
             if run.state != RunState.AWAITING_APPROVAL:
                 return ApprovalResult(run, recorded=False, started=False)
             if run.expires_at and now >= run.expires_at:
@@ -300,9 +305,7 @@ class Store:
                     [RunState.APPROVED, now.isoformat(), run_id, RunState.AWAITING_APPROVAL],
                 )
                 started = moved.rowcount == 1
-        stored = self.run(run_id)
-        assert stored is not None
-        return ApprovalResult(stored, recorded, started)
+        return ApprovalResult(self.existing_run(run_id), recorded, started)
 
     def request_cancel(self, run_id: int, now: datetime, actor: str) -> None:
         with self._write() as conn:
