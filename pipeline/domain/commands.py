@@ -259,11 +259,16 @@ def _no_more(positional: list[str], allowed: int, what: str) -> None:
         raise _Bad(f"Unexpected `{shown(positional[allowed])}` after {what}.")
 
 
-def _env(options: dict[str, str]) -> str | None:
-    value = options.get("env")
-    if value is not None and not _ENV.match(value):
-        raise _Bad(f"`{shown(value)}` is not an environment name.")
+def _option(options: dict[str, str], name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    """The value of ``--name``, if given and it matches ``pattern`` (else it is not ``what``)."""
+    value = options.get(name)
+    if value is not None and not pattern.match(value):
+        raise _Bad(f"`{shown(value)}` is not {what}.")
     return value
+
+
+def _env(options: dict[str, str]) -> str | None:
+    return _option(options, "env", _ENV, "an environment name")
 
 
 def _count(word: str) -> tuple[int, bool]:
@@ -310,10 +315,7 @@ def _only_app(positional: list[str], example: str) -> None:
 
 
 def _image(options: dict[str, str]) -> str | None:
-    image = options.get("image")
-    if image is not None and not _IMAGE.match(image):
-        raise _Bad(f"`{shown(image)}` is not an image id, name or family:<name>.")
-    return image
+    return _option(options, "image", _IMAGE, "an image id, name or family:<name>")
 
 
 def _parse_scale(args: list[str]) -> Scale:
@@ -341,9 +343,7 @@ def _parse_refresh(args: list[str]) -> Refresh:
     if not positional:
         raise _Bad("Give one app, for example `refresh api`.")
     _no_more(positional, 1, f"`refresh {shown(positional[0])}`")
-    source = options.get("from")
-    if source is not None and not _SERVER.match(source):
-        raise _Bad(f"`{shown(source)}` is not a server id.")
+    source = _option(options, "from", _SERVER, "a server id")
     return Refresh(_app(positional[0]), _env(options), source, "force" in options)
 
 

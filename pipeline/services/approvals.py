@@ -56,14 +56,9 @@ def reject(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply
 
 def cancel(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply:
     run, env = lookup.run_for(ctx, run_id, caller)
-    lookup.operate(
-        ctx,
-        run,
-        env,
-        caller,
-        f"Only the requester, operators or approvers of {env.app}/{env.name} may cancel run "
-        f"{run_id}.",
-    )
+    where = f"{env.app}/{env.name}"
+    refusal = f"Only the requester, operators or approvers of {where} may cancel run {run_id}."
+    lookup.operate(ctx, run, env, caller, refusal)
     if ctx.store.transition(
         run_id,
         [RunState.AWAITING_APPROVAL, RunState.PLANNED],

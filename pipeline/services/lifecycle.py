@@ -87,13 +87,8 @@ def _batch(env: EnvConfig, batch: str | None, fleet: int, stale: int) -> int:
 def go_on(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply:
     """`continue <run>`: a roll paused after its canary replaces the rest."""
     run, env = lookup.run_for(ctx, run_id, caller)
-    lookup.operate(
-        ctx,
-        run,
-        env,
-        caller,
-        f"Only operators or approvers of {env.app}/{env.name} may continue it.",
-    )
+    refusal = f"Only operators or approvers of {env.app}/{env.name} may continue it."
+    lookup.operate(ctx, run, env, caller, refusal)
     options = measured.options_of(ctx.store, run_id)
     if run.kind != RunKind.ROLL or run.state != RunState.RUNNING or not options.paused:
         raise UserError(f"Run {run_id} is not a roll waiting after its canary.")
