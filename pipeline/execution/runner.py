@@ -7,7 +7,6 @@ restart redoes at most the step that was in flight; provider calls are idempoten
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from pipeline.domain.models import (
     creates_server,
     steps_of,
 )
-from pipeline.errors import ByoiError
+from pipeline.errors import ByoiError, logged
 from pipeline.execution import bake, scripts
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import LifecycleSteps, probe_script
@@ -58,9 +57,7 @@ class Interrupted(ByoiError):
 
 def internal_error(what: str) -> str:
     """Log the trace under a short reference and return what a person may be shown."""
-    ref = secrets.token_hex(3)
-    log.exception("%s failed on an internal error, reference %s", what, ref)
-    return f"internal error (reference {ref})"
+    return f"internal error (reference {logged(log, what)})"
 
 
 class Runner(LifecycleSteps):
