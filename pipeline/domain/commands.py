@@ -73,6 +73,10 @@ class Scale:
     dry_run: bool = False
 
 
+# A command that adds no field to its kind needs no @dataclass of its own: it inherits the
+# fields, equality (only with its own class), repr and pattern matching.
+
+
 @dataclass(frozen=True)
 class _View:
     """A read-only command about one app, or every app when none is named."""
@@ -80,24 +84,20 @@ class _View:
     app: str | None = None
 
 
-@dataclass(frozen=True)
 class Status(_View):
-    pass
+    """`status [app]`"""
 
 
-@dataclass(frozen=True)
 class Images(_View):
-    pass
+    """`images [app]`"""
 
 
-@dataclass(frozen=True)
 class History(_View):
-    pass
+    """`history [app]`"""
 
 
-@dataclass(frozen=True)
 class Alerts(_View):
-    pass
+    """`alerts [app]`"""
 
 
 @dataclass(frozen=True)
@@ -133,24 +133,20 @@ class _OnRun:
     run_id: int
 
 
-@dataclass(frozen=True)
 class Continue(_OnRun):
-    pass
+    """`continue <run>`"""
 
 
-@dataclass(frozen=True)
 class Cancel(_OnRun):
-    pass
+    """`cancel <run>`"""
 
 
-@dataclass(frozen=True)
 class Approve(_OnRun):
-    pass
+    """`approve <run>`"""
 
 
-@dataclass(frozen=True)
 class Reject(_OnRun):
-    pass
+    """`reject <run>`"""
 
 
 @dataclass(frozen=True)
