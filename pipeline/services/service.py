@@ -28,10 +28,6 @@ class Service:
     def __init__(
         self, *, config: Config, store: Store, provider_for: ProviderFor, runner: Runner
     ) -> None:
-        self.config = config
-        self.store = store
-        self.provider_for = provider_for
-        self.runner = runner
         self._ctx = Context(config, store, provider_for, runner)
         self.views = Views(self._ctx)
 
@@ -94,7 +90,7 @@ class Service:
         return lifecycle.go_on(self._ctx, run_id, caller, now)
 
     def snooze(self, alert_id: int, caller: Caller, now: datetime) -> AlertsReply:
-        return alerts.snooze(self.config, self.store, alert_id, caller, now)
+        return alerts.snooze(self._ctx.config, self._ctx.store, alert_id, caller, now)
 
 
 def _help(topic: str | None) -> HelpReply:
