@@ -94,13 +94,9 @@ def go_on(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply:
         raise UserError(f"Run {run_id} is not a roll waiting after its canary.")
     if not measured.set_paused(ctx.store, run_id, paused=False, continued=True):
         return RunReply(None, run, f"Run {run_id} is already continuing.")
+    why = f"continued by {caller.user} after the canary"
     ctx.store.transition(
-        run_id,
-        [RunState.RUNNING],
-        RunState.RUNNING,
-        now,
-        actor=caller.user,
-        reason=f"continued by {caller.user} after the canary",
+        run_id, [RunState.RUNNING], RunState.RUNNING, now, actor=caller.user, reason=why
     )
     ctx.runner.start(run_id)
     return RunReply(None, ctx.store.run(run_id), f"Continued by {caller.user}.")
