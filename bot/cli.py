@@ -18,6 +18,7 @@ from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.config.yamlsrc import ConfigError
 from pipeline.domain.models import Run
+from pipeline.errors import UserError
 from pipeline.execution import recovery
 from pipeline.services.display import Display
 from pipeline.state.store import Store
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         return _dispatch(command, args)
-    except UnavailableProvider as exc:
+    except UserError as exc:  # the one place the command line turns errors into what it prints
         print(f"byoi: {exc}", file=sys.stderr)
-        return 2 if command == "scan" else 1
+        return 1 if isinstance(exc, UnavailableProvider) and command != "scan" else 2
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:
@@ -213,12 +214,9 @@ def image_import(path: Path | None, args: argparse.Namespace) -> int:
         )
         return 2
     env = images.env_for(config, args.app, args.env)
-    if isinstance(env, str):
-        print(f"byoi: {env}", file=sys.stderr)
-        return 2
     app = build(config, _Quiet())
     try:
-        return images.import_directory(app, Path(args.directory), args.app, args.env, args.family)
+        return images.import_directory(app, Path(args.directory), env, args.family)
     finally:
         app.close()
 

@@ -10,41 +10,38 @@ from pathlib import Path
 
 from bot.wiring import App
 from pipeline.config.model import Config, EnvConfig
+from pipeline.errors import Inconsistency, UserError
 from pipeline.execution.measure import measure_image
 from pipeline.execution.probes import UNKNOWN
 from providers.base import TAG_APP, TAG_ENV, Image, ImageState, ProviderError
 from providers.local import LocalProvider
 
 
-def env_for(config: Config, app_name: str, env_name: str | None) -> EnvConfig | str:
-    """The local environment to import for, or why there is none."""
+def env_for(config: Config, app_name: str, env_name: str | None) -> EnvConfig:
+    """The local environment to import for; raises UserError saying why there is none."""
     app = config.apps.get(app_name)
     if app is None:
-        return f"unknown app {app_name!r} (apps: {', '.join(sorted(config.apps)) or 'none'})"
+        known = ", ".join(sorted(config.apps)) or "none"
+        raise UserError(f"unknown app {app_name!r} (apps: {known})")
     name = env_name or app.default_env
     if name is None and len(app.environments) == 1:
         name = next(iter(app.environments))
     if name is None or name not in app.environments:
-        return f"give --env, one of: {', '.join(app.environments)}"
+        raise UserError(f"give --env, one of: {', '.join(app.environments)}")
     env = app.environments[name]
     if env.provider != "local":
-        return (
+        raise UserError(
             f"{app_name}/{name} runs on {env.provider}; image import is for the local provider "
             "(on a cloud, bake an image with `refresh`)"
         )
     return env
 
 
-def import_directory(
-    app: App, directory: Path, app_name: str, env_name: str | None, family: str | None
-) -> int:
+def import_directory(app: App, directory: Path, env: EnvConfig, family: str | None) -> int:
     """Import ``directory`` as an image, measure its versions and say them; an exit code."""
-    env = env_for(app.config, app_name, env_name)
-    if isinstance(env, str):
-        print(f"byoi: {env}", file=sys.stderr)
-        return 2
     provider = app.providers("local")
-    assert isinstance(provider, LocalProvider)
+    if not isinstance(provider, LocalProvider):
+        raise Inconsistency(f"the local provider is a {type(provider).__name__}")
     family = family or _family_of(env)
     name = f"{env.app}-{env.name}-import-{app.clock().strftime('%Y%m%d-%H%M%S')}"
     try:

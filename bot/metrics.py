@@ -163,7 +163,6 @@ class ScrapeSource:
         with self._lock:
             if self._fleet is None or time.monotonic() - self._fleet[0] > self.fleet_ttl:
                 status = self.service.views.status(None, self.clock())
-                assert isinstance(status, StatusReply)
                 self._fleet = (time.monotonic(), status)
             return self._fleet[1]
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.config.model import Config
+from pipeline.errors import UserError
 from pipeline.execution.runner import Runner
 from pipeline.ports import Clock, Meter, Notifier
 from pipeline.services.display import Display
@@ -25,7 +26,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UnavailableProvider(Exception):
+class UnavailableProvider(UserError):
     """A provider the configuration uses cannot be built (no credentials, say)."""
 
 

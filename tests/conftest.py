@@ -16,6 +16,7 @@ import pytest
 from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunState
+from pipeline.errors import UserError
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.replies import Reply, RunReply
@@ -126,7 +127,12 @@ class World(Generic[P]):
     def say(self, text: str, user: str = "UALICE", *, expect: type[R]) -> R: ...
 
     def say(self, text: str, user: str = "UALICE", *, expect: type[object] = object) -> object:
-        """What byoi answers ``user``; with ``expect``, assert the kind of answer too."""
+        """What byoi answers ``user``; with ``expect``, assert the kind of answer too. Expecting
+        a UserError (what services raise for a person to fix) returns the error raised."""
+        if issubclass(expect, UserError):
+            with pytest.raises(expect) as raised:
+                self.service.handle(text, Caller(user), self.clock())
+            return raised.value
         reply = self.service.handle(text, Caller(user), self.clock())
         assert isinstance(reply, expect), reply
         return reply

@@ -6,9 +6,11 @@ Buttons become typed commands (`approve 3`); `as USER` switches who is typing. I
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from bot.shell import text
@@ -17,9 +19,12 @@ from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.commands import shown
 from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
+from pipeline.errors import UserError, logged
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
 from pipeline.services.replies import AlertsReply
+
+log = logging.getLogger(__name__)
 
 SHELL_HELP = """\
   scan             check every image for age, drift and deprecation now (what the schedule does)
@@ -136,21 +141,35 @@ class Shell:
             self._switch(words[1:])
             return True
         if verb == "scan":
-            scanned = self.app.service.views.scan(self.app.clock(), "shell")
-            self.say(text.render(scanned))
-            shown = [*scanned.changes.new, *scanned.changes.reminded]
-            if shown:
-                self.say(text.render(AlertsReply(tuple(shown), scanned.now)))
+            self.say(self._answer(self._scan))
             return True
-
-        now = self.app.clock()
-        for run in self.app.service.expire_due(now):
-            self.say(f"run {run.id} expired: no approval in time.")
-        reply = self.app.service.handle(raw, Caller(self.user), now)
-        self.say(text.render(reply))
+        self.say(self._answer(lambda: self._command(raw)))
         if verb == "help" and len(words) == 1:
             self.say(SHELL_HELP)
         return True
+
+    def _answer(self, work: Callable[[], str]) -> str:
+        """Where the shell turns errors into what it prints: a UserError says what to fix;
+        anything else goes to the log with its trace, and the shell says its reference."""
+        try:
+            return work()
+        except UserError as error:
+            return text.error_text(error)
+        except Exception:  # noqa: BLE001 - logged() logs the trace
+            ref = logged(log, "a shell command")
+            return f"✗ internal error (reference {ref}); the details are in byoi's log."
+
+    def _scan(self) -> str:
+        scanned = self.app.service.views.scan(self.app.clock(), "shell")
+        shown = [*scanned.changes.new, *scanned.changes.reminded]
+        alerts = [text.render(AlertsReply(tuple(shown), scanned.now))] if shown else []
+        return "\n".join([text.render(scanned), *alerts])
+
+    def _command(self, raw: str) -> str:
+        now = self.app.clock()
+        for run in self.app.service.expire_due(now):
+            self.say(f"run {run.id} expired: no approval in time.")
+        return text.render(self.app.service.handle(raw, Caller(self.user), now))
 
     def _switch(self, args: list[str]) -> None:
         if len(args) != 1:

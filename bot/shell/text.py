@@ -12,9 +12,9 @@ from bot.views.runs import RunView, SlotView, plan_view, run_view, slot_view
 from bot.views.words import NO_ALERTS, NO_APPS, NO_RUNS, days_old, usage_line
 from pipeline.domain.alerts import Alert
 from pipeline.domain.models import Run, RunServer, ServerStatus
+from pipeline.errors import UserError
 from pipeline.services.replies import (
     AlertsReply,
-    ErrorReply,
     HelpReply,
     HistoryReply,
     ImagesReply,
@@ -37,10 +37,13 @@ STATUS_MARK = {
 WARNING = "⚠"
 
 
+def error_text(error: UserError) -> str:
+    usage = f"\n  usage: {usage_line(error.usage)}" if error.usage else ""
+    return f"✗ {error.message}{usage}"
+
+
 def render(reply: Reply) -> str:
     match reply:
-        case ErrorReply(message, usage):
-            return f"✗ {message}" + (f"\n  usage: {usage_line(usage)}" if usage else "")
         case InfoReply(message):
             return message
         case HelpReply(lines):

@@ -1,18 +1,21 @@
-"""The Bolt app: `/byoi`, the Approve/Reject buttons and the App Home tab.
+"""The Bolt app: `/byoi`, the run and alert buttons and the App Home tab.
 
 Every listener acknowledges first (Slack's 3 s), then calls the pipeline and renders the reply
-with bot/slack/blocks/messages.py. Buttons carry only a run id.
+with bot/slack/blocks/messages.py. Buttons carry only a run or alert id. ``guarded`` is where
+Slack turns errors into replies: a UserError's message to the person who asked, anything else
+into the log under a reference.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -23,22 +26,17 @@ from bot.slack.alertcards import AlertCards
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
+from bot.slack.blocks.kit import Block
 from bot.slack.cards import Cards
 from bot.slack.workqueue import BUSY, WorkQueue
 from pipeline.config.model import Config
 from pipeline.domain import commands
 from pipeline.domain.alerts import Alert
+from pipeline.errors import CommandError, UserError, logged
 from pipeline.ports import Clock
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
-from pipeline.services.replies import (
-    AlertsReply,
-    ErrorReply,
-    ImagesReply,
-    Reply,
-    RunReply,
-    StatusReply,
-)
+from pipeline.services.replies import AlertsReply, Reply, RunReply
 from pipeline.services.service import Service
 
 log = logging.getLogger(__name__)
@@ -126,22 +124,29 @@ def tell_busy(respond: Respond) -> None:
 
 @contextmanager
 def guarded(respond: Respond | None) -> Iterator[None]:
-    """Internal errors: the trace goes to the log, the user gets a short reference."""
+    """Where Slack turns errors into replies: a UserError tells the person what to fix;
+    anything else goes to the log with its trace, and the person gets a short reference."""
     try:
         yield
+    except UserError as error:
+        _tell(respond, *messages.error_blocks(error))
+    except Exception:  # noqa: BLE001 - logged() logs the trace
+        ref = logged(log, "a Slack request")
+        text = (
+            f":warning: Something went wrong on byoi's side (reference {ref}). "
+            "The details are in byoi's log."
+        )
+        _tell(respond, text, None)
+
+
+def _tell(respond: Respond | None, text: str, blocks: list[Block] | None) -> None:
+    """Say ``text`` to the person who asked, if anyone did; a failure to say it is logged."""
+    if respond is None:
+        return
+    try:
+        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
     except Exception:
-        ref = secrets.token_hex(3)
-        log.exception("internal error, reference %s", ref)
-        if respond is not None:
-            try:
-                respond(
-                    text=f":warning: Something went wrong on byoi's side (reference {ref}). "
-                    "The details are in byoi's log.",
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
-            except Exception:
-                log.exception("could not tell the user about reference %s", ref)
+        log.exception("could not tell the user: %s", text)
 
 
 def create_app(services: Services, client: WebClient, signing_secret: str | None) -> App:
@@ -193,11 +198,10 @@ def register_commands(app: App, services: Services) -> None:
         if user is None:
             ack(text=f":warning: {NO_USER}", response_type="ephemeral")
             return
-        parsed = commands.parse(str(command.get("text", "")))
-        if isinstance(parsed, commands.CommandError):
-            text, blocks = messages.reply_blocks(
-                ErrorReply(parsed.message, parsed.usage), services.clock()
-            )
+        try:
+            parsed = commands.parse(str(command.get("text", "")))
+        except CommandError as error:  # said in the ack, before any work is queued
+            text, blocks = messages.error_blocks(error)
             ack(text=text, blocks=blocks, response_type="ephemeral")
             return
 
@@ -245,104 +249,81 @@ def _click_channel(body: dict[str, Any]) -> str | None:
     return None
 
 
+RUN_BUTTONS = {
+    messages.APPROVE: "approve",
+    messages.REJECT: "reject",
+    rollblocks.ROLL_CONTINUE: "continue",
+    rollblocks.ROLL_BACK: "roll back",
+}
+ALERT_BUTTONS = {
+    alertblocks.ALERT_REFRESH: "refresh",
+    alertblocks.ALERT_SNOOZE: "snooze",
+    alertblocks.ALERT_ROLL: "roll",
+}
+
+
 def register_actions(app: App, services: Services) -> None:
-    def on_click(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        run_id, user = _clicked_id(body), _clicker(body)
-        if run_id is None or user is None:
-            _say(respond, ":warning: " + NO_USER if user is None else "That button names no run.")
-            return
-        caller = _caller(services, user, _click_channel(body))
-        handler = {
-            "approve": services.service.approve,
-            "reject": services.service.reject,
-            "continue": lambda r, c, n: services.service.dispatch(commands.Continue(r), c, n),
-            "roll back": services.service.cancel,
-        }[verb]
-        reply = handler(run_id, caller, services.clock())
+    for action_id, verb in RUN_BUTTONS.items():
+        _on_button(app, services, action_id, f"{verb} of run", partial(run_clicked, services, verb))
+    for action_id, verb in ALERT_BUTTONS.items():
+        handle = partial(alert_clicked, services, verb)
+        _on_button(app, services, action_id, f"{verb} of alert", handle)
+    handle = partial(roll_offer_clicked, services)
+    _on_button(app, services, rollblocks.ROLL_OFFER, "roll offer of run", handle)
+
+
+def run_clicked(services: Services, verb: str, body: dict[str, Any], respond: Respond) -> None:
+    """Approve, Reject, Continue or Roll back on a run's card."""
+    run_id, user = _clicked_id(body), _clicker(body)
+    if run_id is None or user is None:
+        _say(respond, ":warning: " + NO_USER if user is None else "That button names no run.")
+        return
+    caller = _caller(services, user, _click_channel(body))
+    try:
+        reply = _RUN_VERBS[verb](services.service, run_id, caller, services.clock())
+    finally:
         run = services.display.run(run_id)
         if run is not None and run.shown_as:
             services.cards.run_changed(run)  # the card shows what happened either way
-        # The clicker always hears what their click did (refused, recorded, already done).
-        message = reply.message if isinstance(reply, ErrorReply | RunReply) else ""
-        if message:
-            respond(
-                text=f":warning: {message}" if isinstance(reply, ErrorReply) else message,
-                response_type="ephemeral",
-                replace_original=False,
-            )
+    # The clicker always hears what their click did (recorded, already done; refused is raised).
+    if reply.message:
+        _say(respond, reply.message)
 
-    def on_offer(body: dict[str, Any], respond: Respond) -> None:
-        run_id = _clicked_id(body)
-        run = services.display.run(run_id) if run_id is not None else None
-        made = services.display.run_image(run_id) if run_id is not None else None
-        if run is None or made is None:
-            respond(text="That refresh made no image.", response_type="ephemeral")
-            return
-        caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
-        command = commands.Roll(run.app, run.env, image=made.image_id)
-        reply = services.service.dispatch(command, caller, services.clock())
-        deliver(services, reply, respond)
 
-    def on_alert(body: dict[str, Any], respond: Respond, verb: str) -> None:
-        alert, user = _clicked_alert(services, body), _clicker(body)
-        if alert is None or user is None:
-            _say(
-                respond, ":warning: " + NO_USER if user is None else "That alert no longer exists."
-            )
-            return
-        caller = _caller(services, user, _click_channel(body))
-        now = services.clock()
-        if verb == "refresh":
-            reply = services.service.refresh(commands.Refresh(alert.app, alert.env), caller, now)
-        elif verb == "roll":
-            reply = services.service.dispatch(commands.Roll(alert.app, alert.env), caller, now)
-        else:
-            reply = services.service.snooze(alert.id, caller, now)
-        deliver(services, reply, respond)
+_RUN_VERBS: dict[str, Callable[[Service, int, Caller, datetime], RunReply]] = {
+    "approve": Service.approve,
+    "reject": Service.reject,
+    "continue": Service.go_on,
+    "roll back": Service.cancel,
+}
 
-    _on_button(
-        app, services, messages.APPROVE, "approve of run", lambda b, r: on_click(b, r, "approve")
-    )
-    _on_button(
-        app, services, messages.REJECT, "reject of run", lambda b, r: on_click(b, r, "reject")
-    )
-    _on_button(
-        app,
-        services,
-        alertblocks.ALERT_REFRESH,
-        "refresh of alert",
-        lambda b, r: on_alert(b, r, "refresh"),
-    )
-    _on_button(
-        app,
-        services,
-        alertblocks.ALERT_SNOOZE,
-        "snooze of alert",
-        lambda b, r: on_alert(b, r, "snooze"),
-    )
 
-    _on_button(
-        app,
-        services,
-        rollblocks.ROLL_CONTINUE,
-        "continue of run",
-        lambda b, r: on_click(b, r, "continue"),
-    )
-    _on_button(
-        app,
-        services,
-        rollblocks.ROLL_BACK,
-        "roll back of run",
-        lambda b, r: on_click(b, r, "roll back"),
-    )
-    _on_button(app, services, rollblocks.ROLL_OFFER, "roll offer of run", on_offer)
-    _on_button(
-        app,
-        services,
-        alertblocks.ALERT_ROLL,
-        "roll of alert",
-        lambda b, r: on_alert(b, r, "roll"),
-    )
+def roll_offer_clicked(services: Services, body: dict[str, Any], respond: Respond) -> None:
+    """Roll onto the image a refresh just published."""
+    run_id = _clicked_id(body)
+    run = services.display.run(run_id) if run_id is not None else None
+    made = services.display.run_image(run_id) if run_id is not None else None
+    if run is None or made is None:
+        respond(text="That refresh made no image.", response_type="ephemeral")
+        return
+    caller = _caller(services, str(body["user"]["id"]), _click_channel(body))
+    command = commands.Roll(run.app, run.env, image=made.image_id)
+    deliver(services, services.service.dispatch(command, caller, services.clock()), respond)
+
+
+def alert_clicked(services: Services, verb: str, body: dict[str, Any], respond: Respond) -> None:
+    """Refresh, Roll or Snooze on an alert card."""
+    alert, user = _clicked_alert(services, body), _clicker(body)
+    if alert is None or user is None:
+        _say(respond, ":warning: " + NO_USER if user is None else "That alert no longer exists.")
+        return
+    caller = _caller(services, user, _click_channel(body))
+    chosen: dict[str, commands.Command] = {
+        "refresh": commands.Refresh(alert.app, alert.env),
+        "roll": commands.Roll(alert.app, alert.env),
+        "snooze": commands.Snooze(alert.id),
+    }
+    deliver(services, services.service.dispatch(chosen[verb], caller, services.clock()), respond)
 
 
 def _on_button(
@@ -385,7 +366,6 @@ def register_events(app: App, services: Services) -> None:
             now = services.clock()
             status = services.service.views.status(None, now)
             images = services.service.views.images(None, now)
-            assert isinstance(status, StatusReply) and isinstance(images, ImagesReply)
             client.views_publish(user_id=user, view=messages.home_view(status, images))
 
         if not services.later(publish, None):

@@ -75,7 +75,8 @@ class ThreadReplies:
     def show(self, run: Run, *, phases: bool) -> None:
         """Post each reply the run's thread lacks, in order; edit a phase reply whose line
         changed. A reply whose post a crash left unknown is looked up first."""
-        if not run.channel or not run.shown_as:
+        channel, thread = run.channel, run.shown_as
+        if not channel or not thread:
             return
         shown = self.display.thread_replies(run.id)
         found: dict[str, tuple[str, str]] | None = None
@@ -91,10 +92,10 @@ class ThreadReplies:
                 else:
                     reply = None
             if reply is None:
-                self._post(run, due)
+                self._post(run, due, channel, thread)
             elif due.editable and reply.shown_as and reply.text != due.text:
                 self.client.chat_update(
-                    channel=run.channel,
+                    channel=channel,
                     ts=reply.shown_as,
                     text=due.text,
                     metadata=_metadata(run, due),
@@ -116,16 +117,16 @@ class ThreadReplies:
             blocks = [section(summary), *offer] if offer else None
             yield Due("summary", summary, editable=False, blocks=blocks, broadcast=True)
 
-    def _post(self, run: Run, due: Due) -> None:
-        assert run.channel and run.shown_as
+    def _post(self, run: Run, due: Due, channel: str, thread: str) -> None:
+        """Post ``due`` in the run's thread (``channel``, ``thread``: where its card is)."""
         self.display.reply_intended(run.id, due.what, due.text, self.clock())
         extra: dict[str, object] = {"reply_broadcast": True} if due.broadcast else {}
         if due.blocks:
             extra["blocks"] = due.blocks
         response = self.post(
-            run.channel,
+            channel,
             text=due.text,
-            thread_ts=run.shown_as,
+            thread_ts=thread,
             metadata=_metadata(run, due),
             **extra,
         )

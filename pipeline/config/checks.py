@@ -68,8 +68,7 @@ def used_environments(
         return configured or ["default"]
     names = manifest.environment_names()
     for env in configured:
-        if env not in names and env not in manifest.templates:
-            assert envs_node is not None
+        if envs_node is not None and env not in names and env not in manifest.templates:
             problems.append(
                 envs_node.problem(
                     env, f"the manifest has no environment {env!r} (it has: {', '.join(names)})"

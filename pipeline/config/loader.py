@@ -34,10 +34,9 @@ def load_config(path: Path) -> Config:
     root = load(path)
     problems: list[Problem] = []
     config = _parse(root, path, problems)
-    if problems:
+    if problems or config is None:
         unique = dict.fromkeys(problems)  # a flat manifest lacks a component once, not per env
         raise ConfigError(sorted(unique, key=lambda p: (p.file != str(path), p.file, p.line)))
-    assert config is not None
     return config
 
 

@@ -12,13 +12,15 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import ByoiError
+
 MAX_VALUES = 100_000
 """Most keys and values a file may hold once aliases and merge keys are expanded."""
 MAX_DEPTH = 64
 """Deepest nesting of maps and lists, aliases included."""
 
 
-class Refused(Exception):
+class Refused(ByoiError):
     """The graph is refused before anything is built from it."""
 
     def __init__(self, node: yaml.Node, message: str) -> None:
@@ -58,19 +60,16 @@ class Loader(
         if isinstance(event, yaml.AliasEvent):
             if event.anchor is not None:
                 self.aliased.add(event.anchor)
-            aliased = super().compose_node(parent, index)
-            assert aliased is not None
-            return aliased
+            return _composed(super().compose_node(parent, index), event)
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
                 )
-            node = super().compose_node(parent, index)
+            node = _composed(super().compose_node(parent, index), event)
         finally:
             self.depth -= 1
-        assert node is not None
         if event.anchor is not None:
             self.anchor_of[id(node)] = event.anchor
         return node
@@ -125,3 +124,10 @@ def _measure(
         if total > MAX_VALUES:
             raise too_many()
     return total, height
+
+
+def _composed(node: yaml.Node | None, event: Any) -> yaml.Node:
+    """PyYAML's composer gives None only past the end of a stream, where no node is asked for."""
+    if node is None:
+        raise yaml.composer.ComposerError(None, None, "expected a node", event.start_mark)
+    return node

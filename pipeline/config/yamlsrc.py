@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.yamlgraph import MAX_DEPTH, MAX_VALUES, Loader, Refused, check_expansion
+from pipeline.errors import ByoiError
 
 __all__ = [
     "MAX_BYTES",
@@ -56,7 +57,7 @@ class Problem:
         return f"{self.file}:{self.line}: {where}{self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(ByoiError):
     """The configuration has problems; ``problems`` lists every one of them."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -1,7 +1,8 @@
-"""The command language shared by every front end: text in, a Command or a CommandError out.
+"""The command language shared by every front end: text in, a Command out.
 
-``parse`` never raises: every malformed input becomes a specific message plus the usage line.
-Checks that need the configuration (does the app exist?) happen in the service.
+``parse`` raises CommandError for every malformed input, with a specific message and the
+command's usage line; it raises nothing else. Checks that need the configuration (does the app
+exist?) happen in the service.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.domain.models import Strategy
+from pipeline.errors import ByoiError, CommandError
 
 MAX_COUNT = 1000
 _APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -71,68 +73,80 @@ class Scale:
     dry_run: bool = False
 
 
+# A command that adds no field to its kind needs no @dataclass of its own: it inherits the
+# fields, equality (only with its own class), repr and pattern matching.
+
+
 @dataclass(frozen=True)
-class Status:
+class _View:
+    """A read-only command about one app, or every app when none is named."""
+
     app: str | None = None
 
 
-@dataclass(frozen=True)
-class Images:
-    app: str | None = None
+class Status(_View):
+    """`status [app]`"""
+
+
+class Images(_View):
+    """`images [app]`"""
+
+
+class History(_View):
+    """`history [app]`"""
+
+
+class Alerts(_View):
+    """`alerts [app]`"""
 
 
 @dataclass(frozen=True)
-class History:
-    app: str | None = None
+class _InEnv:
+    """A command that plans a run in one environment of an app (the default one if none)."""
 
-
-@dataclass(frozen=True)
-class Refresh:
     app: str
     env: str | None = None
+
+
+@dataclass(frozen=True)
+class Refresh(_InEnv):
     source: str | None = None
     force: bool = False
 
 
 @dataclass(frozen=True)
-class Roll:
-    app: str
-    env: str | None = None
+class Roll(_InEnv):
     batch: str | None = None
     canary: bool = False
     image: str | None = None
 
 
 @dataclass(frozen=True)
-class Continue:
-    run_id: int
-
-
-@dataclass(frozen=True)
-class Prune:
-    app: str
-    env: str | None = None
+class Prune(_InEnv):
     keep: int = 3
 
 
 @dataclass(frozen=True)
-class Cancel:
+class _OnRun:
+    """A command about one run, by its number."""
+
     run_id: int
 
 
-@dataclass(frozen=True)
-class Approve:
-    run_id: int
+class Continue(_OnRun):
+    """`continue <run>`"""
 
 
-@dataclass(frozen=True)
-class Reject:
-    run_id: int
+class Cancel(_OnRun):
+    """`cancel <run>`"""
 
 
-@dataclass(frozen=True)
-class Alerts:
-    app: str | None = None
+class Approve(_OnRun):
+    """`approve <run>`"""
+
+
+class Reject(_OnRun):
+    """`reject <run>`"""
 
 
 @dataclass(frozen=True)
@@ -158,16 +172,9 @@ Command = (
 )
 
 
-@dataclass(frozen=True)
-class CommandError:
-    message: str
-    usage: str
+class _Bad(ByoiError):
+    """A word ``parse`` refuses, said before it knows the command's usage line."""
 
-    def __str__(self) -> str:
-        return f"{self.message}\nUsage: {self.usage}"
-
-
-class _Bad(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
@@ -182,23 +189,24 @@ def shown(text: str, limit: int = 40) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
-def parse(text: str) -> Command | CommandError:
+def parse(text: str) -> Command:
+    """The command ``text`` says; raises CommandError saying what is wrong with it."""
     # Chat apps and phones turn "--" into a dash; read them as the option they were meant to be.
     words = [re.sub(r"^[\u2013\u2014]", "--", w) for w in text.split()]
     if words and words[0].lower() in ("/byoi", "byoi"):
         words = words[1:]
     if not words:
-        return CommandError("Say what to do, for example `scale api 3`.", USAGE["help"])
+        raise CommandError("Say what to do, for example `scale api 3`.", USAGE["help"])
     verb = words[0].lower()
     if verb not in USAGE:
         known = ", ".join(USAGE)
-        return CommandError(
+        raise CommandError(
             f"Unknown command `{shown(words[0])}` (commands: {known}).", USAGE["help"]
         )
     try:
         return _PARSERS[verb](words[1:])
     except _Bad as bad:
-        return CommandError(bad.message, USAGE[verb])
+        raise CommandError(bad.message, USAGE[verb]) from None
 
 
 def _split(args: list[str], flags: dict[str, bool]) -> tuple[list[str], dict[str, str]]:
@@ -247,11 +255,16 @@ def _no_more(positional: list[str], allowed: int, what: str) -> None:
         raise _Bad(f"Unexpected `{shown(positional[allowed])}` after {what}.")
 
 
-def _env(options: dict[str, str]) -> str | None:
-    value = options.get("env")
-    if value is not None and not _ENV.match(value):
-        raise _Bad(f"`{shown(value)}` is not an environment name.")
+def _option(options: dict[str, str], name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    """The value of ``--name``, if given and it matches ``pattern`` (else it is not ``what``)."""
+    value = options.get(name)
+    if value is not None and not pattern.match(value):
+        raise _Bad(f"`{shown(value)}` is not {what}.")
     return value
+
+
+def _env(options: dict[str, str]) -> str | None:
+    return _option(options, "env", _ENV, "an environment name")
 
 
 def _count(word: str) -> tuple[int, bool]:
@@ -292,6 +305,15 @@ def _optional_app(args: list[str]) -> str | None:
     return _app(positional[0]) if positional else None
 
 
+def _only_app(positional: list[str], example: str) -> None:
+    if len(positional) != 1:
+        raise _Bad(f"Give one app, for example `{example}`.")
+
+
+def _image(options: dict[str, str]) -> str | None:
+    return _option(options, "image", _IMAGE, "an image id, name or family:<name>")
+
+
 def _parse_scale(args: list[str]) -> Scale:
     positional, options = _split(
         args, {"env": False, "image": False, "strategy": False, "dry-run": True}
@@ -303,9 +325,7 @@ def _parse_scale(args: list[str]) -> Scale:
     _no_more(positional, 2, f"`scale {app} {positional[1]}`")
     if not relative and count < 0:
         raise _Bad("A count cannot be negative.")
-    image = options.get("image")
-    if image is not None and not _IMAGE.match(image):
-        raise _Bad(f"`{shown(image)}` is not an image id, name or family:<name>.")
+    image = _image(options)
     strategy = options.get("strategy", Strategy.PARALLEL.value).lower()
     if strategy not in {s.value for s in Strategy}:
         raise _Bad(f"`{shown(strategy)}` is not a strategy (parallel or serial).")
@@ -319,9 +339,7 @@ def _parse_refresh(args: list[str]) -> Refresh:
     if not positional:
         raise _Bad("Give one app, for example `refresh api`.")
     _no_more(positional, 1, f"`refresh {shown(positional[0])}`")
-    source = options.get("from")
-    if source is not None and not _SERVER.match(source):
-        raise _Bad(f"`{shown(source)}` is not a server id.")
+    source = _option(options, "from", _SERVER, "a server id")
     return Refresh(_app(positional[0]), _env(options), source, "force" in options)
 
 
@@ -329,16 +347,13 @@ def _parse_roll(args: list[str]) -> Roll:
     positional, options = _split(
         args, {"env": False, "batch": False, "canary": True, "image": False}
     )
-    if len(positional) != 1:
-        raise _Bad("Give one app, for example `roll api --batch 2`.")
+    _only_app(positional, "roll api --batch 2")
     batch = options.get("batch")
     if batch is not None and not _BATCH.match(batch):
         raise _Bad(f"`{shown(batch)}` is not a batch: give a count (2) or a share (25%).")
     if batch is not None and batch.endswith("%") and int(batch[:-1]) > 100:
         raise _Bad("A batch cannot be more than 100%.")
-    image = options.get("image")
-    if image is not None and not _IMAGE.match(image):
-        raise _Bad(f"`{shown(image)}` is not an image id, name or family:<name>.")
+    image = _image(options)
     return Roll(_app(positional[0]), _env(options), batch, "canary" in options, image)
 
 
@@ -346,8 +361,7 @@ def _parse_images(args: list[str]) -> Images | Prune:
     if not args or args[0].lower() != "prune":
         return Images(_optional_app(args))
     positional, options = _split(args[1:], {"env": False, "keep": False})
-    if len(positional) != 1:
-        raise _Bad("Give one app, for example `images prune api --keep 3`.")
+    _only_app(positional, "images prune api --keep 3")
     keep = options.get("keep", "3")
     if not keep.isascii() or not keep.isdigit() or not 1 <= int(keep) <= 100:
         raise _Bad(f"`{shown(keep)}` is not a number of images to keep (1 to 100).")

@@ -8,7 +8,7 @@ from pipeline.config.model import EnvConfig
 from pipeline.domain import commands as cmd
 from pipeline.domain.models import RunServer, ServerStatus
 from pipeline.domain.staleness import FindingKind, Staleness
-from pipeline.services.replies import ErrorReply, InfoReply, Reply
+from pipeline.errors import UserError
 
 
 def image_refusal(staleness: Staleness, *, explicit: bool) -> str | None:
@@ -37,22 +37,20 @@ def slot(slot: int, provider_id: str | None) -> RunServer:
     )
 
 
-def bounds(env: EnvConfig, current: int, desired: int) -> Reply | None:
+def bounds(env: EnvConfig, current: int, desired: int) -> None:
+    """Raises UserError when ``desired`` servers is more or fewer than ``env`` allows."""
     where = f"{env.app}/{env.name}"
     if desired < 0:
-        return ErrorReply(
+        raise UserError(
             f"{where} runs {current} server(s); that would go below zero.", cmd.USAGE["scale"]
         )
     if desired > env.max_servers:
-        return ErrorReply(
+        raise UserError(
             f"{desired} is above max_servers ({env.max_servers}) for {where}; "
             "raise max_servers in byoi.yml to go further.",
             cmd.USAGE["scale"],
         )
     if desired < env.min_servers:
-        return ErrorReply(
+        raise UserError(
             f"{desired} is below min_servers ({env.min_servers}) for {where}.", cmd.USAGE["scale"]
         )
-    if desired == current:
-        return InfoReply(f"{where} already runs {current} server(s); nothing to do.")
-    return None

@@ -125,16 +125,14 @@ class LifecycleSteps:
 
     def _surged(self, run_id: int, news: list[Slot]) -> bool:
         """Every new server of the batch is in service, and nobody asked to stop."""
-        current = self.store.run(run_id)
-        assert current is not None
+        current = self.store.existing_run(run_id)
         wanted = {s.record.slot for s in news}
         done = all(s.status == ServerStatus.DONE for s in current.servers if s.slot in wanted)
         return done and not current.cancel_requested
 
     def _stop_roll(self, run_id: int, news: list[Slot], olds: list[Slot]) -> None:
         """Roll back the batch's new servers (old ones stay in service); skip what is left."""
-        current = self.store.run(run_id)
-        assert current is not None
+        current = self.store.existing_run(run_id)
         by_slot = {s.slot: s for s in current.servers}
         for slot in news:
             record = by_slot[slot.record.slot]

@@ -7,7 +7,6 @@ restart redoes at most the step that was in flight; provider calls are idempoten
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from pipeline.domain.models import (
     creates_server,
     steps_of,
 )
+from pipeline.errors import ByoiError, logged
 from pipeline.execution import bake, scripts
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import LifecycleSteps, probe_script
@@ -47,19 +47,17 @@ from providers.base import (
 log = logging.getLogger(__name__)
 
 
-class Cancelled(Exception):
-    pass
+class Cancelled(ByoiError):
+    """The run's cancel was requested: the slot stops and rolls back."""
 
 
-class Interrupted(Exception):
+class Interrupted(ByoiError):
     """byoi is shutting down: the slot stays where it is and the next start resumes it."""
 
 
 def internal_error(what: str) -> str:
     """Log the trace under a short reference and return what a person may be shown."""
-    ref = secrets.token_hex(3)
-    log.exception("%s failed on an internal error, reference %s", what, ref)
-    return f"internal error (reference {ref})"
+    return f"internal error (reference {logged(log, what)})"
 
 
 class Runner(LifecycleSteps):
@@ -424,8 +422,7 @@ class Runner(LifecycleSteps):
             slot.provider.register(server, self._target(slot))
 
     def _script(self, slot: _Slot, what: str, script: scripts.Script) -> None:
-        assert slot.server is not None
-        result = slot.provider.run_script(slot.server, script)
+        result = slot.provider.run_script(self._ensure_server(slot), script)
         if not result.ok:
             tail = result.tail(3).replace("\n", " | ")
             raise ScriptFailed(

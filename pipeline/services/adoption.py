@@ -41,11 +41,11 @@ def candidates(
             )
             for server in servers:
                 other = installation_of(server.key)
-                if other in installations and not owned.owns(server):
-                    assert server.key is not None and other is not None
-                    found.append(
-                        Adoption(env.provider, server.id, server.key, app.name, env.name, other)
-                    )
+                if server.key is None or other not in installations or owned.owns(server):
+                    continue
+                found.append(
+                    Adoption(env.provider, server.id, server.key, app.name, env.name, other)
+                )
     return found
 
 

@@ -40,12 +40,6 @@ class Display:
     def alert_shown(self, alert_id: int, channel: str, shown_as: str) -> None:
         self._store.alerts.set_shown(alert_id, channel, shown_as)
 
-    def notices(self, run_id: int) -> set[str]:
-        return self._store.notices(run_id)
-
-    def record_notice(self, run_id: int, what: str, now: datetime) -> None:
-        self._store.record_notice(run_id, what, now)
-
     # cards behind the store -------------------------------------------------------------
 
     def run_card_current(self, run: Run, now: datetime, *, settled: bool) -> None:

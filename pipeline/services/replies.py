@@ -1,4 +1,5 @@
-"""What the service answers: plain values that each front end renders their own way."""
+"""What the service answers: plain values that each front end renders their own way. What goes
+wrong is raised instead (pipeline/errors.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,6 @@ from pipeline.domain.models import Run, RunKind, Strategy
 from pipeline.domain.staleness import Staleness
 from pipeline.execution.scan import Observation
 from providers.base import Image, Server
-
-
-@dataclass(frozen=True)
-class ErrorReply:
-    """Something the user can fix; shown only to them."""
-
-    message: str
-    usage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +125,7 @@ class ScanReply:
 
 
 Reply = (
-    ErrorReply
-    | InfoReply
+    InfoReply
     | HelpReply
     | RunReply
     | StatusReply

@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pipeline.config.model import AppConfig, Config, EnvConfig
+from pipeline.config.model import EnvConfig
 from pipeline.domain import commands as cmd
 from pipeline.domain.staleness import assess
 from pipeline.execution import scan
-from pipeline.ports import ProviderFor
-from pipeline.services import adoption
+from pipeline.services import lookup
+from pipeline.services.context import Context
 from pipeline.services.replies import (
     AlertsReply,
     EnvStatus,
-    ErrorReply,
     HistoryReply,
     ImagesReply,
     ImageView,
-    Reply,
     ScanReply,
     ServerView,
     StatusReply,
 )
 from pipeline.state import measured
-from pipeline.state.store import Store
-from providers.base import TAG_APP, TAG_ENV, VERSION_TAG_PREFIX, Image, ProviderError, Server
+from providers.base import VERSION_TAG_PREFIX, Image, ProviderError, Server
 
 
 def _tagged(server: Server) -> dict[str, str]:
@@ -37,45 +34,25 @@ def _tagged(server: Server) -> dict[str, str]:
 
 
 class Views:
-    def __init__(self, config: Config, store: Store, provider_for: ProviderFor) -> None:
-        self.config = config
-        self.store = store
-        self.provider_for = provider_for
+    """The answers that change nothing; an unknown app named in the command is a UserError."""
 
-    def app(self, name: str, usage: str) -> AppConfig | ErrorReply:
-        """The app called ``name``, or the error to show (with ``usage``)."""
-        app = self.config.apps.get(name)
-        if app is None:
-            known = ", ".join(sorted(self.config.apps)) or "none configured"
-            return ErrorReply(f"Unknown app `{name}` (apps: {known}).", usage)
-        return app
+    def __init__(self, ctx: Context) -> None:
+        self.config = ctx.config
+        self.store = ctx.store
+        self.provider_for = ctx.provider_for
+        self._ctx = ctx
 
-    def fleet(self, env: EnvConfig) -> list[Server]:
-        """This installation's servers of ``env``: the only ones any plan may touch."""
-        return self.fleets(env)[0]
-
-    def fleets(self, env: EnvConfig) -> tuple[list[Server], list[Server]]:
-        """(ours, others): servers carrying env's tags, split by which installation owns them."""
-        tagged = self.provider_for(env.provider).list_servers({TAG_APP: env.app, TAG_ENV: env.name})
-        return adoption.ownership(self.store).split(tagged)
-
-    def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig] | ErrorReply:
+    def _envs(self, app_name: str | None, usage: str) -> list[EnvConfig]:
         if app_name is None:
             return [e for a in self.config.apps.values() for e in a.environments.values()]
-        app = self.app(app_name, usage)
-        if isinstance(app, ErrorReply):
-            return app
-        return list(app.environments.values())
+        return list(lookup.app_named(self.config, app_name, usage).environments.values())
 
-    def status(self, app_name: str | None, now: datetime) -> Reply:
-        envs = self._envs(app_name, cmd.USAGE["status"])
-        if isinstance(envs, ErrorReply):
-            return envs
+    def status(self, app_name: str | None, now: datetime) -> StatusReply:
         views = []
-        for env in envs:
+        for env in self._envs(app_name, cmd.USAGE["status"]):
             active = self.store.active_run(env.app, env.name)
             try:
-                fleet, others = self.fleets(env)
+                fleet, others = lookup.fleets(self._ctx, env)
                 images = self._image_names(env, fleet, now)
             except ProviderError as exc:
                 views.append(EnvStatus(env.app, env.name, (), active, exc.reason))
@@ -106,12 +83,9 @@ class Views:
             found[image_id] = (image.name, (now - image.created_at).days)
         return found
 
-    def images(self, app_name: str | None, now: datetime) -> Reply:
-        envs = self._envs(app_name, cmd.USAGE["images"])
-        if isinstance(envs, ErrorReply):
-            return envs
+    def images(self, app_name: str | None, now: datetime) -> ImagesReply:
         views = []
-        for env in envs:
+        for env in self._envs(app_name, cmd.USAGE["images"]):
             try:
                 image: Image = self.provider_for(env.provider).resolve_image(env.image)
             except ProviderError as exc:
@@ -129,11 +103,9 @@ class Views:
             )
         return ImagesReply(tuple(views), now)
 
-    def alerts(self, app_name: str | None, now: datetime) -> Reply:
+    def alerts(self, app_name: str | None, now: datetime) -> AlertsReply:
         if app_name is not None:
-            app = self.app(app_name, cmd.USAGE["alerts"])
-            if isinstance(app, ErrorReply):
-                return app
+            lookup.app_named(self.config, app_name, cmd.USAGE["alerts"])
         return AlertsReply(tuple(self.store.alerts.unresolved(app_name)), now)
 
     def scan(self, now: datetime, trigger: str = "manual") -> ScanReply:
@@ -151,11 +123,9 @@ class Views:
     def _fleet_measured(self, env: EnvConfig) -> tuple[list[Server], dict[str, dict[str, str]]]:
         """This installation's servers of ``env`` and what the probes measured on them."""
         found = measured.of_servers(self.store, env.app, env.name)
-        return self.fleet(env), {k: dict(v.versions) for k, v in found.items()}
+        return lookup.fleet(self._ctx, env), {k: dict(v.versions) for k, v in found.items()}
 
-    def history(self, app_name: str | None) -> Reply:
+    def history(self, app_name: str | None) -> HistoryReply:
         if app_name is not None:
-            app = self.app(app_name, cmd.USAGE["history"])
-            if isinstance(app, ErrorReply):
-                return app
+            lookup.app_named(self.config, app_name, cmd.USAGE["history"])
         return HistoryReply(tuple(self.store.runs(app_name, limit=10)))

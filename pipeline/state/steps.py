@@ -16,6 +16,7 @@ from itertools import groupby
 from typing import Any
 
 from pipeline.domain.models import ServerStatus
+from pipeline.errors import Inconsistency
 from pipeline.state.database import Database
 from pipeline.state.groupcommit import GroupCommit
 
@@ -59,8 +60,9 @@ class StepTable:
 
         The cancel check is one query per run in the shared transaction, not one per server.
         """
-        for _, fields in (*events, *unless_cancelled):
-            assert set(fields) <= SERVER_FIELDS, fields
+        unknown = {f for _, fields in (*events, *unless_cancelled) for f in fields} - SERVER_FIELDS
+        if unknown:  # the names go into SQL: only the slot's own columns may
+            raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
         change = _Change(run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled))
         return self._group.write(change)
 

@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.domain.measured import RunOptions
-from pipeline.domain.models import AuditEvent, Run, RunState, ServerStatus
+from pipeline.domain.models import (
+    AuditEvent,
+    Run,
+    RunState,
+    ServerStatus,
+)
 from pipeline.domain.ownership import key_prefix
+from pipeline.errors import ByoiError, Inconsistency
 from pipeline.state import options as run_options
 from pipeline.state import runrows
 from pipeline.state.alerts import AlertTable
@@ -26,7 +32,7 @@ from pipeline.state.history import RunHistory
 from pipeline.state.steps import ServerEvent, StepTable
 
 
-class ActiveRunExists(Exception):
+class ActiveRunExists(ByoiError):
     def __init__(self, run: Run) -> None:
         super().__init__(f"run {run.id} is already active for {run.app}/{run.env}")
         self.run = run
@@ -90,9 +96,7 @@ class Store:
                 "requested",
                 f"{run.kind} {run.current}→{run.desired} image {run.image_name}",
             )
-        stored = self.run(run_id)
-        assert stored is not None
-        return stored
+        return self.existing_run(run_id)
 
     def _slot_key(self, run_id: int, slot: int) -> str:
         return f"{key_prefix(self.install_id)}{run_id}-{slot}"
@@ -117,6 +121,13 @@ class Store:
     def run(self, run_id: int) -> Run | None:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
         return self._hydrate(rows[0]) if rows else None
+
+    def existing_run(self, run_id: int) -> Run:
+        """A run byoi stored itself (it never deletes one): raises Inconsistency if it is gone."""
+        run = self.run(run_id)
+        if run is None:
+            raise Inconsistency(f"run {run_id} is not in the store")
+        return run
 
     def active_run(self, app: str, env: str) -> Run | None:
         with self._lock:
@@ -193,8 +204,7 @@ class Store:
     def approve(self, run_id: int, user: str, now: datetime) -> ApprovalResult:
         """Record an approval; the one that completes the count moves the run to approved."""
         with self._write() as conn:
-            run = self.run(run_id)
-            assert run is not None
+            run = self.existing_run(run_id)
             if run.state != RunState.AWAITING_APPROVAL:
                 return ApprovalResult(run, recorded=False, started=False)
             if run.expires_at and now >= run.expires_at:
@@ -220,9 +230,7 @@ class Store:
                     [RunState.APPROVED, now.isoformat(), run_id, RunState.AWAITING_APPROVAL],
                 )
                 started = moved.rowcount == 1
-        stored = self.run(run_id)
-        assert stored is not None
-        return ApprovalResult(stored, recorded, started)
+        return ApprovalResult(self.existing_run(run_id), recorded, started)
 
     def request_cancel(self, run_id: int, now: datetime, actor: str) -> None:
         with self._write() as conn:
@@ -263,19 +271,6 @@ class Store:
     def server_outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
         """Each slot's status and failure reason, by slot: a run's outcome without the run."""
         return self.steps.outcomes(run_id)
-
-    def notices(self, run_id: int) -> set[str]:
-        """Notices already given about a run (see migrations.m003_replies)."""
-        return {
-            r["what"] for r in self._rows("SELECT what FROM replies WHERE run_id = ?", [run_id])
-        }
-
-    def record_notice(self, run_id: int, what: str, now: datetime) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO replies (run_id, what, at) VALUES (?, ?, ?)",
-                [run_id, what, now.isoformat()],
-            )
 
     def cancel_requested(self, run_id: int) -> bool:
         """Checked before every step of every server: one column, not the whole run."""

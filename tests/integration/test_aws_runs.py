@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
-from pipeline.services.replies import ErrorReply, RunReply
+from pipeline.errors import UserError
+from pipeline.services.replies import RunReply
 from providers.aws import AwsProvider
 from providers.base import TAG_APP, LaunchRequest, ServerSpec, Target
 from tests.conftest import World, world_around
@@ -335,7 +336,7 @@ def test_a_repeated_launch_with_the_same_key_creates_no_second_instance(world: W
 
 
 def test_scale_up_refuses_an_unknown_family_clearly(world: World) -> None:
-    reply = world.say("scale web 2 --image family:nothing", expect=ErrorReply)
+    reply = world.say("scale web 2 --image family:nothing", expect=UserError)
 
     assert reply.message == "aws said: no available AMI tagged byoi:family=nothing"
     assert world.store.runs() == []

@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
-from pipeline.services.replies import ErrorReply, RunReply
+from pipeline.errors import UserError
+from pipeline.services.replies import RunReply
 from providers.base import Target
 from providers.codec import describe_versions
 from providers.gcp import GcpProvider
@@ -284,8 +285,8 @@ def test_obsolete_images_are_refused_and_deprecated_ones_skipped_by_family(
 ) -> None:
     fake.images["web-base-v1"]["deprecated"] = {"state": "OBSOLETE"}
 
-    by_family = world.say("scale web 1", expect=ErrorReply)
-    by_name = world.say("scale web 1 --image web-base-v1", expect=ErrorReply)
+    by_family = world.say("scale web 1", expect=UserError)
+    by_name = world.say("scale web 1 --image web-base-v1", expect=UserError)
 
     assert "family web has no usable image" in by_family.message
     assert "image is obsolete" in by_name.message

@@ -12,6 +12,7 @@ import pytest
 from bot import cli
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunKind, RunState
+from pipeline.errors import UserError
 from pipeline.execution import recovery
 from pipeline.services import adoption
 from pipeline.services.replies import InfoReply, RunReply, StatusReply
@@ -97,7 +98,8 @@ def neither_touches_the_other(a: World, b: World) -> None:
     assert plan.removals == ()
     assert isinstance(b.say("scale web 0"), InfoReply)  # nothing of B's to remove
     for server in a.provider.list_servers({TAG_APP: "web"}):  # B cannot snapshot A's servers
-        assert "has no server" in str(b.say(f"refresh web --from {server.name}"))
+        refused = b.say(f"refresh web --from {server.name}", expect=UserError)
+        assert "has no server" in refused.message
     assert recovery.reconcile(b.store, b.config, lambda _: b.provider, b.clock()) == []
 
     b.scale_and_approve("scale web 1")

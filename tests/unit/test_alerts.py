@@ -6,7 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipeline.domain.alerts import AlertState
-from pipeline.services.replies import AlertsReply, ErrorReply, RunReply
+from pipeline.errors import Refused, UserError
+from pipeline.services.replies import AlertsReply, RunReply
 from providers.base import ImageState
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 
@@ -80,9 +81,9 @@ def test_only_operators_and_approvers_may_snooze(world: World) -> None:
     stale_world(world)
     first = world.service.views.scan(world.clock()).changes.new[0]
 
-    reply = world.say(f"snooze {first.id}", "UMALLORY")
+    reply = world.say(f"snooze {first.id}", "UMALLORY", expect=Refused)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, Refused)
     assert world.store.alerts.get(first.id).state == AlertState.OPEN  # type: ignore[union-attr]
 
 
@@ -137,10 +138,10 @@ def test_a_deprecated_image_is_refused_unless_chosen_explicitly(tmp_path: Path) 
     image = world.provider.resolve_image("web-base")
     world.provider.set_image_state(image.id, ImageState.DEPRECATED)
 
-    implicit = world.say("scale web 1")
+    implicit = world.say("scale web 1", expect=UserError)
     explicit = world.say(f"scale web 1 --image {image.id}")
 
-    assert isinstance(implicit, ErrorReply)
+    assert isinstance(implicit, UserError)
     assert implicit.message.startswith("Image web-base cannot be used: image is deprecated.")
     assert isinstance(explicit, RunReply) and explicit.run is not None
     assert "image is deprecated" in explicit.run.notes
@@ -151,18 +152,18 @@ def test_an_obsolete_image_is_always_refused(tmp_path: Path) -> None:
     image = world.provider.resolve_image("web-base")
     world.provider.set_image_state(image.id, ImageState.OBSOLETE)
 
-    reply = world.say(f"scale web 1 --image {image.id}")
+    reply = world.say(f"scale web 1 --image {image.id}", expect=UserError)
 
-    assert isinstance(reply, ErrorReply) and "image is obsolete" in reply.message
+    assert isinstance(reply, UserError) and "image is obsolete" in reply.message
 
 
 def test_a_family_whose_images_are_all_deprecated_says_so(world: World) -> None:
     image = world.provider.resolve_image("family:web")
     world.provider.set_image_state(image.id, ImageState.DEPRECATED)
 
-    reply = world.say("scale web 1")
+    reply = world.say("scale web 1", expect=UserError)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, UserError)
     assert reply.message == "local said: no ready image in family 'web'"
 
 

@@ -8,9 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from pipeline.domain.models import RunState
+from pipeline.errors import Busy, Refused
 from pipeline.services.caller import Caller
-from pipeline.services.replies import ErrorReply, RunReply
+from pipeline.services.replies import RunReply
 from tests.conftest import World, config_text, make_world
 
 
@@ -24,9 +27,9 @@ def request(world: World, text: str = "scale web 2") -> int:
 def test_the_requester_cannot_approve_their_own_run(world: World) -> None:
     run_id = request(world)
 
-    reply = world.say(f"approve {run_id}", "UALICE")
+    reply = world.say(f"approve {run_id}", "UALICE", expect=Refused)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, Refused)
     assert reply.message == "You requested this run; someone else has to approve it."
     assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     refused = [e for e in world.store.audit_events(run_id) if e.event == "approval_refused"]
@@ -45,9 +48,9 @@ def test_self_approval_can_be_allowed(tmp_path: Path) -> None:
 def test_a_non_approver_is_refused_and_audited(world: World) -> None:
     run_id = request(world)
 
-    reply = world.say(f"approve {run_id}", "UMALLORY")
+    reply = world.say(f"approve {run_id}", "UMALLORY", expect=Refused)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, Refused)
     assert "not an approver" in reply.message
     assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     assert [e.actor for e in world.store.audit_events(run_id) if "refused" in e.event] == [
@@ -69,12 +72,13 @@ def test_slack_user_groups_count_as_membership(tmp_path: Path) -> None:
     world = make_world(tmp_path, config_text(approvers='["S0PLATFORM"]'))
     run_id = request(world)
 
-    outsider = world.service.handle(f"approve {run_id}", Caller("UDAVE"), world.clock())
+    with pytest.raises(Refused) as outsider:
+        world.service.handle(f"approve {run_id}", Caller("UDAVE"), world.clock())
     member = world.service.handle(
         f"approve {run_id}", Caller("UDAVE", frozenset({"S0PLATFORM"})), world.clock()
     )
 
-    assert isinstance(outsider, ErrorReply)
+    assert "not an approver" in outsider.value.message
     assert isinstance(member, RunReply)
     assert world.finish(run_id).state == RunState.SUCCEEDED
 
@@ -84,12 +88,12 @@ def test_two_approvals_needed_means_two_different_people(tmp_path: Path) -> None
     run_id = request(world)
 
     first = world.say(f"approve {run_id}", "UBOB")
-    again = world.say(f"approve {run_id}", "UBOB")
+    again = world.say(f"approve {run_id}", "UBOB", expect=Refused)
     assert world.stored(run_id).state == RunState.AWAITING_APPROVAL
     second = world.say(f"approve {run_id}", "UCAROL")
 
     assert isinstance(first, RunReply) and "1 more needed" in first.message
-    assert isinstance(again, ErrorReply) and "already approved" in again.message
+    assert isinstance(again, Refused) and "already approved" in again.message
     assert isinstance(second, RunReply) and "starting" in second.message
     assert world.finish(run_id).approvers == ("UBOB", "UCAROL")
 
@@ -123,11 +127,11 @@ def test_expire_due_sweeps_pending_runs(world: World) -> None:
 def test_reject_stops_the_run_and_only_approvers_may_reject(world: World) -> None:
     run_id = request(world)
 
-    refused = world.say(f"reject {run_id}", "UMALLORY")
+    refused = world.say(f"reject {run_id}", "UMALLORY", expect=Refused)
     rejected = world.say(f"reject {run_id}", "UBOB")
     late = world.say(f"approve {run_id}", "UCAROL")
 
-    assert isinstance(refused, ErrorReply)
+    assert isinstance(refused, Refused)
     assert isinstance(rejected, RunReply) and rejected.run is not None
     assert rejected.run.state == RunState.REJECTED
     assert isinstance(late, RunReply) and late.message == f"Run {run_id} was already rejected."
@@ -204,12 +208,12 @@ def test_approval_is_atomic_across_two_processes_sharing_the_database(world: Wor
 
 def test_states_are_said_in_plain_words(world: World) -> None:
     run_id = request(world)
-    busy = world.say("scale web 4")
+    busy = world.say("scale web 4", expect=Busy)
     world.say(f"approve {run_id}", "UBOB")
     world.finish(run_id)
     late = world.say(f"approve {run_id}", "UCAROL")
 
-    assert isinstance(busy, ErrorReply)
+    assert isinstance(busy, Busy)
     assert f"already has run {run_id} (awaiting approval, requested by UALICE" in busy.message
     assert "awaiting_approval" not in busy.message
     assert isinstance(late, RunReply)

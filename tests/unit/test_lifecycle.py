@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.models import RunKind, RunState, ServerStatus
+from pipeline.errors import UserError
 from pipeline.execution.recovery import reconcile, resume
-from pipeline.services.replies import ErrorReply, InfoReply, StatusReply
+from pipeline.services.replies import InfoReply, StatusReply
 from pipeline.state import measured
 from providers.base import TAG_BAKE_HASH, TAG_BAKED_FROM, Image, Target
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
@@ -200,7 +201,7 @@ def test_a_canary_roll_pauses_then_continues(baking: World) -> None:
     assert paused is not None and paused.state == RunState.RUNNING
     assert measured.options_of(baking.store, run_id).paused
     assert len(baking.provider.list_servers({"byoi:env": "staging"})) == 4  # 3 + the canary
-    assert isinstance(baking.say("continue 99"), ErrorReply)
+    assert baking.say("continue 99", expect=UserError).message == "There is no run 99."
 
     reply = baking.say(f"continue {run_id}", "UBOB")
     assert reply.message == "Continued by UBOB."  # type: ignore[attr-defined]

@@ -13,7 +13,8 @@ from slack_sdk.models.views import View
 from bot.slack.blocks import messages
 from bot.slack.blocks.kit import MAX_BLOCKS, MAX_SECTION
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
-from pipeline.services.replies import ErrorReply, HistoryReply, ImagesReply, RunReply, StatusReply
+from pipeline.errors import UserError
+from pipeline.services.replies import HistoryReply, ImagesReply, RunReply, StatusReply
 from tests.conftest import START, World
 
 
@@ -115,14 +116,20 @@ def test_every_reply_renders_valid_blocks(world: World) -> None:
         world.say("history"),
         world.say("help"),
         world.say("scale web 3 --dry-run"),
-        world.say("scale nope 1"),
-        ErrorReply("x" * 5000, "usage"),
         HistoryReply(()),
         RunReply(None, None, "message only"),
     ]
     for reply in replies:
-        text, blocks = messages.reply_blocks(reply, now)  # type: ignore[arg-type]
+        text, blocks = messages.reply_blocks(reply, now)
         assert text
+        check(blocks)
+
+
+def test_every_error_renders_valid_blocks(world: World) -> None:
+    errors = [world.say("scale nope 1", expect=UserError), UserError("x" * 5000, "usage")]
+    for error in errors:
+        text, blocks = messages.error_blocks(error)
+        assert text.startswith(":warning: ")
         check(blocks)
 
 

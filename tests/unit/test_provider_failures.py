@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.domain import failures
-from pipeline.services.replies import ErrorReply
+from pipeline.errors import ProviderFailed
 from providers.base import (
     Capacity,
     LaunchRequest,
@@ -83,9 +83,9 @@ def test_throttling_while_planning_is_said_as_wait_and_retry(tmp_path: Path) -> 
     world, provider = failing_world(tmp_path)
     provider.list_error = Throttled("RequestLimitExceeded: Request limit exceeded.")
 
-    reply = world.say("scale web 2")
+    reply = world.say("scale web 2", expect=ProviderFailed)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, ProviderFailed)
     assert reply.message == (
         "local is throttling byoi's requests (too many at once). Wait a minute and try again, "
         "or lower max_parallel."
@@ -97,9 +97,9 @@ def test_other_provider_errors_keep_their_own_words(tmp_path: Path) -> None:
     world, provider = failing_world(tmp_path)
     provider.list_error = NotFound("target group web-lb does not exist")
 
-    reply = world.say("scale web 2")
+    reply = world.say("scale web 2", expect=ProviderFailed)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, ProviderFailed)
     assert reply.message == "local said: target group web-lb does not exist"
     world.store.close()
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
+from pipeline.errors import Busy, Refused, UserError
 from pipeline.services.replies import (
-    ErrorReply,
     HistoryReply,
     ImagesReply,
     InfoReply,
@@ -154,10 +154,10 @@ def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
 
 def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> None:
     first = world.say("scale web 2")
-    second = world.say("scale web 4", "UBOB")
+    second = world.say("scale web 4", "UBOB", expect=Busy)
 
     assert isinstance(first, RunReply) and first.run is not None
-    assert isinstance(second, ErrorReply)
+    assert isinstance(second, Busy)
     assert f"already has run {first.run.id}" in second.message
     assert "requested by UALICE" in second.message
     assert world.request("scale web 1 --env production").env == "production"
@@ -192,19 +192,19 @@ def test_scale_down_never_goes_below_min_servers(tmp_path: Path) -> None:
     world = make_world(tmp_path, config_text(min_servers="1"))
     world.scale_and_approve("scale web 2")
 
-    reply = world.say("scale web 0")
+    reply = world.say("scale web 0", expect=UserError)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, UserError)
     assert "below min_servers (1)" in reply.message
 
 
 def test_counts_beyond_the_limits_are_refused(world: World) -> None:
-    above = world.say("scale web 11")
-    negative = world.say("scale web -1")
+    above = world.say("scale web 11", expect=UserError)
+    negative = world.say("scale web -1", expect=UserError)
     same = world.say("scale web 0")
 
-    assert isinstance(above, ErrorReply) and "above max_servers (10)" in above.message
-    assert isinstance(negative, ErrorReply) and "below zero" in negative.message
+    assert isinstance(above, UserError) and "above max_servers (10)" in above.message
+    assert isinstance(negative, UserError) and "below zero" in negative.message
     assert isinstance(same, InfoReply) and "nothing to do" in same.message
     assert world.store.runs() == []
 
@@ -265,19 +265,19 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
 
 
 def test_unknown_apps_and_environments_get_specific_errors(world: World) -> None:
-    app = world.say("scale nope 2")
-    env = world.say("scale web 2 --env qa")
+    app = world.say("scale nope 2", expect=UserError)
+    env = world.say("scale web 2 --env qa", expect=UserError)
 
-    assert isinstance(app, ErrorReply) and app.message == "Unknown app `nope` (apps: web)."
-    assert isinstance(env, ErrorReply)
+    assert isinstance(app, UserError) and app.message == "Unknown app `nope` (apps: web)."
+    assert isinstance(env, UserError)
     assert env.message == "web has no environment `qa` (environments: staging, production)."
     assert app.usage is not None and app.usage.startswith("scale <app>")
 
 
 def test_non_operators_cannot_request(world: World) -> None:
-    reply = world.say("scale web 2", "UMALLORY")
+    reply = world.say("scale web 2", "UMALLORY", expect=Refused)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, Refused)
     assert "not an operator" in reply.message
     assert world.store.runs() == []
 
@@ -323,9 +323,9 @@ def test_refresh_snapshots_a_live_server_into_the_family_for_the_next_scale(worl
 
 
 def test_refresh_from_needs_a_live_server(world: World) -> None:
-    reply = world.say("refresh web --from byoi-nothing-1-1")
+    reply = world.say("refresh web --from byoi-nothing-1-1", expect=UserError)
 
-    assert isinstance(reply, ErrorReply)
+    assert isinstance(reply, UserError)
     assert reply.message == "web/staging has no server `byoi-nothing-1-1` to snapshot."
 
 

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 from dataclasses import replace
+from pathlib import Path
 from typing import cast
+
+import pytest
 
 from bot.shell import text
 from bot.shell.console import Console, Shell, TextNotifier
-from bot.wiring import App
+from bot.wiring import App, Providers
+from pipeline.domain.commands import USAGE
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus, Step, Strategy
-from tests.conftest import START, World
+from pipeline.services.display import Display
+from tests.conftest import START, World, make_world
 
 
 def a_run(status: ServerStatus, step: Step | None, state: RunState = RunState.RUNNING) -> Run:
@@ -109,3 +115,49 @@ def test_a_fresh_image_is_said_to_be_fresh(world: World) -> None:
     plan = text.render(world.say("scale web 2 --dry-run"))  # type: ignore[arg-type]
 
     assert "  staleness fresh" in plan.splitlines()
+
+
+def a_shell(world: World, out: io.StringIO) -> Shell:
+    app = App(
+        world.config,
+        world.store,
+        cast(Providers, None),
+        world.runner,
+        world.service,
+        Display(world.store),
+        world.clock,
+    )
+    return Shell(app, "UALICE", Console(out))
+
+
+def test_what_a_person_can_fix_is_said_with_the_usage_and_the_shell_goes_on(world: World) -> None:
+    out = io.StringIO()
+    shell = a_shell(world, out)
+
+    assert shell.line("scale nope 2") and shell.line("approve 7") and shell.line("whoami")
+
+    assert out.getvalue().splitlines() == [
+        "✗ Unknown app `nope` (apps: web).",
+        "  usage: /byoi " + USAGE["scale"],
+        "✗ There is no run 7.",
+        "You are UALICE.",
+    ]
+
+
+def test_an_internal_error_is_said_by_its_reference_and_logged_with_the_trace(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = make_world(tmp_path / "w")
+    out = io.StringIO()
+    shell = a_shell(world, out)
+    world.store.close()  # every read now fails inside byoi, not in anything the user typed
+
+    assert shell.line("history")
+
+    said = out.getvalue().strip()
+    found = re.fullmatch(
+        r"✗ internal error \(reference ([0-9a-f]{6})\); the details are in byoi's log\.", said
+    )
+    assert found is not None, said
+    logged = [r for r in caplog.records if found.group(1) in r.getMessage()]
+    assert logged and logged[0].exc_info is not None

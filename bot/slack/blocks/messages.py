@@ -28,9 +28,9 @@ from bot.views.runs import Facts, RunView, SlotView, plan_view, run_view, slot_v
 from bot.views.words import NO_APPS, NO_RUNS, usage_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
+from pipeline.errors import UserError
 from pipeline.services.replies import (
     AlertsReply,
-    ErrorReply,
     HelpReply,
     HistoryReply,
     ImagesReply,
@@ -225,12 +225,16 @@ def plan_blocks(plan: Plan, now: datetime) -> list[Block]:
     ]
 
 
+def error_blocks(error: UserError) -> tuple[str, list[Block]]:
+    """Fallback text and blocks for what the person who asked can fix."""
+    usage = f"\nUsage: `{usage_line(error.usage)}`" if error.usage else ""
+    text = f"{WARNING} {error.message}{usage}"
+    return text, [section(text)]
+
+
 def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
     """Fallback text and blocks for a reply shown to the person who asked."""
     match reply:
-        case ErrorReply(message, usage):
-            text = f"{WARNING} {message}" + (f"\nUsage: `{usage_line(usage)}`" if usage else "")
-            return text, [section(text)]
         case InfoReply(message):
             return message, [section(message)]
         case HelpReply(lines):

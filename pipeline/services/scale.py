@@ -1,0 +1,69 @@
+"""`scale <app> <count|+n|-n>`: plan servers up or down, and submit the plan for approval."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from pipeline.config.model import EnvConfig
+from pipeline.domain import commands as cmd
+from pipeline.domain import plans
+from pipeline.domain.models import RunKind
+from pipeline.errors import UserError
+from pipeline.services import lookup, planning
+from pipeline.services.caller import Caller
+from pipeline.services.context import Context
+from pipeline.services.replies import InfoReply, Plan, RunReply
+from providers.base import Server
+
+
+def scale(ctx: Context, command: cmd.Scale, caller: Caller, now: datetime) -> RunReply | InfoReply:
+    env = lookup.free_target(ctx, command.app, command.env, cmd.USAGE["scale"], caller, now)
+    with lookup.provider_errors(env, explain=True):
+        fleet = lookup.fleet(ctx, env)
+        desired = len(fleet) + command.count if command.relative else command.count
+        plans.bounds(env, len(fleet), desired)
+        if desired == len(fleet):
+            return InfoReply(
+                f"{env.app}/{env.name} already runs {desired} server(s); nothing to do."
+            )
+        plan = _plan(ctx, env, command, fleet, desired, caller, now)
+    refusal = plans.image_refusal(plan.staleness, explicit=command.image is not None)
+    if plan.kind == RunKind.SCALE_UP and refusal is not None:
+        raise UserError(
+            f"Image {plan.image.name} cannot be used: {refusal}. "
+            f"Refresh it (`refresh {env.app}`) or pass --image."
+        )
+    if command.dry_run:
+        return RunReply(plan, None, "Dry run: nothing was started.")
+    return planning.submit(ctx, plan, env, caller, now)
+
+
+def _plan(
+    ctx: Context,
+    env: EnvConfig,
+    command: cmd.Scale,
+    fleet: list[Server],
+    desired: int,
+    caller: Caller,
+    now: datetime,
+) -> Plan:
+    """Which image new servers get, and which servers leave (oldest image first)."""
+    image = ctx.provider_for(env.provider).resolve_image(command.image or env.image)
+    current = len(fleet)
+    kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
+    plan = planning.plan_for(
+        ctx,
+        env,
+        kind,
+        image,
+        caller,
+        now,
+        current=current,
+        desired=desired,
+        strategy=command.strategy,
+    )
+    if desired > current:
+        return replace(plan, dry_run=command.dry_run)
+    leaving = planning.oldest_first(ctx, env, fleet)[: current - desired]
+    return replace(plan, removals=tuple(leaving), dry_run=command.dry_run)
