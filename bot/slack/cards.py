@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -21,7 +22,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
 from bot.slack.blocks.kit import section
-from bot.slack.thread import PhaseReplies
+from bot.slack.thread import PhaseReplies, phase_text
 from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunKind, ServerStatus
 from pipeline.ports import Clock
@@ -32,8 +33,15 @@ ChannelOf = Callable[[Run], str | None]
 ThreadUpdatesOf = Callable[[Run], ThreadUpdates]
 
 
+class ChannelBusy(Exception):
+    """The channel may take no post yet (at most one per second): try again later."""
+
+
 class Poster:
-    """chat.postMessage, at most one post per ``interval`` seconds per channel."""
+    """chat.postMessage, at most one post per ``interval`` seconds per channel.
+
+    A caller that must wait sleeps outside the lock, so a busy channel never holds up a post to
+    another one; ``now`` never waits at all (the card flusher comes back later instead)."""
 
     def __init__(self, client: WebClient, interval: float = 1.0) -> None:
         self.client = client
@@ -47,13 +55,38 @@ class Poster:
             return max(0.0, self._last.get(channel, 0.0) + self.interval - time.monotonic())
 
     def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
+        with self._lock:  # the next free turn in the channel is this post's
+            turn = max(time.monotonic(), self._last.get(channel, 0.0) + self.interval)
+            self._last[channel] = turn
+        delay = turn - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        return self._send(channel, kwargs)
+
+    def now(self, channel: str, **kwargs: object) -> dict[str, object]:
+        """Post at once, or raise ChannelBusy if the channel must wait for its next post."""
         with self._lock:
-            wait = self._last.get(channel, 0.0) + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last[channel] = time.monotonic()
+            now = time.monotonic()
+            if now < self._last.get(channel, 0.0) + self.interval:
+                raise ChannelBusy(channel)
+            self._last[channel] = now
+        return self._send(channel, kwargs)
+
+    def _send(self, channel: str, kwargs: dict[str, object]) -> dict[str, object]:
         response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
         return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+class _TimedEdits:
+    """The client as the phase replies see it: the flusher learns whether they edited."""
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self.edited = False
+
+    def chat_update(self, **kwargs: Any) -> Any:
+        self.edited = True
+        return self.client.chat_update(**kwargs)
 
 
 class Cards:
@@ -79,10 +112,20 @@ class Cards:
         self.post = poster or Poster(client, post_interval)
         self._stop_deadline = 0.0
         self.thread_updates_of = thread_updates_of
-        self.phases = PhaseReplies(client, self.post, display, clock)
+        self._edits = _TimedEdits(client)
+        # The flusher never waits for a channel: a post that would have to raises ChannelBusy
+        # and the card is shown further once the channel takes its next post.
+        self.phases = PhaseReplies(cast(WebClient, self._edits), self.post.now, display, clock)
 
-        self._pending: dict[int, Run] = {}
+        # Run id -> its channel: only ids wait here, the run is read from the store when its
+        # card is shown, so a backlog costs a few bytes per run.
+        self._pending: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
+        self._shows: dict[int, Run] = {}
+        """What each unsettled card was last edited to, so a card shown further after a busy
+        channel is not edited again with the same content."""
+        self._cut: set[int] = set()
+        """Runs whose thread replies a busy channel cut short."""
         self._tell: dict[int, Callable[[str], object]] = {}
         self._cv = threading.Condition()
         self._stopping = False
@@ -92,8 +135,9 @@ class Cards:
 
     def run_changed(self, run: Run) -> None:
         """Queue the run's card; the flusher thread posts or edits it, so callers never wait."""
+        channel = run.channel or self.channel_of(run) or ""
         with self._cv:
-            self._pending[run.id] = run
+            self._pending[run.id] = channel
             self._cv.notify()
 
     def on_post_error(self, run_id: int, tell: Callable[[str], object]) -> None:
@@ -159,43 +203,59 @@ class Cards:
             except Exception:
                 log.exception("showing run cards failed")
                 return
+            if self._pending:
+                time.sleep(0.05)  # what is left waits for its channel's next post
 
     def _flush(self, *, force: bool) -> None:
+        """Show every card that is due: its channel may take a post now, and its messages were
+        not edited for an interval (unless ``force``, or it is a thread cut short by a busy
+        channel, which goes on posting at once but edits nothing until then)."""
         now = time.monotonic()
         with self._cv:
-            # A card whose channel must wait for its next post waits in the queue, so one busy
-            # channel never holds up the others (the flusher used to sleep for it).
-            due = [
-                run
-                for run_id, run in self._pending.items()
-                if force
-                or (
-                    now - self._last_edit.get(run_id, 0.0) >= self.interval
-                    and self.post.wait(run.channel or self.channel_of(run) or "") == 0
-                )
-            ]
-            for run in due:
-                del self._pending[run.id]
+            due = []
+            for run_id, channel in self._pending.items():
+                rested = force or now - self._last_edit.get(run_id, 0.0) >= self.interval
+                if (rested or run_id in self._cut) and self.post.wait(channel) == 0:
+                    due.append((run_id, rested))
+            for run_id, _ in due:
+                del self._pending[run_id]
             # Edit times matter for one interval; a process lives for months (bench/soak.py).
             if len(self._last_edit) > 1000:
                 self._last_edit = {
                     k: t for k, t in self._last_edit.items() if now - t < 60 or k in self._pending
                 }
-        for run in due:
-            try:
+        for run_id, rested in due:
+            self._cut.discard(run_id)
+            run = self.display.run(run_id)
+            if run is not None:
+                self._show_one(run, rested)
+
+    def _show_one(self, run: Run, rested: bool) -> None:
+        try:
+            if rested:
                 self._show(run)
-            except SlackApiError as exc:
-                if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
-                    self._cannot_post(run, str(exc.response.get("error")))
-                    continue
-                self._retry_later(run, exc)
-            except (SlackClientError, OSError) as exc:
-                self._retry_later(run, exc)
+            else:
+                self._post_more(run)
+        except ChannelBusy:
+            # Shown further once the channel takes its next post: before the edit interval is
+            # over by posting only, the edits after it.
+            self._cut.add(run.id)
+            self._requeue(run)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
+                self._cannot_post(run, str(exc.response.get("error")))
+                return
+            self._retry_later(run, exc)
+        except (SlackClientError, OSError) as exc:
+            self._retry_later(run, exc)
+
+    def _requeue(self, run: Run) -> None:
+        with self._cv:
+            self._pending.setdefault(run.id, run.channel or self.channel_of(run) or "")
 
     def _retry_later(self, run: Run, exc: Exception) -> None:
         log.warning("could not show the card of run %s (will retry): %s", run.id, exc)
-        with self._cv:
-            self._pending.setdefault(run.id, run)
+        self._requeue(run)
         time.sleep(0.2)
 
     def _cannot_post(self, run: Run, error: str) -> None:
@@ -209,30 +269,32 @@ class Cards:
                 "invite it with `/invite @byoi`."
             )
 
-    def _show(self, run: Run) -> None:
-        stored = self.display.run(run.id) or run
+    def _show(self, stored: Run) -> None:
+        """Post or edit the card of ``stored``, a run just read from the store."""
         if stored.shown_as:
             self._edit(stored)
             return
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self.post(channel, text=self._fallback(stored), blocks=self._card(stored))
-        self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
-        self._last_edit[run.id] = time.monotonic()
-        posted = self.display.run(run.id)
+        response = self.post.now(channel, text=self._fallback(stored), blocks=self._card(stored))
+        self.display.run_shown(
+            stored.id, str(response.get("channel", channel)), str(response["ts"])
+        )
+        with self._cv:
+            self._tell.pop(stored.id, None)
+            # Posted, not edited: the first edit need not wait (on_post_error looks here too).
+            self._last_edit.setdefault(stored.id, 0.0)
+        posted = self.display.run(stored.id)
         due = posted is not None and self._replies_due(posted)
         if posted is not None and due:
             # A run can end before its card is first shown; its thread replies follow when
-            # the channel may take another post (the flusher never sleeps for one channel).
-            with self._cv:
-                self._pending.setdefault(run.id, posted)
+            # the channel may take another post.
+            self._shows[stored.id] = posted
+            self._requeue(posted)
         self.display.run_card_current(
             stored, self.clock(), settled=stored.state.terminal and not due
         )
-
-        with self._cv:
-            self._tell.pop(run.id, None)
 
     def _replies_due(self, run: Run) -> bool:
         """Whether the thread may need a reply: a phase begun, a server failed, or an end."""
@@ -240,36 +302,54 @@ class Cards:
         return started or run.state.terminal
 
     def _edit(self, stored: Run) -> None:
-        """Edit the card of ``stored``, a run just read from the store."""
+        """Edit the card of ``stored`` (unless this process last edited it to the same run),
+        then its thread; each message is edited at most once per interval."""
         if not stored.shown_as or not stored.channel:
             return
-        self.client.chat_update(
-            channel=stored.channel,
-            ts=stored.shown_as,
-            text=self._fallback(stored),
-            blocks=self._card(stored),
-        )
-        self._thread_replies(stored)
-        # Counted from the last phase edit too, so each phase reply is also edited at most
-        # once per interval (posting a new reply can take a second of pacing).
-        self._last_edit[stored.id] = time.monotonic()
+        self._edits.edited = False
+        try:
+            if self._shows.get(stored.id) != stored:
+                self._edits.chat_update(
+                    channel=stored.channel,
+                    ts=stored.shown_as,
+                    text=self._fallback(stored),
+                    blocks=self._card(stored),
+                )
+                self._shows[stored.id] = stored
+            self._thread_replies(stored, edits=True)
+        finally:
+            # Counted from the last edit of the card or a phase reply (a post is no edit).
+            if self._edits.edited:
+                self._last_edit[stored.id] = time.monotonic()
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
+        if stored.state.terminal:
+            self._shows.pop(stored.id, None)
+
+    def _post_more(self, run: Run) -> None:
+        """Go on with a thread a busy channel cut short: its missing replies only, no edit; the
+        card and the edits follow once the interval is over (so it is not settled here)."""
+        if run.shown_as and run.channel:
+            self._thread_replies(run, edits=False)
+        self._requeue(run)
 
     def _card(self, run: Run) -> list[dict[str, object]]:
         options = self.display.run_options(run.id) if run.kind == RunKind.ROLL else None
         return messages.run_card(run, self.clock(), options)
 
-    def _thread_replies(self, run: Run) -> None:
+    def _thread_replies(self, run: Run, *, edits: bool) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
-        once, ever."""
+        once, ever. Without ``edits``, only the phase replies not posted yet."""
         assert run.channel and run.shown_as
         if self.thread_updates_of(run) == ThreadUpdates.PHASES:
-            self.phases.show(run)
+            if edits:
+                self.phases.show(run)
+            else:
+                self._new_phase_replies(run)
         told = self.display.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"
             if server.status == ServerStatus.FAILED and what not in told:
-                self.post(
+                self.post.now(
                     run.channel, text=messages.failure_text(run, server), thread_ts=run.shown_as
                 )
                 self.display.record_notice(run.id, what, self.clock())
@@ -277,7 +357,7 @@ class Cards:
         if run.state.terminal and finished and "summary" not in told:
             summary = messages.run_summary(run)
             offer = rollblocks.roll_offer(run, self.display.run_image(run.id))
-            self.post(
+            self.post.now(
                 run.channel,
                 text=summary,
                 blocks=[section(summary), *offer] if offer else None,
@@ -285,6 +365,17 @@ class Cards:
                 reply_broadcast=True,
             )
             self.display.record_notice(run.id, "summary", self.clock())
+
+    def _new_phase_replies(self, run: Run) -> None:
+        """A reply for each phase begun since the last edit (PhaseReplies.show, less its edits)."""
+        assert run.channel and run.shown_as
+        shown = self.display.thread_replies(run.id)
+        for phase in self.display.phases(run):
+            what = f"phase:{phase.name}"
+            if what not in shown:
+                text = phase_text(phase)
+                response = self.post.now(run.channel, text=text, thread_ts=run.shown_as)
+                self.display.reply_shown(run.id, what, str(response["ts"]), text, self.clock())
 
     @staticmethod
     def _fallback(run: Run) -> str:
