@@ -30,6 +30,8 @@ class Slot:
     server: Server | None = None
     step: tuple[Step, float] | None = None
     """The step in progress and when it began (time.monotonic), for the meter."""
+    scripts: tuple[Script, ...] | None = None
+    """What the new server runs, made once (every step of the slot needs it)."""
     registering: bool = False
     """Recorded as registered by this process (``record`` has what was stored before)."""
     pending: list[ServerEvent] = field(default_factory=list)
