@@ -25,8 +25,10 @@ from bot.slack.blocks.kit import section
 from bot.slack.thread import PhaseReplies, phase_text
 from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunKind, ServerStatus
+from pipeline.domain.phases import Phase
 from pipeline.ports import Clock
 from pipeline.services.display import Display
+from pipeline.state.cards import run_revision
 
 log = logging.getLogger(__name__)
 ChannelOf = Callable[[Run], str | None]
@@ -121,11 +123,12 @@ class Cards:
         # card is shown, so a backlog costs a few bytes per run.
         self._pending: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
-        self._shows: dict[int, Run] = {}
+        self._shows: dict[int, str] = {}
         """What each unsettled card was last edited to, so a card shown further after a busy
         channel is not edited again with the same content."""
-        self._cut: set[int] = set()
-        """Runs whose thread replies a busy channel cut short."""
+        self._cut: dict[int, tuple[Phase, ...] | None] = {}
+        """Runs whose thread replies a busy channel cut short, with the phases being posted
+        (if known): a large run's phases are read once per edit, not once per post."""
         self._tell: dict[int, Callable[[str], object]] = {}
         self._cv = threading.Condition()
         self._stopping = False
@@ -209,37 +212,41 @@ class Cards:
     def _flush(self, *, force: bool) -> None:
         """Show every card that is due: its channel may take a post now, and its messages were
         not edited for an interval (unless ``force``, or it is a thread cut short by a busy
-        channel, which goes on posting at once but edits nothing until then)."""
+        channel, which goes on posting at once and edits nothing until it is all posted)."""
         now = time.monotonic()
         with self._cv:
-            due = []
-            for run_id, channel in self._pending.items():
-                rested = force or now - self._last_edit.get(run_id, 0.0) >= self.interval
-                if (rested or run_id in self._cut) and self.post.wait(channel) == 0:
-                    due.append((run_id, rested))
-            for run_id, _ in due:
+            due = [
+                run_id
+                for run_id, channel in self._pending.items()
+                if (
+                    force
+                    or run_id in self._cut
+                    or now - self._last_edit.get(run_id, 0.0) >= self.interval
+                )
+                and self.post.wait(channel) == 0
+            ]
+            for run_id in due:
                 del self._pending[run_id]
             # Edit times matter for one interval; a process lives for months (bench/soak.py).
             if len(self._last_edit) > 1000:
                 self._last_edit = {
                     k: t for k, t in self._last_edit.items() if now - t < 60 or k in self._pending
                 }
-        for run_id, rested in due:
-            self._cut.discard(run_id)
+        for run_id in due:
             run = self.display.run(run_id)
             if run is not None:
-                self._show_one(run, rested)
+                self._show_one(run)
 
-    def _show_one(self, run: Run, rested: bool) -> None:
+    def _show_one(self, run: Run) -> None:
         try:
-            if rested:
-                self._show(run)
+            if run.id in self._cut:
+                self._post_more(run, self._cut.pop(run.id))
             else:
-                self._post_more(run)
+                self._show(run)
         except ChannelBusy:
-            # Shown further once the channel takes its next post: before the edit interval is
-            # over by posting only, the edits after it.
-            self._cut.add(run.id)
+            # Shown further once the channel takes its next post: the missing replies first,
+            # then (after the interval) the edits.
+            self._cut.setdefault(run.id, None)
             self._requeue(run)
         except SlackApiError as exc:
             if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
@@ -290,7 +297,7 @@ class Cards:
         if posted is not None and due:
             # A run can end before its card is first shown; its thread replies follow when
             # the channel may take another post.
-            self._shows[stored.id] = posted
+            self._shows[stored.id] = run_revision(posted)
             self._requeue(posted)
         self.display.run_card_current(
             stored, self.clock(), settled=stored.state.terminal and not due
@@ -308,15 +315,16 @@ class Cards:
             return
         self._edits.edited = False
         try:
-            if self._shows.get(stored.id) != stored:
+            revision = run_revision(stored)
+            if self._shows.get(stored.id) != revision:
                 self._edits.chat_update(
                     channel=stored.channel,
                     ts=stored.shown_as,
                     text=self._fallback(stored),
                     blocks=self._card(stored),
                 )
-                self._shows[stored.id] = stored
-            self._thread_replies(stored, edits=True)
+                self._shows[stored.id] = revision
+            self._thread_replies(stored)
         finally:
             # Counted from the last edit of the card or a phase reply (a post is no edit).
             if self._edits.edited:
@@ -325,26 +333,34 @@ class Cards:
         if stored.state.terminal:
             self._shows.pop(stored.id, None)
 
-    def _post_more(self, run: Run) -> None:
+    def _post_more(self, run: Run, phases: tuple[Phase, ...] | None) -> None:
         """Go on with a thread a busy channel cut short: its missing replies only, no edit; the
         card and the edits follow once the interval is over (so it is not settled here)."""
         if run.shown_as and run.channel:
-            self._thread_replies(run, edits=False)
+            if self.thread_updates_of(run) == ThreadUpdates.PHASES:
+                phases = self.display.phases(run) if phases is None else phases
+                try:
+                    self._new_phase_replies(run, phases)
+                except ChannelBusy:
+                    self._cut[run.id] = phases
+                    raise
+            self._other_replies(run)
         self._requeue(run)
 
     def _card(self, run: Run) -> list[dict[str, object]]:
         options = self.display.run_options(run.id) if run.kind == RunKind.ROLL else None
         return messages.run_card(run, self.clock(), options)
 
-    def _thread_replies(self, run: Run, *, edits: bool) -> None:
+    def _thread_replies(self, run: Run) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
-        once, ever. Without ``edits``, only the phase replies not posted yet."""
-        assert run.channel and run.shown_as
+        once, ever."""
         if self.thread_updates_of(run) == ThreadUpdates.PHASES:
-            if edits:
-                self.phases.show(run)
-            else:
-                self._new_phase_replies(run)
+            self.phases.show(run)
+        self._other_replies(run)
+
+    def _other_replies(self, run: Run) -> None:
+        """A reply per failed server and the broadcast summary, each posted once, ever."""
+        assert run.channel and run.shown_as
         told = self.display.notices(run.id)
         for server in run.servers:
             what = f"failure:{server.slot}"
@@ -366,11 +382,11 @@ class Cards:
             )
             self.display.record_notice(run.id, "summary", self.clock())
 
-    def _new_phase_replies(self, run: Run) -> None:
-        """A reply for each phase begun since the last edit (PhaseReplies.show, less its edits)."""
+    def _new_phase_replies(self, run: Run, phases: tuple[Phase, ...]) -> None:
+        """A reply for each phase not posted yet (PhaseReplies.show, less its edits)."""
         assert run.channel and run.shown_as
         shown = self.display.thread_replies(run.id)
-        for phase in self.display.phases(run):
+        for phase in phases:
             what = f"phase:{phase.name}"
             if what not in shown:
                 text = phase_text(phase)
