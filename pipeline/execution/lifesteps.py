@@ -171,9 +171,8 @@ class LifecycleSteps:
             server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         )
         shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
-        self.store.update_server(
-            slot.run.id, slot.record.slot, self.clock(), event="probed", note=f"measured {shown}"
-        )
+        # Stored with the slot's next write, as a script's report is (before the next call).
+        slot.pending.append(("probed", {"note": f"measured {shown}"}))
         return versions
 
     def _refresh_step(self, slot: Slot, step: Step) -> None:
