@@ -16,6 +16,7 @@ from pipeline.domain import roll
 from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
 from pipeline.execution import bake, probes
 from pipeline.state import measured
+from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import VERSION_TAG_PREFIX, NotFound, Provider, ProviderError, Script, Server
@@ -49,6 +50,7 @@ class LifecycleSteps:
     clock: Callable[[], datetime]
     checkpoint: Callable[[str], None]
     _stopping: threading.Event
+    _measured: GroupCommit[measured.Found, None]
 
     # from the Runner ---------------------------------------------------------------------
 
@@ -157,16 +159,9 @@ class LifecycleSteps:
         versions = probes.measure(
             slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
         )
-        measured.record(
-            self.store,
-            server.id,
-            app=slot.run.app,
-            env=slot.run.env,
-            image_id=server.image_id,
-            versions=versions,
-            now=self.clock(),
-            run_id=slot.run.id,
-        )
+        # The servers of a large run are probed together: their measurements share a write.
+        found = (server.id, slot.run.app, slot.run.env, server.image_id, versions, self.clock())
+        self._measured.write((*found, slot.run.id))
         slot.provider.tag_server(
             server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         )

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 from pipeline.config.model import Config
 from pipeline.domain import failures, roll
@@ -22,6 +23,7 @@ from pipeline.execution.notices import RunNotices
 from pipeline.execution.serversteps import ServerSteps
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
+from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import ProviderError
@@ -58,6 +60,7 @@ class Runner(ServerSteps):
         self._again: set[int] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._measured = GroupCommit(store.database.lock, partial(measured.record_all, store))
 
     # starting ---------------------------------------------------------------------------
 
