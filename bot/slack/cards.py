@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
 from bot.slack.blocks.kit import section
+from bot.slack.poster import ChannelBusy, Poster
 from bot.slack.thread import PhaseReplies, phase_text
 from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunKind, ServerStatus
@@ -33,50 +34,7 @@ from pipeline.state.cards import run_revision
 log = logging.getLogger(__name__)
 ChannelOf = Callable[[Run], str | None]
 ThreadUpdatesOf = Callable[[Run], ThreadUpdates]
-
-
-class ChannelBusy(Exception):
-    """The channel may take no post yet (at most one per second): try again later."""
-
-
-class Poster:
-    """chat.postMessage, at most one post per ``interval`` seconds per channel.
-
-    A caller that must wait sleeps outside the lock, so a busy channel never holds up a post to
-    another one; ``now`` never waits at all (the card flusher comes back later instead)."""
-
-    def __init__(self, client: WebClient, interval: float = 1.0) -> None:
-        self.client = client
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def wait(self, channel: str) -> float:
-        """Seconds until the next post to ``channel`` may go (0 when it may go now)."""
-        with self._lock:
-            return max(0.0, self._last.get(channel, 0.0) + self.interval - time.monotonic())
-
-    def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
-        with self._lock:  # the next free turn in the channel is this post's
-            turn = max(time.monotonic(), self._last.get(channel, 0.0) + self.interval)
-            self._last[channel] = turn
-        delay = turn - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        return self._send(channel, kwargs)
-
-    def now(self, channel: str, **kwargs: object) -> dict[str, object]:
-        """Post at once, or raise ChannelBusy if the channel must wait for its next post."""
-        with self._lock:
-            now = time.monotonic()
-            if now < self._last.get(channel, 0.0) + self.interval:
-                raise ChannelBusy(channel)
-            self._last[channel] = now
-        return self._send(channel, kwargs)
-
-    def _send(self, channel: str, kwargs: dict[str, object]) -> dict[str, object]:
-        response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
-        return dict(response.data) if isinstance(response.data, dict) else {}
+__all__ = ["Cards", "ChannelBusy", "Poster"]
 
 
 class _TimedEdits:
@@ -148,6 +106,8 @@ class Cards:
         with self._cv:
             if run_id not in self._last_edit:  # posted already: nobody will need telling
                 self._tell[run_id] = tell
+                if len(self._tell) > 1000:  # a backlog of unposted cards: tell the newest
+                    del self._tell[next(iter(self._tell))]
 
     # flushing ---------------------------------------------------------------------------
 
@@ -184,16 +144,21 @@ class Cards:
         return True
 
     def _loop(self) -> None:
-        next_resync = time.monotonic() + self.resync_every
+        resynced = time.monotonic()
         while True:
             with self._cv:
                 if self._stopping:
                     break
                 self._cv.wait(0.2)
+                busy = bool(self._pending)
             try:
                 self._flush(force=False)
-                if time.monotonic() >= next_resync:
-                    next_resync = time.monotonic() + self.resync_every
+                # Reading every card behind the store is for what a queue lost (a restart, an
+                # outage); with a backlog queued it would read the backlog again and again, so
+                # it waits for an idle moment (or ten periods).
+                since = time.monotonic() - resynced
+                if since >= self.resync_every * (10 if busy else 1):
+                    resynced = time.monotonic()
                     self.resync()
             except Exception:  # the flusher must outlive any one bad card
                 log.exception("showing run cards failed")
@@ -210,20 +175,19 @@ class Cards:
                 time.sleep(0.05)  # what is left waits for its channel's next post
 
     def _flush(self, *, force: bool) -> None:
-        """Show every card that is due: its channel may take a post now, and its messages were
-        not edited for an interval (unless ``force``, or it is a thread cut short by a busy
-        channel, which goes on posting at once and edits nothing until it is all posted)."""
+        """Show every card whose messages were not edited for an interval (any, with ``force``),
+        and go on with every thread cut short by a busy channel that may take a post now (it
+        only posts, so it edits nothing until its replies are all posted)."""
         now = time.monotonic()
         with self._cv:
             due = [
                 run_id
                 for run_id, channel in self._pending.items()
                 if (
-                    force
-                    or run_id in self._cut
-                    or now - self._last_edit.get(run_id, 0.0) >= self.interval
+                    self.post.wait(channel) == 0
+                    if run_id in self._cut
+                    else force or now - self._last_edit.get(run_id, 0.0) >= self.interval
                 )
-                and self.post.wait(channel) == 0
             ]
             for run_id in due:
                 del self._pending[run_id]
@@ -338,12 +302,9 @@ class Cards:
         card and the edits follow once the interval is over (so it is not settled here)."""
         if run.shown_as and run.channel:
             if self.thread_updates_of(run) == ThreadUpdates.PHASES:
-                phases = self.display.phases(run) if phases is None else phases
-                try:
+                if phases is not None:  # those read when the thread was cut short
                     self._new_phase_replies(run, phases)
-                except ChannelBusy:
-                    self._cut[run.id] = phases
-                    raise
+                self._new_phase_replies(run, self.display.phases(run))  # any begun since
             self._other_replies(run)
         self._requeue(run)
 
@@ -383,14 +344,19 @@ class Cards:
             self.display.record_notice(run.id, "summary", self.clock())
 
     def _new_phase_replies(self, run: Run, phases: tuple[Phase, ...]) -> None:
-        """A reply for each phase not posted yet (PhaseReplies.show, less its edits)."""
+        """A reply for each phase not posted yet (PhaseReplies.show, less its edits); if the
+        channel is busy, the thread goes on from these same phases."""
         assert run.channel and run.shown_as
         shown = self.display.thread_replies(run.id)
         for phase in phases:
             what = f"phase:{phase.name}"
             if what not in shown:
                 text = phase_text(phase)
-                response = self.post.now(run.channel, text=text, thread_ts=run.shown_as)
+                try:
+                    response = self.post.now(run.channel, text=text, thread_ts=run.shown_as)
+                except ChannelBusy:
+                    self._cut[run.id] = phases
+                    raise
                 self.display.reply_shown(run.id, what, str(response["ts"]), text, self.clock())
 
     @staticmethod
