@@ -201,7 +201,7 @@ def main() -> None:
     fake_process.terminate()
     print(
         f"soak: {args.runs} runs through one byoi serve, {APPS} apps, {elapsed:.0f} s "
-        f"({args.runs / ran:.1f} runs/s while driven)"
+        f"({args.runs / ran:.1f} runs/s until the last was driven)"
     )
     print(f"cards not shown at the readings: {warm_behind}, {end_behind} (each waited for)")
     print(f"run outcomes: {states}; driver problems: {len(driver.failures)} {driver.failures[:3]}")
