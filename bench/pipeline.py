@@ -7,18 +7,21 @@ The same runs are shown in Slack through the real card notifier against the fake
 and its calls are counted against the budget: chat.postMessage <= 2 + phases + failed servers
 (the card, a thread reply per step phase and per failed server, the summary); the bench exits 1
 when a run goes over. The store's transactions and rows written per server are counted too.
-Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both]
-(the issue's large runs: ``--strategy parallel 300 1000``).
+Beside each run, the same sleeps on bare threads (no store, no notifier) show the floor that
+threads alone reach on this machine, and the run's CPU time per server shows byoi's own work.
+Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both] [--repeat R]
+(the issue's large runs: ``--strategy parallel 300 1000``; ``--repeat 3`` for medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from bot.slack.cards import Cards
 from bot.slack.serve import NOTIFY_INTERVAL, web_client
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
+from pipeline.execution.fanout import fan_out
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
@@ -137,10 +141,34 @@ apps:
 """
 
 
-def one_run(
-    root: Path, fake: FakeSlack, n: int, strategy: str
-) -> tuple[float, dict[str, int], int, tuple[int, int]]:
-    """Seconds, Slack calls by method, the run's post budget, and (transactions, rows) written."""
+@dataclass(frozen=True)
+class Result:
+    seconds: float
+    cpu: float
+    """CPU seconds of this process (every thread) while the run went."""
+    calls: dict[str, int]
+    budget: int
+    """The run's post budget."""
+    commits: int
+    changes: int
+    """Transactions committed and rows written."""
+
+
+def bare_threads(n: int) -> float:
+    """The floor for threads on this machine: N threads that only sleep one server's latencies,
+    started the way the runner starts its own."""
+    sleeps = [LATENCY["launch"], *[LATENCY["script"]] * SCRIPTS, LATENCY["register"]]
+
+    def server(_: int) -> None:
+        for seconds in sleeps:
+            time.sleep(seconds)
+
+    started = time.perf_counter()
+    fan_out(server, range(n), n, "bare")
+    return time.perf_counter() - started
+
+
+def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> Result:
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
@@ -162,7 +190,7 @@ def one_run(
     service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
     before = len(fake.calls)
     commits, changes = store.database.commits, store.database.db.conn.total_changes
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     reply = service.handle(
         f"scale web {n} --strategy {strategy}", Caller("UBENCH", channel="C0BENCH"), NOW
     )
@@ -170,8 +198,9 @@ def one_run(
     assert run is not None, reply
     cards.run_changed(run)
     runner.wait()
-    elapsed = time.perf_counter() - started
-    written = (store.database.commits - commits, store.database.db.conn.total_changes - changes)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    commits = store.database.commits - commits
+    changes = store.database.db.conn.total_changes - changes
     cards.stop()
     final = store.run(run.id)
     assert final is not None and final.state == RunState.SUCCEEDED, final
@@ -181,13 +210,14 @@ def one_run(
     calls: dict[str, int] = {}
     for call in fake.calls[before:]:
         calls[call.method] = calls.get(call.method, 0) + 1
-    return elapsed, calls, budget, written
+    return Result(elapsed, cpu, calls, budget, commits, changes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
     parser.add_argument("sizes", nargs="*", type=int, default=[1, 10, 50])
     parser.add_argument("--strategy", choices=("parallel", "serial", "both"), default="both")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per size; medians shown")
     args = parser.parse_args()
     strategies = ("parallel", "serial") if args.strategy == "both" else (args.strategy,)
     fake = FakeSlack().start()
@@ -195,28 +225,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             for strategy in strategies:
-                run_root = Path(tmp) / f"{strategy}-{n}"
-                elapsed, calls, budget, written = one_run(run_root, fake, n, strategy)
+                results, floors = [], []
+                for attempt in range(args.repeat):  # byoi and the floor in turns
+                    run_root = Path(tmp) / f"{strategy}-{n}-{attempt}"
+                    results.append(one_run(run_root, fake, n, strategy))
+                    if strategy == "parallel":  # serial: one server at a time, nothing to add
+                        floors.append(bare_threads(n))
                 ideal = PATH if strategy == "parallel" else PATH * n
-                rows.append((n, strategy, elapsed, ideal, calls, budget, written))
+                rows.append((n, strategy, ideal, results, floors))
     fake.stop()
+    report(rows)
+
+
+def report(rows: list[tuple[int, str, float, list[Result], list[float]]]) -> None:
     print(f"latencies: {LATENCY} (one server's critical path {PATH:.2f} s)")
     print(
-        f"{'N':>4} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} {'tx/server':>9} "
-        f"{'rows/server':>11} {'posts':>6} {'updates':>8} {'post budget':>11} "
-        f"{'update budget':>13}"
+        "ratio: run time / ideal (median of the runs); threads: the same sleeps on bare "
+        "threads / ideal; CPU ms per server"
+    )
+    print(
+        f"{'N':>4} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} {'ratios':>18} "
+        f"{'threads':>7} {'cpu/srv':>7} {'tx/server':>9} {'rows/server':>11} {'posts':>6} "
+        f"{'updates':>8} {'post budget':>11} {'update budget':>13}"
     )
     over = False
-    for n, strategy, elapsed, ideal, calls, budget, (commits, changes) in rows:
-        posts = calls.get("chat.postMessage", 0)
-        updates = calls.get("chat.update", 0)
-        over = over or posts > budget
+    for n, strategy, ideal, results, floors in rows:
+        r = sorted(results, key=lambda x: x.seconds)[len(results) // 2]
+        posts = r.calls.get("chat.postMessage", 0)
+        updates = r.calls.get("chat.update", 0)
+        over = over or any(x.calls.get("chat.postMessage", 0) > x.budget for x in results)
         # Each message (the card, each phase reply) is edited at most once per ~2 s.
-        edits = f"<= {(budget - 1) * int(elapsed / 2 + 3)}"
+        edits = f"<= {(r.budget - 1) * int(r.seconds / 2 + 3)}"
+        each = ",".join(f"{x.seconds / ideal:.2f}" for x in results)
+        floor = f"{statistics.median(floors) / ideal:.3f}" if floors else "-"
         print(
-            f"{n:>4} {strategy:<9} {elapsed:7.2f} {ideal:8.2f} {elapsed / ideal:6.3f} "
-            f"{commits / n:9.2f} {changes / n:11.1f} {posts:>6} {updates:>8} "
-            f"{f'<= {budget}':>11} {edits:>13}"
+            f"{n:>4} {strategy:<9} {r.seconds:7.2f} {ideal:8.2f} {r.seconds / ideal:6.3f} "
+            f"{each:>18} {floor:>7} {r.cpu / n * 1000:7.2f} "
+            f"{r.commits / n:9.2f} {r.changes / n:11.1f} {posts:>6} {updates:>8} "
+            f"{f'<= {r.budget}':>11} {edits:>13}"
         )
     if over:
         sys.exit("over the post budget")

@@ -3,10 +3,13 @@ and thread count.
 
 `byoi serve` runs as a real process over HTTP, its provider swapped for the fixed-latency one of
 bench/pipeline.py (everything else is byoi's own wiring), against the fake Slack Web API in its
-own process. APPS apps, each with its own channel (Slack allows a post a second per channel),
-scale up to 1 and back to 0 in turn through signed `/byoi scale` requests, no closer than PACE
-seconds apart per app. RSS and threads are read when byoi is idle: after the first runs (once
-its caches and pools exist) and at the end. Target: no growth beyond 10 %.
+own process. APPS apps, each with its own channel, scale up to 1 and back to 0 in turn through
+signed `/byoi scale` requests, no closer than PACE seconds apart per app: Slack takes a post a
+second per channel, and a run's card and thread take five posts on average (a scale-up six: the
+card, four phase replies, the summary; a scale-down four), so a closer pace would pile up cards
+no Slack could show. RSS and threads are read when byoi is idle (no run active, every card
+shown): after the first runs (once its caches and pools exist) and at the end. Target: no
+growth beyond 10 %.
 Usage: .venv/bin/python -m bench.soak [--runs 2000] (the issue's size: --runs 10000)
 """
 
@@ -28,8 +31,8 @@ from bench.pipeline import LatencyProvider
 from tests.e2e.slackbot import Bot, serving
 
 REPO = Path(__file__).resolve().parents[1]
-APPS = 60
-PACE = 2.5
+APPS = 120
+PACE = 6.0
 LATENCY = {"launch": 0.02, "script": 0.005, "register": 0.01}
 APP = """\
   app{n}:
@@ -45,6 +48,8 @@ APP = """\
     channel: C0SOAK{n:03d}
 """
 ACTIVE = "('planned', 'awaiting_approval', 'approved', 'running')"
+UNSHOWN = """SELECT count(*) FROM runs LEFT JOIN cards ON cards.run_id = runs.id
+WHERE runs.channel IS NOT NULL AND coalesce(cards.settled, 0) = 0"""
 
 
 def serve_child() -> int:
@@ -110,7 +115,7 @@ class Driver:
                 self.failures.append(f"{app}: HTTP {status}")
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                time.sleep(0.1)
+                time.sleep(0.2)
                 count = db.execute("SELECT count(*) FROM runs WHERE app = ?", [app]).fetchone()
                 if count[0] > before and not self.active(db, app):
                     break
@@ -119,14 +124,18 @@ class Driver:
             up = not up
             time.sleep(max(0.0, PACE - (time.monotonic() - began)))
 
-    def quiesce(self) -> None:
-        """Wait until no run is active, then a little longer for notifiers and cards to idle."""
+    def quiesce(self) -> int:
+        """Wait until no run is active and every card is shown, then a little longer for the
+        flusher to idle; returns how many cards were still not shown (given up after 2 min)."""
         db = self._db()
         deadline = time.monotonic() + 120
         while self.active(db) and time.monotonic() < deadline:
             time.sleep(0.2)
+        while (unshown := int(db.execute(UNSHOWN).fetchone()[0])) and time.monotonic() < deadline:
+            time.sleep(0.5)
         time.sleep(3)
         db.close()
+        return unshown
 
 
 def main() -> None:
@@ -166,7 +175,7 @@ def main() -> None:
             while driver.started < warmup:
                 time.sleep(0.1)
             driver.go.clear()
-            driver.quiesce()
+            warm_behind = driver.quiesce()
             warm = sample(pid)
             if args.trace:
                 os.kill(pid, signal.SIGUSR1)
@@ -179,7 +188,8 @@ def main() -> None:
                     trend.append((driver.started, sample(pid)[0]))
             for thread in threads:
                 thread.join()
-            driver.quiesce()
+            ran = time.monotonic() - began
+            end_behind = driver.quiesce()
             end = sample(pid)
             if args.trace:
                 os.kill(pid, signal.SIGUSR1)
@@ -189,7 +199,11 @@ def main() -> None:
             states = dict(db.execute("SELECT state, count(*) FROM runs GROUP BY state").fetchall())
             db.close()
     fake_process.terminate()
-    print(f"soak: {args.runs} runs through one byoi serve, {APPS} apps, {elapsed:.0f} s")
+    print(
+        f"soak: {args.runs} runs through one byoi serve, {APPS} apps, {elapsed:.0f} s "
+        f"({args.runs / ran:.1f} runs/s until the last was driven)"
+    )
+    print(f"cards not shown at the readings: {warm_behind}, {end_behind} (each waited for)")
     print(f"run outcomes: {states}; driver problems: {len(driver.failures)} {driver.failures[:3]}")
     print(f"{'when':<28} {'RSS MB':>8} {'threads':>8}")
     print(f"{'ready':<28} {ready[0]:8.1f} {ready[1]:>8}")

@@ -14,44 +14,40 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.slack.blocks import messages
+from bot.slack.poster import ChannelBusy, Poster
 from bot.slack.thread import ThreadReplies
 from pipeline.config.model import ThreadUpdates
 from pipeline.domain.models import Run, RunKind, ServerStatus
+from pipeline.domain.phases import Part
 from pipeline.ports import Clock
 from pipeline.services.display import Display
+from pipeline.state.cards import run_revision
 
 log = logging.getLogger(__name__)
 ChannelOf = Callable[[Run], str | None]
 ThreadUpdatesOf = Callable[[Run], ThreadUpdates]
+__all__ = ["Cards", "ChannelBusy", "Poster"]
 
 
-class Poster:
-    """chat.postMessage, at most one post per ``interval`` seconds per channel."""
+class _TimedEdits:
+    """The client as the phase replies see it: the flusher learns whether they edited."""
 
-    def __init__(self, client: WebClient, interval: float = 1.0) -> None:
+    def __init__(self, client: WebClient) -> None:
         self.client = client
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.edited = False
 
-    def wait(self, channel: str) -> float:
-        """Seconds until the next post to ``channel`` may go (0 when it may go now)."""
-        with self._lock:
-            return max(0.0, self._last.get(channel, 0.0) + self.interval - time.monotonic())
+    def chat_update(self, **kwargs: Any) -> Any:
+        self.edited = True
+        return self.client.chat_update(**kwargs)
 
-    def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
-        with self._lock:
-            wait = self._last.get(channel, 0.0) + self.interval - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            self._last[channel] = time.monotonic()
-        response = self.client.chat_postMessage(channel=channel, **kwargs)  # type: ignore[arg-type]
-        return dict(response.data) if isinstance(response.data, dict) else {}
+    def conversations_replies(self, **kwargs: Any) -> Any:
+        return self.client.conversations_replies(**kwargs)
 
 
 class Cards:
@@ -77,10 +73,23 @@ class Cards:
         self.post = poster or Poster(client, post_interval)
         self._stop_deadline = 0.0
         self.thread_updates_of = thread_updates_of
-        self.thread = ThreadReplies(client, self.post, display, clock)
+        self._edits = _TimedEdits(client)
+        # The flusher never waits for a channel: a post that would have to raises ChannelBusy
+        # and the card is shown further once the channel takes its next post.
+        self.thread = ThreadReplies(
+            cast(WebClient, self._edits), self.post.now, display, clock, wait=self.post.wait
+        )
 
-        self._pending: dict[int, Run] = {}
+        # Run id -> its channel: only ids wait here, the run is read from the store when its
+        # card is shown, so a backlog costs a few bytes per run.
+        self._pending: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
+        self._shows: dict[int, str] = {}
+        """What each unsettled card was last edited to, so a card shown further after a busy
+        channel is not edited again with the same content."""
+        self._cut: dict[int, tuple[Part, ...] | None] = {}
+        """Runs whose thread replies a busy channel cut short, with the phases being posted
+        (if known): a large run's phases are read once per edit, not once per post."""
         self._tell: dict[int, Callable[[str], object]] = {}
         self._cv = threading.Condition()
         self._stopping = False
@@ -90,8 +99,9 @@ class Cards:
 
     def run_changed(self, run: Run) -> None:
         """Queue the run's card; the flusher thread posts or edits it, so callers never wait."""
+        channel = run.channel or self.channel_of(run) or ""
         with self._cv:
-            self._pending[run.id] = run
+            self._pending[run.id] = channel
             self._cv.notify()
 
     def on_post_error(self, run_id: int, tell: Callable[[str], object]) -> None:
@@ -99,6 +109,8 @@ class Cards:
         with self._cv:
             if run_id not in self._last_edit:  # posted already: nobody will need telling
                 self._tell[run_id] = tell
+                if len(self._tell) > 1000:  # a backlog of unposted cards: tell the newest
+                    del self._tell[next(iter(self._tell))]
 
     # flushing ---------------------------------------------------------------------------
 
@@ -135,16 +147,21 @@ class Cards:
         return True
 
     def _loop(self) -> None:
-        next_resync = time.monotonic() + self.resync_every
+        resynced = time.monotonic()
         while True:
             with self._cv:
                 if self._stopping:
                     break
                 self._cv.wait(0.2)
+                busy = bool(self._pending)
             try:
                 self._flush(force=False)
-                if time.monotonic() >= next_resync:
-                    next_resync = time.monotonic() + self.resync_every
+                # Reading every card behind the store is for what a queue lost (a restart, an
+                # outage); with a backlog queued it would read the backlog again and again, so
+                # it waits for an idle moment (or ten periods).
+                since = time.monotonic() - resynced
+                if since >= self.resync_every * (10 if busy else 1):
+                    resynced = time.monotonic()
                     self.resync()
             except Exception:  # the flusher must outlive any one bad card
                 log.exception("showing run cards failed")
@@ -157,43 +174,62 @@ class Cards:
             except Exception:
                 log.exception("showing run cards failed")
                 return
+            if self._pending:
+                time.sleep(0.05)  # what is left waits for its channel's next post
 
     def _flush(self, *, force: bool) -> None:
+        """Show every card whose messages were not edited for an interval (any, with ``force``),
+        and go on with every thread cut short by a busy channel that may take a post now (it
+        only posts, so it edits nothing until its replies are all posted)."""
         now = time.monotonic()
         with self._cv:
-            # A card whose channel must wait for its next post waits in the queue, so one busy
-            # channel never holds up the others (the flusher used to sleep for it).
             due = [
-                run
-                for run_id, run in self._pending.items()
-                if force
-                or (
-                    now - self._last_edit.get(run_id, 0.0) >= self.interval
-                    and self.post.wait(run.channel or self.channel_of(run) or "") == 0
+                run_id
+                for run_id, channel in self._pending.items()
+                if (
+                    self.post.wait(channel) == 0
+                    if run_id in self._cut
+                    else force or now - self._last_edit.get(run_id, 0.0) >= self.interval
                 )
             ]
-            for run in due:
-                del self._pending[run.id]
+            for run_id in due:
+                del self._pending[run_id]
             # Edit times matter for one interval; a process lives for months (bench/soak.py).
             if len(self._last_edit) > 1000:
                 self._last_edit = {
                     k: t for k, t in self._last_edit.items() if now - t < 60 or k in self._pending
                 }
-        for run in due:
-            try:
+        for run_id in due:
+            run = self.display.run(run_id)
+            if run is not None:
+                self._show_one(run)
+
+    def _show_one(self, run: Run) -> None:
+        try:
+            if run.id in self._cut:
+                self._post_more(run, self._cut.pop(run.id))
+            else:
                 self._show(run)
-            except SlackApiError as exc:
-                if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
-                    self._cannot_post(run, str(exc.response.get("error")))
-                    continue
-                self._retry_later(run, exc)
-            except (SlackClientError, OSError) as exc:
-                self._retry_later(run, exc)
+        except ChannelBusy:
+            # Shown further once the channel takes its next post: the missing replies first,
+            # then (after the interval) the edits.
+            self._cut.setdefault(run.id, None)
+            self._requeue(run)
+        except SlackApiError as exc:
+            if exc.response.get("error") in ("not_in_channel", "channel_not_found"):
+                self._cannot_post(run, str(exc.response.get("error")))
+                return
+            self._retry_later(run, exc)
+        except (SlackClientError, OSError) as exc:
+            self._retry_later(run, exc)
+
+    def _requeue(self, run: Run) -> None:
+        with self._cv:
+            self._pending.setdefault(run.id, run.channel or self.channel_of(run) or "")
 
     def _retry_later(self, run: Run, exc: Exception) -> None:
         log.warning("could not show the card of run %s (will retry): %s", run.id, exc)
-        with self._cv:
-            self._pending.setdefault(run.id, run)
+        self._requeue(run)
         time.sleep(0.2)
 
     def _cannot_post(self, run: Run, error: str) -> None:
@@ -207,30 +243,32 @@ class Cards:
                 "invite it with `/invite @byoi`."
             )
 
-    def _show(self, run: Run) -> None:
-        stored = self.display.run(run.id) or run
+    def _show(self, stored: Run) -> None:
+        """Post or edit the card of ``stored``, a run just read from the store."""
         if stored.shown_as:
             self._edit(stored)
             return
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self.post(channel, text=self._fallback(stored), blocks=self._card(stored))
-        self.display.run_shown(run.id, str(response.get("channel", channel)), str(response["ts"]))
-        self._last_edit[run.id] = time.monotonic()
-        posted = self.display.run(run.id)
+        response = self.post.now(channel, text=self._fallback(stored), blocks=self._card(stored))
+        self.display.run_shown(
+            stored.id, str(response.get("channel", channel)), str(response["ts"])
+        )
+        with self._cv:
+            self._tell.pop(stored.id, None)
+            # Posted, not edited: the first edit need not wait (on_post_error looks here too).
+            self._last_edit.setdefault(stored.id, 0.0)
+        posted = self.display.run(stored.id)
         due = posted is not None and self._replies_due(posted)
         if posted is not None and due:
             # A run can end before its card is first shown; its thread replies follow when
-            # the channel may take another post (the flusher never sleeps for one channel).
-            with self._cv:
-                self._pending.setdefault(run.id, posted)
+            # the channel may take another post.
+            self._shows[stored.id] = run_revision(posted)
+            self._requeue(posted)
         self.display.run_card_current(
             stored, self.clock(), settled=stored.state.terminal and not due
         )
-
-        with self._cv:
-            self._tell.pop(run.id, None)
 
     def _replies_due(self, run: Run) -> bool:
         """Whether the thread may need a reply: a phase begun, a server failed, or an end."""
@@ -238,20 +276,38 @@ class Cards:
         return started or run.state.terminal
 
     def _edit(self, stored: Run) -> None:
-        """Edit the card of ``stored``, a run just read from the store."""
+        """Edit the card of ``stored`` (unless this process last edited it to the same run),
+        then its thread; each message is edited at most once per interval."""
         if not stored.shown_as or not stored.channel:
             return
-        self.client.chat_update(
-            channel=stored.channel,
-            ts=stored.shown_as,
-            text=self._fallback(stored),
-            blocks=self._card(stored),
-        )
-        self._thread_replies(stored)
-        # Counted from the last phase edit too, so each phase reply is also edited at most
-        # once per interval (posting a new reply can take a second of pacing).
-        self._last_edit[stored.id] = time.monotonic()
+        self._edits.edited = False
+        try:
+            revision = run_revision(stored)
+            if self._shows.get(stored.id) != revision:
+                self._edits.chat_update(
+                    channel=stored.channel,
+                    ts=stored.shown_as,
+                    text=self._fallback(stored),
+                    blocks=self._card(stored),
+                )
+                self._shows[stored.id] = revision
+            self._thread_replies(stored)
+        finally:
+            # Counted from the last edit of the card or a phase reply (a post is no edit).
+            if self._edits.edited:
+                self._last_edit[stored.id] = time.monotonic()
         self.display.run_card_current(stored, self.clock(), settled=stored.state.terminal)
+        if stored.state.terminal:
+            self._shows.pop(stored.id, None)
+
+    def _post_more(self, run: Run, parts: tuple[Part, ...] | None) -> None:
+        """Go on with a thread a busy channel cut short: its missing replies only, no edit; the
+        card and the edits follow once the interval is over (so it is not settled here)."""
+        if run.shown_as and run.channel:
+            if parts is not None:  # those read when the thread was cut short
+                self._show_thread(run, parts, edits=False, tail=False)
+            self._show_thread(run, self._parts(run), edits=False)  # and any begun since
+        self._requeue(run)
 
     def _card(self, run: Run) -> list[dict[str, object]]:
         options = self.display.run_options(run.id) if run.kind == RunKind.ROLL else None
@@ -260,8 +316,23 @@ class Cards:
     def _thread_replies(self, run: Run) -> None:
         """Phase replies, a reply per failed server and one broadcast summary; each posted
         once, ever (bot/slack/thread.py)."""
-        phases = self.thread_updates_of(run) == ThreadUpdates.PHASES
-        self.thread.show(run, phases=phases)
+        self._show_thread(run, self._parts(run))
+
+    def _parts(self, run: Run) -> tuple[Part, ...]:
+        """The run's phases (a roll's batches) when its thread tells them, else none."""
+        if self.thread_updates_of(run) == ThreadUpdates.PHASES:
+            return self.display.phases(run)
+        return ()
+
+    def _show_thread(
+        self, run: Run, parts: tuple[Part, ...], *, edits: bool = True, tail: bool = True
+    ) -> None:
+        """The thread from ``parts``; if the channel is busy, it goes on from these same parts."""
+        try:
+            self.thread.show(run, parts, edits=edits, tail=tail)
+        except ChannelBusy:
+            self._cut[run.id] = parts
+            raise
 
     @staticmethod
     def _fallback(run: Run) -> str:

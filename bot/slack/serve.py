@@ -231,35 +231,25 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
     stopping = threading.Event()
     on_stop_signals(stopping)
     cards.start()
-    alert_cards = AlertCards(cards.post, app.display, app.clock)
-    work = WorkQueue(
-        int(os.environ.get("BYOI_WORKERS", "2")), int(os.environ.get("BYOI_QUEUE", "100"))
-    )
-    services = Services(
-        app.service,
-        app.display,
-        cards,
-        Directory.for_config(client, app.config),
-        app.clock,
-        alert_cards,
-        work,
-    )
+    services = _services(app, cards, client)
     metrics.watch(ScrapeSource(app.config, app.display, app.service, app.clock))
-    metrics.watch_queue(work.pending)
+    metrics.watch_queue(services.work.pending)
     readiness = Readiness()
     health = Health(
         app.store,
         socket_down_limit=float(os.environ.get("BYOI_SOCKET_DOWN_SECONDS", "60")),
         readiness=readiness,
     )
-    schedule = Schedule(app.config, lambda trigger: _scan(app, alert_cards, trigger))
+    schedule = Schedule(app.config, lambda trigger: _scan(app, services.alert_cards, trigger))
     front = _Front(os.environ.get("SLACK_APP_TOKEN") or None, health)
     front.listen({"/healthz": health, "/metrics": metrics.wsgi()})
 
     def start() -> None:
         log.info("re-queued %d run card(s) behind the store", cards.resync())
-        alert_cards.resync()
-        run_in_background("housekeeping", lambda: _housekeeping(app, cards, alert_cards, stopping))
+        services.alert_cards.resync()
+        run_in_background(
+            "housekeeping", lambda: _housekeeping(app, cards, services.alert_cards, stopping)
+        )
         schedule.start()
         if not wait_for_slack(client, stopping, readiness):
             return
@@ -272,6 +262,22 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
     deadline = Deadline(float(os.environ.get("BYOI_SHUTDOWN_SECONDS", "25")))
     _shut_down(app, front, schedule, services, cards, deadline)
     return 0
+
+
+def _services(app: App, cards: Cards, client: WebClient) -> Services:
+    """What the listeners use: the service, cards, the directory and the post-ack workers."""
+    work = WorkQueue(
+        int(os.environ.get("BYOI_WORKERS", "2")), int(os.environ.get("BYOI_QUEUE", "100"))
+    )
+    return Services(
+        app.service,
+        app.display,
+        cards,
+        Directory.for_config(client, app.config),
+        app.clock,
+        AlertCards(cards.post, app.display, app.clock),
+        work,
+    )
 
 
 def _scan(app: App, alert_cards: AlertCards, trigger: str) -> None:

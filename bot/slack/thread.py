@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
 from bot.slack.blocks.kit import Block, escape, section
+from bot.slack.poster import ChannelBusy
 from bot.views.words import part_line
 from pipeline.domain.models import Run, ServerStatus
 from pipeline.domain.phases import Part, ThreadReply
@@ -64,23 +65,37 @@ class Due:
 
 
 class ThreadReplies:
-    def __init__(self, client: WebClient, post: Post, display: Display, clock: Clock) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        post: Post,
+        display: Display,
+        clock: Clock,
+        *,
+        wait: Callable[[str], float] = lambda _: 0.0,
+    ) -> None:
         self.client = client
+        self.wait = wait
+        """Seconds until the channel takes a post: a reply that would wait is not recorded as
+        intended (raising ChannelBusy), so a busy channel never costs a thread lookup."""
         self.post = post
         self.display = display
         self.clock = clock
         self._cannot_read = False
         """Slack refused to show a thread (a missing scope): said once, then no more lookups."""
 
-    def show(self, run: Run, *, phases: bool) -> None:
-        """Post each reply the run's thread lacks, in order; edit a phase reply whose line
-        changed. A reply whose post a crash left unknown is looked up first."""
+    def show(
+        self, run: Run, parts: tuple[Part, ...], *, edits: bool = True, tail: bool = True
+    ) -> None:
+        """Post each reply the run's thread lacks, in order: one per part (phase or batch),
+        then (``tail``) one per failed server and the summary; edit a part's reply whose line
+        changed (``edits``). A reply whose post a crash left unknown is looked up first."""
         channel, thread = run.channel, run.shown_as
         if not channel or not thread:
             return
         shown = self.display.thread_replies(run.id)
         found: dict[str, tuple[str, str]] | None = None
-        for due in self._due(run, phases=phases):
+        for due in self._due(run, parts, tail=tail):
             reply = shown.get(due.what)
             if reply is not None and not reply.posted:
                 if found is None:
@@ -93,7 +108,7 @@ class ThreadReplies:
                     reply = None
             if reply is None:
                 self._post(run, due, channel, thread)
-            elif due.editable and reply.shown_as and reply.text != due.text:
+            elif edits and due.editable and reply.shown_as and reply.text != due.text:
                 self.client.chat_update(
                     channel=channel,
                     ts=reply.shown_as,
@@ -102,10 +117,11 @@ class ThreadReplies:
                 )
                 self.display.reply_shown(run.id, due.what, reply.shown_as, due.text, self.clock())
 
-    def _due(self, run: Run, *, phases: bool) -> Iterator[Due]:
-        if phases:
-            for part in self.display.phases(run):
-                yield Due(part.key, phase_text(part), editable=True)
+    def _due(self, run: Run, parts: tuple[Part, ...], *, tail: bool) -> Iterator[Due]:
+        for part in parts:
+            yield Due(part.key, phase_text(part), editable=True)
+        if not tail:
+            return
         for server in run.servers:
             if server.status == ServerStatus.FAILED:
                 text = messages.failure_text(run, server)
@@ -119,6 +135,8 @@ class ThreadReplies:
 
     def _post(self, run: Run, due: Due, channel: str, thread: str) -> None:
         """Post ``due`` in the run's thread (``channel``, ``thread``: where its card is)."""
+        if self.wait(channel) > 0:
+            raise ChannelBusy(channel)
         self.display.reply_intended(run.id, due.what, due.text, self.clock())
         extra: dict[str, object] = {"reply_broadcast": True} if due.broadcast else {}
         if due.blocks:

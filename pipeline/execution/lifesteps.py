@@ -16,6 +16,7 @@ from pipeline.domain import roll
 from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
 from pipeline.execution import bake, probes
 from pipeline.state import measured
+from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import VERSION_TAG_PREFIX, NotFound, Provider, ProviderError, Script, Server
@@ -30,6 +31,8 @@ class Slot:
     server: Server | None = None
     step: tuple[Step, float] | None = None
     """The step in progress and when it began (time.monotonic), for the meter."""
+    scripts: tuple[Script, ...] | None = None
+    """What the new server runs, made once (every step of the slot needs it)."""
     registering: bool = False
     """Recorded as registered by this process (``record`` has what was stored before)."""
     pending: list[ServerEvent] = field(default_factory=list)
@@ -47,6 +50,7 @@ class LifecycleSteps:
     clock: Callable[[], datetime]
     checkpoint: Callable[[str], None]
     _stopping: threading.Event
+    _measured: GroupCommit[measured.Found, None]
 
     # from the Runner ---------------------------------------------------------------------
 
@@ -153,23 +157,15 @@ class LifecycleSteps:
         versions = probes.measure(
             slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
         )
-        measured.record(
-            self.store,
-            server.id,
-            app=slot.run.app,
-            env=slot.run.env,
-            image_id=server.image_id,
-            versions=versions,
-            now=self.clock(),
-            run_id=slot.run.id,
-        )
+        # The servers of a large run are probed together: their measurements share a write.
+        found = (server.id, slot.run.app, slot.run.env, server.image_id, versions, self.clock())
+        self._measured.write((*found, slot.run.id))
         slot.provider.tag_server(
             server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         )
         shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
-        self.store.update_server(
-            slot.run.id, slot.record.slot, self.clock(), event="probed", note=f"measured {shown}"
-        )
+        # Stored with the slot's next write, as a script's report is (before the next call).
+        slot.pending.append(("probed", {"note": f"measured {shown}"}))
         return versions
 
     def _refresh_step(self, slot: Slot, step: Step) -> None:

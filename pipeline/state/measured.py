@@ -6,7 +6,7 @@ Tables from migrations.m006_lifecycle; every write is one transaction of the sha
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pipeline.domain.measured import Measurement, RunImage, RunOptions
@@ -27,13 +27,26 @@ def record(
     now: datetime,
     run_id: int | None,
 ) -> None:
+    record_all(store, [(provider_id, app, env, image_id, versions, now, run_id)])
+
+
+Found = tuple[str, str, str, str, Mapping[str, str], datetime, int | None]
+"""What ``record`` takes: provider id, app, env, image id, versions, when, run id."""
+
+
+def record_all(store: Store, found: Sequence[Found]) -> list[None]:
+    """Several servers' measurements in one transaction (a large run probes them together)."""
     with store.database.write() as conn:
-        conn.execute(
+        conn.executemany(
             """INSERT INTO measurements VALUES (?,?,?,?,?,?,?) ON CONFLICT (provider_id) DO UPDATE
             SET versions = excluded.versions, measured_at = excluded.measured_at,
             image_id = excluded.image_id, run_id = excluded.run_id""",
-            [provider_id, app, env, image_id, json.dumps(dict(versions)), now.isoformat(), run_id],
+            [
+                [provider_id, app, env, image_id, json.dumps(dict(versions)), at.isoformat(), run]
+                for provider_id, app, env, image_id, versions, at, run in found
+            ],
         )
+    return [None] * len(found)
 
 
 def of_servers(store: Store, app: str, env: str) -> dict[str, Measurement]:

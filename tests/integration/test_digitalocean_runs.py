@@ -280,7 +280,7 @@ def test_a_droplet_failing_the_balancers_check_is_rolled_back(
         closed = probe.getsockname()[1]
     (lb,) = fake.balancers.values()
     lb["health_check"] = {"protocol": "tcp", "port": closed}
-    world.provider.wait_seconds = 1.5  # type: ignore[attr-defined]
+    world.provider.wait_seconds = 3.0  # type: ignore[attr-defined]
 
     run = world.scale_and_approve("scale web 1")
 

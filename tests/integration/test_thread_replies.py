@@ -40,8 +40,8 @@ class LosingPoster(Poster):
         super().__init__(web_client("xoxb-test", fake.api_url), interval=0.0)
         self.lose = set(lose)
 
-    def __call__(self, channel: str, **kwargs: object) -> dict[str, object]:
-        response = super().__call__(channel, **kwargs)
+    def _send(self, channel: str, kwargs: dict[str, object]) -> dict[str, object]:
+        response = super()._send(channel, kwargs)
         metadata = kwargs.get("metadata")
         what = metadata["event_payload"]["reply"] if isinstance(metadata, dict) else None
         if what in self.lose:

@@ -1,0 +1,170 @@
+"""The runner's steps of one server: launch, scripts, register, drain, terminate, rollback.
+
+Mixed into the Runner (as LifecycleSteps is), whose records it writes through ``_record``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pipeline.domain import roll
+from pipeline.domain.models import RunKind, Step, creates_server
+from pipeline.execution import bake, scripts
+from pipeline.execution.errors import internal_error
+from pipeline.execution.lifesteps import LifecycleSteps, Slot, probe_script
+from pipeline.state.steps import ServerEvent
+from providers.base import (
+    TAG_APP,
+    TAG_ENV,
+    TAG_KEY,
+    TAG_RUN,
+    LaunchRequest,
+    ProviderError,
+    ScriptFailed,
+    Server,
+    Target,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ServerSteps(LifecycleSteps):
+    def _record(
+        self,
+        slot: Slot,
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        raise NotImplementedError
+
+    # steps ------------------------------------------------------------------------------
+
+    def _do(self, slot: Slot, step: Step) -> None:
+        kind, number = slot.run.kind, slot.record.slot
+        if kind == RunKind.SCALE_UP or (kind == RunKind.ROLL and roll.is_new(number)):
+            self._scale_up_step(slot, step)
+        elif kind in (RunKind.SCALE_DOWN, RunKind.ROLL):
+            self._scale_down_step(slot, step)
+        elif kind == RunKind.BAKE:
+            self._bake_step(slot, step)
+        elif kind == RunKind.PRUNE:
+            self._prune_step(slot)
+        else:
+            self._refresh_step(slot, step)
+
+    def _launch(self, slot: Slot) -> Server:
+        image = slot.provider.resolve_image(slot.run.image_id)
+        tags = {TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env}
+        if slot.run.kind == RunKind.BAKE:
+            del tags[TAG_ENV]  # a builder is no member of the env's fleet
+        request = LaunchRequest(
+            key=slot.record.key,
+            name=slot.record.key,
+            image=image,
+            spec=slot.env.spec,
+            tags=tags,
+            scripts=self._scripts(slot),
+        )
+        return slot.provider.launch(request)
+
+    def _scripts(self, slot: Slot) -> tuple[scripts.Script, ...]:
+        """The scripts a new server runs, in order: a builder bakes, a server deploys."""
+        if slot.scripts is None:
+            deploy = slot.env.deploy
+            probe = probe_script(slot.env)
+            if slot.run.kind == RunKind.BAKE:
+                slot.scripts = (bake.script(slot.env), scripts.scrub(deploy), probe)
+            else:
+                made = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
+                made.append(probe)
+                if deploy.health_command:
+                    made.append(scripts.health(deploy))
+                slot.scripts = tuple(made)
+        return slot.scripts
+
+    def _ensure_server(self, slot: Slot) -> Server:
+        # A resumed slot finds its server again through the idempotent launch.
+        if slot.server is None:
+            slot.server = self._launch(slot)
+            self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
+            slot.pending.append(("launched", {"provider_id": slot.server.id}))
+        return slot.server
+
+    def _scale_up_step(self, slot: Slot, step: Step) -> None:
+        server = self._ensure_server(slot)
+        steps = {s.name: s for s in self._scripts(slot)}
+        if step == Step.SCRUB:
+            self._script(slot, "scrub", steps["scrub"])
+        elif step == Step.DEPLOY:
+            self._script(slot, "deploy", steps["deploy"])
+        elif step == Step.PROBE:
+            self._probe(slot, server)
+        elif step == Step.REGISTER:
+            if "health" in steps:
+                self._script(slot, "health check", steps["health"])
+            # Stored before the call: a crash in it must still deregister on rollback.
+            self._record(slot, [("registering", {"registered": True})])
+            slot.registering = True
+            slot.provider.register(server, self._target(slot))
+
+    def _script(self, slot: Slot, what: str, script: scripts.Script) -> None:
+        result = slot.provider.run_script(self._ensure_server(slot), script)
+        if not result.ok:
+            tail = result.tail(3).replace("\n", " | ")
+            raise ScriptFailed(
+                f"{what} exited {result.exit_code}: {tail}",
+                exit_code=result.exit_code,
+                output=result.output,
+            )
+        slot.pending.append((f"{script.name}_output", {"note": _summary(result.output)}))
+
+    def _target(self, slot: Slot) -> Target:
+        return Target(slot.run.target, slot.env.drain_seconds)
+
+    def _find(self, slot: Slot) -> Server | None:
+        live = slot.provider.list_servers({TAG_APP: slot.run.app, TAG_ENV: slot.run.env})
+        return next((s for s in live if s.id == slot.record.provider_id), None)
+
+    def _scale_down_step(self, slot: Slot, step: Step) -> None:
+        server = self._find(slot)
+        if server is None:
+            return  # already gone: the goal of both steps holds
+        if step == Step.DRAIN:
+            slot.provider.deregister(server, self._target(slot))
+        else:
+            slot.provider.terminate(server)
+
+    # rollback ---------------------------------------------------------------------------
+
+    def _rollback(self, slot: Slot, what: str = "rolled back") -> str | None:
+        """Undo a slot that launches: deregister and terminate whatever carries its key."""
+        if not creates_server(slot.run.kind, slot.record.slot):
+            return None
+        try:
+            servers = slot.provider.list_servers({TAG_KEY: slot.record.key})
+            # Only this slot's thread changes its `registered`: no need to read the whole run
+            # (a cancelled 1,000-server run would read it 1,000 times).
+            registered = slot.record.registered or slot.registering
+            for server in servers:
+                if registered:
+                    slot.provider.deregister(server, Target(slot.run.target, 0.0))
+                slot.provider.terminate(server)
+        except ProviderError as exc:
+            log.warning("rollback of %s failed: %s", slot.record.key, exc.reason)
+            return f"rollback failed: {exc.reason}; the reconciler will retry"
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            reason = internal_error(f"rollback of {slot.record.key}")
+            return f"rollback failed: {reason}; the reconciler will retry"
+        self._record(slot, [("rolled_back", {"registered": False})])
+        names = ", ".join(s.id for s in servers)
+        return f"{what} (terminated {names})" if servers else f"{what} (nothing created)"
+
+
+def _summary(output: str) -> str:
+    """A script's report in one line: scrub's removals, or its last line of output."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(("removed ", "emptied "))]
+    if cleaned:
+        return f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
+    return lines[-1] if lines else ""
