@@ -1,10 +1,12 @@
 """The plumbing every in-repo API fake shares: a threaded stdlib HTTP server on 127.0.0.1 that
-records each request with its JSON body and answers through a table of routes.
+reads each request with its body and writes a JSON answer (``HttpFake``), and, for REST fakes,
+records each request and answers through a table of routes (``FakeApi``).
 
-A fake is a dataclass that mixes in ``FakeApi``, owns ``requests`` and ``_lock`` and answers
-in ``_answer``; its handlers are methods named in a route table of
+A REST fake is a dataclass that mixes in ``FakeApi``, owns ``requests`` and ``_lock`` and
+answers in ``_answer``; its handlers are methods named in a route table of
 ``(path pattern, HTTP method, handler name)``, called with ``query``, ``body`` and the
-pattern's named groups.
+pattern's named groups. A fake with its own recording (the Slack one) mixes in ``HttpFake``
+and overrides ``_serve`` (and ``_body`` if its bodies are not JSON).
 """
 
 from __future__ import annotations
@@ -36,11 +38,9 @@ class Request:
     at: float
 
 
-class FakeApi:
-    """Serving, recording and routing for a fake; see the module docstring."""
+class HttpFake:
+    """Serving for a fake: start, stop, its URL; reading requests and writing answers."""
 
-    requests: list[Request]
-    _lock: threading.RLock
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -80,6 +80,44 @@ class FakeApi:
             self._server.shutdown()
             self._server.server_close()
 
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        raise NotImplementedError
+
+    def _body(self, raw: bytes, headers: Message) -> Any:
+        """A request's body as the fake reads it (JSON; an empty body reads as ``{}``)."""
+        return json.loads(raw) if raw else {}
+
+    def _read(self, handler: BaseHTTPRequestHandler, method: str) -> Request:
+        parsed = urlparse(handler.path)
+        length = int(handler.headers.get("Content-Length", "0") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        return Request(
+            method,
+            unquote(parsed.path),
+            {k: v[0] for k, v in parse_qs(parsed.query).items()},
+            self._body(raw, handler.headers),
+            time.time(),
+        )
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        status, answer, headers = reply
+        data = json.dumps(answer).encode() if answer is not None else b""
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+class FakeApi(HttpFake):
+    """Recording and routing for a REST fake; see the module docstring."""
+
+    requests: list[Request]
+    _lock: threading.RLock
+
     def calls(self, method: str, pattern: str) -> list[Request]:
         """The requests recorded so far with ``method`` and a path matching ``pattern``."""
         with self._lock:
@@ -100,24 +138,8 @@ class FakeApi:
         return None
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        parsed = urlparse(handler.path)
-        length = int(handler.headers.get("Content-Length", "0") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        request = Request(
-            method,
-            unquote(parsed.path),
-            {k: v[0] for k, v in parse_qs(parsed.query).items()},
-            json.loads(raw) if raw else {},
-            time.time(),
-        )
+        request = self._read(handler, method)
         with self._lock:
             self.requests.append(request)
-            status, answer, headers = self._answer(request, handler.headers)
-        data = json.dumps(answer).encode() if answer is not None else b""
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+            reply = self._answer(request, handler.headers)
+        self._send(handler, reply)

@@ -9,14 +9,18 @@ Also receives `response_url` posts (as method "respond") so ephemeral replies ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.fakes.http import HttpFake, Reply
 
 
 @dataclass
@@ -52,7 +56,7 @@ NEEDED = {"conversations.replies": "channels:history"}
 
 
 @dataclass
-class FakeSlack:
+class FakeSlack(HttpFake):
     calls: list[Call] = field(default_factory=list)
     groups: dict[str, list[str]] = field(default_factory=dict)
     socket_url: str = ""
@@ -65,12 +69,6 @@ class FakeSlack:
     holds: list[Hold] = field(default_factory=list)
     _ts: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def api_url(self) -> str:
@@ -79,28 +77,6 @@ class FakeSlack:
     @property
     def response_url(self) -> str:
         return f"{self.url}/respond/T1/1/abc"
-
-    def start(self, port: int = 0) -> FakeSlack:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def fail(
         self, method: str, status: int, *, times: int = 1, retry_after: int | None = None
@@ -130,48 +106,59 @@ class FakeSlack:
                 if ch == channel and m.get("thread_ts") == ts and m_ts != ts
             ]
 
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
-        path, _, query = request.path.partition("?")
-        length = int(request.headers.get("Content-Length", "0"))
-        raw = request.rfile.read(length).decode() if length else query
-        if "json" in request.headers.get("Content-Type", ""):
-            params = json.loads(raw or "{}")
-        else:
-            params = {k: v[0] for k, v in parse_qs(raw).items()}
-        method = "respond" if path.startswith("/respond/") else path.split("/")[-1]
+    # serving ----------------------------------------------------------------------------
+
+    def _body(self, raw: bytes, headers: Message) -> Any:
+        """A Web API call's parameters: a JSON body, or a form one."""
+        if "json" in headers.get("Content-Type", ""):
+            return json.loads(raw or b"{}")
+        return {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        request = self._read(handler, method)
+        path = request.path
+        name = "respond" if path.startswith("/respond/") else path.split("/")[-1]
+        params: dict[str, Any] = request.body or request.query
+        self._pause(name)
+        with self._lock:
+            fault = self._fault(name, params)
+            reply = fault or self._accept(name, params)
+            held = None if fault else self._take_hold(name, params)
+        if held is not None:
+            held.accepted.set()
+            held.release.wait(60)
+        with contextlib.suppress(OSError):  # the caller is gone (killed while its answer was held)
+            self._send(handler, reply)
+
+    def _pause(self, method: str) -> None:
+        """Wait as long as a slow Slack would before answering ``method``."""
         with self._lock:
             delay = self.delays.get(method, 0.0)
         if delay:
             time.sleep(delay)
-        with self._lock:
-            fault = self.faults.get(method)
-            if fault and fault.times > 0:
-                fault.times -= 1
-                self.calls.append(Call(method, params, time.monotonic(), fault.status))
-                request.send_response(fault.status)
-                if fault.retry_after is not None:
-                    request.send_header("Retry-After", str(fault.retry_after))
-                request.send_header("Content-Type", "application/json")
-                request.end_headers()
-                request.wfile.write(b'{"ok": false, "error": "ratelimited"}')
-                return
-            body = self._answer(method, params)
-            self.calls.append(Call(method, params, time.monotonic(), 200, body.get("ts")))
-            held = next((h for h in self.holds if h.method == method and h.matches(params)), None)
-            if held is not None:
-                self.holds.remove(held)
+
+    def _fault(self, method: str, params: dict[str, Any]) -> Reply | None:
+        """The error a failing ``method`` answers (recorded as a call); None if it is healthy."""
+        fault = self.faults.get(method)
+        if fault is None or fault.times <= 0:
+            return None
+        fault.times -= 1
+        self.calls.append(Call(method, params, time.monotonic(), fault.status))
+        headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+        return fault.status, {"ok": False, "error": "ratelimited"}, headers
+
+    def _accept(self, method: str, params: dict[str, Any]) -> Reply:
+        """Take the call as Slack would and record it with the message it posted or edited."""
+        body = self._answer(method, params)
+        self.calls.append(Call(method, params, time.monotonic(), 200, body.get("ts")))
+        return 200, body, {}
+
+    def _take_hold(self, method: str, params: dict[str, Any]) -> Hold | None:
+        """The hold on this call, if one matches (a hold applies once)."""
+        held = next((h for h in self.holds if h.method == method and h.matches(params)), None)
         if held is not None:
-            held.accepted.set()
-            held.release.wait(60)
-        data = json.dumps(body).encode()
-        try:
-            request.send_response(200)
-            request.send_header("Content-Type", "application/json")
-            request.send_header("Content-Length", str(len(data)))
-            request.end_headers()
-            request.wfile.write(data)
-        except OSError:
-            pass  # the caller is gone (killed while its answer was held)
+            self.holds.remove(held)
+        return held
 
     def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
