@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from pathlib import Path
 from bot.slack.cards import Cards
 from bot.slack.serve import NOTIFY_INTERVAL, web_client
 from pipeline.config.loader import load_config
-from pipeline.domain.models import RunState, ServerStatus
+from pipeline.domain.models import Run, RunState, ServerStatus
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
@@ -168,7 +169,18 @@ def bare_threads(n: int) -> float:
     return time.perf_counter() - started
 
 
-def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> Result:
+@dataclass(frozen=True)
+class Wired:
+    """byoi's own parts for one run: the store, cards on the fake Slack, runner and service."""
+
+    store: Store
+    cards: Cards
+    runner: Runner
+    service: Service
+
+
+def build(root: Path, fake: FakeSlack, n: int) -> Wired:
+    """A configuration for ``n`` servers in parallel under ``root`` and byoi wired on it."""
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
@@ -188,29 +200,44 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> Result:
         notify_interval=NOTIFY_INTERVAL,
     )
     service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
-    before = len(fake.calls)
-    commits, changes = store.database.commits, store.database.db.conn.total_changes
-    started, cpu = time.perf_counter(), time.process_time()
-    reply = service.handle(
+    return Wired(store, cards, runner, service)
+
+
+def scale(wired: Wired, n: int, strategy: str) -> Run:
+    """Scale up to ``n`` servers and wait for the run to end."""
+    reply = wired.service.handle(
         f"scale web {n} --strategy {strategy}", Caller("UBENCH", channel="C0BENCH"), NOW
     )
     run = reply.run  # type: ignore[union-attr]
     assert run is not None, reply
-    cards.run_changed(run)
-    runner.wait()
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    commits = store.database.commits - commits
-    changes = store.database.db.conn.total_changes - changes
-    cards.stop()
-    final = store.run(run.id)
+    wired.cards.run_changed(run)
+    wired.runner.wait()
+    return run
+
+
+def post_budget(store: Store, run_id: int) -> int:
+    """The posts the finished run may make: the card, its phases, its failures, the summary."""
+    final = store.run(run_id)
     assert final is not None and final.state == RunState.SUCCEEDED, final
     failed = sum(s.status == ServerStatus.FAILED for s in final.servers)
-    budget = 2 + len(Display(store).phases(final)) + failed
-    store.close()
-    calls: dict[str, int] = {}
-    for call in fake.calls[before:]:
-        calls[call.method] = calls.get(call.method, 0) + 1
-    return Result(elapsed, cpu, calls, budget, commits, changes)
+    return 2 + len(Display(store).phases(final)) + failed
+
+
+def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> Result:
+    wired = build(root, fake, n)
+    database = wired.store.database
+    before = len(fake.calls)
+    commits, changes = database.commits, database.db.conn.total_changes
+    started, cpu = time.perf_counter(), time.process_time()
+    run = scale(wired, n, strategy)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    commits = database.commits - commits
+    changes = database.db.conn.total_changes - changes
+    wired.cards.stop()
+    budget = post_budget(wired.store, run.id)
+    wired.store.close()
+    calls = Counter(call.method for call in fake.calls[before:])
+    return Result(elapsed, cpu, dict(calls), budget, commits, changes)
 
 
 def main() -> None:
