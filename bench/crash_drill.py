@@ -8,7 +8,6 @@ instances any one idempotency key made. Usage: .venv/bin/python -m bench.crash_d
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.e2e.slackbot import serving
-from tests.e2e.test_crash_drill import all_instances, run_row, wait_terminal
+from tests.e2e.test_crash_drill import all_instances, killed_at, run_row, wait_terminal
 from tests.fakes.slack_api import FakeSlack
 from tests.integration.test_aws_runs import aws_world
 
@@ -39,13 +38,7 @@ def drill(root: Path, point: str, moto_url: str) -> tuple[str, bool, int, bool]:
     aws_world(root).store.close()
     fake = FakeSlack().start()
     try:
-        with serving(root, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
-            bot.command("scale web 3", user="UALICE")
-            fake.wait_for(lambda: fake.sent("chat.postMessage"))
-            with contextlib.suppress(ConnectionError):
-                bot.click("run_approve", 1, "UBOB")
-            bot.process.wait(60)
-            killed = bot.process.returncode == -9
+        killed = killed_at(root, fake, point)[0] == -9
         with serving(root, fake, log_name="restart.log"):
             state = wait_terminal(root)
             time.sleep(0.5)

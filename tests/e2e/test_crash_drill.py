@@ -47,20 +47,26 @@ def wait_terminal(root: Path, timeout: float = 60) -> str:
     raise AssertionError(f"run 1 is still {run_row(root)}")
 
 
+def killed_at(root: Path, fake: FakeSlack, point: str) -> tuple[int | None, str]:
+    """`byoi serve` with the drill set at ``point``: a 3-server scale-up, approved, during
+    which byoi SIGKILLs itself at the point. Returns its exit code and its log."""
+    with serving(root, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
+        bot.command("scale web 3", user="UALICE")
+        fake.wait_for(lambda: fake.sent("chat.postMessage"))
+        with contextlib.suppress(ConnectionError):  # the drill may kill byoi mid-answer
+            bot.click("run_approve", 1, "UBOB")
+        bot.process.wait(60)
+        return bot.process.returncode, bot.logs()
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_each_step_boundary_is_recovered(aws: str, tmp_path: Path, point: str) -> None:
     world = aws_world(tmp_path)
     world.store.close()
     fake = FakeSlack().start()
     try:
-        with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
-            bot.command("scale web 3", user="UALICE")
-            fake.wait_for(lambda: fake.sent("chat.postMessage"))
-            with contextlib.suppress(ConnectionError):  # the drill may kill byoi mid-answer
-                bot.click("run_approve", 1, "UBOB")
-            bot.process.wait(60)
-
-            assert bot.process.returncode == -9, bot.logs()
+        code, log = killed_at(tmp_path, fake, point)
+        assert code == -9, log
         with serving(tmp_path, fake, log_name="restart.log"):
             state = wait_terminal(tmp_path)
             fake.wait_for(lambda: any("succeeded" in text_of(c) for c in fake.sent("chat.update")))
@@ -155,13 +161,8 @@ def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
     (tmp_path / "byoi.yml").write_text(CONFIG.format(url=compute.url))
     fake = FakeSlack().start()
     try:
-        with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": point}) as bot:
-            bot.command("scale web 3", user="UALICE")
-            fake.wait_for(lambda: fake.sent("chat.postMessage"))
-            with contextlib.suppress(ConnectionError):
-                bot.click("run_approve", 1, "UBOB")
-            bot.process.wait(60)
-            assert bot.process.returncode == -9, bot.logs()
+        code, log = killed_at(tmp_path, fake, point)
+        assert code == -9, log
         with serving(tmp_path, fake, log_name="restart.log"):
             state = wait_terminal(tmp_path)
     finally:
