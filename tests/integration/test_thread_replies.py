@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bot.slack.cards import Cards, Poster
+from bot.slack.poster import ChannelBusy
 from bot.slack.serve import web_client
-from bot.slack.thread import EVENT_TYPE
+from bot.slack.thread import EVENT_TYPE, ThreadReplies
 from pipeline.domain.models import Run, RunState
 from pipeline.services.display import Display
 from tests.conftest import World, config_text, make_world
@@ -150,3 +151,33 @@ def test_conversations_replies_pages_a_long_thread_like_slack(fake: FakeSlack) -
     assert first["has_more"] and all("metadata" not in m for m in first["messages"])
     assert [m["metadata"]["event_payload"]["reply"] for m in rest["messages"]] == ["r3", "r4"]
     assert not rest["has_more"] and rest["response_metadata"]["next_cursor"] == ""
+
+
+def test_a_busy_channel_records_no_reply_and_once_free_the_reply_is_posted_once(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    world = make_world(tmp_path)
+    display = Display(world.store)
+    request = requested(world, "scale web 1")
+    world.say(f"approve {request.id}", "UBOB")
+    world.finish(request.id)
+    poster = Poster(web_client("xoxb-test", fake.api_url), interval=1.0)
+    card = str(poster.now("C1", text="the run's card")["ts"])  # the channel's turn is taken
+    display.run_shown(request.id, "C1", card)
+    run = world.stored(request.id)
+    first = display.phases(run)[:1]
+    replies = ThreadReplies(poster.client, poster.now, display, world.clock, wait=poster.wait)
+
+    with pytest.raises(ChannelBusy):
+        replies.show(run, first, tail=False)
+
+    assert display.thread_replies(run.id) == {}  # not even intended: nothing to look up later
+    assert fake.thread("C1", card) == []
+    fake.wait_for(lambda: poster.wait("C1") == 0, timeout=10)
+    replies.show(run, first, tail=False)
+    replies.show(run, first, tail=False)  # posted and unchanged: nothing more to do
+
+    assert replies_in_thread(fake, run) == {first[0].key: 1}
+    stored = display.thread_replies(run.id)[first[0].key]
+    assert stored.posted and stored.shown_as == fake.thread("C1", card)[0]["ts"]
+    assert fake.sent("conversations.replies") == []
