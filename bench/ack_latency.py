@@ -15,6 +15,7 @@ Usage: .venv/bin/python -m bench.ack_latency [--requests 600] [--round 100] [--c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -191,6 +192,39 @@ def report(rows: list[tuple[str, int, Rounds]], n: int, size: int) -> None:
         )
 
 
+@contextlib.contextmanager
+def remote_slack() -> Iterator[RemoteSlack]:
+    """The fake Slack in its own process, so it takes no CPU from the measuring one."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.slack_api"], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    try:
+        yield RemoteSlack(process.stdout.readline().strip())
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def start_apps(fake: FakeSlack, root: Path, config: Path) -> dict[str, Bot]:
+    """byoi and the two bare Bolt apps, each its own process."""
+    bare = ["-m", "bench.bare_bolt"]
+    return {
+        "byoi": start(["-m", "bot", "serve"], fake, root, config),
+        "bare default": start(bare, fake, root, config),
+        "bare pbr": start(bare, fake, root, config, {"BARE_PROCESS_BEFORE_RESPONSE": "1"}),
+    }
+
+
+def stop_apps(bots: dict[str, Bot]) -> None:
+    for bot in bots.values():
+        bot.process.terminate()
+        try:
+            bot.process.wait(30)
+        except subprocess.TimeoutExpired:  # still posting a backlog of cards, paced
+            bot.process.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ack_latency")
     parser.add_argument("--requests", type=int, default=600, help="per kind and concurrency")
@@ -198,37 +232,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[20, 50])
     args = parser.parse_args()
     # The fake Slack answers byoi's replies; in its own process it takes no CPU from the client.
-    fake_process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.slack_api"], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    assert fake_process.stdout is not None
-    fake = RemoteSlack(fake_process.stdout.readline().strip())
-    with tempfile.TemporaryDirectory() as tmp:
+    with remote_slack() as fake, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = prepare(root / "byoi")
-        bots = {
-            "byoi": start(["-m", "bot", "serve"], fake, root, config),
-            "bare default": start(["-m", "bench.bare_bolt"], fake, root, config),
-            "bare pbr": start(
-                ["-m", "bench.bare_bolt"],
-                fake,
-                root,
-                config,
-                {"BARE_PROCESS_BEFORE_RESPONSE": "1"},
-            ),
-        }
+        bots = start_apps(fake, root, config)
         try:
             rows = run_all(bots, args.requests, args.round, args.concurrency)
             servers = len(LocalProvider(root / "byoi" / "local").list_servers({}))
         finally:
-            for bot in bots.values():
-                bot.process.terminate()
-                try:
-                    bot.process.wait(30)
-                except subprocess.TimeoutExpired:  # still posting a backlog of cards, paced
-                    bot.process.kill()
-            fake_process.terminate()
-            fake_process.wait(10)
+            stop_apps(bots)
     report(rows, args.requests, args.round)
     print(f"live servers at the end (scale runs executed meanwhile): {servers}")
 

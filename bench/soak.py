@@ -19,14 +19,14 @@ import argparse
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.ack_latency import RemoteSlack
+from bench.ack_latency import remote_slack
 from bench.pipeline import LatencyProvider
 from tests.e2e.slackbot import Bot, serving
 
@@ -138,6 +138,119 @@ class Driver:
         return unshown
 
 
+@dataclass(frozen=True)
+class Reading:
+    """byoi idle (no run active, every card shown, or given up on): its RSS and threads."""
+
+    at: int
+    """Runs started by then."""
+    rss: float
+    threads: int
+    behind: int
+    """Cards still not shown when it was read."""
+
+
+@dataclass(frozen=True)
+class Figures:
+    ready: tuple[float, int]
+    warm: Reading
+    end: Reading
+    trend: list[tuple[int, float]]
+    ran: float
+    """Seconds until the last run was driven."""
+    elapsed: float
+    states: dict[str, int]
+    failures: list[str]
+
+
+def read_idle(driver: Driver, pid: int, trace: bool) -> Reading:
+    behind = driver.quiesce()
+    rss, threads = sample(pid)
+    if trace:
+        os.kill(pid, signal.SIGUSR1)
+    return Reading(driver.started, rss, threads, behind)
+
+
+def warm_reading(driver: Driver, pid: int, warmup: int, trace: bool) -> Reading:
+    """The first reading: after ``warmup`` runs, the driver held until it is taken."""
+    while driver.started < warmup:
+        time.sleep(0.1)
+    driver.go.clear()
+    reading = read_idle(driver, pid, trace)
+    driver.go.set()
+    return reading
+
+
+def follow(
+    driver: Driver, threads: list[threading.Thread], pid: int, runs: int
+) -> list[tuple[int, float]]:
+    """RSS every tenth of the runs until the apps are done: runs are in flight meanwhile, so
+    only a rough line between the readings."""
+    trend: list[tuple[int, float]] = []
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.5)
+        if driver.started >= (len(trend) + 1) * runs // 10:
+            trend.append((driver.started, sample(pid)[0]))
+    for thread in threads:
+        thread.join()
+    return trend
+
+
+def outcomes(database: Path) -> dict[str, int]:
+    db = sqlite3.connect(database)
+    states = dict(db.execute("SELECT state, count(*) FROM runs GROUP BY state").fetchall())
+    db.close()
+    return states
+
+
+def soak(bot: Bot, database: Path, runs: int, warmup: int, trace: bool) -> Figures:
+    """Drive ``runs`` runs through ``bot`` from every app at once, reading it idle twice."""
+    pid = bot.process.pid
+    ready = sample(pid)
+    driver = Driver(bot, database, runs)
+    threads = [
+        threading.Thread(target=driver.app_loop, args=(n,), daemon=True) for n in range(APPS)
+    ]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    warm = warm_reading(driver, pid, warmup, trace)
+    trend = follow(driver, threads, pid, runs)
+    ran = time.monotonic() - began
+    end = read_idle(driver, pid, trace)
+    if trace:
+        time.sleep(5)
+    elapsed = time.monotonic() - began
+    return Figures(ready, warm, end, trend, ran, elapsed, outcomes(database), driver.failures)
+
+
+def write_config(root: Path) -> None:
+    (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
+    apps = "".join(APP.format(n=n) for n in range(APPS))
+    (root / "byoi.yml").write_text(
+        f"database: byoi.db\nproviders:\n  local:\n    root: local\napps:\n{apps}"
+    )
+
+
+def report(figures: Figures, runs: int) -> None:
+    f, warm, end = figures, figures.warm, figures.end
+    print(
+        f"soak: {runs} runs through one byoi serve, {APPS} apps, {f.elapsed:.0f} s "
+        f"({runs / f.ran:.1f} runs/s until the last was driven)"
+    )
+    print(f"cards not shown at the readings: {warm.behind}, {end.behind} (each waited for)")
+    print(f"run outcomes: {f.states}; driver problems: {len(f.failures)} {f.failures[:3]}")
+    print(f"{'when':<28} {'RSS MB':>8} {'threads':>8}")
+    print(f"{'ready':<28} {f.ready[0]:8.1f} {f.ready[1]:>8}")
+    print(f"{f'after {warm.at} runs (idle)':<28} {warm.rss:8.1f} {warm.threads:>8}")
+    print(f"{f'after {runs} runs (idle)':<28} {end.rss:8.1f} {end.threads:>8}")
+    print("RSS MB on the way: " + ", ".join(f"{n}: {rss:.0f}" for n, rss in f.trend))
+    print(
+        f"growth from the first reading: RSS {end.rss / warm.rss - 1:+.1%}, "
+        f"threads {end.threads - warm.threads:+d} (target: within 10 %)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak")
     parser.add_argument("--runs", type=int, default=2_000)
@@ -145,75 +258,16 @@ def main() -> None:
     parser.add_argument("--trace", help="tracemalloc snapshots at both readings to TRACE.0/.1")
     args = parser.parse_args()
     warmup = args.warmup or max(APPS, args.runs // 20)
-    fake_process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.slack_api"], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    assert fake_process.stdout is not None
-    fake = RemoteSlack(fake_process.stdout.readline().strip())
-    with tempfile.TemporaryDirectory() as tmp:
+    command = [sys.executable, "-m", "bench.soak", "--serve"]
+    env = {"BYOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+    if args.trace:
+        env["SOAK_TRACEMALLOC"] = args.trace
+    with remote_slack() as fake, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
-        apps = "".join(APP.format(n=n) for n in range(APPS))
-        (root / "byoi.yml").write_text(
-            f"database: byoi.db\nproviders:\n  local:\n    root: local\napps:\n{apps}"
-        )
-        command = [sys.executable, "-m", "bench.soak", "--serve"]
-        env = {"BYOI_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
-        if args.trace:
-            env["SOAK_TRACEMALLOC"] = args.trace
+        write_config(root)
         with serving(root, fake, env, command=command) as bot:
-            pid = bot.process.pid
-            ready = sample(pid)
-            driver = Driver(bot, root / "byoi.db", args.runs)
-            threads = [
-                threading.Thread(target=driver.app_loop, args=(n,), daemon=True)
-                for n in range(APPS)
-            ]
-            began = time.monotonic()
-            for thread in threads:
-                thread.start()
-            while driver.started < warmup:
-                time.sleep(0.1)
-            driver.go.clear()
-            warm_behind = driver.quiesce()
-            warm = sample(pid)
-            if args.trace:
-                os.kill(pid, signal.SIGUSR1)
-            warm_at = driver.started
-            driver.go.set()
-            trend = []  # while runs are in flight, so only a rough line between the readings
-            while any(t.is_alive() for t in threads):
-                time.sleep(0.5)
-                if driver.started >= (len(trend) + 1) * args.runs // 10:
-                    trend.append((driver.started, sample(pid)[0]))
-            for thread in threads:
-                thread.join()
-            ran = time.monotonic() - began
-            end_behind = driver.quiesce()
-            end = sample(pid)
-            if args.trace:
-                os.kill(pid, signal.SIGUSR1)
-                time.sleep(5)
-            elapsed = time.monotonic() - began
-            db = sqlite3.connect(root / "byoi.db")
-            states = dict(db.execute("SELECT state, count(*) FROM runs GROUP BY state").fetchall())
-            db.close()
-    fake_process.terminate()
-    print(
-        f"soak: {args.runs} runs through one byoi serve, {APPS} apps, {elapsed:.0f} s "
-        f"({args.runs / ran:.1f} runs/s until the last was driven)"
-    )
-    print(f"cards not shown at the readings: {warm_behind}, {end_behind} (each waited for)")
-    print(f"run outcomes: {states}; driver problems: {len(driver.failures)} {driver.failures[:3]}")
-    print(f"{'when':<28} {'RSS MB':>8} {'threads':>8}")
-    print(f"{'ready':<28} {ready[0]:8.1f} {ready[1]:>8}")
-    print(f"{f'after {warm_at} runs (idle)':<28} {warm[0]:8.1f} {warm[1]:>8}")
-    print(f"{f'after {args.runs} runs (idle)':<28} {end[0]:8.1f} {end[1]:>8}")
-    print("RSS MB on the way: " + ", ".join(f"{n}: {rss:.0f}" for n, rss in trend))
-    print(
-        f"growth from the first reading: RSS {end[0] / warm[0] - 1:+.1%}, "
-        f"threads {end[1] - warm[1]:+d} (target: within 10 %)"
-    )
+            figures = soak(bot, root / "byoi.db", args.runs, warmup, bool(args.trace))
+    report(figures, args.runs)
 
 
 if __name__ == "__main__":
