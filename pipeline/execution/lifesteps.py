@@ -177,18 +177,6 @@ class LifecycleSteps:
         else:
             self._snapshot(slot, server)
 
-    def _bake_step(self, slot: Slot, step: Step) -> None:
-        server = self._ensure_server(slot)
-        steps = {s.name: s for s in self._scripts(slot)}
-        if step == Step.BAKE:
-            self._script(slot, "bake", steps["bake"])
-        elif step == Step.SCRUB:
-            self._script(slot, "scrub", steps["scrub"])
-        elif step == Step.PROBE:
-            self._probe(slot, server)
-        elif step == Step.SNAPSHOT:
-            self._snapshot(slot, server)
-
     def _snapshot(self, slot: Slot, server: Server) -> None:
         """Snapshot with the versions measured on ``server``; publish only if they match."""
         found = measured.of_servers(self.store, slot.run.app, slot.run.env).get(server.id)

@@ -42,12 +42,11 @@ class ServerSteps(LifecycleSteps):
 
     def _do(self, slot: Slot, step: Step) -> None:
         kind, number = slot.run.kind, slot.record.slot
-        if kind == RunKind.SCALE_UP or (kind == RunKind.ROLL and roll.is_new(number)):
-            self._scale_up_step(slot, step)
+        launches = kind in (RunKind.SCALE_UP, RunKind.BAKE)
+        if launches or (kind == RunKind.ROLL and roll.is_new(number)):
+            self._launched_step(slot, step)
         elif kind in (RunKind.SCALE_DOWN, RunKind.ROLL):
             self._scale_down_step(slot, step)
-        elif kind == RunKind.BAKE:
-            self._bake_step(slot, step)
         elif kind == RunKind.PRUNE:
             self._prune_step(slot)
         else:
@@ -91,15 +90,18 @@ class ServerSteps(LifecycleSteps):
             slot.pending.append(("launched", {"provider_id": slot.server.id}))
         return slot.server
 
-    def _scale_up_step(self, slot: Slot, step: Step) -> None:
+    def _launched_step(self, slot: Slot, step: Step) -> None:
+        """A step of a server the run launches (a scale-up's, a roll's new one, a bake's
+        builder): clone launches it, a script step runs its script, then probe, snapshot or
+        register."""
         server = self._ensure_server(slot)
         steps = {s.name: s for s in self._scripts(slot)}
-        if step == Step.SCRUB:
-            self._script(slot, "scrub", steps["scrub"])
-        elif step == Step.DEPLOY:
-            self._script(slot, "deploy", steps["deploy"])
+        if step in (Step.SCRUB, Step.DEPLOY, Step.BAKE):
+            self._script(slot, step.value, steps[step.value])
         elif step == Step.PROBE:
             self._probe(slot, server)
+        elif step == Step.SNAPSHOT:
+            self._snapshot(slot, server)
         elif step == Step.REGISTER:
             if "health" in steps:
                 self._script(slot, "health check", steps["health"])
