@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 TAG_RUN = "byoi:run"
 TAG_APP = "byoi:app"
@@ -189,6 +189,17 @@ class Server:
 
 
 @dataclass(frozen=True)
+class KeyMatch:
+    """Servers whose key (``TAG_KEY``) starts with ``prefix`` or is one of ``keys``."""
+
+    prefix: str
+    keys: frozenset[str] = frozenset()
+
+    def matches(self, key: str | None) -> bool:
+        return key is not None and (key.startswith(self.prefix) or key in self.keys)
+
+
+@dataclass(frozen=True)
 class Target:
     """Where healthy servers receive traffic: a target group, instance group or local LB."""
 
@@ -256,3 +267,20 @@ class Provider(Protocol):
     def target_members(self, target: Target) -> list[str]:
         """Ids of servers the target currently holds."""
         ...
+
+
+@runtime_checkable
+class CountsServers(Protocol):
+    """A provider that counts servers without listing them (the local provider's index)."""
+
+    def count_servers(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
+        """How many live servers carry all of ``tags`` and a key that ``keys`` matches."""
+        ...
+
+
+def count_servers(provider: Provider, tags: Mapping[str, str], keys: KeyMatch) -> int:
+    """How many live servers carry all of ``tags`` and a key that ``keys`` matches: asked of a
+    provider that can count, counted from its listing otherwise (a cloud's API lists)."""
+    if isinstance(provider, CountsServers):
+        return provider.count_servers(tags, keys)
+    return sum(1 for server in provider.list_servers(tags) if keys.matches(server.key))

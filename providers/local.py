@@ -35,6 +35,7 @@ from providers.base import (
     Image,
     ImageState,
     InvalidRequest,
+    KeyMatch,
     LaunchRequest,
     NotFound,
     ProviderTimeout,
@@ -319,6 +320,9 @@ class LocalProvider:
             _server_from(meta, f"{servers}{meta['id']}{os.sep}rootfs")
             for meta in self._index.find(tags)
         ]
+
+    def count_servers(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
+        return self._index.count(tags, keys)
 
     def _scan_servers(self) -> Iterator[dict[str, Any]]:
         """Every live server on disk: builds the index of a directory made before it existed."""

@@ -19,11 +19,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from providers.base import TAG_APP, TAG_ENV, TAG_KEY, KeyMatch
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS live (id TEXT PRIMARY KEY, meta TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS tags (id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (name, value, id)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS tags_id ON tags (id)",
+)
+_COLUMNS = {"app": TAG_APP, "env": TAG_ENV, "key": TAG_KEY}
+"""Tags also held in columns of ``live``, so that a count is one range of one index."""
+_KEYED = (
+    *(f"ALTER TABLE live ADD COLUMN {column} TEXT" for column in _COLUMNS),
+    *(
+        f"UPDATE live SET {column} = "  # noqa: S608
+        f"(SELECT value FROM tags WHERE tags.id = live.id AND name = '{tag}')"
+        for column, tag in _COLUMNS.items()
+    ),
+    "CREATE INDEX live_keyed ON live (app, env, key)",
 )
 
 
@@ -38,6 +51,7 @@ class ServerIndex:
         self._conn.execute("PRAGMA busy_timeout = 10000")
         self._conn.execute("PRAGMA synchronous = NORMAL")  # as the store: survives a crash
         self._lock = threading.Lock()
+        self._add_columns()
 
     def close(self) -> None:
         self._conn.close()
@@ -65,6 +79,35 @@ class ServerIndex:
             rows = self._conn.execute(sql, params).fetchall()
         return [json.loads(meta) for (meta,) in rows]
 
+    def count(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
+        """How many live servers carry all of ``tags`` and a key that ``keys`` matches, counted
+        in the index's columns (and its tags table for other tags): no metadata is decoded."""
+        where, params = _matching(tags)
+        # The keys with the prefix are one range of the index; the others are looked up.
+        end = keys.prefix[:-1] + chr(ord(keys.prefix[-1]) + 1) if keys.prefix else None
+        ranged = "key >= ? AND key < ?" if end is not None else "key IS NOT NULL"
+        bounds = [keys.prefix, end] if end is not None else []
+        listed = [k for k in keys.keys if end is None or not keys.prefix <= k < end]
+        sql = f"""SELECT (SELECT COUNT(*) FROM live WHERE {where} AND {ranged})
+        + (SELECT COUNT(*) FROM live WHERE {where}
+        AND key IN (SELECT value FROM json_each(?)))"""  # noqa: S608
+        with self._lock:
+            found = self._conn.execute(sql, [*params, *bounds, *params, json.dumps(listed)])
+            (count,) = found.fetchone()
+        return int(count)
+
+    def _add_columns(self) -> None:
+        """An index made before ``live`` had its tag columns gets them, filled from ``tags``."""
+        if self._has_columns():
+            return
+        with self._write() as conn:
+            if not self._has_columns():  # another process may have added them meanwhile
+                for statement in _KEYED:
+                    conn.execute(statement)
+
+    def _has_columns(self) -> bool:
+        return "key" in {row[1] for row in self._conn.execute("PRAGMA table_info(live)")}
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
@@ -77,14 +120,29 @@ class ServerIndex:
             self._conn.execute("COMMIT")
 
 
+def _matching(tags: Mapping[str, str]) -> tuple[str, list[str]]:
+    """A WHERE clause on ``live`` for the servers carrying all of ``tags``, and its parameters."""
+    clauses, params = ["1"], []
+    by_tag = {tag: column for column, tag in _COLUMNS.items()}
+    for name, value in tags.items():
+        if name in by_tag:
+            clauses.append(f"{by_tag[name]} = ?")
+            params.append(value)
+        else:
+            clauses.append("id IN (SELECT id FROM tags WHERE name = ? AND value = ?)")
+            params += [name, value]
+    return " AND ".join(clauses), params
+
+
 def _put(conn: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
     server_id = str(meta["id"])
-    conn.execute("INSERT OR REPLACE INTO live VALUES (?, ?)", [server_id, json.dumps(meta)])
-    conn.execute("DELETE FROM tags WHERE id = ?", [server_id])
-    conn.executemany(
-        "INSERT INTO tags VALUES (?, ?, ?)",
-        [(server_id, str(k), str(v)) for k, v in dict(meta.get("tags") or {}).items()],
+    tags = {str(k): str(v) for k, v in dict(meta.get("tags") or {}).items()}
+    conn.execute(
+        "INSERT OR REPLACE INTO live (id, meta, app, env, key) VALUES (?, ?, ?, ?, ?)",
+        [server_id, json.dumps(meta), *(tags.get(tag) for tag in _COLUMNS.values())],
     )
+    conn.execute("DELETE FROM tags WHERE id = ?", [server_id])
+    conn.executemany("INSERT INTO tags VALUES (?, ?, ?)", [(server_id, *t) for t in tags.items()])
 
 
 def _build(path: Path, scan: Callable[[], Iterator[Mapping[str, Any]]]) -> None:
@@ -99,7 +157,7 @@ def _build(path: Path, scan: Callable[[], Iterator[Mapping[str, Any]]]) -> None:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN")
-            for statement in _SCHEMA:
+            for statement in (*_SCHEMA, *_KEYED):
                 conn.execute(statement)
             for meta in scan():
                 _put(conn, meta)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from providers.base import Server
+from providers.base import KeyMatch, Server
 
 
 def key_prefix(install_id: str) -> str:
@@ -32,16 +32,21 @@ class Ownership:
     adopted: frozenset[str] = frozenset()
     """Keys of servers adopted from another installation (see pipeline/services/adoption.py)."""
 
+    @property
+    def keys(self) -> KeyMatch:
+        """The keys of the servers this installation manages, for a provider to count."""
+        return KeyMatch(key_prefix(self.install_id), self.adopted)
+
     def owns(self, server: Server) -> bool:
-        key = server.key or ""
-        return key.startswith(key_prefix(self.install_id)) or key in self.adopted
+        return self.keys.matches(server.key)
 
     def split(self, servers: Iterable[Server]) -> tuple[list[Server], list[Server]]:
         """(ours, others): the servers this installation manages, and the rest."""
+        matches = self.keys.matches  # made once: a fleet of thousands is split per listing
         ours: list[Server] = []
         others: list[Server] = []
         for server in servers:
-            (ours if self.owns(server) else others).append(server)
+            (ours if matches(server.key) else others).append(server)
         return ours, others
 
 

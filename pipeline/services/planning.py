@@ -10,12 +10,13 @@ from pipeline.domain import plans, roll
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, Strategy
 from pipeline.domain.staleness import assess
+from pipeline.services import adoption
 from pipeline.services.caller import Caller
 from pipeline.services.context import Context
 from pipeline.services.lookup import busy
 from pipeline.services.replies import Plan, RunReply
 from pipeline.state.store import ActiveRunExists
-from providers.base import Image, ProviderError, Server
+from providers.base import TAG_APP, TAG_ENV, Image, ProviderError, Server, count_servers
 
 
 def plan_for(
@@ -46,6 +47,14 @@ def plan_for(
         approvals_needed=env.approval.approvals if env.approval.required else 0,
         approvers=env.approval.approvers,
     )
+
+
+def fleet_size(ctx: Context, env: EnvConfig) -> int:
+    """How many of ``env``'s servers this installation owns (``lookup.fleet``'s length),
+    counted without listing them where the provider can."""
+    tags = {TAG_APP: env.app, TAG_ENV: env.name}
+    keys = adoption.ownership(ctx.store).keys
+    return count_servers(ctx.provider_for(env.provider), tags, keys)
 
 
 def oldest_first(ctx: Context, env: EnvConfig, servers: list[Server]) -> list[Server]:

@@ -14,20 +14,19 @@ from pipeline.services import lookup, planning
 from pipeline.services.caller import Caller
 from pipeline.services.context import Context
 from pipeline.services.replies import InfoReply, Plan, RunReply
-from providers.base import Server
 
 
 def scale(ctx: Context, command: cmd.Scale, caller: Caller, now: datetime) -> RunReply | InfoReply:
     env = lookup.free_target(ctx, command.app, command.env, cmd.USAGE["scale"], caller, now)
     with lookup.provider_errors(env, explain=True):
-        fleet = lookup.fleet(ctx, env)
-        desired = len(fleet) + command.count if command.relative else command.count
-        plans.bounds(env, len(fleet), desired)
-        if desired == len(fleet):
+        current = planning.fleet_size(ctx, env)  # counted: a scale-up lists no server
+        desired = current + command.count if command.relative else command.count
+        plans.bounds(env, current, desired)
+        if desired == current:
             return InfoReply(
                 f"{env.app}/{env.name} already runs {desired} server(s); nothing to do."
             )
-        plan = _plan(ctx, env, command, fleet, desired, caller, now)
+        plan = _plan(ctx, env, command, current, desired, caller, now)
     refusal = plans.image_refusal(plan.staleness, explicit=command.image is not None)
     if plan.kind == RunKind.SCALE_UP and refusal is not None:
         raise UserError(
@@ -43,14 +42,13 @@ def _plan(
     ctx: Context,
     env: EnvConfig,
     command: cmd.Scale,
-    fleet: list[Server],
+    current: int,
     desired: int,
     caller: Caller,
     now: datetime,
 ) -> Plan:
     """Which image new servers get, and which servers leave (oldest image first)."""
     image = ctx.provider_for(env.provider).resolve_image(command.image or env.image)
-    current = len(fleet)
     kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
     plan = planning.plan_for(
         ctx,
@@ -65,5 +63,5 @@ def _plan(
     )
     if desired > current:
         return replace(plan, dry_run=command.dry_run)
-    leaving = planning.oldest_first(ctx, env, fleet)[: current - desired]
+    leaving = planning.oldest_first(ctx, env, lookup.fleet(ctx, env))[: current - desired]
     return replace(plan, removals=tuple(leaving), dry_run=command.dry_run)

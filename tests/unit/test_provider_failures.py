@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.domain import failures
 from pipeline.errors import ProviderFailed
 from providers.base import (
     Capacity,
+    KeyMatch,
     LaunchRequest,
     LimitExceeded,
     NotFound,
@@ -40,6 +42,11 @@ class Failing(LocalProvider):
         if self.list_error is not None:
             raise self.list_error
         return super().list_servers(tags)
+
+    def count_servers(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
+        if self.list_error is not None:  # a count is a listing's request, as a cloud sees it
+            raise self.list_error
+        return super().count_servers(tags, keys)
 
 
 def failing_world(tmp_path: Path) -> tuple[World, Failing]:
