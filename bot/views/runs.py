@@ -191,26 +191,26 @@ def plan_view(plan: Plan, run: Run | None = None) -> PlanView:
         requester=plan.requester,
         approvals_needed=plan.approvals_needed,
         approvers=plan.approvers,
-        removals=tuple(s.id for s in plan.removals),
+        removals=tuple(s.id for s in plan.servers),
         scope=_scope(plan),
         run=run_view(run) if run else None,
     )
 
 
 def _scope(plan: Plan) -> tuple[str, str] | None:
-    removed = ", ".join(s.id for s in plan.removals)
+    removed = ", ".join(s.id for s in plan.servers)
     if plan.kind == RunKind.BAKE:
         return "builder", "1 server from this image → bake → scrub → probes → snapshot"
     if plan.kind == RunKind.ROLL:
         canary = " · canary first, then pause" if plan.canary else ""
         return "replaces", (
-            f"{len(plan.removals)} server(s) in batches of {plan.batch_size}, "
+            f"{len(plan.servers)} server(s) in batches of {plan.batch_size}, "
             f"surge first{canary}: {removed}"
         )
     if plan.kind == RunKind.PRUNE:
         return "deletes", ", ".join(f"{i.name} ({i.id})" for i in plan.images)
-    if plan.removals and plan.kind == RunKind.REFRESH:
-        return "source", f"{plan.removals[0].id} (snapshot into a new image)"
-    if plan.removals:
+    if plan.servers and plan.kind == RunKind.REFRESH:
+        return "source", f"{plan.servers[0].id} (snapshot into a new image)"
+    if plan.servers:
         return "removes", f"{removed} (oldest image first)"
     return None

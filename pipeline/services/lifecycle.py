@@ -40,7 +40,7 @@ def refresh(ctx: Context, command: cmd.Refresh, caller: Caller, now: datetime) -
             f"{env.app}/{env.name} has no server `{command.source}` to snapshot.", usage
         )
     plan = planning.plan_for(ctx, env, RunKind.REFRESH, image, caller, now, current=len(fleet))
-    return planning.submit(ctx, replace(plan, removals=(source,)), env, caller, now, options)
+    return planning.submit(ctx, replace(plan, servers=(source,)), env, caller, now, options)
 
 
 def roll_onto(
@@ -63,7 +63,7 @@ def roll_onto(
     refusal = plans.image_refusal(plan.staleness, explicit=command.image is not None)
     if refusal is not None:
         raise UserError(f"Image {image.name} cannot be used: {refusal}.")
-    plan = replace(plan, removals=tuple(ordered), batch_size=size, canary=command.canary)
+    plan = replace(plan, servers=tuple(ordered), batch_size=size, canary=command.canary)
     options = RunOptions(0, batch_size=size, canary=command.canary)
     return planning.submit(ctx, plan, env, caller, now, options)
 

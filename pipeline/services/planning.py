@@ -123,15 +123,15 @@ def _slots(plan: Plan) -> tuple[RunServer, ...]:
         count = 1 if plan.kind == RunKind.BAKE else plan.desired - plan.current
         return tuple(plans.slot(i, None) for i in range(1, count + 1))
     if plan.kind == RunKind.ROLL:
-        return tuple(plans.slot(i, p) for i, p in _roll_slots(plan.removals))
+        return tuple(plans.slot(i, p) for i, p in _roll_slots(plan.servers))
     if plan.kind == RunKind.PRUNE:
         return tuple(plans.slot(i, image.id) for i, image in enumerate(plan.images, start=1))
-    return tuple(plans.slot(i, s.id) for i, s in enumerate(plan.removals, start=1))
+    return tuple(plans.slot(i, s.id) for i, s in enumerate(plan.servers, start=1))
 
 
-def _roll_slots(removals: tuple[Server, ...]) -> list[tuple[int, str | None]]:
+def _roll_slots(old_servers: tuple[Server, ...]) -> list[tuple[int, str | None]]:
     """(slot, provider id) of a roll: a new server, then the old one it replaces."""
     slots: list[tuple[int, str | None]] = []
-    for pair, old in enumerate(removals, start=1):
+    for pair, old in enumerate(old_servers, start=1):
         slots += [(roll.new_slot(pair), None), (roll.old_slot(pair), old.id)]
     return slots

@@ -40,7 +40,9 @@ class Plan:
     requester: str
     approvals_needed: int
     approvers: tuple[str, ...]
-    removals: tuple[Server, ...] = ()
+    servers: tuple[Server, ...] = ()
+    """The live servers the run acts on: those a scale-down or a roll removes, or the one a
+    refresh snapshots (``--from``)."""
     dry_run: bool = False
     images: tuple[Image, ...] = ()
     """Images a prune deletes."""

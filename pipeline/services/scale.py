@@ -64,4 +64,4 @@ def _plan(
     if desired > current:
         return replace(plan, dry_run=command.dry_run)
     leaving = planning.oldest_first(ctx, env, lookup.fleet(ctx, env))[: current - desired]
-    return replace(plan, removals=tuple(leaving), dry_run=command.dry_run)
+    return replace(plan, servers=tuple(leaving), dry_run=command.dry_run)

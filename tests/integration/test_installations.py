@@ -95,7 +95,7 @@ def neither_touches_the_other(a: World, b: World) -> None:
     assert status(b) == (set(), a_servers)
     plan = b.say("scale web 1 --dry-run", expect=RunReply).plan
     assert plan is not None and plan.current == 0 and plan.kind == RunKind.SCALE_UP
-    assert plan.removals == ()
+    assert plan.servers == ()
     assert isinstance(b.say("scale web 0"), InfoReply)  # nothing of B's to remove
     for server in a.provider.list_servers({TAG_APP: "web"}):  # B cannot snapshot A's servers
         refused = b.say(f"refresh web --from {server.name}", expect=UserError)
