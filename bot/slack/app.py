@@ -83,7 +83,9 @@ class Directory:
 
 
 @dataclass
-class Services:
+class ListenerContext:
+    """What the listeners use: the service, the cards, the directory, the post-ack workers."""
+
     service: Service
     display: Display
     cards: Cards
@@ -149,14 +151,14 @@ def _tell(respond: Respond | None, text: str, blocks: list[Block] | None) -> Non
         log.exception("could not tell the user: %s", text)
 
 
-def create_app(services: Services, client: WebClient, signing_secret: str | None) -> App:
+def create_app(services: ListenerContext, client: WebClient, signing_secret: str | None) -> App:
     app = App(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=signing_secret is not None,
         token_verification_enabled=True,
         raise_error_for_unhandled_request=False,
-        # Every listener only acks and hands its work to Services.later, so it can run in the
+        # Every listener only acks and hands its work to ListenerContext.later, so it can run in the
         # request's own thread: the answer goes out as soon as the listener returns, without
         # Bolt's hop to an executor and its 10 ms polling for the ack.
         process_before_response=True,
@@ -167,11 +169,11 @@ def create_app(services: Services, client: WebClient, signing_secret: str | None
     return app
 
 
-def _caller(services: Services, user: str, channel: str | None) -> Caller:
+def _caller(services: ListenerContext, user: str, channel: str | None) -> Caller:
     return Caller(user, services.directory.groups_of(user), channel)
 
 
-def deliver(services: Services, reply: Reply, respond: Respond) -> None:
+def deliver(services: ListenerContext, reply: Reply, respond: Respond) -> None:
     """Show a reply: runs on their card in the channel, everything else to the asker only."""
     now = services.clock()
     if isinstance(reply, AlertsReply) and reply.message:
@@ -191,7 +193,7 @@ def deliver(services: Services, reply: Reply, respond: Respond) -> None:
     respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
 
 
-def register_commands(app: App, services: Services) -> None:
+def register_commands(app: App, services: ListenerContext) -> None:
     @app.command("/byoi")
     def byoi(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         user, channel = _text(command.get("user_id")), _text(command.get("channel_id"))
@@ -262,7 +264,7 @@ ALERT_BUTTONS = {
 }
 
 
-def register_actions(app: App, services: Services) -> None:
+def register_actions(app: App, services: ListenerContext) -> None:
     for action_id, verb in RUN_BUTTONS.items():
         _on_button(app, services, action_id, f"{verb} of run", partial(run_clicked, services, verb))
     for action_id, verb in ALERT_BUTTONS.items():
@@ -272,7 +274,9 @@ def register_actions(app: App, services: Services) -> None:
     _on_button(app, services, rollblocks.ROLL_OFFER, "roll offer of run", handle)
 
 
-def run_clicked(services: Services, verb: str, body: dict[str, Any], respond: Respond) -> None:
+def run_clicked(
+    services: ListenerContext, verb: str, body: dict[str, Any], respond: Respond
+) -> None:
     """Approve, Reject, Continue or Roll back on a run's card."""
     run_id, user = _clicked_id(body), _clicker(body)
     if run_id is None or user is None:
@@ -298,7 +302,7 @@ _RUN_VERBS: dict[str, Callable[[Service, int, Caller, datetime], RunReply]] = {
 }
 
 
-def roll_offer_clicked(services: Services, body: dict[str, Any], respond: Respond) -> None:
+def roll_offer_clicked(services: ListenerContext, body: dict[str, Any], respond: Respond) -> None:
     """Roll onto the image a refresh just published."""
     run_id = _clicked_id(body)
     run = services.display.run(run_id) if run_id is not None else None
@@ -311,7 +315,9 @@ def roll_offer_clicked(services: Services, body: dict[str, Any], respond: Respon
     deliver(services, services.service.dispatch(command, caller, services.clock()), respond)
 
 
-def alert_clicked(services: Services, verb: str, body: dict[str, Any], respond: Respond) -> None:
+def alert_clicked(
+    services: ListenerContext, verb: str, body: dict[str, Any], respond: Respond
+) -> None:
     """Refresh, Roll or Snooze on an alert card."""
     alert, user = _clicked_alert(services, body), _clicker(body)
     if alert is None or user is None:
@@ -328,7 +334,7 @@ def alert_clicked(services: Services, verb: str, body: dict[str, Any], respond: 
 
 def _on_button(
     app: App,
-    services: Services,
+    services: ListenerContext,
     action_id: str,
     what: str,
     handle: Callable[[dict[str, Any], Respond], None],
@@ -346,12 +352,12 @@ def _on_button(
     app.action(action_id)(clicked)
 
 
-def _clicked_alert(services: Services, body: dict[str, Any]) -> Alert | None:
+def _clicked_alert(services: ListenerContext, body: dict[str, Any]) -> Alert | None:
     alert_id = _clicked_id(body)
     return services.display.alert(alert_id) if alert_id is not None else None
 
 
-def register_events(app: App, services: Services) -> None:
+def register_events(app: App, services: ListenerContext) -> None:
     @app.event("app_home_opened")
     def home(ack: Ack, event: dict[str, Any], client: WebClient) -> None:
         ack()

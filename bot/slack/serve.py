@@ -29,7 +29,7 @@ from bot.health import Health, Readiness
 from bot.metrics import Metrics, ScrapeSource
 from bot.slack.admission import Refusal, admit, envelope_problem
 from bot.slack.alertcards import AlertCards
-from bot.slack.app import Directory, Services, create_app
+from bot.slack.app import Directory, ListenerContext, create_app
 from bot.slack.cards import Cards, Poster
 from bot.slack.lifecycle import (
     Deadline,
@@ -264,12 +264,12 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
     return 0
 
 
-def _services(app: App, cards: Cards, client: WebClient) -> Services:
+def _services(app: App, cards: Cards, client: WebClient) -> ListenerContext:
     """What the listeners use: the service, cards, the directory and the post-ack workers."""
     work = WorkQueue(
         int(os.environ.get("BYOI_WORKERS", "2")), int(os.environ.get("BYOI_QUEUE", "100"))
     )
-    return Services(
+    return ListenerContext(
         app.service,
         app.display,
         cards,
@@ -301,7 +301,7 @@ def _shut_down(
     app: App,
     front: _Front,
     schedule: Schedule,
-    services: Services,
+    services: ListenerContext,
     cards: Cards,
     deadline: Deadline,
 ) -> None:
