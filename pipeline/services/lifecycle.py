@@ -27,13 +27,14 @@ def refresh(ctx: Context, command: cmd.Refresh, caller: Caller, now: datetime) -
     """Bake on a builder from the env's image, or (--from) snapshot a live server."""
     usage = cmd.USAGE["refresh"]
     env = lookup.free_target(ctx, command.app, command.env, usage, caller, now)
-    with lookup.provider_errors(env):
-        fleet = lookup.fleet(ctx, env)
-        image = ctx.provider_for(env.provider).resolve_image(env.image)
     options = RunOptions(0, force=command.force)
-    if command.source is None:
-        plan = planning.plan_for(ctx, env, RunKind.BAKE, image, caller, now, current=len(fleet))
-        return planning.submit(ctx, plan, env, caller, now, options)
+    with lookup.provider_errors(env):
+        image = ctx.provider_for(env.provider).resolve_image(env.image)
+        if command.source is None:  # a bake counts the fleet, it lists no server
+            size = planning.fleet_size(ctx, env)
+            plan = planning.plan_for(ctx, env, RunKind.BAKE, image, caller, now, current=size)
+            return planning.submit(ctx, plan, env, caller, now, options)
+        fleet = lookup.fleet(ctx, env)
     source = next((s for s in fleet if command.source in (s.id, s.name)), None)
     if source is None:
         raise UserError(
