@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from providers.aws_codec import image_from, server_from, ssm_commands, translate
 from providers.base import (
@@ -21,6 +21,7 @@ from providers.base import (
     TAG_KEY,
     TAG_SOURCE,
     VERSION_TAG_PREFIX,
+    AuthError,
     Image,
     LaunchRequest,
     NotFound,
@@ -50,11 +51,16 @@ class AwsProvider:
             connect_timeout=float(settings.get("connect_timeout", 5)),
             read_timeout=float(settings.get("read_timeout", 20)),
         )
-        session = boto3.session.Session(profile_name=settings.get("profile"))
         endpoint = settings.get("endpoint_url")
-        self.ec2 = session.client("ec2", config=config, endpoint_url=endpoint)
-        self.ssm = session.client("ssm", config=config, endpoint_url=endpoint)
-        self.elbv2 = session.client("elbv2", config=config, endpoint_url=endpoint)
+        try:
+            session = boto3.session.Session(profile_name=settings.get("profile"))
+            self.ec2 = session.client("ec2", config=config, endpoint_url=endpoint)
+            self.ssm = session.client("ssm", config=config, endpoint_url=endpoint)
+            self.elbv2 = session.client("elbv2", config=config, endpoint_url=endpoint)
+        except NoRegionError:
+            raise AuthError("no AWS region: set providers.aws.region or AWS_REGION") from None
+        except BotoCoreError as exc:  # e.g. a profile that is not in ~/.aws/config
+            raise AuthError(f"cannot set up the AWS client: {exc}") from None
         self.poll_seconds = float(settings.get("poll_seconds", 5))
         self.wait_seconds = float(settings.get("wait_seconds", 600))
         self._target_arns: dict[str, str] = {}

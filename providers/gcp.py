@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import google.auth
+import google.auth.exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
@@ -60,7 +61,13 @@ class GcpProvider:
 
             project = settings.get("project")
         else:
-            credentials, found_project = google.auth.default()
+            try:
+                credentials, found_project = google.auth.default()
+            except google.auth.exceptions.DefaultCredentialsError:
+                raise AuthError(
+                    "no Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS to a "
+                    "service account key file, or run `gcloud auth application-default login`"
+                ) from None
             project = settings.get("project") or found_project
         if not project:
             raise AuthError("no GCP project: set providers.gcp.project")

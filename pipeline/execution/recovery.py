@@ -25,8 +25,9 @@ class Orphan:
 
 
 def resume(store: Store, runner: Runner, now: datetime) -> list[int]:
-    """Start again every approved or running run; returns their ids."""
-    runs = store.runs_in([RunState.APPROVED, RunState.RUNNING])
+    """Start again every approved or running run that no other byoi process sharing the
+    database is carrying out; returns their ids."""
+    runs = [r for r in store.runs_in([RunState.APPROVED, RunState.RUNNING]) if runner.claim(r.id)]
     for run in runs:
         store.audit(now, run.id, "byoi", "resumed", run.state.value)
         runner.start(run.id)

@@ -24,6 +24,7 @@ from pipeline.execution.serversteps import ServerSteps
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
 from pipeline.state.groupcommit import GroupCommit
+from pipeline.state.runlocks import RunLocks
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import ProviderError
@@ -61,6 +62,7 @@ class Runner(ServerSteps):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._measured = GroupCommit(store.database.lock, partial(measured.record_all, store))
+        self.locks = RunLocks(store.database.path)
 
     # starting ---------------------------------------------------------------------------
 
@@ -127,8 +129,23 @@ class Runner(ServerSteps):
 
     # executing --------------------------------------------------------------------------
 
+    def claim(self, run_id: int) -> bool:
+        """Make ``run_id`` this process's to carry out; False if another byoi process is
+        carrying it out (pipeline/state/runlocks.py)."""
+        return self.locks.take(run_id)
+
     def execute(self, run_id: int) -> Run | None:
-        """Carry out (or resume) a run to its end, synchronously."""
+        """Carry out (or resume) a run to its end, synchronously, unless another byoi
+        process sharing the database is carrying it out."""
+        if not self.claim(run_id):
+            log.info("run %s is being carried out by another byoi process", run_id)
+            return self.store.run(run_id)
+        try:
+            return self._execute(run_id)
+        finally:
+            self.locks.give_back(run_id)
+
+    def _execute(self, run_id: int) -> Run | None:
         self.store.transition(
             run_id, [RunState.APPROVED], RunState.RUNNING, self.clock(), actor="byoi"
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from pipeline.errors import UserError
 from pipeline.state import migrations
 
 
@@ -27,6 +28,16 @@ class Database:
         self.lock = threading.RLock()
         self.commits = 0
         """Write transactions committed (the benchmarks report them per server)."""
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise UserError(
+                f"cannot open the database {self.path}: {exc}. Restore it from a backup "
+                "(docs/operations.md), or point `database:` in byoi.yml at another file."
+            ) from exc
+
+    def _open(self) -> None:
         if self.path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA busy_timeout = 10000")
@@ -34,6 +45,7 @@ class Database:
         self.db.execute("PRAGMA synchronous = NORMAL")
         with self.lock:
             migrations.apply(self.db)
+        conn = self.db.conn
         self.reader = conn
         self._read_lock = self.lock
         self._writing = threading.local()
