@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -275,22 +276,26 @@ class LocalProvider:
             **script.env,
             "BYOI_ROOT": str(rootfs),
         }
-        try:
-            done = subprocess.run(
-                ["bash", "-c", script.body],
-                cwd=rootfs,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=script.timeout_seconds,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ProviderTimeout(
-                f"{script.name} did not finish within {script.timeout_seconds:g}s"
-            ) from exc
-        return ScriptResult(exit_code=done.returncode, output=done.stdout)
+        # In a session of its own, as on a server of its own: a Ctrl-C in the terminal byoi
+        # runs in never reaches it, and a timeout ends everything the script started.
+        with subprocess.Popen(
+            ["bash", "-c", script.body],
+            cwd=rootfs,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        ) as process:
+            try:
+                output, _ = process.communicate(timeout=script.timeout_seconds)
+            except subprocess.TimeoutExpired as exc:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise ProviderTimeout(
+                    f"{script.name} did not finish within {script.timeout_seconds:g}s"
+                ) from exc
+        return ScriptResult(exit_code=process.returncode, output=output)
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
         path = self._server_dir(server.id) / "server.json"

@@ -115,7 +115,7 @@ class ServerSteps(LifecycleSteps):
         if not result.ok:
             tail = result.tail(3).replace("\n", " | ")
             raise ScriptFailed(
-                f"{what} exited {result.exit_code}: {tail}",
+                f"{what} {_ended(result.exit_code)}: {tail}",
                 exit_code=result.exit_code,
                 output=result.output,
             )
@@ -170,3 +170,8 @@ def _summary(output: str) -> str:
     if cleaned:
         return f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
     return lines[-1] if lines else ""
+
+
+def _ended(exit_code: int) -> str:
+    """How a script ended: ``exited 3``, or ``was killed by signal 9`` (a negative code)."""
+    return f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited {exit_code}"
