@@ -38,7 +38,7 @@ def test_a_script_runs_in_its_own_session(tmp_path: Path) -> None:
 def test_a_timeout_ends_what_the_script_started(tmp_path: Path) -> None:
     provider, server = a_server(tmp_path)
     body = 'sleep 60 & echo $! > "$BYOI_ROOT/child"; wait'
-    with pytest.raises(ProviderTimeout, match="did not finish within 0.5s"):
+    with pytest.raises(ProviderTimeout, match=r"did not finish within 0\.5s"):
         provider.run_script(server, Script("deploy", body, timeout_seconds=0.5))
     child = int(next((tmp_path / "local").rglob("child")).read_text())
     deadline = time.monotonic() + 5
