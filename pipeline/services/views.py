@@ -21,7 +21,7 @@ from pipeline.services.replies import (
     StatusReply,
 )
 from pipeline.state import measured
-from providers.base import VERSION_TAG_PREFIX, Image, ProviderError, Server
+from providers.base import TAG_RUN, VERSION_TAG_PREFIX, Image, ProviderError, Server
 
 
 def _tagged(server: Server) -> dict[str, str]:
@@ -121,9 +121,13 @@ class Views:
         return ScanReply(tuple(observations), changes, now)
 
     def _fleet_measured(self, env: EnvConfig) -> tuple[list[Server], dict[str, dict[str, str]]]:
-        """This installation's servers of ``env`` and what the probes measured on them."""
+        """This installation's servers of ``env`` and what the probes measured on them; a
+        server of the env's run in flight is left out (not probed yet, it is no drift)."""
         found = measured.of_servers(self.store, env.app, env.name)
-        return lookup.fleet(self._ctx, env), {k: dict(v.versions) for k, v in found.items()}
+        active = self.store.active_run(env.app, env.name)
+        busy = str(active.id) if active is not None else None
+        fleet = [s for s in lookup.fleet(self._ctx, env) if s.tags.get(TAG_RUN) != busy]
+        return fleet, {k: dict(v.versions) for k, v in found.items()}
 
     def history(self, app_name: str | None) -> HistoryReply:
         if app_name is not None:

@@ -319,3 +319,21 @@ def test_the_scan_reports_live_fleet_drift_until_the_roll(baking: World) -> None
     after = baking.service.views.scan(baking.clock())
     assert after.observations[0].findings == 0
     assert [a.finding for a in after.changes.resolved] == ["fleet"]
+
+
+def test_a_server_of_the_run_in_flight_is_no_fleet_drift(baking: World) -> None:
+    baking.scale_and_approve("scale web 1")
+    fleet_findings: list[str] = []
+
+    def scan_mid_run(point: str) -> None:  # the new server exists and is not probed yet
+        if point.startswith("launched:"):
+            for observation in baking.service.views.scan(baking.clock()).observations:
+                found = observation.staleness.findings if observation.staleness else ()
+                fleet_findings.extend(f.detail for f in found if f.kind == "fleet")
+
+    baking.runner.checkpoint = scan_mid_run
+    run = baking.scale_and_approve("scale web 2")
+
+    assert run.state == RunState.SUCCEEDED
+    assert fleet_findings == []
+    assert baking.service.views.scan(baking.clock()).observations[0].findings == 0
