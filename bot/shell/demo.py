@@ -21,7 +21,7 @@ providers:
   local:
     root: local
 groups:
-  platform: [UALICE, UBOB]
+  platform: [UALICE, UBOB, UCAROL]  # production: 2 approvals, never by the requester
 apps:
   demo:
     manifest: manifest.yml
