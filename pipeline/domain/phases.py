@@ -10,7 +10,7 @@ derives the same phases again, so whatever shows them can catch up to the final 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -51,6 +51,78 @@ class StepEvent:
     """None for STOPPED: the server's own step says where it stopped."""
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Events of one kind for one step: the slots they name, the first and the last."""
+
+    slots: frozenset[int]
+    first: datetime
+    last: datetime
+
+
+@dataclass(frozen=True)
+class SlotTimes:
+    """One server's first step start and its last step end (done or stopped), if any."""
+
+    started: datetime | None
+    ended: datetime | None
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """A run's step events folded to what its phases and batches read: per step, who
+    started, finished and reported it and when; when each stopped server stopped; per server
+    (for a roll's batches only) when it first started and last ended a step. The store builds
+    it in SQL (see ``RunHistory.step_log``); ``of`` folds events in memory to the same."""
+
+    started: Mapping[Step, Span]
+    done: Mapping[Step, Span]
+    noted: Mapping[Step, Span]
+    """Every report event, with or without a note (they count for when a step ended)."""
+    notes: Mapping[Step, tuple[tuple[int, str], ...]]
+    """The non-empty reports, as (slot, note) in slot order."""
+    stopped_at: Mapping[int, datetime]
+    """When each stopped server stopped (its latest stop)."""
+    slots: Mapping[int, SlotTimes] | None
+    """None unless asked for (a roll's batches need them)."""
+
+    @classmethod
+    def of(cls, events: Iterable[StepEvent]) -> StepLog:
+        by_kind: dict[tuple[StepEventKind, Step], list[StepEvent]] = {}
+        notes: dict[Step, list[tuple[int, str]]] = {}
+        stopped_at: dict[int, datetime] = {}
+        firsts: dict[int, datetime] = {}
+        lasts: dict[int, datetime] = {}
+        for e in events:
+            if e.kind == StepEventKind.STOPPED:
+                stopped_at[e.slot] = e.at
+            elif e.step is not None:
+                by_kind.setdefault((e.kind, e.step), []).append(e)
+            if e.kind == StepEventKind.NOTE and e.note and e.step is not None:
+                notes.setdefault(e.step, []).append((e.slot, e.note))
+            if e.kind == StepEventKind.STARTED:
+                firsts[e.slot] = min(firsts.get(e.slot, e.at), e.at)
+            elif e.kind in (StepEventKind.DONE, StepEventKind.STOPPED):
+                lasts[e.slot] = max(lasts.get(e.slot, e.at), e.at)
+
+        def spans(kind: StepEventKind) -> dict[Step, Span]:
+            return {step: _span(own) for (k, step), own in by_kind.items() if k == kind}
+
+        return cls(
+            started=spans(StepEventKind.STARTED),
+            done=spans(StepEventKind.DONE),
+            noted=spans(StepEventKind.NOTE),
+            notes={step: tuple(sorted(pairs)) for step, pairs in notes.items()},
+            stopped_at=stopped_at,
+            slots={slot: SlotTimes(firsts.get(slot), lasts.get(slot)) for slot in firsts | lasts},
+        )
+
+
+def _span(events: list[StepEvent]) -> Span:
+    times = [e.at for e in events]
+    return Span(frozenset(e.slot for e in events), min(times), max(times))
 
 
 @dataclass(frozen=True)
@@ -171,41 +243,46 @@ class ThreadReply:
     posted: bool = True
 
 
-def story(run: Run, events: Sequence[StepEvent], options: RunOptions | None) -> tuple[Part, ...]:
+Events = Sequence[StepEvent] | StepLog
+"""A run's step events, one by one or already folded."""
+
+
+def _log(events: Events) -> StepLog:
+    return events if isinstance(events, StepLog) else StepLog.of(events)
+
+
+def story(run: Run, events: Events, options: RunOptions | None) -> tuple[Part, ...]:
     """What a run's thread tells: a roll's batches (given its options), else its phases."""
     if run.kind == RunKind.ROLL and options is not None:
         return batches(run, events, options)
     return phases(run, events)
 
 
-def phases(run: Run, events: Sequence[StepEvent]) -> tuple[Phase, ...]:
+def phases(run: Run, events: Events) -> tuple[Phase, ...]:
     """The phases some server has entered, in step order."""
-    stopped_at: dict[int, datetime] = {}
-    for event in events:
-        if event.kind == StepEventKind.STOPPED:
-            stopped_at[event.slot] = event.at
-    found = []
+    log = _log(events)
     # A roll's new servers go through a scale-up's steps, its old ones through a scale-down's.
     kind_steps = SCALE_UP_STEPS + SCALE_DOWN_STEPS if run.kind == RunKind.ROLL else STEPS[run.kind]
-    for step in kind_steps:
-        own = [e for e in events if e.step == step]
-        if any(e.kind == StepEventKind.STARTED for e in own):
-            found.append(_phase(run, step, own, stopped_at))
-    return tuple(found)
+    stopped = frozenset(s.slot for s in run.servers if _stopped(s))
+    return tuple(_phase(run, step, log, stopped) for step in kind_steps if step in log.started)
 
 
-def _phase(run: Run, step: Step, events: list[StepEvent], stopped_at: dict[int, datetime]) -> Phase:
-    entered = {e.slot for e in events if e.kind == StepEventKind.STARTED}
-    done = {e.slot for e in events if e.kind == StepEventKind.DONE}
+def _phase(run: Run, step: Step, log: StepLog, stopped: frozenset[int]) -> Phase:
+    """``stopped``: the slots of the servers that failed or were cancelled."""
+    began = log.started[step]
+    finished = log.done.get(step)
+    entered, done = began.slots, finished.slots if finished else frozenset[int]()
     pool = [s for s in run.servers if step in steps_of(run.kind, s.slot)]
-    halted = [s for s in pool if _halted_in(s, entered, done)]
+    # Halted: entered this step and stopped there (failed or cancelled) before finishing it.
+    halted = [s for s in pool if s.slot in stopped and s.slot in entered and s.slot not in done]
     failed = sum(s.status == ServerStatus.FAILED for s in halted)
-    never = [s for s in pool if _stopped(s) and s.slot not in entered]
+    never = [s for s in pool if s.slot in stopped and s.slot not in entered]
     servers = len(pool) - len(never)
-    last = [e.at for e in events if e.kind == StepEventKind.DONE]
-    last += [stopped_at[s.slot] for s in halted if s.slot in stopped_at]
+    last = [finished.last] if finished else []
+    last += [log.stopped_at[s.slot] for s in halted if s.slot in log.stopped_at]
+    spans = [span for span in (began, finished, log.noted.get(step)) if span is not None]
     over = len(done) + len(halted) >= servers or run.state.terminal
-    notes = sorted((e.slot, e.note) for e in events if e.kind == StepEventKind.NOTE and e.note)
+    notes = log.notes.get(step, ())
     removed = tuple(int(m.group(1)) for _, n in notes if (m := _SCRUBBED.match(n)))
     return Phase(
         step=step,
@@ -214,37 +291,38 @@ def _phase(run: Run, step: Step, events: list[StepEvent], stopped_at: dict[int, 
         failed=failed,
         stopped=len(halted) - failed,
         working=max(0, len(entered) - len(done) - len(halted)),
-        started_at=min(e.at for e in events if e.kind == StepEventKind.STARTED),
-        ended_at=max(last or [e.at for e in events]) if over else None,
+        started_at=began.first,
+        ended_at=max(last or [span.last for span in spans]) if over else None,
         removed=removed,
         notes=tuple(n for _, n in notes if not _SCRUBBED.match(n)),
     )
-
-
-def _halted_in(server: RunServer, entered: set[int], done: set[int]) -> bool:
-    """The server entered this step and stopped there (failed or cancelled) before finishing."""
-    return _stopped(server) and server.slot in entered and server.slot not in done
 
 
 def _stopped(server: RunServer) -> bool:
     return server.status.finished and server.status != ServerStatus.DONE
 
 
-def batches(run: Run, events: Sequence[StepEvent], options: RunOptions) -> tuple[Batch, ...]:
+def batches(run: Run, events: Events, options: RunOptions) -> tuple[Batch, ...]:
     """The batches of a roll some server has entered, in order (a stopped roll's later
     batches never start)."""
+    times = _log(events).slots
+    if times is None:
+        raise ValueError("a roll's batches need each server's times (StepLog.slots)")
     by_slot = {s.slot: s for s in run.servers}
     layout = roll.batches(len(run.servers) // 2, run.max_parallel, canary=options.canary)
     paused = options.paused and run.state == RunState.RUNNING
     found = []
     for number, pairs in enumerate(layout, start=1):
         slots = {roll.new_slot(p) for p in pairs} | {roll.old_slot(p) for p in pairs}
-        own = [e for e in events if e.slot in slots]
-        if not any(e.kind == StepEventKind.STARTED for e in own) or not slots <= by_slot.keys():
+        own = [times[slot] for slot in slots if slot in times]
+        starts = [t.started for t in own if t.started is not None]
+        if not starts or not slots <= by_slot.keys():
             continue
+        ends = [t.ended for t in own if t.ended is not None]
         servers = [by_slot[slot] for slot in sorted(slots)]
         canary = options.canary and number == 1
-        found.append(_batch(run, (number, len(layout)), servers, own, canary, paused and canary))
+        span = (min(starts), max([min(starts), *ends]))
+        found.append(_batch(run, (number, len(layout)), servers, span, canary, paused and canary))
     return tuple(found)
 
 
@@ -252,10 +330,11 @@ def _batch(
     run: Run,
     place: tuple[int, int],
     servers: list[RunServer],
-    events: list[StepEvent],
+    span: tuple[datetime, datetime],
     canary: bool,
     paused: bool,
 ) -> Batch:
+    """A batch of ``servers`` whose first started at ``span[0]`` and last ended at ``span[1]``."""
     news = [s for s in servers if roll.is_new(s.slot)]
     olds = [s for s in servers if not roll.is_new(s.slot)]
     working: dict[Step, int] = {}
@@ -263,8 +342,6 @@ def _batch(
         if server.status == ServerStatus.WORKING and server.step is not None:
             working[server.step] = working.get(server.step, 0) + 1
     over = all(s.status.finished for s in servers) or run.state.terminal
-    ends = [e.at for e in events if e.kind in (StepEventKind.DONE, StepEventKind.STOPPED)]
-    started = min(e.at for e in events if e.kind == StepEventKind.STARTED)
     return Batch(
         number=place[0],
         batches=place[1],
@@ -277,6 +354,6 @@ def _batch(
         kept=sum(s.status in _TAKEN_BACK for s in olds),
         working=tuple((step, working[step]) for step in Step if step in working),
         paused=paused and not over,
-        started_at=started,
-        ended_at=max([started, *ends]) if over else None,
+        started_at=span[0],
+        ended_at=span[1] if over else None,
     )

@@ -70,9 +70,10 @@ class Display:
 
     def phases(self, run: Run) -> tuple[Part, ...]:
         """The run's step story so far (a roll's by batch), derived from what the store
-        recorded."""
+        recorded (its step events folded in SQL, not read one by one)."""
         options = self.run_options(run.id) if run.kind == RunKind.ROLL else None
-        return story(run, self._store.history.step_events(run.id), options)
+        log = self._store.history.step_log(run.id, slots=options is not None)
+        return story(run, log, options)
 
     def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
         """Replies posted about the run, and those about to be (see ``reply_intended``)."""

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from pipeline.domain.models import Step
-from pipeline.domain.phases import StepEvent, StepEventKind, ThreadReply
+from pipeline.domain.phases import SlotTimes, Span, StepEvent, StepEventKind, StepLog, ThreadReply
 from pipeline.state.database import Database
 
 # The audit events the runner writes at step boundaries (see execution/runner.py), and the
 # step each report belongs to.
 _REPORTS = {"scrub_output": Step.SCRUB, "snapshot_created": Step.SNAPSHOT}
 _STOPS = ("failed", "cancelled")
+_ENDING = (StepEventKind.DONE, StepEventKind.STOPPED)
 _EVENTS: dict[str, tuple[StepEventKind, Step | None]] = {
     **{f"{s}_started": (StepEventKind.STARTED, s) for s in Step},
     **{f"{s}_done": (StepEventKind.DONE, s) for s in Step},
     **{name: (StepEventKind.NOTE, step) for name, step in _REPORTS.items()},
     **dict.fromkeys(_STOPS, (StepEventKind.STOPPED, None)),
 }
+_OF_STEP = {name: (kind, step) for name, (kind, step) in _EVENTS.items() if step is not None}
+_STARTS = [name for name, (kind, _) in _EVENTS.items() if kind == StepEventKind.STARTED]
+_ENDS = [name for name, (kind, _) in _EVENTS.items() if kind in _ENDING]
+# A step event: the server's own (a run's `failed`/`cancelled` has its reason as detail).
+# `at` is ISO text written by one clock in UTC, so its text order is its time order.
+_OWN = "run_id = ? AND actor = 'byoi' AND event IN ({}) AND detail LIKE '{{%'"
+_SLOT = "json_extract(detail, '$.slot')"
 
 
 class RunHistory:
@@ -49,6 +59,76 @@ class RunHistory:
                 )
             )
         return events
+
+    def step_log(self, run_id: int, *, slots: bool = False) -> StepLog:
+        """The run's step events folded in SQL (what ``StepLog.of(step_events)`` gives, without
+        reading every event): per step and kind a count of slots and the first and last time;
+        each server's own times only with ``slots`` (a roll's batches)."""
+        spans: dict[StepEventKind, dict[Step, Span]] = {k: {} for k in StepEventKind}
+        for row in self._own(
+            f"SELECT event, group_concat({_SLOT}) AS slots, MIN(at) AS first, MAX(at) AS last",
+            _OF_STEP,
+            run_id,
+            "GROUP BY event",
+        ):
+            kind, step = _OF_STEP[row["event"]]
+            taken = frozenset(int(slot) for slot in row["slots"].split(","))
+            spans[kind][step] = Span(taken, _at(row["first"]), _at(row["last"]))
+        return StepLog(
+            started=spans[StepEventKind.STARTED],
+            done=spans[StepEventKind.DONE],
+            noted=spans[StepEventKind.NOTE],
+            notes=self._notes(run_id),
+            stopped_at={
+                int(row["slot"]): _at(row["at"])
+                for row in self._own(f"SELECT {_SLOT} AS slot, at", _STOPS, run_id, "ORDER BY id")
+            },
+            slots=self._slot_times(run_id) if slots else None,
+        )
+
+    def _notes(self, run_id: int) -> dict[Step, tuple[tuple[int, str], ...]]:
+        found: dict[Step, list[tuple[int, str]]] = {}
+        for row in self._own(
+            f"SELECT event, {_SLOT} AS slot, json_extract(detail, '$.note') AS note",
+            _REPORTS,
+            run_id,
+            "",
+        ):
+            if row["note"] is not None and str(row["note"]):
+                found.setdefault(_REPORTS[row["event"]], []).append(
+                    (int(row["slot"]), str(row["note"]))
+                )
+        return {step: tuple(sorted(pairs)) for step, pairs in found.items()}
+
+    def _slot_times(self, run_id: int) -> dict[int, SlotTimes]:
+        starts, ends = ",".join("?" * len(_STARTS)), ",".join("?" * len(_ENDS))
+        rows = self._own(
+            f"""SELECT {_SLOT} AS slot,
+            MIN(CASE WHEN event IN ({starts}) THEN at END) AS started,
+            MAX(CASE WHEN event IN ({ends}) THEN at END) AS ended""",
+            _STARTS + _ENDS,
+            run_id,
+            "GROUP BY slot HAVING started IS NOT NULL OR ended IS NOT NULL",
+            leading=[*_STARTS, *_ENDS],
+        )
+        return {
+            int(r["slot"]): SlotTimes(_at_or_none(r["started"]), _at_or_none(r["ended"]))
+            for r in rows
+        }
+
+    def _own(
+        self,
+        select: str,
+        events: Iterable[str],
+        run_id: int,
+        tail: str,
+        leading: Sequence[str] = (),
+    ) -> list[dict[str, Any]]:
+        """Rows of ``select`` over the run's own step events named ``events``."""
+        names = list(events)
+        where = _OWN.format(",".join("?" * len(names)))
+        sql = f"{select} FROM audit WHERE {where} {tail}"
+        return self.database.rows(sql, [*leading, run_id, *names])
 
     def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:
         """Replies given about the run (those recorded before 006 have no reference), and
@@ -82,3 +162,11 @@ class RunHistory:
                 text = excluded.text, posted = 1""",
                 [run_id, what, now.isoformat(), shown_as, text],
             )
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _at_or_none(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

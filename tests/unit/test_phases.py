@@ -9,7 +9,7 @@ from pathlib import Path
 from bot.views.words import duration, part_line, phase_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
-from pipeline.domain.phases import StepEvent, StepEventKind, phases, story
+from pipeline.domain.phases import StepEvent, StepEventKind, StepLog, phases, story
 from pipeline.services.display import Display
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.unit.test_runs import FAIL_ON_SLOT_2
@@ -214,3 +214,51 @@ def test_a_batch_in_progress_says_where_its_servers_are(world: World) -> None:
     assert (
         part_line(second) == "batch 2/2 · 0/2 new up · 0/2 old removed · 1 in deploy, 1 in register"
     )
+
+
+# the store folds the step events in SQL: the same as folding them one by one ----------------
+
+
+def folded_both_ways(world: World, run_id: int) -> StepLog:
+    history = world.store.history
+    log = history.step_log(run_id, slots=True)
+    assert log == StepLog.of(history.step_events(run_id))
+    assert history.step_log(run_id) == replace(log, slots=None)
+    return log
+
+
+def test_the_stored_fold_matches_the_events_for_a_scale_up_a_failure_a_roll_and_a_scale_down(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+    up = world.scale_and_approve("scale web 3")
+    log = folded_both_ways(world, up.id)
+    assert up.state == RunState.PARTIALLY_FAILED and 2 in log.stopped_at
+    assert log.started[Step.DEPLOY].slots == {1, 2, 3} and 2 not in log.done[Step.DEPLOY].slots
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+    rolled = world.scale_and_approve("roll web --batch 1")
+    assert folded_both_ways(world, rolled.id).slots
+    down = world.scale_and_approve("scale web 1")
+    assert folded_both_ways(world, down.id).started
+
+
+def test_the_stored_fold_orders_times_with_and_without_fractions_of_a_second(world: World) -> None:
+    run = three_servers(world)
+    ats = {1: "00:00:00.500000", 2: "00:00:00", 3: "00:00:01"}  # isoformat drops a zero fraction
+    with world.store.database.write() as conn:
+        for slot, at in ats.items():
+            conn.execute(
+                "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
+                [
+                    f"2030-01-01T{at}+00:00",
+                    run.id,
+                    "byoi",
+                    "snapshot_started",
+                    f'{{"slot": {slot}}}',
+                ],
+            )
+
+    span = folded_both_ways(world, run.id).started[Step.SNAPSHOT]
+
+    assert span.first == START.replace(year=2030, month=1, day=1, hour=0, minute=0, second=0)
+    assert (span.last - span.first).total_seconds() == 1
