@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import manifest as manifests
-from pipeline.config.loader import load_config
+from pipeline.config.loader import PLACEHOLDER, load_config
 from pipeline.config.model import VENDORS
 from pipeline.config.yamlsrc import ConfigError, Problem
 
-MARK = "FILL-IN"
+MARK = PLACEHOLDER
 DEFAULT_MANIFEST = Path(".cloud66/manifest.yml")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 TARGETS = {

@@ -32,12 +32,31 @@ from pipeline.config.yamlsrc import ConfigError, Node, Problem, load, plain
 def load_config(path: Path) -> Config:
     """Read byoi.yml and every manifest it names; raises ConfigError with all problems."""
     root = load(path)
+    marked: list[Problem] = []
+    _placeholders(root, marked)
     problems: list[Problem] = []
     config = _parse(root, path, problems)
+    # On a line still marked, the placeholder is the problem; what it breaks is no news.
+    lines = {(p.file, p.line) for p in marked}
+    problems = marked + [p for p in problems if (p.file, p.line) not in lines]
     if problems or config is None:
         unique = dict.fromkeys(problems)  # a flat manifest lacks a component once, not per env
         raise ConfigError(sorted(unique, key=lambda p: (p.file != str(path), p.file, p.line)))
     return config
+
+
+PLACEHOLDER = "FILL-IN"
+"""What `byoi init` writes where only a person can fill in the value."""
+
+
+def _placeholders(node: Node, problems: list[Problem]) -> None:
+    """Every value that still holds the FILL-IN placeholder, wherever it is."""
+    items = node.value.items() if isinstance(node.value, dict) else enumerate(node.value)
+    for key, value in items:
+        if isinstance(value, Node):
+            _placeholders(value, problems)
+        elif isinstance(value, str) and PLACEHOLDER in value:
+            problems.append(node.problem(key, "still a FILL-IN placeholder: replace it"))
 
 
 def _known_keys(node: Node, allowed: Mapping[str, Any], problems: list[Problem]) -> None:

@@ -118,6 +118,25 @@ def test_every_problem_is_reported_with_file_line_and_key(tmp_path: Path) -> Non
     ]
 
 
+def test_a_value_still_marked_fill_in_is_the_problem_on_its_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "apps:\n"
+        "  web:\n"
+        "    manifest: manifest.yml\n"
+        "    provider: local\n"
+        "    image: family:web\n"
+        "    approval_required: false\n"
+        '    target: "<FILL-IN: the load balancer>"\n'
+        '    deploy_command: "FILL-IN"\n',
+    )
+
+    assert problems(path) == [
+        "byoi.yml:7: apps.web.target: still a FILL-IN placeholder: replace it",
+        "byoi.yml:8: apps.web.deploy_command: still a FILL-IN placeholder: replace it",
+    ]
+
+
 def test_thread_updates_and_remind_every_have_defaults_and_are_checked(tmp_path: Path) -> None:
     quiet = config_text(environments="{production: {thread_updates: failures}}")
     config = load_config(
