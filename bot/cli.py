@@ -18,7 +18,7 @@ from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.config.yamlsrc import ConfigError
 from pipeline.domain.models import Run
-from pipeline.errors import UserError
+from pipeline.errors import Inconsistency, UserError
 from pipeline.execution import recovery
 from pipeline.services.display import Display
 from pipeline.state.store import Store
@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print the report as JSON")
     init = sub.add_parser("init", help="write a starter byoi.yml from a Cloud 66 manifest")
     init.add_argument("--manifest", default=".cloud66/manifest.yml", help="the Cloud 66 manifest")
-    image = sub.add_parser("image", help="images on the local provider").add_subparsers(dest="verb")
+    image = sub.add_parser("image", help="images on the local provider").add_subparsers(
+        dest="verb", required=True
+    )
     imports = image.add_parser("import", help="a directory becomes an image (versions measured)")
     imports.add_argument("directory", help="the image's root tree")
     imports.add_argument("--app", required=True)
@@ -176,7 +178,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return serve(_config_path(args.config))
     if command == "scan":
         return scan(_config_path(args.config), as_json=args.json)
-    if command == "image" and getattr(args, "verb", None) == "import":
+    if command == "image":  # its one verb, import (argparse requires it)
         return image_import(_config_path(args.config), args)
     if command == "init":
         from bot import init
@@ -184,8 +186,7 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return init.init(Path(args.manifest), Path(args.config or "byoi.yml"))
     if command == "adopt":
         return adopt(_config_path(args.config), args.database, args.install, dry_run=args.dry_run)
-    print(f"byoi: `{command}` is not available in this build yet.", file=sys.stderr)
-    return 2
+    raise Inconsistency(f"argparse let through an unknown command: {command}")
 
 
 def scan(path: Path | None, *, as_json: bool) -> int:
