@@ -70,6 +70,8 @@ def cancel(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply
         return RunReply(None, ctx.store.run(run_id), "Cancelled before it started.")
     if run.state not in ACTIVE_STATES:
         return already(run)
+    if ctx.store.cancel_requested(run_id):
+        return RunReply(None, run, f"Run {run.id} is already being cancelled.")
     ctx.store.request_cancel(run_id, now, caller.user)
     if run.kind == RunKind.ROLL:
         _unpause_for_cancel(ctx, run_id)

@@ -253,9 +253,13 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     world.say(f"approve {run_id}", "UBOB")
     eventually(lambda: world.stored(run_id).servers[0].status == ServerStatus.DONE)
 
-    world.say(f"cancel {run_id}")
+    first = world.say(f"cancel {run_id}", expect=RunReply)
+    again = world.say(f"cancel {run_id}", expect=RunReply)
     provider.release.set()
     run = world.finish(run_id)
+
+    assert first.message.startswith("Cancelling")
+    assert again.message == f"Run {run_id} is already being cancelled."
 
     assert run.state == RunState.CANCELLED
     assert run.servers[0].status == ServerStatus.DONE
