@@ -137,7 +137,7 @@ def _state_line(view: RunView) -> str:
 
 
 def server_line(run: Run, server: RunServer) -> str:
-    return _slot_line(slot_view(server))
+    return _slot_line(slot_view(server, ended=run.state.terminal))
 
 
 def _slot_line(slot: SlotView) -> str:

@@ -72,10 +72,16 @@ class SlotView:
     status: ServerStatus
     reason: str | None
     cleanup: str | None
+    ended: bool = False
+    """Its run is over (a server that never started then waits for nothing)."""
+
+    @property
+    def never_started(self) -> bool:
+        return self.ended and self.status == ServerStatus.PENDING
 
     @property
     def step_words(self) -> str:
-        return self.step or "waiting"
+        return self.step or ("-" if self.never_started else "waiting")
 
     @property
     def failed_at(self) -> str:
@@ -83,12 +89,13 @@ class SlotView:
 
     @property
     def status_words(self) -> str:
-        return state_words(self.status)
+        return "not started" if self.never_started else state_words(self.status)
 
 
-def slot_view(server: RunServer) -> SlotView:
+def slot_view(server: RunServer, *, ended: bool = False) -> SlotView:
+    """One server of a run; ``ended`` when the run is over."""
     step = server.step.value if server.step else None
-    return SlotView(server_name(server), step, server.status, server.reason, server.cleanup)
+    return SlotView(server_name(server), step, server.status, server.reason, server.cleanup, ended)
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def run_view(run: Run, now: datetime | None = None) -> RunView:
         expires=expiry(run.expires_at),
         reason=run.reason,
         created=moment(run.created_at),
-        servers=tuple(slot_view(s) for s in run.servers),
+        servers=tuple(slot_view(s, ended=run.state.terminal) for s in run.servers),
     )
 
 

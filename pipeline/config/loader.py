@@ -51,7 +51,14 @@ PLACEHOLDER = "FILL-IN"
 
 def _placeholders(node: Node, problems: list[Problem]) -> None:
     """Every value that still holds the FILL-IN placeholder, wherever it is."""
-    items = node.value.items() if isinstance(node.value, dict) else enumerate(node.value)
+    held = node.value
+    items = (
+        held.items()
+        if isinstance(held, dict)
+        else enumerate(held)
+        if isinstance(held, list)
+        else ()
+    )
     for key, value in items:
         if isinstance(value, Node):
             _placeholders(value, problems)
