@@ -231,14 +231,20 @@ class GcpProvider:
         if zone.count("-") < 2:  # a region such as europe-west1: use the configured zone
             zone = self.zone
         existing = self._get(zone, request.key)
-        if existing is None:
+        if existing is None or server_from(existing, zone).state != ServerState.RUNNING:
+            # New, or left starting by a crash: the same request id gives back the first
+            # insert's operation (GCE keeps it an hour), so waiting on it again is idempotent.
             insert = compute_v1.InsertInstanceRequest(
                 project=self.project,
                 zone=zone,
                 instance_resource=instance_resource(request, zone, self.project, self.settings),
                 request_id=self._request_id(request.key, "insert"),
             )
-            self._operate("create instance", self.instances.insert_unary, insert, zone)
+            try:
+                self._operate("create instance", self.instances.insert_unary, insert, zone)
+            except ProviderError as exc:  # made by an older request: it starts on its own
+                if existing is None or "already exists" not in exc.reason:
+                    raise
         return self._wait_running(zone, request.key)
 
     def _get(self, zone: str, name: str) -> Any | None:

@@ -325,3 +325,35 @@ def test_a_register_repeated_after_a_restart_counts_an_existing_member_as_succes
 
     assert fake.groups[(ZONE, "web-lb")] == []
     assert len(fake.calls("POST", r"/removeInstances$")) == 1
+
+
+def test_a_launch_resumed_after_a_crash_waits_on_the_first_insert(
+    world: World, fake: FakeCompute
+) -> None:
+    from google.cloud import compute_v1
+
+    from providers.base import LaunchRequest, ServerSpec, ServerState
+    from providers.gcp_requests import instance_resource
+
+    provider = world.provider
+    zone = provider.zone
+    key = f"byoi-{world.store.install_id}-1-1"
+    request = LaunchRequest(key, key, provider.resolve_image("family:web"), ServerSpec(), {})
+    # The first process sent the insert and died before waiting on it: GCE starts the
+    # instance on its own; the fake, only as its operation is polled.
+    provider.instances.insert_unary(
+        compute_v1.InsertInstanceRequest(
+            project=provider.project,
+            zone=zone,
+            instance_resource=instance_resource(request, zone, provider.project, provider.settings),
+            request_id=provider._request_id(key, "insert"),
+        )
+    )
+    assert fake.instances[(zone, key)]["status"] == "PROVISIONING"
+    provider.wait_seconds = 5
+
+    server = provider.launch(request)
+
+    assert server.state == ServerState.RUNNING and list(fake.instances) == [(zone, key)]
+    inserts = fake.calls("POST", r"/zones/[^/]+/instances$")
+    assert len({r.query["requestId"] for r in inserts}) == 1  # the same insert, asked again

@@ -35,7 +35,7 @@ def refused_quickly(path: Path) -> list[str]:
     started = time.monotonic()
     with pytest.raises(ConfigError) as caught:
         load(path, "m.yml")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # a blow-up guard, not a timing (shared CI)
     return [str(p) for p in caught.value.problems]
 
 
@@ -247,7 +247,7 @@ def test_fuzzed_documents_parse_like_pyyaml_or_fail_with_located_problems(text: 
             assert 0 <= problem.line <= lines, problem
         return
     finally:
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 10  # a blow-up guard, not a timing (shared CI)
     assert isinstance(root, Node)
     # Accepted documents mean what PyYAML says they mean, except where a merged map merges
     # another with the same key: PyYAML lets the inner merge win, the YAML spec its own key.
