@@ -11,57 +11,16 @@ Usage: .venv/bin/python -m bench.fleet_scale [--runs 200] [--servers 1000] [--ro
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from bench import history
 from bot.slack.blocks import messages
-from pipeline.config.loader import load_config
-from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.replies import RunReply
 from pipeline.services.service import Service
-from pipeline.state.store import Store
-from providers.local import LocalProvider
 
 NOW = history.NOW
-
-
-class Quiet:
-    def run_changed(self, run: object) -> None:
-        pass
-
-
-@contextmanager
-def service(runs: int, servers: int) -> Iterator[Service]:
-    """A Service on a copy of the installation's database (scale writes runs)."""
-    built = history.build(runs, servers)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name in ("byoi.yml", "m.yml", "byoi.db"):
-            shutil.copy(built / name, root / name)
-        config = load_config(root / "byoi.yml")
-        provider = LocalProvider(built / "local")
-        store = Store(config.database)
-        runner = Runner(
-            store=store,
-            config=config,
-            provider_for=lambda _: provider,
-            notifier=Quiet(),
-            clock=lambda: NOW,
-        )
-        try:
-            yield Service(
-                config=config, store=store, provider_for=lambda _: provider, runner=runner
-            )
-        finally:
-            store.close()
-            provider.close()
 
 
 def post_ack_ms(service: Service, app: str) -> float:
@@ -82,7 +41,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=41, help="timed rounds per app")
     args = parser.parse_args()
     timings: dict[str, list[float]] = {"app1": [], "app0": []}
-    with service(args.runs, args.servers) as svc:
+    with history.copied_service(args.runs, args.servers) as svc:
         for app in timings:
             post_ack_ms(svc, app)  # warm: caches, the first read of each page
         for _ in range(args.rounds):  # taking turns, so the machine's noise falls on both

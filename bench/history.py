@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pipeline.config.loader import load_config
+from pipeline.execution.runner import Runner
+from pipeline.services.service import Service
 from pipeline.state.store import Store
 from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec
 from providers.local import LocalProvider
@@ -34,6 +39,38 @@ APP = """\
     max_servers: 5000
     channel: C0APP{n}
 """
+
+
+class Quiet:
+    def run_changed(self, run: object) -> None:
+        pass
+
+
+@contextmanager
+def copied_service(runs: int, servers: int) -> Iterator[Service]:
+    """A Service on a copy of the installation's database (scale writes runs)."""
+    built = build(runs, servers)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in ("byoi.yml", "m.yml", "byoi.db"):
+            shutil.copy(built / name, root / name)
+        config = load_config(root / "byoi.yml")
+        provider = LocalProvider(built / "local")
+        store = Store(config.database)
+        runner = Runner(
+            store=store,
+            config=config,
+            provider_for=lambda _: provider,
+            notifier=Quiet(),
+            clock=lambda: NOW,
+        )
+        try:
+            yield Service(
+                config=config, store=store, provider_for=lambda _: provider, runner=runner
+            )
+        finally:
+            store.close()
+            provider.close()
 
 
 def build(runs: int, servers: int) -> Path:

@@ -12,31 +12,19 @@ Usage: .venv/bin/python -m bench.store_scale [--small 1000] [--large 100000] [--
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from bench import history
 from bot.slack.blocks import messages
-from pipeline.config.loader import load_config
-from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.replies import ImagesReply, RunReply, StatusReply
 from pipeline.services.service import Service
-from pipeline.state.store import Store
-from providers.local import LocalProvider
 
 ROUNDS = 41
 NOW = history.NOW
-
-
-class Quiet:
-    def run_changed(self, run: object) -> None:
-        pass
 
 
 def _home(service: Service) -> None:
@@ -63,24 +51,7 @@ def _command(service: Service, text: str) -> Callable[[], None]:
 @contextmanager
 def installation(runs: int, servers: int) -> Iterator[dict[str, Callable[[], None]]]:
     """The commands, ready to time, on a copy of the installation with ``runs`` past runs."""
-    built = history.build(runs, servers)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for name in ("byoi.yml", "m.yml", "byoi.db"):
-            shutil.copy(built / name, root / name)  # scale writes runs: work on a copy
-        config = load_config(root / "byoi.yml")
-        provider = LocalProvider(built / "local")
-        store = Store(config.database)
-        runner = Runner(
-            store=store,
-            config=config,
-            provider_for=lambda _: provider,
-            notifier=Quiet(),
-            clock=lambda: NOW,
-        )
-        service = Service(
-            config=config, store=store, provider_for=lambda _: provider, runner=runner
-        )
+    with history.copied_service(runs, servers) as service:
         yield {
             "history": _command(service, "history"),
             "history app3": _command(service, "history app3"),
@@ -90,8 +61,6 @@ def installation(runs: int, servers: int) -> Iterator[dict[str, Callable[[], Non
             "scale app1 +1": lambda: _scale(service, "app1"),
             "scale app0 +1": lambda: _scale(service, "app0"),
         }
-        store.close()
-        provider.close()
 
 
 def _time(command: Callable[[], None]) -> float:
