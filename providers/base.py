@@ -61,6 +61,10 @@ class LimitExceeded(ProviderError):
     pass
 
 
+class AlreadyExists(ProviderError):
+    """A resource with that name exists already (made by another request)."""
+
+
 class AuthError(ProviderError):
     pass
 

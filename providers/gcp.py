@@ -23,6 +23,7 @@ from google.cloud import compute_v1
 
 from providers.base import (
     VERSION_TAG_PREFIX,
+    AlreadyExists,
     AuthError,
     Image,
     LaunchRequest,
@@ -242,8 +243,8 @@ class GcpProvider:
             )
             try:
                 self._operate("create instance", self.instances.insert_unary, insert, zone)
-            except ProviderError as exc:  # made by an older request: it starts on its own
-                if existing is None or "already exists" not in exc.reason:
+            except AlreadyExists:  # made by an older request: it starts on its own
+                if existing is None:
                     raise
         return self._wait_running(zone, request.key)
 

@@ -17,6 +17,7 @@ from google.cloud import compute_v1
 from providers.base import (
     TAG_KEY,
     TAG_SOURCE,
+    AlreadyExists,
     AuthError,
     Capacity,
     InvalidRequest,
@@ -79,6 +80,8 @@ def translate(action: str) -> Iterator[None]:
         yield
     except gexc.NotFound as exc:
         raise NotFound(f"{action}: {exc.message}") from exc
+    except gexc.Conflict as exc:
+        raise AlreadyExists(f"{action}: {exc}") from exc  # the same text as any other error
     except gexc.TooManyRequests as exc:
         raise Throttled(f"{action}: {exc.message}") from exc
     except (gexc.Unauthorized, gexc.Forbidden) as exc:
