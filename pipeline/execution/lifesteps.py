@@ -16,7 +16,7 @@ from pipeline.domain import roll
 from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
 from pipeline.execution import bake, probes
 from pipeline.state import measured
-from pipeline.state.groupcommit import GroupCommit
+from pipeline.state.measurements import Found
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
 from providers.base import VERSION_TAG_PREFIX, NotFound, Provider, ProviderError, Script, Server
@@ -38,6 +38,8 @@ class Slot:
     pending: list[ServerEvent] = field(default_factory=list)
     """Events after a provider call (its result, the step done), stored with the next write,
     which always comes before the next provider call."""
+    measured: list[Found] = field(default_factory=list)
+    """A probe's measurement, stored with the next write too (in the same transaction)."""
 
 
 def probe_script(env: EnvConfig) -> Script:
@@ -50,7 +52,6 @@ class LifecycleSteps:
     clock: Callable[[], datetime]
     checkpoint: Callable[[str], None]
     _stopping: threading.Event
-    _measured: GroupCommit[measured.Found, None]
 
     # from the Runner ---------------------------------------------------------------------
 
@@ -157,9 +158,19 @@ class LifecycleSteps:
         versions = probes.measure(
             slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
         )
-        # The servers of a large run are probed together: their measurements share a write.
-        found = (server.id, slot.run.app, slot.run.env, server.image_id, versions, self.clock())
-        self._measured.write((*found, slot.run.id))
+        # Stored with the probe's end in the slot's next write: a crash before it redoes the
+        # probe, so a measurement is never kept without the step that took it, nor lost with it.
+        slot.measured.append(
+            (
+                server.id,
+                slot.run.app,
+                slot.run.env,
+                server.image_id,
+                versions,
+                self.clock(),
+                slot.run.id,
+            )
+        )
         slot.provider.tag_server(
             server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         )

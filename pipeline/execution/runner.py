@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 
 from pipeline.config.model import Config
 from pipeline.domain import failures, roll
@@ -23,7 +22,6 @@ from pipeline.execution.notices import RunNotices
 from pipeline.execution.serversteps import ServerSteps
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
-from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.runlocks import RunLocks
 from pipeline.state.steps import ServerEvent
 from pipeline.state.store import Store
@@ -61,7 +59,6 @@ class Runner(ServerSteps):
         self._again: set[int] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._measured = GroupCommit(store.database.lock, partial(measured.record_all, store))
         self.locks = RunLocks(store.database.path)
 
     # starting ---------------------------------------------------------------------------
@@ -228,8 +225,14 @@ class Runner(ServerSteps):
         """Store the slot's pending events and ``events`` in one write (``unless_cancelled``
         too, if the run's cancel was not requested); True if it was."""
         pending, slot.pending = slot.pending, []
+        found, slot.measured = slot.measured, []
         cancelled = self.store.record_server(
-            slot.run.id, slot.record.slot, self.clock(), [*pending, *events], unless_cancelled
+            slot.run.id,
+            slot.record.slot,
+            self.clock(),
+            [*pending, *events],
+            unless_cancelled,
+            found,
         )
         for event, _ in pending:
             if event.endswith("_done"):

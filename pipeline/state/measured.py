@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pipeline.domain.measured import Measurement, RunImage, RunOptions
+from pipeline.state import measurements
 from pipeline.state import options as run_options
+from pipeline.state.measurements import Found
 from pipeline.state.store import Store
 
-__all__ = ["Measurement", "RunImage", "RunOptions"]
+__all__ = ["Found", "Measurement", "RunImage", "RunOptions"]
 
 
 def record(
@@ -30,23 +32,10 @@ def record(
     record_all(store, [(provider_id, app, env, image_id, versions, now, run_id)])
 
 
-Found = tuple[str, str, str, str, Mapping[str, str], datetime, int | None]
-"""What ``record`` takes: provider id, app, env, image id, versions, when, run id."""
-
-
-def record_all(store: Store, found: Sequence[Found]) -> list[None]:
-    """Several servers' measurements in one transaction (a large run probes them together)."""
+def record_all(store: Store, found: Sequence[Found]) -> None:
+    """Several servers' measurements in one transaction."""
     with store.database.write() as conn:
-        conn.executemany(
-            """INSERT INTO measurements VALUES (?,?,?,?,?,?,?) ON CONFLICT (provider_id) DO UPDATE
-            SET versions = excluded.versions, measured_at = excluded.measured_at,
-            image_id = excluded.image_id, run_id = excluded.run_id""",
-            [
-                [provider_id, app, env, image_id, json.dumps(dict(versions)), at.isoformat(), run]
-                for provider_id, app, env, image_id, versions, at, run in found
-            ],
-        )
-    return [None] * len(found)
+        measurements.save(conn, found)
 
 
 def of_servers(store: Store, app: str, env: str) -> dict[str, Measurement]:

@@ -17,8 +17,10 @@ from typing import Any
 
 from pipeline.domain.models import ServerStatus
 from pipeline.errors import Inconsistency
+from pipeline.state import measurements
 from pipeline.state.database import Database
 from pipeline.state.groupcommit import GroupCommit
+from pipeline.state.measurements import Found
 
 SERVER_FIELDS = frozenset(
     ("status", "step", "provider_id", "registered", "reason", "cleanup", "note")
@@ -35,6 +37,7 @@ class _Change:
     at: str
     events: tuple[ServerEvent, ...]
     unless_cancelled: tuple[ServerEvent, ...]
+    measured: tuple[Found, ...]
 
 
 def _detail(slot: int, fields: Mapping[str, Any]) -> str:
@@ -53,9 +56,11 @@ class StepTable:
         now: datetime,
         events: Sequence[ServerEvent],
         unless_cancelled: Sequence[ServerEvent] = (),
+        measured: Sequence[Found] = (),
     ) -> bool:
         """Apply ``events`` (each a change of the slot's fields, audited as one event) and then,
-        unless the run's cancel has been requested, ``unless_cancelled``: all in one transaction,
+        unless the run's cancel has been requested, ``unless_cancelled``: all in one transaction
+        with the slot's ``measured`` versions (a probe's, stored with the probe's end),
         returning once it is committed. True if cancel had been requested.
 
         The cancel check is one query per run in the shared transaction, not one per server.
@@ -63,7 +68,9 @@ class StepTable:
         unknown = {f for _, fields in (*events, *unless_cancelled) for f in fields} - SERVER_FIELDS
         if unknown:  # the names go into SQL: only the slot's own columns may
             raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
-        change = _Change(run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled))
+        change = _Change(
+            run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled), tuple(measured)
+        )
         return self._group.write(change)
 
     def outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
@@ -107,4 +114,5 @@ class StepTable:
                     for event, fields in events
                 ],
             )
+            measurements.save(conn, [found for c in changes for found in c.measured])
         return [c.run_id in cancelled for c in changes]

@@ -29,6 +29,7 @@ from pipeline.state.alerts import AlertTable
 from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
 from pipeline.state.history import RunHistory
+from pipeline.state.measurements import Found
 from pipeline.state.steps import ServerEvent, StepTable
 
 
@@ -263,10 +264,11 @@ class Store:
         now: datetime,
         events: Sequence[ServerEvent],
         unless_cancelled: Sequence[ServerEvent] = (),
+        measured: Sequence[Found] = (),
     ) -> bool:
         """One step boundary of a slot, committed before it returns (see state/steps.py);
         True if the run's cancel had been requested (``unless_cancelled`` then not applied)."""
-        return self.steps.record(run_id, slot, now, events, unless_cancelled)
+        return self.steps.record(run_id, slot, now, events, unless_cancelled, measured)
 
     def server_outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
         """Each slot's status and failure reason, by slot: a run's outcome without the run."""
