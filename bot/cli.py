@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bot import logs
+from bot import logs, memory
 from bot.shell import demo, scan_json, text
 from bot.wiring import App, UnavailableProvider, build, utcnow
 from pipeline.config.loader import load_config
@@ -275,6 +275,7 @@ def serve(path: Path | None) -> int:
     from bot.metrics import Metrics
     from bot.slack import serve as slack
 
+    memory.cap_arenas()  # before the threads: a server lives for months (bot/memory.py)
     metrics = Metrics()
     client = slack.slack_client(metrics)
     store = Store(config.database)  # first: the cards record on it where each run is shown
