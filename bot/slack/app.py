@@ -22,6 +22,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.slack import respond
 from bot.slack.alertcards import AlertCards
 from bot.slack.blocks import alerts as alertblocks
 from bot.slack.blocks import messages
@@ -163,6 +164,7 @@ def create_app(services: ListenerContext, client: WebClient, signing_secret: str
         # Bolt's hop to an executor and its 10 ms polling for the ack.
         process_before_response=True,
     )
+    app.use(respond.middleware(respond.pool()))
     register_commands(app, services)
     register_actions(app, services)
     register_events(app, services)

@@ -42,6 +42,8 @@ class HttpFake:
     """Serving for a fake: start, stop, its URL; reading requests and writing answers."""
 
     _server: ThreadingHTTPServer | None = None
+    protocol = "HTTP/1.0"
+    """HTTP/1.1 keeps connections open between requests, as the real service does."""
 
     @property
     def url(self) -> str:
@@ -71,6 +73,7 @@ class HttpFake:
             def log_message(self, *args: object) -> None:
                 pass
 
+        Handler.protocol_version = self.protocol
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

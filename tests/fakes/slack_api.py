@@ -69,6 +69,7 @@ class FakeSlack(HttpFake):
     holds: list[Hold] = field(default_factory=list)
     _ts: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    protocol = "HTTP/1.1"  # replies to response_url reuse their connection (bot/slack/respond.py)
 
     @property
     def api_url(self) -> str:
