@@ -158,8 +158,8 @@ class LifecycleSteps:
         versions = probes.measure(
             slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
         )
-        # Stored with the probe's end in the slot's next write: a crash before it redoes the
-        # probe, so a measurement is never kept without the step that took it, nor lost with it.
+        # Stored in the slot's next write, with the probe's end: a crash before that write
+        # redoes the probe, which measures again.
         slot.measured.append(
             (
                 server.id,

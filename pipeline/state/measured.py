@@ -15,7 +15,7 @@ from pipeline.state import options as run_options
 from pipeline.state.measurements import Found
 from pipeline.state.store import Store
 
-__all__ = ["Found", "Measurement", "RunImage", "RunOptions"]
+__all__ = ["Measurement", "RunImage", "RunOptions"]
 
 
 def record(

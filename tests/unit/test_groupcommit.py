@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.domain.models import RunServer, RunState, ServerStatus
 from pipeline.execution.fanout import fan_out
+from pipeline.state import measured
 from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.store import Store
 from tests.unit.test_query_plans import _run
@@ -72,6 +73,24 @@ def test_the_cancel_check_is_part_of_the_write(tmp_path: Path) -> None:
     ]
     events = [e.event for e in store.audit_events(run_id)]
     assert events.count("scrub_started") == 1 and events.count("clone_done") == 2
+    store.close()
+
+
+def test_a_probes_measurement_is_stored_with_the_probes_end(tmp_path: Path) -> None:
+    store, run_id = _store_with_run(tmp_path / "s.db", 1)
+    found = ("i-1", "web", "production", "ami-1", {"ruby_version": "3.2.2"}, NOW, run_id)
+    done = ("probe_done", {"step": "probe"})
+    started = ("register_started", {"step": "register"})
+    assert measured.of_servers(store, "web", "production") == {}
+
+    store.record_server(run_id, 1, NOW, [done], [started], [found])
+
+    stored = measured.of_servers(store, "web", "production")["i-1"]
+    assert (stored.image_id, stored.versions) == ("ami-1", {"ruby_version": "3.2.2"})
+    changes = store.database.db.conn.execute(
+        "SELECT count(*) FROM audit WHERE run_id = ? AND event = 'probe_done'", [run_id]
+    ).fetchone()
+    assert changes == (1,)
     store.close()
 
 
