@@ -2,9 +2,9 @@
 
 glibc gives each new thread its own malloc arena, up to eight per core, and an arena keeps
 the memory it once held. `byoi serve` has a dozen long-lived threads and many short ones (a
-run's servers), so over a day its RSS crept up with arenas half empty (bench/soak.py: +11.5 %
-over 10,000 runs; with two arenas +7.7 %, and 6 MB less from the start). Python's own small
-objects do not use these arenas; what does is SQLite's page cache, JSON and HTTP bodies.
+run's servers), so over a day its RSS crept up with arenas half empty (bench/soak.py, 10,000
+runs: +11.5 %; held to two arenas, +9.1 %). Python's own small objects do not use these
+arenas; what does is SQLite's page cache, JSON and HTTP bodies.
 """
 
 from __future__ import annotations
