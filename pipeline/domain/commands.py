@@ -267,6 +267,9 @@ def _env(options: dict[str, str]) -> str | None:
     return _option(options, "env", _ENV, "an environment name")
 
 
+_OWN_LIMIT = "; each app's own limit is its max_servers in byoi.yml."
+
+
 def _count(word: str) -> tuple[int, bool]:
     if not _COUNT.match(word):
         raise _Bad(
@@ -277,9 +280,11 @@ def _count(word: str) -> tuple[int, bool]:
         if relative:
             raise _Bad(
                 f"`{shown(word)}` changes more servers than byoi will plan at once "
-                f"({MAX_COUNT} at most)."
+                f"({MAX_COUNT} at most){_OWN_LIMIT}"
             )
-        raise _Bad(f"{shown(word)} servers is more than byoi will plan ({MAX_COUNT} at most).")
+        raise _Bad(
+            f"{shown(word)} servers is more than byoi will plan ({MAX_COUNT} at most){_OWN_LIMIT}"
+        )
     value = int(word)
     if relative and value == 0:
         raise _Bad(f"`{word}` changes nothing: give a change like +2 or -1, or a count like 3.")

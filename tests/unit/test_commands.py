@@ -23,6 +23,8 @@ from pipeline.domain.commands import (
 from pipeline.domain.models import Strategy
 from pipeline.errors import CommandError
 
+OWN_LIMIT = "; each app's own limit is its max_servers in byoi.yml."
+
 
 def outcome(text: str) -> object:
     """What ``parse`` makes of ``text``: a command, or the CommandError it raised."""
@@ -86,10 +88,14 @@ def test_well_formed_commands(text: str, expected: object) -> None:
             "`+0` changes nothing: give a change like +2 or -1, or a count like 3.",
             "scale",
         ),
-        ("scale api 5000", "5000 servers is more than byoi will plan (1000 at most).", "scale"),
+        (
+            "scale api 5000",
+            "5000 servers is more than byoi will plan (1000 at most)" + OWN_LIMIT,
+            "scale",
+        ),
         (
             "scale api 99999999999999999999",
-            "99999999999999999999 servers is more than byoi will plan (1000 at most).",
+            "99999999999999999999 servers is more than byoi will plan (1000 at most)" + OWN_LIMIT,
             "scale",
         ),
         (
@@ -111,12 +117,12 @@ def test_well_formed_commands(text: str, expected: object) -> None:
         ("scale web 3 ; rm -rf /", "Unexpected `;` after `scale web 3`.", "scale"),
         (
             "scale web -100000",
-            "`-100000` changes more servers than byoi will plan at once (1000 at most).",
+            "`-100000` changes more servers than byoi will plan at once (1000 at most)" + OWN_LIMIT,
             "scale",
         ),
         (
             "scale web +5000",
-            "`+5000` changes more servers than byoi will plan at once (1000 at most).",
+            "`+5000` changes more servers than byoi will plan at once (1000 at most)" + OWN_LIMIT,
             "scale",
         ),
         (
