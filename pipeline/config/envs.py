@@ -147,6 +147,7 @@ def _policy_problems(
                 f"{env}: approval is required but no approvers are named (set approvers:)",
             )
         )
+    _unreachable_approvals(env, where, policy, groups, problems)
     if policy["min_servers"] > policy["max_servers"]:
         problems.append(where.problem(None, f"{env}: min_servers is above max_servers"))
     if not policy["deploy_command"]:
@@ -154,6 +155,34 @@ def _policy_problems(
             where.problem(
                 None,
                 f"{env}: deploy_command is required (the command that installs the release)",
+            )
+        )
+
+
+def _unreachable_approvals(
+    env: str,
+    where: Node,
+    policy: Policy,
+    groups: Mapping[str, tuple[str, ...]],
+    problems: list[Problem],
+) -> None:
+    """More approvals than the named approvers could ever give. Only when every approver is a
+    user id (or a group of byoi.yml): a Slack user group's size is known only to Slack."""
+    if not policy["approval_required"]:
+        return
+    people: set[str] = set()
+    for ref in policy["approvers"]:
+        members = groups.get(ref[1:], ()) if ref.startswith("@") else (ref,)
+        if not all(m[:1] in ("U", "W") for m in members):
+            return
+        people.update(members)
+    if people and policy["approvals"] > len(people):
+        problems.append(
+            where.problem(
+                None,
+                f"{env}: approvals is {policy['approvals']} but only {len(people)} approver(s) "
+                f"are named ({', '.join(sorted(people))}), so no run could ever be approved; "
+                "lower approvals or name more approvers",
             )
         )
 

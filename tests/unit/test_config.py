@@ -429,3 +429,19 @@ def test_digitalocean_settings_of_the_right_type_are_accepted(tmp_path: Path) ->
 
     settings = load_config(path).providers["digitalocean"]
     assert settings["ssh_port"] == 2222 and settings["ssh_network"] == "private"
+
+
+def test_more_approvals_than_named_approvers_could_give_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, config_text(environments="{production: {approvals: 4}}"))
+
+    found = problems(path)
+
+    assert len(found) == 1, found
+    assert found[0].endswith(
+        "web/production: approvals is 4 but only 3 approver(s) are named (UALICE, UBOB, "
+        "UCAROL), so no run could ever be approved; lower approvals or name more approvers"
+    )
+    # Three named approvers can give three approvals; a Slack user group's size is unknown.
+    load_config(write(tmp_path, config_text(environments="{production: {approvals: 3}}")))
+    slack_group = config_text(approvers='["S0OPS"]', environments="{production: {approvals: 9}}")
+    load_config(write(tmp_path, slack_group))
