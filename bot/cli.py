@@ -107,6 +107,14 @@ def check_config(path: Path | None) -> int:
 def shell(path: Path | None, user: str | None) -> int:
     from bot.shell import console as shell_module
 
+    who = shell_module.user_id(user or demo.DEMO_USER)
+    if who is None:
+        print(
+            f"byoi: --user {user!r} is not a Slack user id (U… or W… and letters or digits, "
+            "for example --user UBOB).",
+            file=sys.stderr,
+        )
+        return 2
     banner = None
     if path is None:
         directory = Path(os.environ.get("BYOI_DEMO_DIR", ".byoi-demo"))
@@ -120,7 +128,7 @@ def shell(path: Path | None, user: str | None) -> int:
     app = build(config, shell_module.TextNotifier(console, Display(store)), store=store)
     try:
         _recover(app, _to_stderr)
-        return shell_module.main(app, (user or demo.DEMO_USER).upper(), banner, console)
+        return shell_module.main(app, who, banner, console)
     finally:
         app.close()
 

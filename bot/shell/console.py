@@ -175,8 +175,8 @@ class Shell:
         if len(args) != 1:
             self.say("✗ Give one user id, for example `as UBOB`.")
             return
-        user = args[0].upper()
-        if not re.match(r"^[UW][A-Z0-9]{2,20}$", user) or not USER_REF.match(user):
+        user = user_id(args[0])
+        if user is None:
             self.say(
                 f"✗ `{shown(args[0])}` is not a Slack user id (U… or W… and letters or digits, "
                 "for example `as UBOB`)."
@@ -215,3 +215,11 @@ def main(app: App, user: str, banner: str | None, console: Console) -> int:
     if not interactive and banner:
         shell.say(banner.splitlines()[0])
     return shell.run(sys.stdin, interactive)
+
+
+def user_id(typed: str) -> str | None:
+    """``typed`` as a Slack user id (U… or W…, any case), or None if it cannot be one."""
+    user = typed.upper()
+    if not re.match(r"^[UW][A-Z0-9]{2,20}$", user) or not USER_REF.match(user):
+        return None
+    return user

@@ -137,6 +137,17 @@ def test_user_flag_sets_who_is_typing(tmp_path: Path) -> None:
     assert "succeeded" in done.stdout
 
 
+def test_a_user_flag_that_is_no_user_id_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    done = shell(tmp_path, "scale demo 2\n", "shell", "--user", "bob")
+
+    assert done.returncode == 2
+    assert "--user 'bob' is not a Slack user id" in done.stderr
+    assert "for example --user UBOB" in done.stderr
+    assert done.stdout == "" and not (tmp_path / "demo").exists()  # nothing was made
+
+
 def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
     slow = repr('sleep 2; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
     world = make_world(tmp_path / "w", config_text(deploy_command=slow, approval_required="false"))
