@@ -19,6 +19,7 @@ from typing import Any, cast
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.slack import cardpost
 from bot.slack.blocks import messages
 from bot.slack.poster import ChannelBusy, Poster
 from bot.slack.thread import ThreadReplies
@@ -74,6 +75,7 @@ class Cards:
         self._stop_deadline = 0.0
         self.thread_updates_of = thread_updates_of
         self._edits = _TimedEdits(client)
+        self.finder = cardpost.CardFinder(client)
         # The flusher never waits for a channel: a post that would have to raises ChannelBusy
         # and the card is shown further once the channel takes its next post.
         self.thread = ThreadReplies(
@@ -251,10 +253,9 @@ class Cards:
         channel = self.channel_of(stored)
         if channel is None:
             return  # nowhere to show it (a run from the shell with no channel)
-        response = self.post.now(channel, text=self._fallback(stored), blocks=self._card(stored))
-        self.display.run_shown(
-            stored.id, str(response.get("channel", channel)), str(response["ts"])
-        )
+        where, ts = self._posted_before(stored, channel) or self._post_card(stored, channel)
+        self.display.run_shown(stored.id, where, ts)
+        self.display.reply_shown(stored.id, cardpost.CARD, ts, "", self.clock())
         with self._cv:
             self._tell.pop(stored.id, None)
             # Posted, not edited: the first edit need not wait (on_post_error looks here too).
@@ -269,6 +270,29 @@ class Cards:
         self.display.run_card_current(
             stored, self.clock(), settled=stored.state.terminal and not due
         )
+
+    def _post_card(self, run: Run, channel: str) -> tuple[str, str]:
+        """Post the card, recorded as intended first (bot/slack/cardpost.py)."""
+        if self.post.wait(channel) > 0:
+            raise ChannelBusy(channel)  # before the intent: a busy channel costs no lookup
+        self.display.reply_intended(run.id, cardpost.CARD, "", self.clock())
+        response = self.post.now(
+            channel,
+            text=self._fallback(run),
+            blocks=self._card(run),
+            metadata=cardpost.metadata(run.id, self.display.installation()),
+        )
+        return str(response.get("channel", channel)), str(response["ts"])
+
+    def _posted_before(self, run: Run, channel: str) -> tuple[str, str] | None:
+        """The card a crash left posted but not stored, found in its channel."""
+        intent = self.display.thread_replies(run.id).get(cardpost.CARD)
+        if intent is None or intent.posted:
+            return None
+        ts = self.finder.find(channel, run.id, self.display.installation())
+        if ts is not None:
+            log.info("run %s: adopted the card a crash left posted (%s)", run.id, ts)
+        return (channel, ts) if ts is not None else None
 
     def _replies_due(self, run: Run) -> bool:
         """Whether the thread may need a reply: a phase begun, a server failed, or an end."""

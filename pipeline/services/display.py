@@ -34,6 +34,10 @@ class Display:
     def alert(self, alert_id: int) -> Alert | None:
         return self._store.alerts.get(alert_id)
 
+    def installation(self) -> str:
+        """This installation's id (two may share a channel: their run ids overlap)."""
+        return self._store.install_id
+
     def run_shown(self, run_id: int, channel: str, shown_as: str) -> None:
         self._store.set_shown(run_id, channel, shown_as)
 

@@ -2,8 +2,10 @@
 
 Keeps the messages posted (with their metadata) and answers `conversations.replies` for a
 thread the way Slack does: the parent first, then the replies, cursor-paginated, metadata only
-with `include_all_metadata`. It can lack a scope, and hold the answer to a call it accepted
-(to kill byoi between Slack taking a post and byoi learning its ts).
+with `include_all_metadata`; and `conversations.history` for a channel (its messages newest
+first, thread replies left out unless broadcast), the same way. It can lack a scope, and hold
+the answer to a call it accepted (to kill byoi between Slack taking a post and byoi learning
+its ts).
 Also receives `response_url` posts (as method "respond") so ephemeral replies can be asserted.
 """
 
@@ -52,7 +54,7 @@ class Hold:
 
 
 # Which scope each method the fake checks needs (as Slack names it in `missing_scope`).
-NEEDED = {"conversations.replies": "channels:history"}
+NEEDED = {"conversations.replies": "channels:history", "conversations.history": "channels:history"}
 
 
 @dataclass
@@ -184,6 +186,8 @@ class FakeSlack(HttpFake):
             return {"ok": True, "channel": params.get("channel"), "ts": ts, "message": message}
         if method == "conversations.replies":
             return self._replies(params)
+        if method == "conversations.history":
+            return self._history(params)
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.groups.get(str(params.get("usergroup")), [])}
         if method == "apps.connections.open":
@@ -217,6 +221,36 @@ class FakeSlack(HttpFake):
         self.messages[key] = message
         return dict(message)
 
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history: the channel's messages, not thread replies (broadcasts
+        aside), newest first; metadata only if asked."""
+        channel = str(params.get("channel"))
+        found = sorted(
+            (
+                m
+                for (ch, m_ts), m in self.messages.items()
+                if ch == channel
+                and (m.get("thread_ts") in (None, m_ts) or m.get("subtype") == "thread_broadcast")
+            ),
+            key=lambda m: -float(m["ts"]),
+        )
+        return self._page(found, params)
+
+    def _page(self, found: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """One page of ``found``, cursor-paginated as Slack does; metadata only if asked."""
+        start = int(str(params.get("cursor") or "0").removeprefix("next:") or 0)
+        limit = int(params.get("limit") or 1000)
+        page = found[start : start + limit]
+        with_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        messages = [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in page]
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""},
+        }
+
     def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
         """conversations.replies: the parent, then its replies; metadata only if asked."""
         channel, ts = str(params.get("channel")), str(params.get("ts"))
@@ -230,18 +264,7 @@ class FakeSlack(HttpFake):
             ),
             key=lambda m: float(m["ts"]),
         )
-        start = int(str(params.get("cursor") or "0").removeprefix("next:") or 0)
-        limit = int(params.get("limit") or 1000)
-        page = thread[start : start + limit]
-        with_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
-        messages = [{k: v for k, v in m.items() if with_metadata or k != "metadata"} for m in page]
-        more = start + limit < len(thread)
-        return {
-            "ok": True,
-            "messages": messages,
-            "has_more": more,
-            "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""},
-        }
+        return self._page(thread, params)
 
     # reading what was sent -------------------------------------------------------------
 
