@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 CARD = "card"
 """The card's entry among a run's replies (where its intent is recorded)."""
 EVENT_TYPE = "byoi_card"
-_CANNOT_READ = ("missing_scope", "not_allowed_token_type", "no_permission", "not_in_channel")
+_CANNOT_READ = ("missing_scope", "not_allowed_token_type", "no_permission")
+_NOT_HERE = ("not_in_channel", "channel_not_found")
+"""This channel only: a public channel byoi posts in without being a member (chat:write.public)."""
 _PAGES = 5
 """Pages of 200 messages looked through: the card was posted just before the crash."""
 
@@ -52,7 +54,11 @@ class CardFinder:
                 if not cursor:
                     return None
         except SlackApiError as exc:
-            if str(exc.response.get("error")) not in _CANNOT_READ:
+            error = str(exc.response.get("error"))
+            if error in _NOT_HERE:
+                log.info("cannot read the history of %s (%s): the card is posted", channel, error)
+                return None
+            if error not in _CANNOT_READ:
                 raise
             self._cannot_read = True
             log.warning(

@@ -167,7 +167,7 @@ def _unreachable_approvals(
     problems: list[Problem],
 ) -> None:
     """More approvals than the named approvers could ever give. Only when every approver is a
-    user id (or a group of byoi.yml): a Slack user group's size is known only to Slack."""
+    user id (or a group of byoi.yml): a chat user group's size is known only at run time."""
     if not policy["approval_required"]:
         return
     people: set[str] = set()

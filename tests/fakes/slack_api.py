@@ -69,6 +69,8 @@ class FakeSlack(HttpFake):
     """Messages posted, by (channel, ts), as Slack would return them (edits applied)."""
     scopes_missing: set[str] = field(default_factory=set)
     holds: list[Hold] = field(default_factory=list)
+    outside: set[str] = field(default_factory=set)
+    """Channels byoi posts in without being a member: their history is not_in_channel."""
     _ts: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     protocol = "HTTP/1.1"  # replies to response_url reuse their connection (bot/slack/respond.py)
@@ -187,6 +189,8 @@ class FakeSlack(HttpFake):
         if method == "conversations.replies":
             return self._replies(params)
         if method == "conversations.history":
+            if str(params.get("channel")) in self.outside:
+                return {"ok": False, "error": "not_in_channel"}
             return self._history(params)
         if method == "usergroups.users.list":
             return {"ok": True, "users": self.groups.get(str(params.get("usergroup")), [])}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.slack.cardpost import CARD
 from bot.slack.cards import Cards, Poster
 from bot.slack.poster import ChannelBusy
 from bot.slack.serve import web_client
@@ -44,7 +45,8 @@ class LosingPoster(Poster):
     def _send(self, channel: str, kwargs: dict[str, object]) -> dict[str, object]:
         response = super()._send(channel, kwargs)
         metadata = kwargs.get("metadata")
-        what = metadata["event_payload"]["reply"] if isinstance(metadata, dict) else None
+        payload = metadata["event_payload"] if isinstance(metadata, dict) else {}
+        what = payload.get("reply") or (CARD if "install" in payload else None)
         if what in self.lose:
             self.lose.discard(what)
             raise ConnectionResetError(f"lost the answer to the post of {what}")
@@ -105,11 +107,25 @@ def test_a_reply_whose_answer_was_lost_is_found_in_the_thread_and_not_posted_aga
     lookups = fake.sent("conversations.replies")
     assert lookups and all(c.params["include_all_metadata"] in ("1", "true") for c in lookups)
     stored = Display(world.store).thread_replies(run.id)
-    assert set(stored) == REPLIES and all(r.posted and r.shown_as for r in stored.values())
+    assert set(stored) == REPLIES | {CARD}  # the card's post is recorded beside its replies
+    assert all(r.posted and r.shown_as for r in stored.values())
     # The adopted phase reply is still edited in place: its stored ts is the one in the thread.
     posts = fake.sent("chat.postMessage")
     deploy = next(c for c in posts if ":warning: deploy" in c.params["text"])
     assert stored["phase:deploy"].shown_as == deploy.ts
+
+
+def test_a_card_whose_answer_was_lost_is_found_in_the_channel_and_not_posted_again(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
+
+    run = show_run(world, fake, LosingPoster(fake, {CARD}))
+
+    cards = [c for c in fake.sent("chat.postMessage") if not c.params.get("thread_ts")]
+    assert len(cards) == 1 and run.shown_as == cards[0].ts
+    assert fake.sent("conversations.history")
+    assert replies_in_thread(fake, run) == dict.fromkeys(REPLIES, 1)
 
 
 def test_without_the_scope_to_read_threads_byoi_posts_again_and_says_so_once(

@@ -56,3 +56,15 @@ def test_without_the_history_scope_it_says_so_once_and_finds_nothing(
     warnings = [r for r in caplog.records if "cannot read channel history" in r.message]
     assert len(warnings) == 1
     assert len(slack.sent("conversations.history", ok_only=False)) == 1
+
+
+def test_a_channel_byoi_is_not_in_is_skipped_without_giving_up_on_the_others(
+    slack: FakeSlack,
+) -> None:
+    client = WebClient(token="xoxb-test", base_url=slack.api_url)
+    mine = post(client, 7, "install-a")
+    slack.outside.add("C2")  # a public channel posted in through chat:write.public
+    finder = cardpost.CardFinder(client)
+
+    assert finder.find("C2", 7, "install-a") is None
+    assert finder.find("C1", 7, "install-a") == mine
