@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
+
+log = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8
 """glibc's mallopt parameter (malloc.h)."""
@@ -19,11 +22,18 @@ ARENAS = 2
 
 
 def cap_arenas(arenas: int = ARENAS) -> bool:
-    """Hold malloc to ``arenas`` arenas from now on; True if it took. Does nothing where
-    MALLOC_ARENA_MAX is set (glibc read the operator's choice at start) or on a C library
-    without mallopt (macOS); musl keeps one heap anyway."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
+    """Hold malloc to ``arenas`` arenas from now on; True if it took. Leaves an operator's
+    MALLOC_ARENA_MAX alone when it is a number glibc takes (a positive one; glibc ignores
+    anything else, so byoi caps then); does nothing on a C library without mallopt (macOS);
+    musl keeps one heap anyway."""
+    chosen = os.environ.get("MALLOC_ARENA_MAX", "").strip()
+    if chosen.isdigit() and int(chosen) > 0:
+        log.info("malloc arenas: MALLOC_ARENA_MAX=%s, as set", chosen)
         return False
+    if chosen:
+        log.warning(
+            "MALLOC_ARENA_MAX=%r is no number of arenas: byoi holds malloc to %d", chosen, arenas
+        )
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -31,4 +41,7 @@ def cap_arenas(arenas: int = ARENAS) -> bool:
         mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_ARENA_MAX, arenas))
+    capped = bool(mallopt(M_ARENA_MAX, arenas))
+    if capped:
+        log.info("malloc arenas: held to %d", arenas)
+    return capped

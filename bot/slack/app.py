@@ -164,7 +164,7 @@ def create_app(services: ListenerContext, client: WebClient, signing_secret: str
         # Bolt's hop to an executor and its 10 ms polling for the ack.
         process_before_response=True,
     )
-    app.use(respond.middleware(respond.pool()))
+    app.use(respond.middleware(respond.pool(services.work.workers)))
     register_commands(app, services)
     register_actions(app, services)
     register_events(app, services)

@@ -5,11 +5,16 @@ reply, through urllib: in ``bench/ack_latency.py`` that was over a third of byoi
 requests in flight, taken from the acks of the requests behind them. Here one connection pool
 (urllib3) serves every reply; a Bolt middleware hands each listener a ``Respond`` that uses it,
 so listeners keep Bolt's signature and message format.
+
+A reply that cannot be delivered is logged in one line and dropped: there is nobody else to
+tell, and saying "something went wrong" through the same URL would only fail again (or, for a
+slow one, arrive as a second reply).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,23 +23,36 @@ from slack_bolt import BoltContext, BoltResponse, Respond
 from slack_bolt.context.respond.internals import _build_message
 from slack_sdk.proxy_env_variable_loader import load_http_proxy_from_env
 from slack_sdk.webhook import WebhookResponse
+from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError
+
+log = logging.getLogger(__name__)
 
 TIMEOUT = urllib3.Timeout(connect=5.0, read=10.0)
-# A reply is a post: only a connection that was never made is tried again (no duplicate).
-RETRIES = urllib3.Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0.2)
-
-
+# A reply is a post: only a connection that could not be made is tried again here.
+RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.2)
 KEPT = 8
-"""Connections kept open per host: replies come from a few post-ack workers at a time."""
+"""Connections kept open per host, at least: replies come from the post-ack workers."""
 
 
-def pool() -> urllib3.PoolManager:
-    """Connections for replies; through the proxy in HTTPS_PROXY/HTTP_PROXY, as the Slack SDK
-    would use."""
+def pool(workers: int = KEPT) -> urllib3.PoolManager:
+    """Connections for replies, one kept per post-ack worker (at least ``KEPT``); through the
+    proxy in HTTPS_PROXY/HTTP_PROXY as the Slack SDK reads it (``host:port`` means http, a
+    user and password in it are sent to the proxy)."""
+    size = max(KEPT, workers)
     proxy = load_http_proxy_from_env()
-    if proxy:
-        return urllib3.ProxyManager(proxy, maxsize=KEPT, timeout=TIMEOUT, retries=RETRIES)
-    return urllib3.PoolManager(maxsize=KEPT, timeout=TIMEOUT, retries=RETRIES)
+    if not proxy:
+        return urllib3.PoolManager(maxsize=size, timeout=TIMEOUT, retries=RETRIES)
+    try:
+        url = urllib3.util.parse_url(proxy if "://" in proxy else f"http://{proxy}")
+        headers = urllib3.make_headers(proxy_basic_auth=url.auth) if url.auth else None
+        bare = url._replace(auth=None).url
+        return urllib3.ProxyManager(
+            bare, proxy_headers=headers, maxsize=size, timeout=TIMEOUT, retries=RETRIES
+        )
+    except ValueError as exc:  # not a URL, or urllib3's ProxySchemeUnknown (socks5://)
+        shown = proxy.rsplit("@", 1)[-1]  # never a password in the log
+        log.error("replies go without a proxy: %s is not a proxy byoi can use (%s)", shown, exc)
+        return urllib3.PoolManager(maxsize=size, timeout=TIMEOUT, retries=RETRIES)
 
 
 class PooledRespond(Respond):
@@ -61,18 +79,34 @@ class PooledRespond(Respond):
             replace_original=replace_original,
             delete_original=delete_original,
         )
-        answer = self.connections.request(
-            "POST",
-            self.response_url,
-            body=json.dumps(message).encode(),
-            headers={"Content-Type": "application/json;charset=utf-8"},
-        )
-        return WebhookResponse(
-            url=self.response_url,
-            status_code=answer.status,
-            body=answer.data.decode("utf-8", "replace"),
-            headers=dict(answer.headers),
-        )
+        body = json.dumps(message).encode()
+        try:
+            status, answer = self._send(self.response_url, body)
+        except HTTPError as exc:
+            log.warning("could not deliver a reply to Slack's response_url: %s", _why(exc))
+            return WebhookResponse(url=self.response_url, status_code=0, body="", headers={})
+        if status >= 300:
+            log.warning("Slack refused a reply (HTTP %s: %s)", status, answer[:100])
+        return WebhookResponse(url=self.response_url, status_code=status, body=answer, headers={})
+
+    def _send(self, url: str, body: bytes) -> tuple[int, str]:
+        """POST ``body``; a kept connection the server closed meanwhile (it answers nothing)
+        is replaced once, as the Slack SDK retries a reset connection."""
+        headers = {"Content-Type": "application/json;charset=utf-8"}
+        try:
+            answer = self.connections.request("POST", url, body=body, headers=headers)
+        except (MaxRetryError, ProtocolError) as exc:
+            # urllib3 raises a POST's read error as it is, other errors wrapped in its retries.
+            if not isinstance(exc.reason if isinstance(exc, MaxRetryError) else exc, ProtocolError):
+                raise
+            answer = self.connections.request("POST", url, body=body, headers=headers)
+        return answer.status, answer.data.decode("utf-8", "replace")
+
+
+def _why(exc: HTTPError) -> str:
+    """The cause in a few words (urllib3 wraps it in its retry error)."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+    return f"{type(reason).__name__}: {str(reason)[:200]}"
 
 
 def middleware(

@@ -51,6 +51,10 @@ class WorkQueue:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def workers(self) -> int:
+        return len(self._threads)
+
     def submit(self, work: Callable[[], None], tell: Tell | None = None, what: str = "") -> bool:
         """Queue ``work``; False (and nothing queued) when the queue is full or stopping."""
         with self._cv:

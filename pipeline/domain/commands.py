@@ -267,7 +267,7 @@ def _env(options: dict[str, str]) -> str | None:
     return _option(options, "env", _ENV, "an environment name")
 
 
-_OWN_LIMIT = "; each app's own limit is its max_servers in byoi.yml."
+_OWN_LIMIT = "; an app's own max_servers in byoi.yml applies too."
 
 
 def _count(word: str) -> tuple[int, bool]:
@@ -278,12 +278,14 @@ def _count(word: str) -> tuple[int, bool]:
     relative = word[0] in "+-"
     if len(word.lstrip("+-")) > 6 or abs(int(word)) > MAX_COUNT:
         if relative:
+            more = _OWN_LIMIT if word[0] == "+" else "."
             raise _Bad(
                 f"`{shown(word)}` changes more servers than byoi will plan at once "
-                f"({MAX_COUNT} at most){_OWN_LIMIT}"
+                f"({MAX_COUNT} at most){more}"
             )
         raise _Bad(
-            f"{shown(word)} servers is more than byoi will plan ({MAX_COUNT} at most){_OWN_LIMIT}"
+            f"{shown(word)} servers is more than byoi will plan in one command "
+            f"({MAX_COUNT} at most){_OWN_LIMIT}"
         )
     value = int(word)
     if relative and value == 0:

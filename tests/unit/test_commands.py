@@ -23,7 +23,7 @@ from pipeline.domain.commands import (
 from pipeline.domain.models import Strategy
 from pipeline.errors import CommandError
 
-OWN_LIMIT = "; each app's own limit is its max_servers in byoi.yml."
+OWN_LIMIT = "; an app's own max_servers in byoi.yml applies too."
 
 
 def outcome(text: str) -> object:
@@ -90,12 +90,13 @@ def test_well_formed_commands(text: str, expected: object) -> None:
         ),
         (
             "scale api 5000",
-            "5000 servers is more than byoi will plan (1000 at most)" + OWN_LIMIT,
+            "5000 servers is more than byoi will plan in one command (1000 at most)" + OWN_LIMIT,
             "scale",
         ),
         (
             "scale api 99999999999999999999",
-            "99999999999999999999 servers is more than byoi will plan (1000 at most)" + OWN_LIMIT,
+            "99999999999999999999 servers is more than byoi will plan in one command (1000 at most)"
+            + OWN_LIMIT,
             "scale",
         ),
         (
@@ -117,7 +118,7 @@ def test_well_formed_commands(text: str, expected: object) -> None:
         ("scale web 3 ; rm -rf /", "Unexpected `;` after `scale web 3`.", "scale"),
         (
             "scale web -100000",
-            "`-100000` changes more servers than byoi will plan at once (1000 at most)" + OWN_LIMIT,
+            "`-100000` changes more servers than byoi will plan at once (1000 at most).",
             "scale",
         ),
         (

@@ -52,3 +52,9 @@ def test_capped_threads_share_two_arenas_where_they_would_have_had_their_own() -
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
 def test_an_operators_malloc_arena_max_is_left_alone() -> None:
     assert arenas("cap", MALLOC_ARENA_MAX="4") == ("False", 4)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
+@pytest.mark.parametrize("junk", ["0", "junk", "-1"])
+def test_a_malloc_arena_max_glibc_ignores_does_not_switch_the_cap_off(junk: str) -> None:
+    assert arenas("cap", MALLOC_ARENA_MAX=junk) == ("True", memory.ARENAS)

@@ -45,11 +45,34 @@ def test_without_a_response_url_it_refuses_as_bolt_does() -> None:
         respond.PooledRespond(None, respond.pool())(text="x")
 
 
-def test_a_proxy_in_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+@pytest.mark.parametrize(
+    ("setting", "auth"),
+    [
+        ("http://proxy.internal:3128", None),
+        ("proxy.internal:3128", None),  # as the Slack SDK takes it: http
+        ("http://user:pw@proxy.internal:3128", "Basic dXNlcjpwdw=="),
+    ],
+)
+def test_a_proxy_in_the_environment_is_used_as_the_sdk_would(
+    monkeypatch: pytest.MonkeyPatch, setting: str, auth: str | None
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", setting)
     connections = respond.pool()
     assert isinstance(connections, urllib3.ProxyManager)
-    assert connections.proxy is not None and connections.proxy.host == "proxy.internal"
+    assert connections.proxy is not None
+    assert (connections.proxy.scheme, connections.proxy.host) == ("http", "proxy.internal")
+    assert connections.proxy.auth is None  # the password goes in a header, not the URL
+    assert connections.proxy_headers.get("proxy-authorization") == auth
+
+
+def test_a_proxy_byoi_cannot_use_is_said_once_and_replies_go_direct(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://user:secret@proxy.internal:1080")
+    connections = respond.pool()
+    assert not isinstance(connections, urllib3.ProxyManager)
+    (line,) = [r.message for r in caplog.records if "without a proxy" in r.message]
+    assert "proxy.internal:1080" in line and "secret" not in line
 
 
 def test_the_middleware_hands_listeners_the_pooled_respond(slack: FakeSlack) -> None:
@@ -118,3 +141,59 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed() -> N
         assert reply(text="second").status_code == 200
     assert [text for _, text in _Closing.seen] == ["first", "second"]
     assert len({port for port, _ in _Closing.seen}) == 2  # a new connection, each sent once
+
+
+class _Dropping(_Recording):
+    """Answers the first request on a connection, then closes it without answering the next
+    (a kept connection the server dropped just as the reply was sent)."""
+
+    seen: ClassVar[list[tuple[int, str]]] = []
+    answered: ClassVar[set[int]] = set()
+
+    def do_POST(self) -> None:
+        port = self.client_address[1]
+        if port in self.answered:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.close_connection = True
+            return
+        self.answered.add(port)
+        super().do_POST()
+
+
+class _Slow(_Recording):
+    seen: ClassVar[list[tuple[int, str]]] = []
+
+    def do_POST(self) -> None:
+        time.sleep(1.0)
+        super().do_POST()
+
+
+def test_a_kept_connection_dropped_unanswered_is_replaced_once_and_the_reply_arrives() -> None:
+    with _serving(_Dropping) as url:
+        reply = respond.PooledRespond(url, respond.pool())
+        assert reply(text="first").status_code == 200
+        assert reply(text="second").status_code == 200
+    assert [text for _, text in _Dropping.seen] == ["first", "second"]
+
+
+def test_a_reply_that_cannot_be_delivered_is_one_log_line_and_no_second_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    slow = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=0.3), retries=False)
+    with _serving(_Slow) as url:
+        answer = respond.PooledRespond(url, slow)(text="status")
+    assert answer.status_code == 0
+    closed = respond.PooledRespond("http://127.0.0.1:9/respond/x", respond.pool())
+    assert closed(text="help").status_code == 0
+    lost = [r for r in caplog.records if "could not deliver a reply" in r.message]
+    assert len(lost) == 2 and all(r.exc_info is None for r in lost)
+    assert "ReadTimeoutError" in lost[0].message
+    time.sleep(1.0)  # the slow server finishes reading the one reply it was sent
+    assert [text for _, text in _Slow.seen] == ["status"]
+
+
+def test_a_refused_reply_is_logged(slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
+    slack.fail("respond", 404)
+    answer = respond.PooledRespond(slack.response_url, respond.pool())(text="late")
+    assert answer.status_code == 404
+    assert any("Slack refused a reply (HTTP 404" in r.message for r in caplog.records)
