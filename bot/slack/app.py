@@ -9,6 +9,7 @@ into the log under a reference.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -274,6 +275,17 @@ def register_actions(app: App, services: ListenerContext) -> None:
         _on_button(app, services, action_id, f"{verb} of alert", handle)
     handle = partial(roll_offer_clicked, services)
     _on_button(app, services, rollblocks.ROLL_OFFER, "roll offer of run", handle)
+
+    # Last: Bolt runs the first listener that matches. A button byoi does not know (a card
+    # from another version, a hand-made payload) is acknowledged, so Slack shows no error,
+    # and logged in one line instead of Bolt's 404 and its multi-line suggestion.
+    @app.action(re.compile(".*"))
+    def unknown_button(ack: Ack, body: dict[str, Any]) -> None:
+        ack()
+        actions = body.get("actions")
+        action = actions[0] if isinstance(actions, list) and actions else {}
+        name = action.get("action_id") if isinstance(action, dict) else None
+        log.info("ignored a click on a button byoi does not know: %s", str(name)[:80])
 
 
 def run_clicked(

@@ -180,6 +180,18 @@ def test_app_home_shows_apps_servers_and_images(tmp_path: Path) -> None:
         assert "web/staging" in text and "web-base" in text
 
 
+def test_a_button_byoi_does_not_know_is_acknowledged_and_logged_in_one_line(
+    tmp_path: Path,
+) -> None:
+    with running_bot(tmp_path) as bot:
+        status, _, _ = bot.click("from_another_version", 1, "UBOB")
+        assert status == 200
+        bot.fake.wait_for(lambda: "ignored a click on a button" in bot.logs())
+        logs = bot.logs()
+    assert "from_another_version" in logs
+    assert "Suggestion" not in logs and "Traceback" not in logs
+
+
 def test_healthz_and_unknown_paths(tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
