@@ -13,12 +13,13 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.slack import history
+
 log = logging.getLogger(__name__)
 
 CARD = "card"
 """The card's entry among a run's replies (where its intent is recorded)."""
 EVENT_TYPE = "byoi_card"
-_CANNOT_READ = ("missing_scope", "not_allowed_token_type", "no_permission")
 _NOT_HERE = ("not_in_channel", "channel_not_found")
 """This channel only: a public channel byoi posts in without being a member (chat:write.public)."""
 _PAGES = 5
@@ -41,24 +42,18 @@ class CardFinder:
         posts it again: also when Slack will not show the history to this token)."""
         if self._cannot_read:
             return None
-        cursor: str | None = None
         try:
-            for _ in range(_PAGES):
-                page = self.client.conversations_history(
-                    channel=channel, include_all_metadata=True, cursor=cursor, limit=200
-                )
-                for message in page.get("messages") or []:
-                    if _is_card(message, run_id, installation):
-                        return str(message["ts"])
-                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    return None
+            for message in history.messages(
+                self.client.conversations_history, _PAGES, channel=channel
+            ):
+                if _is_card(message, run_id, installation):
+                    return str(message["ts"])
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
             if error in _NOT_HERE:
                 log.info("cannot read the history of %s (%s): the card is posted", channel, error)
                 return None
-            if error not in _CANNOT_READ:
+            if error not in history.CANNOT_READ:
                 raise
             self._cannot_read = True
             log.warning(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.slack import history
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
 from bot.slack.blocks.kit import Block, escape, section
@@ -36,7 +37,7 @@ EVENT_TYPE = "byoi_reply"
 """The metadata event type of byoi's thread replies; the payload names the run and the reply."""
 
 # Slack's answers when the token may not read the channel's threads: byoi then posts again.
-_CANNOT_READ = ("missing_scope", "not_allowed_token_type", "no_permission", "not_in_channel")
+_CANNOT_READ = (*history.CANNOT_READ, "not_in_channel")
 _PAGES = 20
 
 
@@ -156,23 +157,12 @@ class ThreadReplies:
         if self._cannot_read:
             return {}
         found: dict[str, tuple[str, str]] = {}
-        cursor: str | None = None
+        thread = {"channel": str(run.channel), "ts": str(run.shown_as)}
         try:
-            for _ in range(_PAGES):
-                page = self.client.conversations_replies(
-                    channel=str(run.channel),
-                    ts=str(run.shown_as),
-                    include_all_metadata=True,
-                    cursor=cursor,
-                    limit=200,
-                )
-                for message in page.get("messages") or []:
-                    what = _reply_of(run, message)
-                    if what is not None:
-                        found[what] = (str(message["ts"]), str(message.get("text", "")))
-                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    break
+            for message in history.messages(self.client.conversations_replies, _PAGES, **thread):
+                what = _reply_of(run, message)
+                if what is not None:
+                    found[what] = (str(message["ts"]), str(message.get("text", "")))
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
             if error not in _CANNOT_READ:
