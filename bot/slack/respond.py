@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 import urllib3
 from slack_bolt import BoltContext, BoltResponse, Respond
@@ -30,26 +31,29 @@ log = logging.getLogger(__name__)
 TIMEOUT = urllib3.Timeout(connect=5.0, read=10.0)
 # A reply is a post: only a connection that could not be made is tried again here.
 RETRIES = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, backoff_factor=0.2)
-KEPT = 8
-"""Connections kept open per host, at least: replies come from the post-ack workers."""
+KEPT = 32
+"""Connections kept open per host, at least: replies come from the post-ack workers and, when
+byoi is busy, from the threads that say so."""
 
 
 def pool(workers: int = KEPT) -> urllib3.PoolManager:
-    """Connections for replies, one kept per post-ack worker (at least ``KEPT``); through the
-    proxy in HTTPS_PROXY/HTTP_PROXY as the Slack SDK reads it (``host:port`` means http, a
-    user and password in it are sent to the proxy)."""
+    """Connections for replies, ``KEPT`` (or one per post-ack worker, if more) kept open;
+    through the proxy in HTTPS_PROXY/HTTP_PROXY as the Slack SDK reads it (``host:port`` means
+    http, a user and password in it are sent to the proxy)."""
     size = max(KEPT, workers)
     proxy = load_http_proxy_from_env()
     if not proxy:
         return urllib3.PoolManager(maxsize=size, timeout=TIMEOUT, retries=RETRIES)
     try:
         url = urllib3.util.parse_url(proxy if "://" in proxy else f"http://{proxy}")
-        headers = urllib3.make_headers(proxy_basic_auth=url.auth) if url.auth else None
+        # Written percent-encoded in the URL (a password with @ or :), sent decoded.
+        auth = unquote(url.auth) if url.auth else None
+        headers = urllib3.make_headers(proxy_basic_auth=auth) if auth else None
         bare = url._replace(auth=None).url
         return urllib3.ProxyManager(
             bare, proxy_headers=headers, maxsize=size, timeout=TIMEOUT, retries=RETRIES
         )
-    except ValueError as exc:  # not a URL, or urllib3's ProxySchemeUnknown (socks5://)
+    except ValueError as exc:  # not a URL, or a scheme urllib3 cannot proxy through
         shown = proxy.rsplit("@", 1)[-1]  # never a password in the log
         log.error("replies go without a proxy: %s is not a proxy byoi can use (%s)", shown, exc)
         return urllib3.PoolManager(maxsize=size, timeout=TIMEOUT, retries=RETRIES)
@@ -80,6 +84,9 @@ class PooledRespond(Respond):
             delete_original=delete_original,
         )
         body = json.dumps(message).encode()
+        if not self.response_url.startswith(("https://", "http://")):
+            log.warning("could not deliver a reply: %r is no response_url", self.response_url[:100])
+            return WebhookResponse(url=self.response_url, status_code=0, body="", headers={})
         try:
             status, answer = self._send(self.response_url, body)
         except HTTPError as exc:
@@ -116,7 +123,7 @@ def middleware(
 
     # Bolt injects a middleware's arguments by name: ``next`` must be called so.
     def pooled_respond(context: BoltContext, next: Callable[[], BoltResponse]) -> BoltResponse:
-        if context.response_url:
+        if context.response_url is not None:  # an empty one fails in PooledRespond, in one line
             context["respond"] = PooledRespond(context.response_url, connections)
         return next()
 

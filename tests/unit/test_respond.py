@@ -51,6 +51,7 @@ def test_without_a_response_url_it_refuses_as_bolt_does() -> None:
         ("http://proxy.internal:3128", None),
         ("proxy.internal:3128", None),  # as the Slack SDK takes it: http
         ("http://user:pw@proxy.internal:3128", "Basic dXNlcjpwdw=="),
+        ("http://us%40er:p%3Aw@proxy.internal:3128", "Basic dXNAZXI6cDp3"),  # us@er:p:w
     ],
 )
 def test_a_proxy_in_the_environment_is_used_as_the_sdk_would(
@@ -85,6 +86,10 @@ def test_the_middleware_hands_listeners_the_pooled_respond(slack: FakeSlack) -> 
     bare = BoltContext({})  # an event: nothing to reply to
     step(bare, lambda: BoltResponse(status=200))
     assert "respond" not in bare
+    empty = BoltContext({"response_url": ""})  # a payload with an empty one: fails in one line
+    step(empty, lambda: BoltResponse(status=200))
+    assert isinstance(empty.respond, respond.PooledRespond)
+    assert empty.respond(text="x").status_code == 0
 
 
 class _Recording(BaseHTTPRequestHandler):
