@@ -13,7 +13,7 @@ import logging
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import history
+from bot.slack import readback
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class CardFinder:
         if self._cannot_read:
             return None
         try:
-            for message in history.messages(
+            for message in readback.messages(
                 self.client.conversations_history, _PAGES, channel=channel
             ):
                 if _is_card(message, run_id, installation):
@@ -53,7 +53,7 @@ class CardFinder:
             if error in _NOT_HERE:
                 log.info("cannot read the history of %s (%s): the card is posted", channel, error)
                 return None
-            if error not in history.CANNOT_READ:
+            if error not in readback.CANNOT_READ:
                 raise
             self._cannot_read = True
             log.warning(

@@ -86,15 +86,21 @@ class PooledRespond(Respond):
         body = json.dumps(message).encode()
         if not self.response_url.startswith(("https://", "http://")):
             log.warning("could not deliver a reply: %r is no response_url", self.response_url[:100])
-            return WebhookResponse(url=self.response_url, status_code=0, body="", headers={})
+            return self._answer(0, "")
         try:
             status, answer = self._send(self.response_url, body)
         except HTTPError as exc:
             log.warning("could not deliver a reply to Slack's response_url: %s", _why(exc))
-            return WebhookResponse(url=self.response_url, status_code=0, body="", headers={})
+            return self._answer(0, "")
         if status >= 300:
             log.warning("Slack refused a reply (HTTP %s: %s)", status, answer[:100])
-        return WebhookResponse(url=self.response_url, status_code=status, body=answer, headers={})
+        return self._answer(status, answer)
+
+    def _answer(self, status: int, body: str) -> WebhookResponse:
+        """What Bolt's respond returns; status 0 when nothing was delivered."""
+        return WebhookResponse(
+            url=str(self.response_url), status_code=status, body=body, headers={}
+        )
 
     def _send(self, url: str, body: bytes) -> tuple[int, str]:
         """POST ``body``; a kept connection the server closed meanwhile (it answers nothing)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack import history
+from bot.slack import readback
 from bot.slack.blocks import messages
 from bot.slack.blocks import roll as rollblocks
 from bot.slack.blocks.kit import Block, escape, section
@@ -37,7 +37,7 @@ EVENT_TYPE = "byoi_reply"
 """The metadata event type of byoi's thread replies; the payload names the run and the reply."""
 
 # Slack's answers when the token may not read the channel's threads: byoi then posts again.
-_CANNOT_READ = (*history.CANNOT_READ, "not_in_channel")
+_CANNOT_READ = (*readback.CANNOT_READ, "not_in_channel")
 _PAGES = 20
 
 
@@ -159,7 +159,7 @@ class ThreadReplies:
         found: dict[str, tuple[str, str]] = {}
         thread = {"channel": str(run.channel), "ts": str(run.shown_as)}
         try:
-            for message in history.messages(self.client.conversations_replies, _PAGES, **thread):
+            for message in readback.messages(self.client.conversations_replies, _PAGES, **thread):
                 what = _reply_of(run, message)
                 if what is not None:
                     found[what] = (str(message["ts"]), str(message.get("text", "")))

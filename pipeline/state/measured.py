@@ -6,36 +6,13 @@ Tables from migrations.m006_lifecycle; every write is one transaction of the sha
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pipeline.domain.measured import Measurement, RunImage, RunOptions
-from pipeline.state import measurements
 from pipeline.state import options as run_options
-from pipeline.state.measurements import Found
 from pipeline.state.store import Store
 
 __all__ = ["Measurement", "RunImage", "RunOptions"]
-
-
-def record(
-    store: Store,
-    provider_id: str,
-    *,
-    app: str,
-    env: str,
-    image_id: str,
-    versions: Mapping[str, str],
-    now: datetime,
-    run_id: int | None,
-) -> None:
-    record_all(store, [(provider_id, app, env, image_id, versions, now, run_id)])
-
-
-def record_all(store: Store, found: Sequence[Found]) -> None:
-    """Several servers' measurements in one transaction."""
-    with store.database.write() as conn:
-        measurements.save(conn, found)
 
 
 def of_servers(store: Store, app: str, env: str) -> dict[str, Measurement]:

@@ -1,7 +1,7 @@
 """A server's measured versions as rows of the ``measurements`` table (migrations.m006).
 
-Written by ``measured.record`` on its own and by a slot's step write (state/steps.py), which
-stores a probe's measurement in the same transaction as the probe's end.
+Written by a slot's step write (state/steps.py), which stores a probe's measurement in the
+same transaction as the probe's end.
 """
 
 from __future__ import annotations
