@@ -9,7 +9,11 @@ and its calls are counted against the budget: chat.postMessage <= 2 + phases + f
 when a run goes over. The store's transactions and rows written per server are counted too.
 Beside each run, the same sleeps on bare threads (no store, no notifier) show the floor that
 threads alone reach on this machine, and the run's CPU time per server shows byoi's own work.
-Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both] [--repeat R]
+With ``--calls``, a parallel run goes to a provider that takes many servers per call (the
+runner's cohorts, pipeline/execution/cohort.py), one that takes one (a thread per server), or
+both in turn (the default).
+Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both]
+[--calls many|each|both] [--repeat R]
 (the issue's large runs: ``--strategy parallel 300 1000``; ``--repeat 3`` for medians).
 """
 
@@ -21,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +44,7 @@ from providers.base import (
     TAG_KEY,
     Image,
     LaunchRequest,
+    ProviderError,
     Script,
     ScriptResult,
     Server,
@@ -75,6 +80,9 @@ class LatencyProvider:
 
     def launch(self, request: LaunchRequest) -> Server:
         time.sleep(self.latency["launch"])
+        return self._made(request)
+
+    def _made(self, request: LaunchRequest) -> Server:
         server = Server(
             request.key,
             request.name,
@@ -125,6 +133,30 @@ class LatencyProvider:
     def target_members(self, target: Target) -> list[str]:
         return sorted(self.members)
 
+
+class BatchLatencyProvider(LatencyProvider):
+    """The same latencies for a call that takes many servers, as a cloud's batch APIs do: one
+    RunInstances per server but one DescribeInstances waiting for all, one Run Command for many
+    instances, one RegisterTargets. What the runner does around the calls is the same work."""
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        time.sleep(self.latency["launch"])
+        return [self._made(request) for request in requests]
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        time.sleep(self.latency["script"])
+        return [ScriptResult(0, f"{script.name}: ok") for _, script in jobs]
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        time.sleep(self.latency["register"])
+        self.members.update(server.id for server in servers)
+        return [None for _ in servers]
+
+
+PROVIDERS = {"many": BatchLatencyProvider, "each": LatencyProvider}
+"""Providers by how they take servers: many per call (``Batches``), or one per call."""
 
 CONFIG = """\
 database: byoi.db
@@ -179,13 +211,13 @@ class Wired:
     service: Service
 
 
-def build(root: Path, fake: FakeSlack, n: int) -> Wired:
+def build(root: Path, fake: FakeSlack, n: int, calls: str = "many") -> Wired:
     """A configuration for ``n`` servers in parallel under ``root`` and byoi wired on it."""
     root.mkdir(parents=True)
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
     config = load_config(root / "byoi.yml")
-    provider = LatencyProvider(LATENCY)
+    provider = PROVIDERS[calls](LATENCY)
     store = Store(config.database)
     cards = Cards(
         web_client("xoxb-bench", fake.api_url), Display(store), lambda: NOW, lambda run: "C0BENCH"
@@ -223,8 +255,8 @@ def post_budget(store: Store, run_id: int) -> int:
     return 2 + len(Display(store).phases(final)) + failed
 
 
-def one_run(root: Path, fake: FakeSlack, n: int, strategy: str) -> Result:
-    wired = build(root, fake, n)
+def one_run(root: Path, fake: FakeSlack, n: int, strategy: str, calls: str) -> Result:
+    wired = build(root, fake, n, calls)
     database = wired.store.database
     before = len(fake.calls)
     commits, changes = database.commits, database.db.conn.total_changes
@@ -244,39 +276,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline")
     parser.add_argument("sizes", nargs="*", type=int, default=[1, 10, 50])
     parser.add_argument("--strategy", choices=("parallel", "serial", "both"), default="both")
+    parser.add_argument(
+        "--calls",
+        choices=("many", "each", "both"),
+        default="both",
+        help="a provider that takes many servers per call, one per call, or both in turn",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per size; medians shown")
     args = parser.parse_args()
     strategies = ("parallel", "serial") if args.strategy == "both" else (args.strategy,)
+    kinds = ("many", "each") if args.calls == "both" else (args.calls,)
     fake = FakeSlack().start()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             for strategy in strategies:
-                results, floors = [], []
-                for attempt in range(args.repeat):  # byoi and the floor in turns
-                    run_root = Path(tmp) / f"{strategy}-{n}-{attempt}"
-                    results.append(one_run(run_root, fake, n, strategy))
-                    if strategy == "parallel":  # serial: one server at a time, nothing to add
-                        floors.append(bare_threads(n))
-                ideal = PATH if strategy == "parallel" else PATH * n
-                rows.append((n, strategy, ideal, results, floors))
+                for calls in kinds if strategy == "parallel" else ("each",):
+                    results, floors = [], []
+                    for attempt in range(args.repeat):  # byoi and the floor in turns
+                        run_root = Path(tmp) / f"{strategy}-{calls}-{n}-{attempt}"
+                        results.append(one_run(run_root, fake, n, strategy, calls))
+                        if strategy == "parallel":  # serial: one server at a time, nothing to add
+                            floors.append(bare_threads(n))
+                    ideal = PATH if strategy == "parallel" else PATH * n
+                    rows.append((n, strategy, calls, ideal, results, floors))
     fake.stop()
     report(rows)
 
 
-def report(rows: list[tuple[int, str, float, list[Result], list[float]]]) -> None:
+def report(rows: list[tuple[int, str, str, float, list[Result], list[float]]]) -> None:
     print(f"latencies: {LATENCY} (one server's critical path {PATH:.2f} s)")
     print(
-        "ratio: run time / ideal (median of the runs); threads: the same sleeps on bare "
-        "threads / ideal; CPU ms per server"
+        "ratio: run time / ideal (median of the runs); calls: the provider takes many servers "
+        "per call or one; threads: the same sleeps on bare threads / ideal; CPU ms per server"
     )
     print(
-        f"{'N':>4} {'strategy':<9} {'run s':>7} {'ideal s':>8} {'ratio':>6} {'ratios':>18} "
-        f"{'threads':>7} {'cpu/srv':>7} {'tx/server':>9} {'rows/server':>11} {'posts':>6} "
-        f"{'updates':>8} {'post budget':>11} {'update budget':>13}"
+        f"{'N':>4} {'strategy':<9} {'calls':<5} {'run s':>7} {'ideal s':>8} {'ratio':>6} "
+        f"{'ratios':>18} {'threads':>7} {'cpu/srv':>7} {'tx/server':>9} {'rows/server':>11} "
+        f"{'posts':>6} {'updates':>8} {'post budget':>11} {'update budget':>13}"
     )
     over = False
-    for n, strategy, ideal, results, floors in rows:
+    for n, strategy, calls, ideal, results, floors in rows:
         r = sorted(results, key=lambda x: x.seconds)[len(results) // 2]
         posts = r.calls.get("chat.postMessage", 0)
         updates = r.calls.get("chat.update", 0)
@@ -286,8 +326,8 @@ def report(rows: list[tuple[int, str, float, list[Result], list[float]]]) -> Non
         each = ",".join(f"{x.seconds / ideal:.2f}" for x in results)
         floor = f"{statistics.median(floors) / ideal:.3f}" if floors else "-"
         print(
-            f"{n:>4} {strategy:<9} {r.seconds:7.2f} {ideal:8.2f} {r.seconds / ideal:6.3f} "
-            f"{each:>18} {floor:>7} {r.cpu / n * 1000:7.2f} "
+            f"{n:>4} {strategy:<9} {calls:<5} {r.seconds:7.2f} {ideal:8.2f} "
+            f"{r.seconds / ideal:6.3f} {each:>18} {floor:>7} {r.cpu / n * 1000:7.2f} "
             f"{r.commits / n:9.2f} {r.changes / n:11.1f} {posts:>6} {updates:>8} "
             f"{f'<= {r.budget}':>11} {edits:>13}"
         )

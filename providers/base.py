@@ -18,11 +18,14 @@ Adapters translate their SDK's errors into these at one point, ``raise ... from 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 TAG_RUN = "byoi:run"
 TAG_APP = "byoi:app"
@@ -280,6 +283,51 @@ class CountsServers(Protocol):
     def count_servers(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
         """How many live servers carry all of ``tags`` and a key that ``keys`` matches."""
         ...
+
+
+@runtime_checkable
+class Batches(Protocol):
+    """A provider that takes many servers in one call, as clouds' APIs do (one listing waits
+    for a thousand instances, one command reaches many, one call registers many targets).
+
+    Each method returns one outcome per item, in the items' order: its result, or the
+    ``ProviderError`` that item met (one item's failure is no other's). It returns when every
+    item has its outcome. The runner moves a parallel run's new servers through their steps
+    together with these, instead of a thread per server (pipeline/execution/cohort.py).
+    """
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        """``launch`` for each request."""
+        ...
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """``run_script`` for each server and its script, all running at once."""
+        ...
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        """``register`` for each server."""
+        ...
+
+
+def each(call: Callable[[T], R], items: Iterable[T]) -> list[R | ProviderError]:
+    """``call`` on every item in turn, an item's ``ProviderError`` kept as its outcome: a
+    ``Batches`` method for a provider whose API takes one server at a time."""
+    outcomes: list[R | ProviderError] = []
+    for item in items:
+        try:
+            outcomes.append(call(item))
+        except ProviderError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def outcome(result: R | ProviderError) -> R:
+    """One item's result of a ``Batches`` call; its error raised."""
+    if isinstance(result, ProviderError):
+        raise result
+    return result
 
 
 def count_servers(provider: Provider, tags: Mapping[str, str], keys: KeyMatch) -> int:

@@ -22,14 +22,16 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from providers.base import (
     TAG_KEY,
@@ -39,6 +41,7 @@ from providers.base import (
     KeyMatch,
     LaunchRequest,
     NotFound,
+    ProviderError,
     ProviderTimeout,
     RegistrationFailed,
     Script,
@@ -46,7 +49,9 @@ from providers.base import (
     Server,
     ServerState,
     Target,
+    each,
     newest_usable,
+    outcome,
 )
 from providers.local_index import ServerIndex
 
@@ -265,10 +270,23 @@ class LocalProvider:
             return None
         return _server_from(_read_json(path), str(path.parent / "rootfs"))
 
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        return each(self.launch, requests)
+
     def run_script(self, server: Server, script: Script) -> ScriptResult:
+        return outcome(self.run_script_all([(server, script)])[0])
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """Start every script, then wait for each (until its own deadline): they run at once."""
+        started = [self._start(server, script) for server, script in jobs]
+        return [s if isinstance(s, ProviderError) else s.finish() for s in started]
+
+    def _start(self, server: Server, script: Script) -> _Running | ProviderError:
         rootfs = self._server_dir(server.id) / "rootfs"
         if not rootfs.is_dir():
-            raise NotFound(f"server {server.id} does not exist")
+            return NotFound(f"server {server.id} does not exist")
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "LANG": "C.UTF-8",
@@ -276,26 +294,23 @@ class LocalProvider:
             **script.env,
             "BYOI_ROOT": str(rootfs),
         }
-        # In a session of its own, as on a server of its own: a Ctrl-C in the terminal byoi
-        # runs in never reaches it, and a timeout ends everything the script started.
-        with subprocess.Popen(
-            ["bash", "-c", script.body],
-            cwd=rootfs,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        ) as process:
-            try:
-                output, _ = process.communicate(timeout=script.timeout_seconds)
-            except subprocess.TimeoutExpired as exc:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
-                raise ProviderTimeout(
-                    f"{script.name} did not finish within {script.timeout_seconds:g}s"
-                ) from exc
-        return ScriptResult(exit_code=process.returncode, output=output)
+        # Output into a file, not a pipe: nobody has to read a thousand pipes as they fill.
+        output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _Running.finish
+        try:
+            # In a session of its own, as on a server of its own: a Ctrl-C in the terminal byoi
+            # runs in never reaches it, and a timeout ends everything the script started.
+            process = subprocess.Popen(
+                ["bash", "-c", script.body],
+                cwd=rootfs,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:  # e.g. out of processes: this server's failure, not the run's
+            output.close()
+            return ProviderError(f"cannot start {script.name} on {server.id}: {exc}")
+        return _Running(script, process, output, time.monotonic() + script.timeout_seconds)
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
         path = self._server_dir(server.id) / "server.json"
@@ -349,14 +364,23 @@ class LocalProvider:
             _write_json(path, data)
 
     def register(self, server: Server, target: Target) -> None:
-        current = self._load_server(server.id)
-        if current is None or current.state != ServerState.RUNNING:
-            raise RegistrationFailed(f"server {server.id} is not running")
+        outcome(self.register_all([server], target)[0])
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        """Every running server of ``servers`` joins the target, in one write of it."""
+        outcomes: list[ProviderError | None] = []
         with self._target_file(target) as data:
-            data["members"][server.id] = {
-                "address": str(self._server_dir(server.id) / "rootfs"),
-                "since": self._clock().isoformat(),
-            }
+            for server in servers:
+                current = self._load_server(server.id)
+                if current is None or current.state != ServerState.RUNNING:
+                    outcomes.append(RegistrationFailed(f"server {server.id} is not running"))
+                    continue
+                data["members"][server.id] = {
+                    "address": str(self._server_dir(server.id) / "rootfs"),
+                    "since": self._clock().isoformat(),
+                }
+                outcomes.append(None)
+        return outcomes
 
     def deregister(self, server: Server, target: Target) -> None:
         with self._target_file(target) as data:
@@ -367,6 +391,34 @@ class LocalProvider:
     def target_members(self, target: Target) -> list[str]:
         with self._target_file(target) as data:
             return sorted(data["members"])
+
+
+@dataclass
+class _Running:
+    """A script started on a server: its process, the file its output goes to, its deadline."""
+
+    script: Script
+    process: subprocess.Popen[bytes]
+    output: IO[bytes]
+    deadline: float
+
+    def finish(self) -> ScriptResult | ProviderError:
+        """Wait for the script until its deadline; a late one is killed with all it started."""
+        try:
+            try:
+                self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                timeout = self.script.timeout_seconds
+                return ProviderTimeout(f"{self.script.name} did not finish within {timeout:g}s")
+            self.output.seek(0)
+            text = self.output.read().decode(errors="replace")
+        finally:
+            self.output.close()
+        # As text mode reads it: every line ends in \n.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return ScriptResult(exit_code=self.process.returncode, output=text)
 
 
 def _image_from(meta: Mapping[str, Any]) -> Image:

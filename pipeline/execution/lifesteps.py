@@ -158,6 +158,11 @@ class LifecycleSteps:
         versions = probes.measure(
             slot.provider, server, env.versions, env.probes, env.deploy.timeout_seconds
         )
+        self._probed(slot, server, versions)
+        return versions
+
+    def _probed(self, slot: Slot, server: Server, versions: dict[str, str]) -> None:
+        """Keep what the probes measured on ``server``: in the store, on its tags."""
         # Stored in the slot's next write, with the probe's end: a crash before that write
         # redoes the probe, which measures again.
         slot.measured.append(
@@ -177,7 +182,6 @@ class LifecycleSteps:
         shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
         # Stored with the slot's next write, as a script's report is (before the next call).
         slot.pending.append(("probed", {"note": f"measured {shown}"}))
-        return versions
 
     def _refresh_step(self, slot: Slot, step: Step) -> None:
         server = self._find(slot)

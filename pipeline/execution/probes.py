@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from pipeline.execution.scripts import source
-from providers.base import Provider, Script, Server
+from providers.base import Provider, Script, ScriptResult, Server
 
 UNKNOWN = "unknown"
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -56,8 +56,16 @@ def measure(
 ) -> dict[str, str]:
     """Run the probes of ``keys`` (and every configured one) on ``server`` through the
     provider's script channel; every key gets what its probe printed, or ``unknown``."""
+    result = provider.run_script(server, script(probes_for(keys, overrides), timeout_seconds))
+    return versions(keys, overrides, result)
+
+
+def versions(
+    keys: Iterable[str], overrides: Mapping[str, str], result: ScriptResult
+) -> dict[str, str]:
+    """What the probe script's ``result`` says of ``keys`` (and every configured probe)."""
+    keys = list(keys)
     wanted = probes_for(keys, overrides)
-    result = provider.run_script(server, script(wanted, timeout_seconds))
     return read([*keys, *wanted], result.output if result.ok else "")
 
 

@@ -13,25 +13,33 @@ from collections.abc import Callable, Sequence
 
 from pipeline.config.model import Config
 from pipeline.domain import failures, roll
-from pipeline.domain.models import Run, RunKind, RunState, ServerStatus, Strategy, steps_of
+from pipeline.domain.models import (
+    Run,
+    RunKind,
+    RunState,
+    ServerStatus,
+    Strategy,
+    creates_server,
+    steps_of,
+)
 from pipeline.execution import bake
+from pipeline.execution.cohort import CohortSteps
 from pipeline.execution.errors import Cancelled, Interrupted, internal_error
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import Slot as _Slot
 from pipeline.execution.notices import RunNotices
-from pipeline.execution.serversteps import ServerSteps
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
 from pipeline.state.runlocks import RunLocks
-from pipeline.state.steps import ServerEvent
+from pipeline.state.steps import ServerEvent, SlotChange
 from pipeline.state.store import Store
-from providers.base import ProviderError
+from providers.base import Batches, ProviderError
 
 log = logging.getLogger(__name__)
 __all__ = ["Cancelled", "Interrupted", "Runner", "internal_error"]
 
 
-class Runner(ServerSteps):
+class Runner(CohortSteps):
     def __init__(
         self,
         *,
@@ -171,8 +179,19 @@ class Runner(ServerSteps):
         return finished
 
     def _parallel(self, slots: list[_Slot]) -> None:
-        if slots:
-            fan_out(self._work, slots, slots[0].run.max_parallel, f"run-{slots[0].run.id}")
+        if not slots:
+            return
+        run, provider = slots[0].run, slots[0].provider
+        limit = run.max_parallel
+        launching = all(creates_server(run.kind, s.record.slot) for s in slots)
+        if isinstance(provider, Batches) and launching and run.kind != RunKind.BAKE:
+            # Many servers per provider call: cohorts of max_parallel, one after another.
+            for first in range(0, len(slots), limit):
+                self._cohort(slots[first : first + limit], provider)
+                if self._stopping.is_set():
+                    return
+        else:
+            fan_out(self._work, slots, limit, f"run-{run.id}")
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
@@ -224,19 +243,23 @@ class Runner(ServerSteps):
     ) -> bool:
         """Store the slot's pending events and ``events`` in one write (``unless_cancelled``
         too, if the run's cancel was not requested); True if it was."""
-        pending, slot.pending = slot.pending, []
-        found, slot.measured = slot.measured, []
-        cancelled = self.store.record_server(
-            slot.run.id,
-            slot.record.slot,
-            self.clock(),
-            [*pending, *events],
-            unless_cancelled,
-            found,
-        )
-        for event, _ in pending:
-            if event.endswith("_done"):
-                self.checkpoint(f"{event}:{slot.record.slot}")
+        return self._record_all([slot], events, unless_cancelled)
+
+    def _record_all(
+        self,
+        slots: Sequence[_Slot],
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        """``_record`` for each of ``slots``, all in one transaction; True if the cancel of
+        their run was requested."""
+        at = self.clock().isoformat()
+        changes = [_change(slot, at, events, unless_cancelled) for slot in slots]
+        cancelled = any(self.store.record_servers(changes))
+        for change in changes:
+            for event, _ in change.events:
+                if event.endswith("_done"):
+                    self.checkpoint(f"{event}:{change.slot}")
         return cancelled
 
     def _work(self, slot: _Slot) -> bool | None:
@@ -313,6 +336,23 @@ class Runner(ServerSteps):
             log.warning("run %s slot %s: %s", slot.run.id, slot.record.slot, exc.reason)
             self.store.audit(self.clock(), slot.run.id, "byoi", "provider_error", exc.reason)
         return reason
+
+
+def _change(
+    slot: _Slot, at: str, events: Sequence[ServerEvent], unless_cancelled: Sequence[ServerEvent]
+) -> SlotChange:
+    """The slot's next write: what it has pending (a call's result, the step's end, a probe's
+    measurement) and ``events``."""
+    pending, slot.pending = slot.pending, []
+    found, slot.measured = slot.measured, []
+    return SlotChange(
+        slot.run.id,
+        slot.record.slot,
+        at,
+        (*pending, *events),
+        tuple(unless_cancelled),
+        tuple(found),
+    )
 
 
 def _cancellable(slot: _Slot) -> bool:

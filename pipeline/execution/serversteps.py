@@ -19,9 +19,11 @@ from providers.base import (
     TAG_ENV,
     TAG_KEY,
     TAG_RUN,
+    Image,
     LaunchRequest,
     ProviderError,
     ScriptFailed,
+    ScriptResult,
     Server,
     Target,
 )
@@ -54,10 +56,14 @@ class ServerSteps(LifecycleSteps):
 
     def _launch(self, slot: Slot) -> Server:
         image = slot.provider.resolve_image(slot.run.image_id)
+        return slot.provider.launch(self._request(slot, image))
+
+    def _request(self, slot: Slot, image: Image) -> LaunchRequest:
+        """What launching the slot's server asks of the provider."""
         tags = {TAG_RUN: str(slot.run.id), TAG_APP: slot.run.app, TAG_ENV: slot.run.env}
         if slot.run.kind == RunKind.BAKE:
             del tags[TAG_ENV]  # a builder is no member of the env's fleet
-        request = LaunchRequest(
+        return LaunchRequest(
             key=slot.record.key,
             name=slot.record.key,
             image=image,
@@ -65,7 +71,6 @@ class ServerSteps(LifecycleSteps):
             tags=tags,
             scripts=self._scripts(slot),
         )
-        return slot.provider.launch(request)
 
     def _scripts(self, slot: Slot) -> tuple[scripts.Script, ...]:
         """The scripts a new server runs, in order: a builder bakes, a server deploys."""
@@ -85,10 +90,13 @@ class ServerSteps(LifecycleSteps):
     def _ensure_server(self, slot: Slot) -> Server:
         # A resumed slot finds its server again through the idempotent launch.
         if slot.server is None:
-            slot.server = self._launch(slot)
-            self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
-            slot.pending.append(("launched", {"provider_id": slot.server.id}))
-        return slot.server
+            self._launched(slot, self._launch(slot))
+        return slot.server  # type: ignore[return-value] # set by _launched
+
+    def _launched(self, slot: Slot, server: Server) -> None:
+        slot.server = server
+        self.checkpoint(f"launched:{slot.record.slot}")  # seen by the cloud, not yet stored
+        slot.pending.append(("launched", {"provider_id": server.id}))
 
     def _launched_step(self, slot: Slot, step: Step) -> None:
         """A step of a server the run launches (a scale-up's, a roll's new one, a bake's
@@ -112,6 +120,12 @@ class ServerSteps(LifecycleSteps):
 
     def _script(self, slot: Slot, what: str, script: scripts.Script) -> None:
         result = slot.provider.run_script(self._ensure_server(slot), script)
+        self._scripted(slot, what, script, result)
+
+    def _scripted(
+        self, slot: Slot, what: str, script: scripts.Script, result: ScriptResult
+    ) -> None:
+        """Take a script's result: its report goes with the slot's next write; a failure raises."""
         if not result.ok:
             tail = result.tail(3).replace("\n", " | ")
             raise ScriptFailed(

@@ -31,17 +31,33 @@ ServerEvent = tuple[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
-class _Change:
+class SlotChange:
+    """One step boundary of a slot: ``events`` (each a change of the slot's fields, audited as
+    one event), then ``unless_cancelled`` if the run's cancel was not requested, and the
+    versions a probe ``measured`` (stored with the probe's end)."""
+
     run_id: int
     slot: int
     at: str
     events: tuple[ServerEvent, ...]
-    unless_cancelled: tuple[ServerEvent, ...]
-    measured: tuple[Found, ...]
+    unless_cancelled: tuple[ServerEvent, ...] = ()
+    measured: tuple[Found, ...] = ()
 
 
-def _detail(slot: int, fields: Mapping[str, Any]) -> str:
-    return json.dumps({"slot": slot, **{k: str(v)[:4000] for k, v in fields.items()}})
+class _Details:
+    """Audit details: the slot and the event's fields as JSON. Slots that reach a step boundary
+    together share their events' fields (one mapping), which are encoded once."""
+
+    def __init__(self) -> None:
+        self._encoded: dict[int, str] = {}  # by id(): every mapping lives as long as this
+
+    def __call__(self, slot: int, fields: Mapping[str, Any]) -> str:
+        body = self._encoded.get(id(fields))
+        if body is None:
+            body = json.dumps({k: str(v)[:4000] for k, v in fields.items()})
+            self._encoded[id(fields)] = body
+        # What json.dumps({"slot": slot, **fields}) writes.
+        return f'{{"slot": {slot}}}' if body == "{}" else f'{{"slot": {slot}, {body[1:]}'
 
 
 class StepTable:
@@ -65,13 +81,23 @@ class StepTable:
 
         The cancel check is one query per run in the shared transaction, not one per server.
         """
-        unknown = {f for _, fields in (*events, *unless_cancelled) for f in fields} - SERVER_FIELDS
-        if unknown:  # the names go into SQL: only the slot's own columns may
-            raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
-        change = _Change(
+        change = SlotChange(
             run_id, slot, now.isoformat(), tuple(events), tuple(unless_cancelled), tuple(measured)
         )
+        return self.write(change)
+
+    def write(self, change: SlotChange) -> bool:
+        """``record`` of a change made already."""
         return self._group.write(change)
+
+    def record_all(self, changes: Sequence[SlotChange]) -> list[bool]:
+        """Many slots' changes in one transaction, committed before it returns: what a cohort
+        of servers reaching a step boundary together writes. True for each change whose run's
+        cancel had been requested."""
+        if not changes:
+            return []
+        with self.database.lock:
+            return self._commit(changes)
 
     def outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
         """Each slot's status and failure reason, by slot: a run's outcome without the run."""
@@ -80,7 +106,7 @@ class StepTable:
         )
         return [(ServerStatus(r["status"]), r["reason"]) for r in rows]
 
-    def _commit(self, changes: Sequence[_Change]) -> list[bool]:
+    def _commit(self, changes: Sequence[SlotChange]) -> list[bool]:
         with self.database.write() as conn:
             asked = sorted({c.run_id for c in changes if c.unless_cancelled})
             marks = ",".join("?" * len(asked))
@@ -101,15 +127,19 @@ class StepTable:
             ]
             # Consecutive changes of the same columns go in one statement, in order.
             for columns, group in groupby(updates, key=lambda u: tuple(u[1])):
+                unknown = set(columns) - SERVER_FIELDS
+                if unknown:  # the names go into SQL: only the slot's own columns may
+                    raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
                 sets = "".join(f"{k} = ?, " for k in columns)
                 conn.executemany(
                     f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
                     [(*merged.values(), c.at, c.run_id, c.slot) for c, merged in group],
                 )
+            detail = _Details()
             conn.executemany(
                 "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
                 [
-                    (c.at, c.run_id, "byoi", event, _detail(c.slot, fields))
+                    (c.at, c.run_id, "byoi", event, detail(c.slot, fields))
                     for c, events in applied
                     for event, fields in events
                 ],

@@ -30,7 +30,7 @@ from pipeline.state.cards import CardTable
 from pipeline.state.database import Database
 from pipeline.state.history import RunHistory
 from pipeline.state.measurements import Found
-from pipeline.state.steps import ServerEvent, StepTable
+from pipeline.state.steps import ServerEvent, SlotChange, StepTable
 
 
 class ActiveRunExists(ByoiError):
@@ -269,6 +269,14 @@ class Store:
         """One step boundary of a slot, committed before it returns (see state/steps.py);
         True if the run's cancel had been requested (``unless_cancelled`` then not applied)."""
         return self.steps.record(run_id, slot, now, events, unless_cancelled, measured)
+
+    def record_servers(self, changes: Sequence[SlotChange]) -> list[bool]:
+        """Slots' step boundaries, committed before it returns (see state/steps.py): one change
+        shares a transaction with other threads' changes, many go in one transaction of their
+        own. True for each change whose run's cancel had been requested."""
+        if len(changes) == 1:
+            return [self.steps.write(changes[0])]
+        return self.steps.record_all(changes)
 
     def server_outcomes(self, run_id: int) -> list[tuple[ServerStatus, str | None]]:
         """Each slot's status and failure reason, by slot: a run's outcome without the run."""

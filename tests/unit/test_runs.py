@@ -6,6 +6,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
 from pipeline.errors import Busy, Refused, UserError
 from pipeline.services.replies import (
@@ -18,6 +20,7 @@ from pipeline.services.replies import (
 from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Script, ScriptResult, Server, Target
 from providers.local import LocalProvider
 from tests.conftest import (
+    DEPLOY_OK,
     IMAGE_FILES,
     START,
     World,
@@ -115,41 +118,35 @@ def test_failed_health_check_rolls_back_before_registering(tmp_path: Path) -> No
     assert world.provider.target_members(Target("web-lb")) == []
 
 
-class CountedDeploys(LocalProvider):
-    """Counts deploys running at once; the first waits (up to 5 s) for a second to join it,
-    so a run that could go two at a time does."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.inside = 0
-        self.most = 0
-        self._cv = threading.Condition()
-
-    def run_script(self, server: Server, script: Script) -> ScriptResult:
-        if script.name != "deploy":
-            return super().run_script(server, script)
-        with self._cv:
-            self.inside += 1
-            self.most = max(self.most, self.inside)
-            self._cv.notify_all()
-            self._cv.wait_for(lambda: self.most >= 2, timeout=5)
-        try:
-            return super().run_script(server, script)
-        finally:
-            with self._cv:
-                self.inside -= 1
+def most_at_once(spans: Path) -> int:
+    """The most deploys that ran at the same moment, from the start and end each wrote."""
+    edges = []
+    for path in spans.iterdir():
+        began, ended = (float(line) for line in path.read_text().split())
+        edges += [(began, 1), (ended, -1)]
+    inside = most = 0
+    for _, change in sorted(edges):  # an end before a start at the same instant
+        inside += change
+        most = max(most, inside)
+    return most
 
 
-def test_parallel_is_bounded_by_max_parallel(tmp_path: Path) -> None:
-    base = make_world(tmp_path, config_text(max_parallel="2"))
+@pytest.mark.parametrize("count", [5, 6])
+def test_parallel_is_bounded_by_max_parallel(tmp_path: Path, count: int) -> None:
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    # Each deploy notes when it ran, as processes on the servers: whichever way byoi starts
+    # them (a thread per server, or one call for many), this is what ran at once.
+    deploy = f"{DEPLOY_OK}; date +%s.%N > {spans}/$$; sleep 0.4; date +%s.%N >> {spans}/$$"
+    base = make_world(tmp_path, config_text(max_parallel="2", deploy_command=repr(deploy)))
     base.store.close()
-    provider = CountedDeploys(base.provider.root)
-    world = world_around(tmp_path, provider, base.clock)
+    world = world_around(tmp_path, LocalProvider(base.provider.root), base.clock)
 
-    run = world.scale_and_approve("scale web 5")
+    run = world.scale_and_approve(f"scale web {count}")
 
     assert run.state == RunState.SUCCEEDED
-    assert provider.most == 2  # two at once (not one after the other), never three
+    assert len(list(spans.iterdir())) == count
+    assert most_at_once(spans) == 2  # two at once (not one after the other), never three
 
 
 def test_a_second_request_for_the_same_app_and_env_is_refused(world: World) -> None:

@@ -1,0 +1,223 @@
+"""A cohort: the new servers of a parallel run moving through their steps together.
+
+With a provider that takes many servers in one call (``providers.base.Batches``), a thousand
+servers need not park a thousand threads at every step boundary. Each step is one transaction
+for the whole cohort (every server's start of the step, with its previous step's end) and then
+one provider call for all of them. Crash safety is the single server's: a step is stored as
+started before the call and as done with the next write, and every server passes the same
+checkpoints. A server that fails leaves the cohort and is rolled back on its own while the
+others go on; a cancel or a shutdown is seen at the next step boundary, as a server's thread
+would see it.
+
+Mixed into the Runner (as ServerSteps is), whose writes and rollbacks it uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from pipeline.domain.models import ServerStatus, Step, steps_of
+from pipeline.errors import Inconsistency
+from pipeline.execution import probes
+from pipeline.execution.errors import internal_error
+from pipeline.execution.fanout import fan_out
+from pipeline.execution.lifesteps import Slot, probe_script
+from pipeline.execution.serversteps import ServerSteps
+from pipeline.state.steps import ServerEvent
+from providers.base import Batches, ProviderError, Script, ScriptResult, Server
+
+R = TypeVar("R")
+Failures = dict[int, str]
+"""Slots that failed in a step, by slot number, and the reason shown for each."""
+
+
+class CohortSteps(ServerSteps):
+    # from the Runner ---------------------------------------------------------------------
+
+    def _record_all(
+        self,
+        slots: Sequence[Slot],
+        events: Sequence[ServerEvent],
+        unless_cancelled: Sequence[ServerEvent] = (),
+    ) -> bool:
+        raise NotImplementedError
+
+    def _stop(
+        self, slot: Slot, outcome: str, status: ServerStatus, reason: str | None = None
+    ) -> bool:
+        raise NotImplementedError
+
+    def _measure(self, slot: Slot, outcome: str) -> None:
+        raise NotImplementedError
+
+    def _notify(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def _reason(self, slot: Slot, exc: ProviderError) -> str:
+        raise NotImplementedError
+
+    # the cohort --------------------------------------------------------------------------
+
+    def _cohort(self, slots: list[Slot], batches: Batches) -> None:
+        """Take ``slots`` (servers their run launches) through their steps together."""
+        steps = steps_of(slots[0].run.kind, slots[0].record.slot)
+        live = list(slots)
+        stopping: list[Future[None]] = []
+        try:
+            for index, step in enumerate(steps):
+                if self._stopping.is_set():
+                    self._record_all(live, [])  # the last step's end; the next start resumes
+                    return
+                # A slot a restart found further along waits for the cohort to reach it.
+                members = [s for s in live if _position(s, steps) <= index]
+                if not members:
+                    continue
+                started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
+                if self._record_all(members, [], [started]):
+                    stopping.append(self._stop_all(live, "cancelled", ServerStatus.CANCELLED))
+                    return
+                self._notify(members[0].run.id)
+                for slot in members:
+                    self.checkpoint(f"{step}_started:{slot.record.slot}")
+                    slot.step = (step, time.monotonic())
+                failed = self._cohort_step(members, step, batches)
+                done = (f"{step}_done", {"step": step})  # one for all: audited as one
+                for slot in members:
+                    if slot.record.slot not in failed:
+                        self._measure(slot, "ok")
+                        slot.pending.append(done)
+                if failed:
+                    stopping.append(self._fail_all(live, failed))
+                    live = [s for s in live if s.record.slot not in failed]
+            if live:
+                done = ("done", {"status": ServerStatus.DONE, "cleanup": None})
+                self._record_all(live, [done])
+                self._notify(live[0].run.id)
+        finally:
+            for future in stopping:
+                future.result()
+
+    def _cohort_step(self, slots: list[Slot], step: Step, batches: Batches) -> Failures:
+        """One step of every slot: one provider call for all; the slots that failed."""
+        failed: Failures = {}
+        try:
+            launched = self._servers(slots, batches, failed)
+            if step in (Step.SCRUB, Step.DEPLOY):
+                self._scripts_all(launched, step.value, step.value, batches, failed)
+            elif step == Step.PROBE:
+                self._probe_all(launched, batches, failed)
+            elif step == Step.REGISTER:
+                self._register_all(launched, batches, failed)
+        except ProviderError as exc:  # the call as a whole: every slot still in it failed
+            for slot in slots:
+                failed.setdefault(slot.record.slot, self._reason(slot, exc))
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            reason = internal_error(f"step {step} of run {slots[0].run.id}")
+            for slot in slots:
+                failed.setdefault(slot.record.slot, reason)
+        return failed
+
+    def _servers(self, slots: list[Slot], batches: Batches, failed: Failures) -> list[Slot]:
+        """Launch the slots' servers that are not known yet (clone, or a restart that finds
+        them again through the idempotent launch); the slots that have one."""
+        wanted = [s for s in slots if s.server is None]
+        if wanted:
+            image = wanted[0].provider.resolve_image(wanted[0].run.image_id)
+            requests = [self._request(s, image) for s in wanted]
+            self._each(wanted, batches.launch_all(requests), self._launched, failed)
+        return [s for s in slots if s.record.slot not in failed]
+
+    def _scripts_all(
+        self, slots: list[Slot], name: str, what: str, batches: Batches, failed: Failures
+    ) -> list[Slot]:
+        """Run each slot's script ``name`` on its server; the slots where it succeeded."""
+        chosen = {s.record.slot: _named(self._scripts(s), name) for s in slots}
+        results = batches.run_script_all([(_server(s), chosen[s.record.slot]) for s in slots])
+
+        def take(slot: Slot, result: ScriptResult) -> None:
+            self._scripted(slot, what, chosen[slot.record.slot], result)
+
+        self._each(slots, results, take, failed)
+        return [s for s in slots if s.record.slot not in failed]
+
+    def _probe_all(self, slots: list[Slot], batches: Batches, failed: Failures) -> None:
+        if not slots:
+            return
+        env = slots[0].env
+        script = probe_script(env)
+        results = batches.run_script_all([(_server(s), script) for s in slots])
+
+        def take(slot: Slot, result: ScriptResult) -> None:
+            self._probed(slot, _server(slot), probes.versions(env.versions, env.probes, result))
+
+        self._each(slots, results, take, failed)
+
+    def _register_all(self, slots: list[Slot], batches: Batches, failed: Failures) -> None:
+        if slots and any(s.name == "health" for s in self._scripts(slots[0])):
+            slots = self._scripts_all(slots, "health", "health check", batches, failed)
+        if not slots:
+            return
+        # Stored before the call: a crash in it must still deregister on rollback.
+        self._record_all(slots, [("registering", {"registered": True})])
+        for slot in slots:
+            slot.registering = True
+        outcomes = batches.register_all([_server(s) for s in slots], self._target(slots[0]))
+        self._each(slots, outcomes, lambda _slot, _none: None, failed)
+
+    def _each(
+        self,
+        slots: Sequence[Slot],
+        outcomes: Sequence[R | ProviderError],
+        take: Callable[[Slot, R], None],
+        failed: Failures,
+    ) -> None:
+        """Give each slot its outcome of a call for many: ``take`` the result, or fail it."""
+        if len(outcomes) != len(slots):
+            raise ProviderError(f"the provider answered {len(outcomes)} of {len(slots)} servers")
+        for slot, outcome in zip(slots, outcomes, strict=True):
+            try:
+                if isinstance(outcome, ProviderError):
+                    raise outcome
+                take(slot, outcome)
+            except ProviderError as exc:
+                failed[slot.record.slot] = self._reason(slot, exc)
+            except Exception:  # noqa: BLE001 - internal_error logs the trace
+                failed[slot.record.slot] = internal_error(f"server {slot.record.key}")
+
+    def _fail_all(self, slots: list[Slot], failed: Failures) -> Future[None]:
+        """Roll back and record the failed slots, in the background: the others go on."""
+        gone = [s for s in slots if s.record.slot in failed]
+        return _in_background(
+            lambda s: self._stop(s, "failed", ServerStatus.FAILED, failed[s.record.slot]), gone
+        )
+
+    def _stop_all(self, slots: list[Slot], outcome: str, status: ServerStatus) -> Future[None]:
+        return _in_background(lambda s: self._stop(s, outcome, status), slots)
+
+
+def _in_background(work: Callable[[Slot], object], slots: list[Slot]) -> Future[None]:
+    """``work`` on every slot, on threads of their own; the future raises what it raised."""
+    name = f"run-{slots[0].run.id}-stop" if slots else "stop"
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    try:
+        return executor.submit(fan_out, work, slots, max(1, len(slots)), name)
+    finally:
+        executor.shutdown(wait=False)
+
+
+def _named(scripts: Sequence[Script], name: str) -> Script:
+    return next(s for s in scripts if s.name == name)
+
+
+def _position(slot: Slot, steps: Sequence[Step]) -> int:
+    """Where the slot resumes: the step it stands at (it may not have ended), or the first."""
+    return steps.index(slot.record.step) if slot.record.step in steps else 0
+
+
+def _server(slot: Slot) -> Server:
+    if slot.server is None:  # _servers launches every slot it keeps
+        raise Inconsistency(f"server {slot.record.key} was not launched")
+    return slot.server

@@ -1,0 +1,216 @@
+"""A parallel run's new servers on a provider that takes many per call: they move together.
+
+The local provider implements ``providers.base.Batches``; these tests count its calls and the
+store's transactions, stop and cancel a cohort in flight, and resume one whose servers a
+restart finds at different steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from pipeline.domain.models import RunState, ServerStatus, Step
+from pipeline.execution import recovery
+from pipeline.execution.runner import Runner
+from providers.base import TAG_APP, LaunchRequest, ProviderError, Script, ScriptResult, Server
+from providers.base import Target as LoadBalancer
+from providers.local import LocalProvider
+from tests.conftest import World, config_text, make_world, world_around
+
+
+class Counted(LocalProvider):
+    """Counts the servers of each call for many; deploys can be held at a gate."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls: list[tuple[str, int]] = []
+        self.held = False
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        self.calls.append(("launch", len(requests)))
+        return super().launch_all(requests)
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        name = jobs[0][1].name
+        self.calls.append((name, len(jobs)))
+        if self.held and name == "deploy":
+            self.entered.set()
+            assert self.gate.wait(30)
+        return super().run_script_all(jobs)
+
+    def register_all(
+        self, servers: Sequence[Server], target: LoadBalancer
+    ) -> list[ProviderError | None]:
+        self.calls.append(("register", len(servers)))
+        return super().register_all(servers, target)
+
+
+def counted_world(tmp_path: Path, **keys: str) -> World[Counted]:
+    base = make_world(tmp_path, config_text(**{"max_parallel": "10", **keys}))
+    base.store.close()
+    return world_around(tmp_path, Counted(base.provider.root), base.clock)
+
+
+def test_each_step_is_one_call_for_every_server(tmp_path: Path) -> None:
+    world = counted_world(tmp_path)
+
+    run = world.scale_and_approve("scale web 6")
+
+    assert run.state == RunState.SUCCEEDED
+    assert world.provider.calls == [
+        ("launch", 6),
+        ("scrub", 6),
+        ("deploy", 6),
+        ("probe", 6),
+        ("health", 6),
+        ("register", 6),
+    ]
+    members = world.provider.target_members(LoadBalancer("web-lb"))
+    assert sorted(members) == sorted(s.provider_id or "" for s in run.servers)
+
+
+def test_a_run_commits_as_many_transactions_for_eight_servers_as_for_two(
+    tmp_path: Path,
+) -> None:
+    world = counted_world(tmp_path)
+    commits = []
+    for count in (2, 8):
+        before = world.store.database.commits
+        run = world.scale_and_approve(f"scale web {count}")
+        assert run.state == RunState.SUCCEEDED
+        commits.append(world.store.database.commits - before)
+        world.scale_and_approve("scale web 0")  # back to none for the next
+
+    assert commits[0] == commits[1], commits
+
+
+def test_max_parallel_makes_cohorts_one_after_another(tmp_path: Path) -> None:
+    world = counted_world(tmp_path, max_parallel="2")
+
+    run = world.scale_and_approve("scale web 5")
+
+    assert run.state == RunState.SUCCEEDED
+    assert [n for step, n in world.provider.calls if step == "launch"] == [2, 2, 1]
+
+
+def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
+    tmp_path: Path,
+) -> None:
+    world = counted_world(tmp_path)
+    world.provider.held = True
+    run = world.request("scale web 3")
+    world.say(f"approve {run.id}", "UBOB")
+    assert world.provider.entered.wait(30)
+
+    world.runner.stop()
+    world.provider.gate.set()
+    assert world.runner.wait(30)
+
+    paused = world.stored(run.id)
+    assert paused.state == RunState.RUNNING
+    assert {(s.status, s.step) for s in paused.servers} == {(ServerStatus.WORKING, Step.DEPLOY)}
+    events = [e.event for e in world.store.audit_events(run.id)]
+    assert events.count("deploy_done") == 3 and "probe_started" not in events
+
+    world.provider.held = False
+    fresh = Runner(
+        store=world.store,
+        config=world.config,
+        provider_for=lambda _: world.provider,
+        notifier=world.notifier,
+        clock=world.clock,
+    )
+    assert recovery.resume(world.store, fresh, world.clock()) == [run.id]
+    fresh.wait(30)
+    assert world.stored(run.id).state == RunState.SUCCEEDED
+    assert len(world.provider.list_servers({TAG_APP: "web"})) == 3
+
+
+def test_cancel_during_a_cohort_step_rolls_back_every_server(tmp_path: Path) -> None:
+    world = counted_world(tmp_path)
+    world.provider.held = True
+    run_id = world.request("scale web 3").id
+    world.say(f"approve {run_id}", "UBOB")
+    assert world.provider.entered.wait(30)
+
+    world.say(f"cancel {run_id}")
+    world.provider.gate.set()
+    run = world.finish(run_id)
+
+    assert run.state == RunState.CANCELLED
+    assert {s.status for s in run.servers} == {ServerStatus.CANCELLED}
+    assert all("rolled back (terminated" in (s.cleanup or "") for s in run.servers)
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
+    assert ("probe", 3) not in world.provider.calls
+
+
+@pytest.mark.parametrize("failing", ["scrub", "deploy"])
+def test_a_call_for_many_that_raises_fails_and_rolls_back_every_server_in_it(
+    tmp_path: Path, failing: str
+) -> None:
+    class Broken(Counted):
+        def run_script_all(
+            self, jobs: Sequence[tuple[Server, Script]]
+        ) -> list[ScriptResult | ProviderError]:
+            if jobs[0][1].name == failing:
+                raise KeyError("CommandPlugins")  # a bug reading the cloud's answer
+            return super().run_script_all(jobs)
+
+    base = make_world(tmp_path)
+    base.store.close()
+    world = world_around(tmp_path, Broken(base.provider.root), base.clock)
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.FAILED
+    assert {s.step for s in run.servers} == {Step(failing)}
+    assert all((s.reason or "").startswith("internal error (reference") for s in run.servers)
+    assert len({s.reason for s in run.servers}) == 1  # one trace logged, one reference
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
+
+
+def test_a_restart_that_finds_servers_at_different_steps_takes_each_from_its_own(
+    tmp_path: Path,
+) -> None:
+    world = counted_world(tmp_path)
+    world.provider.held = True
+    run = world.request("scale web 3 --strategy serial")
+    world.say(f"approve {run.id}", "UBOB")
+    assert world.provider.entered.wait(30)  # the first server's deploy
+    world.runner.stop()
+    world.provider.gate.set()
+    assert world.runner.wait(30)
+    # What a crash of a parallel run can leave: one server along, the others not begun.
+    with world.store.database.write() as conn:
+        conn.execute("UPDATE runs SET strategy = 'parallel' WHERE id = ?", [run.id])
+    along = world.stored(run.id).servers
+    assert [(s.status, s.step) for s in along][:1] == [(ServerStatus.WORKING, Step.DEPLOY)]
+    assert {s.status for s in along[1:]} == {ServerStatus.PENDING}
+
+    world.provider.held = False
+    world.provider.calls.clear()
+    fresh = Runner(
+        store=world.store,
+        config=world.config,
+        provider_for=lambda _: world.provider,
+        notifier=world.notifier,
+        clock=world.clock,
+    )
+    recovery.resume(world.store, fresh, world.clock())
+    fresh.wait(30)
+
+    done = world.stored(run.id)
+    assert done.state == RunState.SUCCEEDED
+    # The two new ones launch and scrub; the first joins them at its deploy, found again
+    # through the idempotent launch, and is not scrubbed or launched twice.
+    assert world.provider.calls[:4] == [("launch", 2), ("scrub", 2), ("launch", 1), ("deploy", 3)]
+    live = world.provider.list_servers({TAG_APP: "web"})
+    assert len(live) == 3
