@@ -84,17 +84,17 @@ class CohortSteps(ServerSteps):
                     self.checkpoint(f"{step}_started:{slot.record.slot}")
                     slot.step = (step, time.monotonic())
                 failed = self._cohort_step(members, step, batches)
-                done = (f"{step}_done", {"step": step})  # one for all: audited as one
+                ended: ServerEvent = (f"{step}_done", {"step": step})  # one for all
                 for slot in members:
                     if slot.record.slot not in failed:
                         self._measure(slot, "ok")
-                        slot.pending.append(done)
+                        slot.pending.append(ended)
                 if failed:
                     stopping.append(self._fail_all(live, failed))
                     live = [s for s in live if s.record.slot not in failed]
             if live:
-                done = ("done", {"status": ServerStatus.DONE, "cleanup": None})
-                self._record_all(live, [done])
+                finished: ServerEvent = ("done", {"status": ServerStatus.DONE, "cleanup": None})
+                self._record_all(live, [finished])
                 self._notify(live[0].run.id)
         finally:
             for future in stopping:
