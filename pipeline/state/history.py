@@ -28,7 +28,10 @@ _ENDS = [name for name, (kind, _) in _EVENTS.items() if kind in _ENDING]
 # A step event: the server's own (a run's `failed`/`cancelled` has its reason as detail).
 # `at` is ISO text written by one clock in UTC, so its text order is its time order.
 _OWN = "run_id = ? AND actor = 'byoi' AND event IN ({}) AND detail LIKE '{{%'"
-_SLOT = "json_extract(detail, '$.slot')"
+# An event of one server names its slot; one that servers reached together (a cohort's step
+# start or end, state/steps.py) names them all, and is read as one event of each.
+_EACH = "audit LEFT JOIN json_each(audit.detail, '$.slots') AS many"
+_SLOT = "COALESCE(many.value, json_extract(detail, '$.slot'))"
 
 
 class RunHistory:
@@ -45,18 +48,19 @@ class RunHistory:
             AND detail LIKE '{{%' ORDER BY id""",  # noqa: S608
             [run_id, *_EVENTS],
         )
-        events = []
+        events: list[StepEvent] = []
         for row in rows:
             detail = json.loads(row["detail"] or "{}")
             kind, step = _EVENTS[row["event"]]
-            events.append(
+            events.extend(
                 StepEvent(
-                    slot=int(detail["slot"]),
+                    slot=int(slot),
                     kind=kind,
                     step=step,
                     at=datetime.fromisoformat(row["at"]),
                     note=str(detail.get("note", "")),
                 )
+                for slot in detail.get("slots", [detail.get("slot")])
             )
         return events
 
@@ -81,7 +85,9 @@ class RunHistory:
             notes=self._notes(run_id),
             stopped_at={
                 int(row["slot"]): _at(row["at"])
-                for row in self._own(f"SELECT {_SLOT} AS slot, at", _STOPS, run_id, "ORDER BY id")
+                for row in self._own(
+                    f"SELECT {_SLOT} AS slot, at", _STOPS, run_id, "ORDER BY audit.id"
+                )
             },
             slots=self._slot_times(run_id) if slots else None,
         )
@@ -127,7 +133,7 @@ class RunHistory:
         """Rows of ``select`` over the run's own step events named ``events``."""
         names = list(events)
         where = _OWN.format(",".join("?" * len(names)))
-        sql = f"{select} FROM audit WHERE {where} {tail}"
+        sql = f"{select} FROM {_EACH} WHERE {where} {tail}"
         return self.database.rows(sql, [*leading, run_id, *names])
 
     def thread_replies(self, run_id: int) -> dict[str, ThreadReply]:

@@ -9,6 +9,7 @@ run's cancel check; changes queued while a transaction commits go into the next 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,9 @@ SERVER_FIELDS = frozenset(
 ServerEvent = tuple[str, Mapping[str, Any]]
 """An audited change of a server slot: the event's name and the fields it sets."""
 
+AuditRow = tuple[str, int, str, str, str]
+"""at, run id, actor, event, detail"""
+
 
 @dataclass(frozen=True)
 class SlotChange:
@@ -44,20 +48,25 @@ class SlotChange:
     measured: tuple[Found, ...] = ()
 
 
-class _Details:
-    """Audit details: the slot and the event's fields as JSON. Slots that reach a step boundary
-    together share their events' fields (one mapping), which are encoded once."""
+def _audit_rows(applied: Sequence[tuple[SlotChange, Sequence[ServerEvent]]]) -> list[AuditRow]:
+    """The audit rows of a write: one per event of a slot, its detail naming the slot and the
+    fields it set; an event that slots of the write share (a cohort's step start or end, one
+    mapping of fields for all) is one row naming them all (``"slots"``), so a thousand servers
+    reaching a step together write one row, not a thousand (state/history.py reads both)."""
+    uses = Counter(id(fields) for _, events in applied for _, fields in events)
+    rows: dict[tuple[Any, ...], tuple[SlotChange, str, Mapping[str, Any], list[int]]] = {}
+    for index, (change, events) in enumerate(applied):
+        for position, (event, fields) in enumerate(events):
+            shared = uses[id(fields)] > 1  # the mappings live as long as ``applied``
+            key = (change.run_id, change.at, event, id(fields)) if shared else (index, position)
+            rows.setdefault(key, (change, event, fields, []))[3].append(change.slot)
+    return [_row(*row) for row in rows.values()]
 
-    def __init__(self) -> None:
-        self._encoded: dict[int, str] = {}  # by id(): every mapping lives as long as this
 
-    def __call__(self, slot: int, fields: Mapping[str, Any]) -> str:
-        body = self._encoded.get(id(fields))
-        if body is None:
-            body = json.dumps({k: str(v)[:4000] for k, v in fields.items()})
-            self._encoded[id(fields)] = body
-        # What json.dumps({"slot": slot, **fields}) writes.
-        return f'{{"slot": {slot}}}' if body == "{}" else f'{{"slot": {slot}, {body[1:]}'
+def _row(change: SlotChange, event: str, fields: Mapping[str, Any], slots: list[int]) -> AuditRow:
+    named: dict[str, Any] = {"slot": slots[0]} if len(slots) == 1 else {"slots": slots}
+    detail = json.dumps({**named, **{k: str(v)[:4000] for k, v in fields.items()}})
+    return (change.at, change.run_id, "byoi", event, detail)
 
 
 class StepTable:
@@ -135,14 +144,9 @@ class StepTable:
                     f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
                     [(*merged.values(), c.at, c.run_id, c.slot) for c, merged in group],
                 )
-            detail = _Details()
             conn.executemany(
                 "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
-                [
-                    (c.at, c.run_id, "byoi", event, detail(c.slot, fields))
-                    for c, events in applied
-                    for event, fields in events
-                ],
+                _audit_rows(applied),
             )
             measurements.save(conn, [found for c in changes for found in c.measured])
         return [c.run_id in cancelled for c in changes]

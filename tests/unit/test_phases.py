@@ -11,6 +11,7 @@ from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
 from pipeline.domain.phases import StepEvent, StepEventKind, StepLog, phases, story
 from pipeline.services.display import Display
+from pipeline.state.steps import SlotChange
 from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
 from tests.unit.test_runs import FAIL_ON_SLOT_2
 
@@ -262,3 +263,35 @@ def test_the_stored_fold_orders_times_with_and_without_fractions_of_a_second(wor
 
     assert span.first == START.replace(year=2030, month=1, day=1, hour=0, minute=0, second=0)
     assert (span.last - span.first).total_seconds() == 1
+
+
+def test_an_event_servers_reached_together_is_one_row_read_as_each_servers(
+    tmp_path: Path,
+) -> None:
+    together = make_world(tmp_path / "together")
+    apart = make_world(tmp_path / "apart")
+    at = START.isoformat()
+    logs = []
+    for world, shared in ((together, True), (apart, False)):
+        run = world.request("scale web 3")
+        started = {"status": ServerStatus.WORKING, "step": Step.DEPLOY}
+        changes = [
+            SlotChange(
+                run.id,
+                slot,
+                at,
+                (
+                    ("scrub_output", {"note": f"scrubbed {slot}"}),
+                    ("deploy_started", started if shared else dict(started)),
+                ),
+            )
+            for slot in (1, 2, 3)
+        ]
+        world.store.record_servers(changes)
+        rows = [e for e in world.store.audit_events(run.id) if e.event == "deploy_started"]
+        assert len(rows) == (1 if shared else 3)
+        logs.append(folded_both_ways(world, run.id))
+
+    assert logs[0] == logs[1]
+    assert logs[0].started[Step.DEPLOY].slots == {1, 2, 3}
+    assert logs[0].notes[Step.SCRUB] == ((1, "scrubbed 1"), (2, "scrubbed 2"), (3, "scrubbed 3"))
