@@ -132,18 +132,21 @@ def test_a_restart_edits_phase_replies_to_their_final_state_and_posts_none_twice
     tmp_path: Path, fake: FakeSlack
 ) -> None:
     world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_2))
-    paused, carry_on = threading.Semaphore(0), threading.Event()
+    paused, carry_on = threading.Event(), threading.Event()
+    started: list[str] = []
 
     def pause_at_deploy(point: str) -> None:
         if point.startswith("deploy_started"):
-            paused.release()
-            carry_on.wait(30)
+            started.append(point)
+            if len(started) == 2:  # both servers' deploys are stored as started
+                paused.set()
+                carry_on.wait(30)
 
     world.runner.checkpoint = pause_at_deploy
     first = cards_for(world, fake)
     run = world.service.handle("scale web 2", Caller("UALICE", channel="C1"), world.clock()).run  # type: ignore[attr-defined]
     world.say(f"approve {run.id}", "UBOB")
-    assert paused.acquire(timeout=30) and paused.acquire(timeout=30)
+    assert paused.wait(timeout=30)
     first.run_changed(world.store.run(run.id))  # type: ignore[arg-type]
     first.stop()  # byoi stops here: nothing of it is left in memory
     before = thread(fake)
