@@ -1,5 +1,6 @@
-"""Crash drill: `byoi serve` on AWS (moto server) is SIGKILLed at each step boundary of a
-3-server scale-up and restarted; every run ends, no server is orphaned or created twice."""
+"""Crash drill: `byoi serve` on AWS (moto server), GCP (the Compute fake) and the local provider
+(servers in a cohort) is SIGKILLed at step boundaries of a 3-server scale-up and restarted; every
+run ends, no server is orphaned or created twice."""
 
 from __future__ import annotations
 
@@ -177,3 +178,35 @@ def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
     assert len({r.query["requestId"] for r in inserts}) == 3  # one request id per server
     members = sorted(m.rsplit("/", 1)[-1] for m in compute.groups[(ZONE, "web-lb")])
     assert members == accounted
+
+
+@pytest.mark.parametrize(
+    "point", ["launched:2", "scrub_started:3", "deploy_done:1", "register_started:2"]
+)
+def test_a_kill_in_a_cohort_on_the_local_provider_is_recovered(tmp_path: Path, point: str) -> None:
+    """The local provider takes many servers per call: the three servers move together (one
+    thread, one transaction per step), and a kill at a boundary is recovered as for one."""
+    from providers.base import TAG_APP, Target
+    from providers.local import LocalProvider
+    from tests.conftest import make_world
+    from tests.e2e.slackbot import SLACK_CONFIG
+
+    make_world(tmp_path, SLACK_CONFIG).store.close()
+    fake = FakeSlack().start()
+    try:
+        code, log = killed_at(tmp_path, fake, point)
+        assert code == -9, log
+        with serving(tmp_path, fake, log_name="restart.log"):
+            state = wait_terminal(tmp_path)
+    finally:
+        fake.stop()
+
+    assert state == "succeeded"
+    _, servers = run_row(tmp_path)
+    accounted = sorted(str(p) for status, p in servers if status == "done")
+    provider = LocalProvider(tmp_path / "local")
+    live = sorted(s.id for s in provider.list_servers({TAG_APP: "web"}))
+    on_disk = sorted(p.parent.name for p in (tmp_path / "local" / "servers").glob("*/server.json"))
+    assert live == accounted == on_disk and len(live) == 3
+    assert provider.target_members(Target("web-lb")) == live
+    provider.close()
