@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,14 +20,17 @@ from providers.base import (
     TAG_BAKE_HASH,
     TAG_BAKED_FROM,
     TAG_KEY,
+    Batches,
     Image,
     ImageState,
     LaunchRequest,
     NotFound,
     Provider,
+    ProviderError,
     Script,
     ServerSpec,
     Target,
+    outcome,
 )
 from providers.local import LocalProvider
 from tests.conftest import START
@@ -331,3 +335,35 @@ def test_delete_image_removes_it_and_absent_is_fine(harness: Harness) -> None:
     assert [i.id for i in harness.provider.list_images("web")] == [new.id]
     with pytest.raises(NotFound):
         harness.provider.resolve_image(old.id)
+
+
+def test_calls_for_many_servers_answer_each_server_with_its_own_outcome(harness: Harness) -> None:
+    provider = harness.provider
+    if not isinstance(provider, Batches):
+        pytest.skip("this adapter takes one server per call (the runner gives it a thread each)")
+    image = harness.seed_image("web-m", "w", {}, 1)
+    first, second = (launch(harness, f"byoi-t-5-{n}", image) for n in (1, 2))
+
+    launched = provider.launch_all([first, second, first])  # the same key: the same server
+    one, two, again = (outcome(o) for o in launched)
+    assert one.id == again.id != two.id
+    gone = replace(two, id="byoi-t-5-9")  # a server that does not exist
+    started = time.monotonic()
+    results = provider.run_script_all(
+        [
+            (one, Script("t", "sleep 0.5; echo one")),
+            (two, Script("t", "sleep 0.5; echo two >&2; exit 3")),
+            (gone, Script("t", "echo never")),
+        ]
+    )
+    assert time.monotonic() - started < 0.9  # at once, not one after the other
+    ran, failed, missing = results
+    assert not isinstance(ran, ProviderError) and ran.output.strip() == "one"
+    assert not isinstance(failed, ProviderError) and failed.exit_code == 3
+    assert "two" in failed.output
+    assert isinstance(missing, NotFound)
+    target = Target("web-lb")
+    registered = provider.register_all([one, gone, two], target)
+    assert registered[0] is None and registered[2] is None
+    assert isinstance(registered[1], ProviderError)
+    assert sorted(provider.target_members(target)) == sorted([one.id, two.id])
