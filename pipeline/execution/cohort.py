@@ -62,43 +62,53 @@ class CohortSteps(ServerSteps):
     # the cohort --------------------------------------------------------------------------
 
     def _cohort(self, slots: list[Slot], batches: Batches) -> None:
-        """Take ``slots`` (servers their run launches) through their steps together."""
-        steps = steps_of(slots[0].run.kind, slots[0].record.slot)
-        live = list(slots)
+        """Take ``slots`` (servers their run launches) through their steps together.
+
+        Whatever raises here (a bug, a store that cannot be written) rolls back every server
+        still in the cohort, as a server's own thread would roll back its server."""
+        live = list(slots)  # the servers still in the cohort: those that failed leave it
         stopping: list[Future[None]] = []
         try:
-            for index, step in enumerate(steps):
-                if self._stopping.is_set():
-                    self._record_all(live, [])  # the last step's end; the next start resumes
-                    return
-                # A slot a restart found further along waits for the cohort to reach it.
-                members = [s for s in live if _position(s, steps) <= index]
-                if not members:
-                    continue
-                started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
-                if self._record_all(members, [], [started]):
-                    stopping.append(self._stop_all(live, "cancelled", ServerStatus.CANCELLED))
-                    return
-                self._notify(members[0].run.id)
-                for slot in members:
-                    self.checkpoint(f"{step}_started:{slot.record.slot}")
-                    slot.step = (step, time.monotonic())
-                failed = self._cohort_step(members, step, batches)
-                ended: ServerEvent = (f"{step}_done", {"step": step})  # one for all
-                for slot in members:
-                    if slot.record.slot not in failed:
-                        self._measure(slot, "ok")
-                        slot.pending.append(ended)
-                if failed:
-                    stopping.append(self._fail_all(live, failed))
-                    live = [s for s in live if s.record.slot not in failed]
-            if live:
-                finished: ServerEvent = ("done", {"status": ServerStatus.DONE, "cleanup": None})
-                self._record_all(live, [finished])
-                self._notify(live[0].run.id)
+            self._together(live, batches, stopping)
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            reason = internal_error(f"run {slots[0].run.id}")
+            stopping.append(self._fail_all(live, dict.fromkeys(_numbers(live), reason)))
         finally:
             for future in stopping:
                 future.result()
+
+    def _together(self, live: list[Slot], batches: Batches, stopping: list[Future[None]]) -> None:
+        steps = steps_of(live[0].run.kind, live[0].record.slot)
+        for index, step in enumerate(steps):
+            if self._stopping.is_set():
+                self._record_all(live, [])  # the last step's end; the next start resumes
+                return
+            # A slot a restart found further along waits for the cohort to reach it.
+            members = [s for s in live if _position(s, steps) <= index]
+            if not members:
+                continue
+            started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
+            if self._record_all(members, [], [started]):
+                cancelled, live[:] = list(live), []
+                stopping.append(self._stop_all(cancelled, "cancelled", ServerStatus.CANCELLED))
+                return
+            self._notify(members[0].run.id)
+            for slot in members:
+                self.checkpoint(f"{step}_started:{slot.record.slot}")
+                slot.step = (step, time.monotonic())
+            failed = self._cohort_step(members, step, batches)
+            ended: ServerEvent = (f"{step}_done", {"step": step})  # one for all
+            for slot in members:
+                if slot.record.slot not in failed:
+                    self._measure(slot, "ok")
+                    slot.pending.append(ended)
+            if failed:
+                stopping.append(self._fail_all(live, failed))
+                live[:] = [s for s in live if s.record.slot not in failed]
+        if live:
+            finished: ServerEvent = ("done", {"status": ServerStatus.DONE, "cleanup": None})
+            self._record_all(live, [finished])
+            self._notify(live[0].run.id)
 
     def _cohort_step(self, slots: list[Slot], step: Step, batches: Batches) -> Failures:
         """One step of every slot: one provider call for all; the slots that failed."""
@@ -210,6 +220,10 @@ def _in_background(work: Callable[[Slot], object], slots: list[Slot]) -> Future[
 
 def _named(scripts: Sequence[Script], name: str) -> Script:
     return next(s for s in scripts if s.name == name)
+
+
+def _numbers(slots: Sequence[Slot]) -> list[int]:
+    return [s.record.slot for s in slots]
 
 
 def _position(slot: Slot, steps: Sequence[Step]) -> int:

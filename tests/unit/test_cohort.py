@@ -7,6 +7,7 @@ restart finds at different steps.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -215,3 +216,24 @@ def test_a_restart_that_finds_servers_at_different_steps_takes_each_from_its_own
     assert world.provider.calls[:4] == [("launch", 2), ("scrub", 2), ("launch", 1), ("deploy", 3)]
     live = world.provider.list_servers({TAG_APP: "web"})
     assert len(live) == 3
+
+
+def test_whatever_raises_between_calls_rolls_back_every_server_of_the_cohort(
+    tmp_path: Path,
+) -> None:
+    world = counted_world(tmp_path)
+
+    def broken(point: str) -> None:
+        if point == "deploy_started:2":
+            raise sqlite3.OperationalError("disk I/O error")  # say, the store cannot be read
+
+    world.runner.checkpoint = broken
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.FAILED
+    assert {s.status for s in run.servers} == {ServerStatus.FAILED}
+    assert len({s.reason for s in run.servers}) == 1
+    assert (run.servers[0].reason or "").startswith("internal error (reference")
+    assert all("rolled back (terminated" in (s.cleanup or "") for s in run.servers)
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
