@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -27,7 +27,10 @@ from pipeline.services.display import Display
 from pipeline.services.replies import StatusReply
 from pipeline.services.service import Service
 from providers.base import (
+    Batches,
+    CountsServers,
     Image,
+    KeyMatch,
     LaunchRequest,
     Provider,
     ProviderError,
@@ -37,6 +40,7 @@ from providers.base import (
     Target,
 )
 
+R = TypeVar("R")
 log = logging.getLogger("byoi.runs")
 STEP_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -124,7 +128,10 @@ class Metrics:
     # wiring ----------------------------------------------------------------------------
 
     def wrap_provider(self, provider: Provider) -> Provider:
-        return MeteredProvider(provider, self.provider_errors)
+        """The provider with its errors counted, taking many servers per call and counting
+        servers if it does (the runner and ``scale`` ask which it can)."""
+        kind = _METERED[isinstance(provider, Batches), isinstance(provider, CountsServers)]
+        return kind(provider, self.provider_errors)
 
     def watch(self, source: ScrapeSource) -> None:
         """Read runs, approvals, alerts, servers and scans from ``source`` at every scrape."""
@@ -293,3 +300,49 @@ class MeteredProvider:
     def target_members(self, target: Target) -> list[str]:
         members: list[str] = self._call(self.inner.target_members, target)
         return members
+
+
+class _MeteredBatches(MeteredProvider):
+    """A metered provider that takes many servers per call; each server's error is counted."""
+
+    inner: Any
+
+    def _each(self, outcomes: list[R]) -> list[R]:
+        for outcome in outcomes:
+            if isinstance(outcome, ProviderError):
+                self._errors.labels(self.name, type(outcome).__name__).inc()
+        return outcomes
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        return self._each(self._call(self.inner.launch_all, requests))
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        return self._each(self._call(self.inner.run_script_all, jobs))
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        return self._each(self._call(self.inner.register_all, servers, target))
+
+
+class _MeteredCounts(MeteredProvider):
+    """A metered provider that counts servers without listing them."""
+
+    inner: Any
+
+    def count_servers(self, tags: Mapping[str, str], keys: KeyMatch) -> int:
+        count: int = self._call(self.inner.count_servers, tags, keys)
+        return count
+
+
+class _MeteredBoth(_MeteredBatches, _MeteredCounts):
+    pass
+
+
+_METERED: dict[tuple[bool, bool], type[MeteredProvider]] = {
+    (False, False): MeteredProvider,
+    (True, False): _MeteredBatches,
+    (False, True): _MeteredCounts,
+    (True, True): _MeteredBoth,
+}
+"""By (takes many servers per call, counts servers)."""

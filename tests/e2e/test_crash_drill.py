@@ -5,6 +5,7 @@ run ends, no server is orphaned or created twice."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections import Counter
@@ -210,3 +211,9 @@ def test_a_kill_in_a_cohort_on_the_local_provider_is_recovered(tmp_path: Path, p
     assert live == accounted == on_disk and len(live) == 3
     assert provider.target_members(Target("web-lb")) == live
     provider.close()
+    db = sqlite3.connect(tmp_path / "byoi.db")
+    (last,) = db.execute(
+        "SELECT detail FROM audit WHERE event = 'register_started' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    db.close()
+    assert json.loads(last)["slots"] == [1, 2, 3]  # the restarted `byoi serve` took them together

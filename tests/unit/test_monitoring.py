@@ -13,8 +13,16 @@ from bot.health import Health
 from bot.metrics import Metrics, ScrapeSource, age_label
 from pipeline.services.display import Display
 from pipeline.state.store import Store
-from providers.base import NotFound
-from tests.conftest import World
+from providers.base import (
+    Batches,
+    CountsServers,
+    KeyMatch,
+    NotFound,
+    Script,
+    Server,
+    ServerState,
+)
+from tests.conftest import START, World
 
 
 def call(health: Health) -> tuple[str, dict[str, object]]:
@@ -71,6 +79,26 @@ def test_provider_errors_are_counted_by_kind(world: World) -> None:
 
     text = generate_latest(metrics.registry).decode()
     assert 'byoi_provider_errors_total{kind="NotFound",provider="local"} 1.0' in text
+
+
+def test_a_metered_provider_takes_many_servers_per_call_if_its_provider_does(
+    world: World,
+) -> None:
+    metrics = Metrics()
+    provider = metrics.wrap_provider(world.provider)
+    gone = Server("byoi-x-1-1", "byoi-x-1-1", "img", ServerState.RUNNING, START)
+
+    assert isinstance(provider, Batches) and isinstance(provider, CountsServers)
+    (missing,) = provider.run_script_all([(gone, Script("t", "true"))])
+    assert isinstance(missing, NotFound)  # an item's error is its own, and counted
+    assert provider.count_servers({}, KeyMatch("byoi-")) == 0
+    text = generate_latest(metrics.registry).decode()
+    assert 'byoi_provider_errors_total{kind="NotFound",provider="local"} 1.0' in text
+
+    class OneAtATime:  # an adapter that takes one server per call stays one
+        name = "one"
+
+    assert not isinstance(metrics.wrap_provider(OneAtATime()), Batches)  # type: ignore[arg-type]
 
 
 def test_runs_and_fleet_are_read_from_the_store_and_providers(world: World) -> None:
