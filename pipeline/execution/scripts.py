@@ -33,23 +33,27 @@ def deploy(config: DeployConfig, run: Run, server_key: str) -> Script:
     return Script(
         "deploy",
         source("deploy"),
-        {
-            "BYOI_APP": run.app,
-            "BYOI_ENV": run.env,
-            "BYOI_RUN": str(run.id),
-            "BYOI_RELEASE": config.release,
-            "BYOI_SERVER": server_key,
-            "BYOI_APP_DIR": config.app_dir,
-            "BYOI_DEPLOY_COMMAND": config.command,
-        },
+        {**_identity(config, run, server_key), "BYOI_DEPLOY_COMMAND": config.command},
         config.timeout_seconds,
     )
 
 
-def health(config: DeployConfig) -> Script:
+def health(config: DeployConfig, run: Run, server_key: str) -> Script:
     return Script(
         "health",
         source("health"),
-        {"BYOI_APP_DIR": config.app_dir, "BYOI_HEALTH_COMMAND": config.health_command},
+        {**_identity(config, run, server_key), "BYOI_HEALTH_COMMAND": config.health_command},
         config.timeout_seconds,
     )
+
+
+def _identity(config: DeployConfig, run: Run, server_key: str) -> dict[str, str]:
+    """What deploy and health commands know of the server and its run."""
+    return {
+        "BYOI_APP": run.app,
+        "BYOI_ENV": run.env,
+        "BYOI_RUN": str(run.id),
+        "BYOI_RELEASE": config.release,
+        "BYOI_SERVER": server_key,
+        "BYOI_APP_DIR": config.app_dir,
+    }

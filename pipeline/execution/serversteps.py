@@ -83,7 +83,7 @@ class ServerSteps(LifecycleSteps):
                 made = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
                 made.append(probe)
                 if deploy.health_command:
-                    made.append(scripts.health(deploy))
+                    made.append(scripts.health(deploy, slot.run, slot.record.key))
                 slot.scripts = tuple(made)
         return slot.scripts
 

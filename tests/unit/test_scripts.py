@@ -120,11 +120,23 @@ def test_parameters_never_become_shell_code(tmp_path: Path) -> None:
 def test_health_reports_the_command_exit_code(tmp_path: Path) -> None:
     (tmp_path / "srv/app").mkdir(parents=True)
 
-    ok = run(scripts.health(DeployConfig(health_command="true")), tmp_path)
-    bad = run(scripts.health(DeployConfig(health_command="echo down; exit 7")), tmp_path)
+    ok = run(scripts.health(DeployConfig(health_command="true"), _run(), "k"), tmp_path)
+    bad = run(
+        scripts.health(DeployConfig(health_command="echo down; exit 7"), _run(), "k"), tmp_path
+    )
 
     assert ok.returncode == 0 and "health: ok" in ok.stdout
     assert bad.returncode == 7 and "down" in bad.stdout
+
+
+def test_health_knows_the_server_and_its_run_as_deploy_does(tmp_path: Path) -> None:
+    (tmp_path / "srv/app").mkdir(parents=True)
+    config = DeployConfig(health_command='echo "$BYOI_SERVER $BYOI_RUN $BYOI_RELEASE $BYOI_APP"')
+
+    done = run(scripts.health(config, _run(), "byoi-k-1-2"), tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"byoi-k-1-2 {_run().id} {config.release} {_run().app}"
 
 
 def _run():  # type: ignore[no-untyped-def]
