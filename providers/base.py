@@ -151,8 +151,11 @@ class ScriptResult:
     def ok(self) -> bool:
         return self.exit_code == 0
 
-    def tail(self, lines: int = 5) -> str:
-        return "\n".join(self.output.strip().splitlines()[-lines:])
+    def tail(self, lines: int = 5, chars: int = 1000) -> str:
+        """The last ``lines`` lines, at most ``chars`` characters of them (a script may print
+        one endless line)."""
+        text = "\n".join(self.output.strip().splitlines()[-lines:])
+        return text if len(text) <= chars else "…" + text[-chars:]
 
 
 @dataclass(frozen=True)

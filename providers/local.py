@@ -56,6 +56,8 @@ from providers.base import (
 from providers.local_index import ServerIndex
 
 Clock = Callable[[], datetime]
+OUTPUT_BYTES = 1 << 20
+"""The end of a script's output that is kept (a script may print gigabytes)."""
 _SAFE_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -412,10 +414,13 @@ class _Running:
                 self.process.wait()
                 timeout = self.script.timeout_seconds
                 return ProviderTimeout(f"{self.script.name} did not finish within {timeout:g}s")
-            self.output.seek(0)
+            size = self.output.seek(0, os.SEEK_END)
+            self.output.seek(max(0, size - OUTPUT_BYTES))
             text = self.output.read().decode(errors="replace")
         finally:
             self.output.close()
+        if size > OUTPUT_BYTES:
+            text = f"[the first {size - OUTPUT_BYTES} bytes of output are not kept]\n{text}"
         # As text mode reads it: every line ends in \n.
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         return ScriptResult(exit_code=self.process.returncode, output=text)

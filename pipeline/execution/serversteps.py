@@ -127,7 +127,7 @@ class ServerSteps(LifecycleSteps):
     ) -> None:
         """Take a script's result: its report goes with the slot's next write; a failure raises."""
         if not result.ok:
-            tail = result.tail(3).replace("\n", " | ")
+            tail = result.tail(3).replace("\n", " | ") or "(no output)"
             raise ScriptFailed(
                 f"{what} {_ended(result.exit_code)}: {tail}",
                 exit_code=result.exit_code,
@@ -177,13 +177,19 @@ class ServerSteps(LifecycleSteps):
         return f"{what} (terminated {names})" if servers else f"{what} (nothing created)"
 
 
+NOTE_CHARS = 500
+"""The longest report of a script kept with its server (the output is the provider's)."""
+
+
 def _summary(output: str) -> str:
     """A script's report in one line: scrub's removals, or its last line of output."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(("removed ", "emptied "))]
     if cleaned:
-        return f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
-    return lines[-1] if lines else ""
+        removed = f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
+        return removed if len(removed) <= NOTE_CHARS else removed[:NOTE_CHARS] + "…"
+    last = lines[-1] if lines else ""
+    return last if len(last) <= NOTE_CHARS else "…" + last[-NOTE_CHARS:]
 
 
 def _ended(exit_code: int) -> str:

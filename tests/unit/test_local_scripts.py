@@ -45,3 +45,28 @@ def test_a_timeout_ends_what_the_script_started(tmp_path: Path) -> None:
     while not gone(child) and time.monotonic() < deadline:
         time.sleep(0.05)  # reaped by init once killed
     assert gone(child), f"the script's child {child} outlived the timeout"
+
+
+def test_a_script_that_prints_without_end_keeps_the_end_of_its_output(tmp_path: Path) -> None:
+    provider, server = a_server(tmp_path)
+    body = "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo 'the last words'; exit 4"
+
+    result = provider.run_script(server, Script("deploy", body))
+
+    assert result.exit_code == 4
+    assert result.output.startswith("[the first ")  # the cut is said
+    assert len(result.output) < 1_100_000
+    assert result.output.rstrip().endswith("the last words")
+    assert len(result.tail(3)) <= 1001 and result.tail(3).endswith("the last words")
+
+
+def test_a_failed_script_with_no_output_says_so(tmp_path: Path) -> None:
+    from tests.conftest import config_text, make_world, world_around
+
+    base = make_world(tmp_path, config_text(health_command="'exit 1'"))
+    base.store.close()
+    world = world_around(tmp_path, base.provider, base.clock)
+
+    run = world.scale_and_approve("scale web 1")
+
+    assert run.servers[0].reason == "health check exited 1: (no output)"
