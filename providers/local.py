@@ -331,9 +331,10 @@ class LocalProvider:
             meta = _read_json(path)
             meta["state"] = ServerState.TERMINATED.value
             _write_json(path, meta)
-        # Unlisted only once server.json says terminated: the index never misses a live server.
-        self._index.remove(server.id)
         shutil.rmtree(directory / "rootfs", ignore_errors=True)
+        # Unlisted only once its files are gone: after a crash before that, it is still listed,
+        # so the rollback or the reconciler terminates it again and its files do not stay.
+        self._index.remove(server.id)
 
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
         # Addresses as strings: pathlib's joins cost more than the rest of a listing.

@@ -66,10 +66,14 @@ class CohortSteps(ServerSteps):
 
         Whatever raises here (a bug, a store that cannot be written) rolls back every server
         still in the cohort, as a server's own thread would roll back its server."""
-        live = list(slots)  # the servers still in the cohort: those that failed leave it
-        stopping: list[Future[None]] = []
+        # The servers still in the cohort (those that fail leave it); one whose failure was
+        # stored before a crash cut its rollback short only finishes its rollback.
+        failing = {s.record.slot: s.record.reason or "" for s in slots if s.failing}
+        live = [s for s in slots if s.record.slot not in failing]
+        stopping = [self._fail_all(slots, failing)] if failing else []
         try:
-            self._together(live, batches, stopping)
+            if live:
+                self._together(live, batches, stopping)
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             reason = internal_error(f"run {slots[0].run.id}")
             stopping.append(self._fail_all(live, dict.fromkeys(_numbers(live), reason)))

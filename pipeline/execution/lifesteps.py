@@ -41,6 +41,12 @@ class Slot:
     measured: list[Found] = field(default_factory=list)
     """A probe's measurement, stored with the next write too (in the same transaction)."""
 
+    @property
+    def failing(self) -> bool:
+        """Its failure was stored, but a crash came before its rollback ended (the next start
+        finishes the rollback instead of redoing the step)."""
+        return self.record.status == ServerStatus.WORKING and self.record.reason is not None
+
 
 def probe_script(env: EnvConfig) -> Script:
     return probes.script(probes.probes_for(env.versions, env.probes), env.deploy.timeout_seconds)

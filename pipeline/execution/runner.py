@@ -267,6 +267,8 @@ class Runner(CohortSteps):
 
         Every failure rolls the slot back, whatever raised it: a bug or an unexpected answer
         must not leave a launched server for the next restart's reconciler."""
+        if slot.failing:
+            return self._stop(slot, "failed", ServerStatus.FAILED, slot.record.reason)
         try:
             self._steps(slot)
         except Cancelled:
@@ -308,8 +310,14 @@ class Runner(CohortSteps):
     def _stop(
         self, slot: _Slot, outcome: str, status: ServerStatus, reason: str | None = None
     ) -> bool:
-        """End a slot early: roll it back and record why; False (it did not finish)."""
+        """End a slot early: roll it back and record why; False (it did not finish).
+
+        A failure's reason is stored before the rollback: after a crash in it, the next start
+        finishes the rollback and keeps the reason (``Slot.failing``), not redoing the step."""
         self._measure(slot, outcome)
+        if reason is not None and creates_server(slot.run.kind, slot.record.slot):
+            self._record(slot, [("failing", {"reason": reason})])
+            self.checkpoint(f"failing:{slot.record.slot}")
         cleanup = self._rollback(slot)
         if reason is None:
             self._set(slot, status, outcome, cleanup=cleanup)

@@ -217,3 +217,54 @@ def test_a_kill_in_a_cohort_on_the_local_provider_is_recovered(tmp_path: Path, p
     ).fetchone()
     db.close()
     assert json.loads(last)["slots"] == [1, 2, 3]  # the restarted `byoi serve` took them together
+
+
+@pytest.mark.parametrize("strategy", ["parallel", "serial"])
+def test_a_kill_during_a_rollback_finishes_it_on_restart_and_keeps_the_reason(
+    tmp_path: Path, strategy: str
+) -> None:
+    from providers.base import TAG_APP
+    from providers.local import LocalProvider
+    from tests.conftest import config_text, make_world
+
+    # Slot 2's deploy fails the first time only: a restart that redid the step would succeed.
+    once = tmp_path / "failed-once"
+    deploy = (
+        f'case "$BYOI_SERVER" in *-2) if [ ! -e {once} ]; then touch {once}; '
+        'echo "migrations failed: db unreachable" >&2; exit 3; fi;; esac; '
+        'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+    )
+    config = config_text(
+        operators='["W111", "UALICE"]',
+        approvers='["UBOB"]',
+        deploy_command=repr(deploy),
+        max_parallel="3" if strategy == "parallel" else "1",
+    )
+    make_world(tmp_path, config).store.close()
+    fake = FakeSlack().start()
+    try:
+        with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": "failing:2"}) as bot:
+            bot.command(f"scale web 3 --strategy {strategy}", user="UALICE")
+            fake.wait_for(lambda: fake.sent("chat.postMessage"))
+            with contextlib.suppress(ConnectionError):
+                bot.click("run_approve", 1, "UBOB")
+            bot.process.wait(60)
+            assert bot.process.returncode == -9, bot.logs()
+        with serving(tmp_path, fake, log_name="restart.log"):
+            state = wait_terminal(tmp_path)
+    finally:
+        fake.stop()
+
+    db = sqlite3.connect(tmp_path / "byoi.db")
+    failed = db.execute("SELECT status, reason, cleanup FROM servers WHERE slot = 2").fetchone()
+    db.close()
+    assert state == "partially_failed"
+    assert failed[0] == "failed"
+    assert (failed[1] or "").startswith("deploy exited 3: ")  # not what a relaunch would say
+    assert (failed[1] or "").endswith("migrations failed: db unreachable")
+    assert (failed[2] or "").startswith("rolled back (terminated byoi-")
+    provider = LocalProvider(tmp_path / "local")
+    live = {s.id for s in provider.list_servers({TAG_APP: "web"})}
+    provider.close()
+    rootfs = {p.parent.name for p in (tmp_path / "local" / "servers").glob("*/rootfs")}
+    assert rootfs == live and len(live) == (2 if strategy == "parallel" else 1)

@@ -70,3 +70,25 @@ def test_a_failed_script_with_no_output_says_so(tmp_path: Path) -> None:
     run = world.scale_and_approve("scale web 1")
 
     assert run.servers[0].reason == "health check exited 1: (no output)"
+
+
+def test_a_terminate_cut_short_leaves_the_server_listed_until_its_files_are_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    provider, server = a_server(tmp_path)
+    rmtree = shutil.rmtree
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt  # byoi dies after marking it terminated, before removing it
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        provider.terminate(server)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+    (listed,) = provider.list_servers({})  # so the rollback or the reconciler sees it again
+    provider.terminate(listed)
+    assert provider.list_servers({}) == []
+    assert not (tmp_path / "local" / "servers" / server.id / "rootfs").exists()
