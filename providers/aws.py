@@ -7,9 +7,10 @@ Every botocore error is translated into the port's errors in ``aws_codec.transla
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -25,17 +26,29 @@ from providers.base import (
     Image,
     LaunchRequest,
     NotFound,
+    ProviderError,
     ProviderTimeout,
     RegistrationFailed,
     Script,
     ScriptResult,
     Server,
+    ServerState,
     Target,
+    each,
     newest_usable,
+    outcome,
 )
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 SCRIPT_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
+ENDED = {ServerState.STOPPING, ServerState.STOPPED, ServerState.TERMINATED}
+"""States an instance waited for to run does not come back from."""
+FILTER_VALUES = 200  # EC2 takes at most 200 values per filter
+TARGETS_PER_CALL = 500
+CALLS = 8
+"""API calls made at once for a call for many servers (EC2 and SSM throttle bursts)."""
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class AwsProvider:
@@ -168,13 +181,78 @@ class AwsProvider:
             ]
 
     def launch(self, request: LaunchRequest) -> Server:
-        # ClientToken makes a retried call idempotent; the tag finds a server a crash hid.
-        existing = self.list_servers({TAG_KEY: request.key})
-        if existing:
-            return self._wait_running(existing[0].id)
+        return outcome(self.launch_all([request])[0])
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        """Each request's instance, found by its key tag or run with the key as ClientToken (a
+        retried call is idempotent), then one wait for all: a listing of up to 200 instances
+        per call until each runs, not a waiter polling per instance."""
+        found = self._by_key([r.key for r in requests])
+        unique = list({r.key: r for r in requests}.values())  # a key is one instance
+        started = dict(
+            zip(
+                [r.key for r in unique],
+                _pooled(lambda r: found.get(r.key) or self._run(r), unique),
+                strict=True,
+            )
+        )
+        running = self._wait_running({i for i in started.values() if isinstance(i, str)})
+        ids = [started[r.key] for r in requests]
+        return [i if isinstance(i, ProviderError) else running[i] for i in ids]
+
+    def _by_key(self, keys: Sequence[str]) -> dict[str, str]:
+        """The live instances carrying these ``byoi:key`` tags: a crash may have hidden one."""
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(keys)), FILTER_VALUES):
+            filters = [
+                {"Name": f"tag:{TAG_KEY}", "Values": chunk},
+                {"Name": "instance-state-name", "Values": LIVE_STATES},
+            ]
+            for instance in self._instances(filters, "describe instances"):
+                found.setdefault(str(instance.tags.get(TAG_KEY)), instance.id)
+        return found
+
+    def _run(self, request: LaunchRequest) -> str:
         with translate("run instances"):
             response = self.ec2.run_instances(**self._run_args(request))
-        return self._wait_running(str(response["Instances"][0]["InstanceId"]))
+        return str(response["Instances"][0]["InstanceId"])
+
+    def _instances(self, filters: list[dict[str, Any]], action: str) -> list[Server]:
+        with translate(action):
+            pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+            return [
+                server_from(i)
+                for page in pages
+                for r in page.get("Reservations", [])
+                for i in r.get("Instances", [])
+            ]
+
+    def _wait_running(self, ids: set[str]) -> dict[str, Server | ProviderError]:
+        """Until each instance runs, or ends, or ``wait_seconds`` pass. By the instance-id
+        filter: an instance EC2 does not list yet (it is eventually consistent) is waited for,
+        not an error for all of them."""
+        deadline = time.monotonic() + self.wait_seconds
+        waiting, done = set(ids), dict[str, Server | ProviderError]()
+        while True:
+            for chunk in _chunks(sorted(waiting), FILTER_VALUES):
+                filters = [{"Name": "instance-id", "Values": chunk}]
+                for server in self._instances(filters, "wait for running"):
+                    if server.state == ServerState.RUNNING:
+                        done[server.id] = server
+                    elif server.state in ENDED:
+                        done[server.id] = ProviderError(
+                            f"wait for running: {server.id} is {server.state.value}"
+                        )
+            waiting -= done.keys()
+            if not waiting:
+                return done
+            if time.monotonic() >= deadline:
+                late = f"gave up waiting: not running after {self.wait_seconds:g}s"
+                return {
+                    **done,
+                    **{i: ProviderTimeout(f"wait for running: {late}") for i in waiting},
+                }
+            time.sleep(self.poll_seconds)
 
     def _run_args(self, request: LaunchRequest) -> dict[str, Any]:
         spec = request.spec
@@ -220,15 +298,34 @@ class AwsProvider:
             }
         ]
 
-    def _wait_running(self, instance_id: str) -> Server:
-        with translate("wait for running"):
-            self.ec2.get_waiter("instance_running").wait(
-                InstanceIds=[instance_id], WaiterConfig=self._waiter_config()
-            )
-            reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
-        return server_from(reservations[0]["Instances"][0])
-
     def run_script(self, server: Server, script: Script) -> ScriptResult:
+        return outcome(self.run_script_all([(server, script)])[0])
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """Send every command, then ask after each until it ends: one loop for all of them,
+        a few calls at a time, not a thread waiting per server."""
+        sent = _pooled(lambda job: self._send(*job), jobs)
+        begun = time.monotonic()
+        answers: dict[int, ScriptResult | ProviderError] = {
+            n: s for n, s in enumerate(sent) if isinstance(s, ProviderError)
+        }
+        while len(answers) < len(jobs):
+            asking = [n for n in range(len(jobs)) if n not in answers]
+            found = _pooled(lambda n: self._invocation(str(sent[n]), *jobs[n]), asking)
+            for n, answer in zip(asking, found, strict=True):
+                _, script = jobs[n]
+                if answer is not None:
+                    answers[n] = answer
+                elif time.monotonic() - begun > script.timeout_seconds + 60:
+                    late = f"{script.name} did not finish within {script.timeout_seconds:g}s"
+                    answers[n] = ProviderTimeout(late)
+            if len(answers) < len(jobs):
+                time.sleep(min(self.poll_seconds, 2.0))
+        return [answers[n] for n in range(len(jobs))]
+
+    def _send(self, server: Server, script: Script) -> str:
         with translate(f"{script.name} through SSM"):
             command = self.ssm.send_command(
                 InstanceIds=[server.id],
@@ -240,32 +337,26 @@ class AwsProvider:
                 },
                 TimeoutSeconds=max(30, int(script.timeout_seconds)),
             )["Command"]
-            return self._wait_command(str(command["CommandId"]), server.id, script)
+        return str(command["CommandId"])
 
-    def _wait_command(self, command_id: str, instance_id: str, script: Script) -> ScriptResult:
-        deadline = time.monotonic() + script.timeout_seconds + 60
-        while True:
+    def _invocation(self, command_id: str, server: Server, script: Script) -> ScriptResult | None:
+        """The command's result on the server, or None while it runs."""
+        with translate(f"{script.name} through SSM"):
             try:
-                found = self.ssm.get_command_invocation(
-                    CommandId=command_id, InstanceId=instance_id
-                )
+                found = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=server.id)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "InvocationDoesNotExist":
                     raise
-                found = {"Status": "Pending"}
-            if found["Status"] in SCRIPT_DONE:
-                output = (found.get("StandardOutputContent") or "") + (
-                    found.get("StandardErrorContent") or ""
-                )
-                code = int(found.get("ResponseCode", -1))
-                if found["Status"] != "Success" and code == 0:
-                    code = -1
-                return ScriptResult(exit_code=code, output=output)
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(
-                    f"{script.name} did not finish within {script.timeout_seconds:g}s"
-                )
-            time.sleep(min(self.poll_seconds, 2.0))
+                return None
+        if found["Status"] not in SCRIPT_DONE:
+            return None
+        output = (found.get("StandardOutputContent") or "") + (
+            found.get("StandardErrorContent") or ""
+        )
+        code = int(found.get("ResponseCode", -1))
+        if found["Status"] != "Success" and code == 0:
+            code = -1
+        return ScriptResult(exit_code=code, output=output)
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
         with translate(f"tag {server.id}"):
@@ -295,18 +386,50 @@ class AwsProvider:
         return self._target_arns[target.name]
 
     def register(self, server: Server, target: Target) -> None:
+        outcome(self.register_all([server], target)[0])
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        """One RegisterTargets for many, then one health listing for all until each is in
+        service (a target that is not, by ``wait_seconds``, failed its registration)."""
         arn = self._target_arn(target)
-        with translate(f"register with {target.name}"):
-            self.elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": server.id}])
-        try:
+        ids = [s.id for s in servers]
+        refused: dict[str, ProviderError] = {}
+        for chunk in _chunks(ids, TARGETS_PER_CALL):
+            try:
+                self._register(arn, target, chunk)
+            except ProviderError as exc:
+                if len(chunk) == 1:
+                    refused[chunk[0]] = exc
+                    continue
+                # One target refused fails the call: find which, registering the rest.
+                answers = each(lambda i: self._register(arn, target, [i]), chunk)
+                refused.update({i: a for i, a in zip(chunk, answers, strict=True) if a})
+        deadline = time.monotonic() + self.wait_seconds
+        waiting = set(ids) - refused.keys()
+        while True:
             with translate(f"wait for {target.name} to report healthy"):
-                self.elbv2.get_waiter("target_in_service").wait(
-                    TargetGroupArn=arn,
-                    Targets=[{"Id": server.id}],
-                    WaiterConfig=self._waiter_config(),
-                )
-        except ProviderTimeout as exc:
-            raise RegistrationFailed(exc.reason) from exc
+                for chunk in _chunks(sorted(waiting), TARGETS_PER_CALL):
+                    health = self.elbv2.describe_target_health(
+                        TargetGroupArn=arn, Targets=[{"Id": i} for i in chunk]
+                    )["TargetHealthDescriptions"]
+                    waiting -= {
+                        str(d["Target"]["Id"])
+                        for d in health
+                        if d.get("TargetHealth", {}).get("State") == "healthy"
+                    }
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(self.poll_seconds)
+        late = f"wait for {target.name} to report healthy: gave up waiting after"
+        return [
+            refused.get(i)
+            or (RegistrationFailed(f"{late} {self.wait_seconds:g}s") if i in waiting else None)
+            for i in ids
+        ]
+
+    def _register(self, arn: str, target: Target, ids: list[str]) -> None:
+        with translate(f"register with {target.name}"):
+            self.elbv2.register_targets(TargetGroupArn=arn, Targets=[{"Id": i} for i in ids])
 
     def deregister(self, server: Server, target: Target) -> None:
         arn = self._target_arn(target)
@@ -330,3 +453,16 @@ class AwsProvider:
         with translate(f"read {target.name}"):
             health = self.elbv2.describe_target_health(TargetGroupArn=self._target_arn(target))
         return sorted(str(d["Target"]["Id"]) for d in health["TargetHealthDescriptions"])
+
+
+def _pooled(call: Callable[[T], R], items: Sequence[T]) -> list[R | ProviderError]:
+    """``call`` on every item, ``CALLS`` at a time, in order; an item's error is its own."""
+    if len(items) <= 1:
+        return each(call, items)
+    with ThreadPoolExecutor(max_workers=min(CALLS, len(items))) as pool:
+        return [o for chunk in pool.map(lambda item: each(call, [item]), items) for o in chunk]
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for first in range(0, len(items), size):
+        yield list(items[first : first + size])

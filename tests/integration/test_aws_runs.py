@@ -411,7 +411,7 @@ def test_an_instance_that_never_runs_times_out_and_is_terminated(world: World) -
 
     def pending(request: Any) -> Any:
         body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
-        match = re.search(r"InstanceId\.1=([\w-]+)", body)
+        match = re.search(r"Filter\.1\.Name=instance-id&Filter\.1\.Value\.1=([\w-]+)", body)
         if not match:
             return None  # listings by tag still see the real state
         xml = (
@@ -444,3 +444,35 @@ def test_register_and_deregister_repeated_after_a_restart_succeed(world: World) 
     world.provider.deregister(server, target)  # ELBv2 answers InvalidTarget: absent is fine
 
     assert world.provider.target_members(target) == []
+
+
+def test_a_cohort_on_aws_waits_for_many_instances_per_call_and_one_refused_target_fails_alone(
+    world: World,
+) -> None:
+    from tests.integration.moto_env import elbv2_error
+
+    refused: list[str] = []
+
+    def register(request: Any) -> Any:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        ids = re.findall(r"Targets\.member\.\d+\.Id=([\w-]+)", body)
+        if not refused:
+            refused.append(min(ids))  # EC2 would refuse, say, an instance not yet running
+        if refused[0] in ids:
+            return elbv2_error("InvalidTarget", "The target is not in a running state.")
+        return None
+
+    waits = inject(world.provider.ec2, "DescribeInstances", lambda _: None)
+    registers = inject(world.provider.elbv2, "RegisterTargets", register)
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert "InvalidTarget" in (failed.reason or "") and failed.provider_id == refused[0]
+    assert "rolled back (terminated" in (failed.cleanup or "")
+    done = sorted(s.provider_id or "" for s in run.servers if s.status == ServerStatus.DONE)
+    assert healthy_targets() == done and len(done) == 2
+    by_id = [w for w in waits if "Name=instance-id" in w]
+    assert any(w.count("Filter.1.Value.") == 3 for w in by_id)  # one listing waits for all three
+    assert len(registers) == 4  # all three in one call, then each alone to find the refused one
