@@ -44,7 +44,7 @@ POLICY_KEYS: dict[str, KeySpec] = {
     "health_command": KeySpec("text", "", "command run in app_dir; exit 0 means healthy"),
     "release": KeySpec("name", "latest", "release passed to the deploy as BYOI_RELEASE"),
     "scrub_paths": KeySpec("paths", [], "extra paths scrub removes, besides the defaults"),
-    "script_timeout_seconds": KeySpec("seconds", 600, "limit for each scrub/deploy/health run"),
+    "script_timeout_seconds": KeySpec("timeout", 600, "limit for each scrub/deploy/health run"),
     "thread_updates": KeySpec(
         "thread_updates", "phases", "phases (a reply per step, edited) or failures (only)"
     ),
@@ -80,7 +80,7 @@ def check_value(node: Node, key: str, spec: KeySpec, problems: list[Problem]) ->
     if message:
         problems.append(node.problem(key, message))
         return None
-    if spec.kind == "seconds":
+    if spec.kind in ("seconds", "timeout"):
         return float(value)
     return value
 
@@ -96,6 +96,9 @@ def _check(kind: str, value: Any) -> str | None:
     if kind == "seconds":
         ok = (is_int or isinstance(value, float)) and value >= 0
         return None if ok else "must be a number of seconds, 0 or more"
+    if kind == "timeout":  # a script given no time at all could never succeed
+        ok = (is_int or isinstance(value, float)) and value > 0
+        return None if ok else "must be a number of seconds, more than 0"
     if kind == "name":
         return None if isinstance(value, str) and _NAME.match(value) else "must be a plain name"
     if kind == "text":

@@ -445,3 +445,16 @@ def test_more_approvals_than_named_approvers_could_give_is_an_error(tmp_path: Pa
     load_config(write(tmp_path, config_text(environments="{production: {approvals: 3}}")))
     slack_group = config_text(approvers='["S0OPS"]', environments="{production: {approvals: 9}}")
     load_config(write(tmp_path, slack_group))
+
+
+def test_a_script_timeout_must_give_scripts_some_time_but_a_drain_may_be_none(
+    tmp_path: Path,
+) -> None:
+    path = with_manifest(
+        tmp_path, MANIFEST, APP + "    script_timeout_seconds: 0\n    drain_seconds: 0\n"
+    )
+
+    (problem,) = problems(path)
+    assert problem.endswith(
+        "apps.api.script_timeout_seconds: must be a number of seconds, more than 0"
+    )
