@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from graphlib import TopologicalSorter
 from itertools import groupby
 from typing import Any
 
@@ -52,21 +53,34 @@ def _audit_rows(applied: Sequence[tuple[SlotChange, Sequence[ServerEvent]]]) -> 
     """The audit rows of a write: one per event of a slot, its detail naming the slot and the
     fields it set; an event that slots of the write share (a cohort's step start or end, one
     mapping of fields for all) is one row naming them all (``"slots"``), so a thousand servers
-    reaching a step together write one row, not a thousand (state/history.py reads both)."""
+    reaching a step together write one row, not a thousand (state/history.py reads both).
+    Each slot's events keep their order among the rows (a shared row comes after every slot's
+    events before it)."""
     uses = Counter(id(fields) for _, events in applied for _, fields in events)
     rows: dict[tuple[Any, ...], tuple[SlotChange, str, Mapping[str, Any], list[int]]] = {}
+    order: TopologicalSorter[tuple[Any, ...]] = TopologicalSorter()
     for index, (change, events) in enumerate(applied):
+        before: tuple[tuple[Any, ...], ...] = ()
         for position, (event, fields) in enumerate(events):
             shared = uses[id(fields)] > 1  # the mappings live as long as ``applied``
             key = (change.run_id, change.at, event, id(fields)) if shared else (index, position)
             rows.setdefault(key, (change, event, fields, []))[3].append(change.slot)
-    return [_row(*row) for row in rows.values()]
+            order.add(key, *before)
+            before = (key,)
+    return [_row(*rows[key]) for key in order.static_order()]
 
 
 def _row(change: SlotChange, event: str, fields: Mapping[str, Any], slots: list[int]) -> AuditRow:
     named: dict[str, Any] = {"slot": slots[0]} if len(slots) == 1 else {"slots": slots}
-    detail = json.dumps({**named, **{k: str(v)[:4000] for k, v in fields.items()}})
+    detail = json.dumps({**named, **{k: _value(v) for k, v in fields.items()}})
     return (change.at, change.run_id, "byoi", event, detail)
+
+
+def _value(value: Any) -> Any:
+    """A field as JSON has it: true, 3, null as such; anything else as its text, cut short."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)[:4000]
 
 
 class StepTable:

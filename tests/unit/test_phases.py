@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -295,3 +296,31 @@ def test_an_event_servers_reached_together_is_one_row_read_as_each_servers(
     assert logs[0] == logs[1]
     assert logs[0].started[Step.DEPLOY].slots == {1, 2, 3}
     assert logs[0].notes[Step.SCRUB] == ((1, "scrubbed 1"), (2, "scrubbed 2"), (3, "scrubbed 3"))
+
+
+def test_each_servers_events_keep_their_order_among_shared_rows(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    run = world.request("scale web 3")
+    ended = ("clone_done", {"step": Step.CLONE})
+    started = ("scrub_started", {"status": ServerStatus.WORKING, "step": Step.SCRUB})
+    world.store.record_servers(
+        [
+            SlotChange(
+                run.id, slot, START.isoformat(), (("launched", {"provider_id": f"s{slot}"}), ended)
+            )
+            for slot in (1, 2, 3)
+        ]
+        + [SlotChange(run.id, 4, START.isoformat(), (started,))]  # one that has nothing before
+    )
+
+    rows = [
+        (e.event, json.loads(e.detail))
+        for e in world.store.audit_events(run.id)
+        if e.actor == "byoi"
+    ]
+    events = [event for event, _ in rows]
+    assert sorted(events) == ["clone_done", "launched", "launched", "launched", "scrub_started"]
+    launched = [i for i, event in enumerate(events) if event == "launched"]
+    assert events.index("clone_done") > max(launched)  # after every slot's launch before it
+    assert rows[events.index("clone_done")][1] == {"slots": [1, 2, 3], "step": "clone"}
+    assert rows[launched[0]][1] == {"slot": 1, "provider_id": "s1"}
