@@ -30,7 +30,7 @@ SHELL_HELP = """\
   scan             check every image for age, drift and deprecation now (what the schedule does)
   as <USER>        switch who is typing (a Slack-style user id, e.g. UBOB)
   whoami           who is typing
-  quit             leave (runs in flight continue next time byoi starts)"""
+  quit             leave, once the runs in flight have finished"""
 
 
 class Console:

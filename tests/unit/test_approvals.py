@@ -218,3 +218,22 @@ def test_states_are_said_in_plain_words(world: World) -> None:
     assert "awaiting_approval" not in busy.message
     assert isinstance(late, RunReply)
     assert late.message == f"Run {run_id} has already succeeded (approved by UBOB)."
+
+
+def test_a_request_nobody_else_could_approve_is_refused_before_it_holds_the_env(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, config_text(operators='["UALICE", "UBOB"]', approvers='["UBOB"]'))
+
+    reply = world.say("scale web 2", "UBOB", expect=Refused)
+
+    assert isinstance(reply, Refused)
+    assert reply.message == (
+        "Nobody could approve this run: web/staging needs 1 approval(s) from approvers other "
+        "than you (nobody else). Ask another approver to request it, or name more approvers "
+        "(or set self_approval) in byoi.yml."
+    )
+    assert world.store.runs() == []
+    run_id = request(world)  # UALICE may: UBOB can approve hers
+    world.say(f"approve {run_id}", "UBOB")
+    assert world.finish(run_id).state == RunState.SUCCEEDED
