@@ -220,6 +220,9 @@ class Runner(CohortSteps):
             state, reason = RunState.FAILED, failed[0] if failed else "nothing finished"
         else:
             state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(outcomes)} failed"
+            skipped = sum(status == ServerStatus.SKIPPED for status, _ in outcomes)
+            if skipped:  # serial stops at the first failure: say what it never began
+                reason += f", {skipped} not started"
         made = measured.image_of(self.store, run_id)
         run = self.store.run(run_id) if made is not None and state == RunState.SUCCEEDED else None
         if made is not None and run is not None:

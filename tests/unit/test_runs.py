@@ -105,6 +105,7 @@ def test_serial_stops_at_the_first_failure(tmp_path: Path) -> None:
         ServerStatus.SKIPPED,
     ]
     assert run.state == RunState.PARTIALLY_FAILED
+    assert run.reason == "1 of 3 failed, 1 not started"
     assert len(world.provider.list_servers({TAG_APP: "web"})) == 1
 
 
