@@ -171,14 +171,7 @@ class AwsProvider:
     def list_servers(self, tags: Mapping[str, str]) -> list[Server]:
         filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()]
         filters.append({"Name": "instance-state-name", "Values": LIVE_STATES})
-        with translate("describe instances"):
-            pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
-            return [
-                server_from(i)
-                for page in pages
-                for r in page.get("Reservations", [])
-                for i in r.get("Instances", [])
-            ]
+        return self._instances(filters, "describe instances")
 
     def launch(self, request: LaunchRequest) -> Server:
         return outcome(self.launch_all([request])[0])

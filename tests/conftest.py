@@ -17,6 +17,7 @@ from pipeline.config.loader import load_config
 from pipeline.config.model import Config
 from pipeline.domain.models import Run, RunState
 from pipeline.errors import UserError
+from pipeline.execution import recovery
 from pipeline.execution.runner import Runner
 from pipeline.services.caller import Caller
 from pipeline.services.replies import Reply, RunReply
@@ -198,6 +199,21 @@ def world(tmp_path: Path) -> Iterator[World[LocalProvider]]:
     yield w
     w.runner.wait(30)
     w.store.close()
+
+
+def resumed(world: World[P], provider: Provider | None = None) -> list[int]:
+    """What the next start does: a fresh runner (on ``provider``, else the world's) resumes the
+    world's unfinished runs; returns their ids once they have stopped."""
+    fresh = Runner(
+        store=world.store,
+        config=world.config,
+        provider_for=lambda _: provider or world.provider,
+        notifier=world.notifier,
+        clock=world.clock,
+    )
+    ids = recovery.resume(world.store, fresh, world.clock())
+    fresh.wait(30)
+    return ids
 
 
 def eventually(predicate: Callable[[], T | None], timeout: float = 30) -> T:

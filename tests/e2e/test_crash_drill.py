@@ -61,6 +61,15 @@ def killed_at(root: Path, fake: FakeSlack, point: str) -> tuple[int | None, str]
         return bot.process.returncode, bot.logs()
 
 
+def killed_and_restarted(root: Path, fake: FakeSlack, point: str) -> str:
+    """`byoi serve` killed at ``point`` (see ``killed_at``), then started again: how run 1
+    ended."""
+    code, log = killed_at(root, fake, point)
+    assert code == -9, log
+    with serving(root, fake, log_name="restart.log"):
+        return wait_terminal(root)
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_each_step_boundary_is_recovered(aws: str, tmp_path: Path, point: str) -> None:
     world = aws_world(tmp_path)
@@ -163,10 +172,7 @@ def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
     (tmp_path / "byoi.yml").write_text(CONFIG.format(url=compute.url))
     fake = FakeSlack().start()
     try:
-        code, log = killed_at(tmp_path, fake, point)
-        assert code == -9, log
-        with serving(tmp_path, fake, log_name="restart.log"):
-            state = wait_terminal(tmp_path)
+        state = killed_and_restarted(tmp_path, fake, point)
     finally:
         fake.stop()
         compute.stop()
@@ -195,10 +201,7 @@ def test_a_kill_in_a_cohort_on_the_local_provider_is_recovered(tmp_path: Path, p
     make_world(tmp_path, SLACK_CONFIG).store.close()
     fake = FakeSlack().start()
     try:
-        code, log = killed_at(tmp_path, fake, point)
-        assert code == -9, log
-        with serving(tmp_path, fake, log_name="restart.log"):
-            state = wait_terminal(tmp_path)
+        state = killed_and_restarted(tmp_path, fake, point)
     finally:
         fake.stop()
 

@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.models import RunState, ServerStatus, Step
-from pipeline.execution import recovery
-from pipeline.execution.runner import Runner
 from providers.base import TAG_APP, LaunchRequest, ProviderError, Script, ScriptResult, Server
 from providers.base import Target as LoadBalancer
 from providers.local import LocalProvider
-from tests.conftest import World, config_text, make_world, world_around
+from tests.conftest import World, config_text, make_world, resumed, world_around
 
 
 class Counted(LocalProvider):
@@ -123,15 +121,7 @@ def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
     assert "probe_started" not in [e.event for e in world.store.audit_events(run.id)]
 
     world.provider.held = False
-    fresh = Runner(
-        store=world.store,
-        config=world.config,
-        provider_for=lambda _: world.provider,
-        notifier=world.notifier,
-        clock=world.clock,
-    )
-    assert recovery.resume(world.store, fresh, world.clock()) == [run.id]
-    fresh.wait(30)
+    assert resumed(world) == [run.id]
     assert world.stored(run.id).state == RunState.SUCCEEDED
     assert len(world.provider.list_servers({TAG_APP: "web"})) == 3
 
@@ -199,15 +189,7 @@ def test_a_restart_that_finds_servers_at_different_steps_takes_each_from_its_own
 
     world.provider.held = False
     world.provider.calls.clear()
-    fresh = Runner(
-        store=world.store,
-        config=world.config,
-        provider_for=lambda _: world.provider,
-        notifier=world.notifier,
-        clock=world.clock,
-    )
-    recovery.resume(world.store, fresh, world.clock())
-    fresh.wait(30)
+    assert resumed(world) == [run.id]
 
     done = world.stored(run.id)
     assert done.state == RunState.SUCCEEDED

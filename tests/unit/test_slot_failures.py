@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.domain.models import RunState, ServerStatus, Step
-from pipeline.execution import recovery
-from pipeline.execution.runner import Runner
 from providers.base import TAG_APP, Script, ScriptResult, Server, Target
 from providers.local import LocalProvider
-from tests.conftest import World, make_world, world_around
+from tests.conftest import World, make_world, resumed, world_around
 
 
 class BrokenDeploy(LocalProvider):
@@ -89,15 +87,7 @@ def test_a_stopped_runner_lets_the_step_in_flight_finish_and_starts_no_other(
     assert "deploy_done" in events and "register_started" not in events
 
     # The next start resumes it where it stopped.
-    fresh = Runner(
-        store=gated.store,
-        config=gated.config,
-        provider_for=lambda _: world.provider,
-        notifier=gated.notifier,
-        clock=gated.clock,
-    )
-    assert recovery.resume(gated.store, fresh, gated.clock()) == [run.id]
-    fresh.wait(30)
+    assert resumed(gated, world.provider) == [run.id]
     done = gated.store.run(run.id)
     assert done is not None and done.state == RunState.SUCCEEDED
     assert len(world.provider.list_servers({TAG_APP: "web"})) == 2
