@@ -125,9 +125,12 @@ class CohortSteps(ServerSteps):
                 self._probe_all(launched, batches, failed)
             elif step == Step.REGISTER:
                 self._register_all(launched, batches, failed)
+            elif step != Step.CLONE:  # the runner sends only new servers' steps here
+                raise Inconsistency(f"a cohort has no step {step}")
         except ProviderError as exc:  # the call as a whole: every slot still in it failed
+            reason = self._reason(slots[0], exc)  # said (and audited) once, not per server
             for slot in slots:
-                failed.setdefault(slot.record.slot, self._reason(slot, exc))
+                failed.setdefault(slot.record.slot, reason)
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             reason = internal_error(f"step {step} of run {slots[0].run.id}")
             for slot in slots:
@@ -148,6 +151,8 @@ class CohortSteps(ServerSteps):
         self, slots: list[Slot], name: str, what: str, batches: Batches, failed: Failures
     ) -> list[Slot]:
         """Run each slot's script ``name`` on its server; the slots where it succeeded."""
+        if not slots:
+            return []
         chosen = {s.record.slot: _named(self._scripts(s), name) for s in slots}
         results = batches.run_script_all([(_server(s), chosen[s.record.slot]) for s in slots])
 

@@ -183,6 +183,8 @@ class Runner(CohortSteps):
             return
         run, provider = slots[0].run, slots[0].provider
         limit = run.max_parallel
+        # New servers of a scale-up or a roll (steps_of: SCALE_UP_STEPS); a bake's builder has
+        # steps of its own.
         launching = all(creates_server(run.kind, s.record.slot) for s in slots)
         if isinstance(provider, Batches) and launching and run.kind != RunKind.BAKE:
             # Many servers per provider call: cohorts of max_parallel, one after another.
