@@ -30,7 +30,10 @@ _ENDS = [name for name, (kind, _) in _EVENTS.items() if kind in _ENDING]
 _OWN = "run_id = ? AND actor = 'byoi' AND event IN ({}) AND detail LIKE '{{%'"
 # An event of one server names its slot; one that servers reached together (a cohort's step
 # start or end, state/steps.py) names them all, and is read as one event of each.
-_EACH = "audit LEFT JOIN json_each(audit.detail, '$.slots') AS many"
+# A run's own event has text, not JSON, as detail: it never reaches json_each.
+_EACH = (
+    "audit LEFT JOIN json_each(iif(audit.detail LIKE '{%', audit.detail, '{}'), '$.slots') AS many"
+)
 _SLOT = "COALESCE(many.value, json_extract(detail, '$.slot'))"
 
 
