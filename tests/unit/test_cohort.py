@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.domain.models import RunState, ServerStatus, Step
+from pipeline.domain.models import Run, RunState, ServerStatus, Step
 from providers.base import TAG_APP, LaunchRequest, ProviderError, Script, ScriptResult, Server
 from providers.base import Target as LoadBalancer
 from providers.local import LocalProvider
@@ -56,6 +56,15 @@ def counted_world(tmp_path: Path, **keys: str) -> World[Counted]:
     base = make_world(tmp_path, config_text(**{"max_parallel": "10", **keys}))
     base.store.close()
     return world_around(tmp_path, Counted(base.provider.root), base.clock)
+
+
+def held_at_deploy(world: World[Counted], command: str) -> Run:
+    """The run of ``command``, approved, once its deploy is held at the provider's gate."""
+    world.provider.held = True
+    run = world.request(command)
+    world.say(f"approve {run.id}", "UBOB")
+    assert world.provider.entered.wait(30)
+    return run
 
 
 def test_each_step_is_one_call_for_every_server(tmp_path: Path) -> None:
@@ -104,10 +113,7 @@ def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
     tmp_path: Path,
 ) -> None:
     world = counted_world(tmp_path)
-    world.provider.held = True
-    run = world.request("scale web 3")
-    world.say(f"approve {run.id}", "UBOB")
-    assert world.provider.entered.wait(30)
+    run = held_at_deploy(world, "scale web 3")
 
     world.runner.stop()
     world.provider.gate.set()
@@ -128,10 +134,7 @@ def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
 
 def test_cancel_during_a_cohort_step_rolls_back_every_server(tmp_path: Path) -> None:
     world = counted_world(tmp_path)
-    world.provider.held = True
-    run_id = world.request("scale web 3").id
-    world.say(f"approve {run_id}", "UBOB")
-    assert world.provider.entered.wait(30)
+    run_id = held_at_deploy(world, "scale web 3").id
 
     world.say(f"cancel {run_id}")
     world.provider.gate.set()
@@ -173,10 +176,7 @@ def test_a_restart_that_finds_servers_at_different_steps_takes_each_from_its_own
     tmp_path: Path,
 ) -> None:
     world = counted_world(tmp_path)
-    world.provider.held = True
-    run = world.request("scale web 3 --strategy serial")
-    world.say(f"approve {run.id}", "UBOB")
-    assert world.provider.entered.wait(30)  # the first server's deploy
+    run = held_at_deploy(world, "scale web 3 --strategy serial")  # its first server's deploy
     world.runner.stop()
     world.provider.gate.set()
     assert world.runner.wait(30)
