@@ -149,7 +149,8 @@ def _policy_problems(
         )
     _unreachable_approvals(env, where, policy, groups, problems)
     if policy["min_servers"] > policy["max_servers"]:
-        problems.append(where.problem(None, f"{env}: min_servers is above max_servers"))
+        bounds = f"min_servers {policy['min_servers']} is above max_servers {policy['max_servers']}"
+        problems.append(where.problem(None, f"{env}: {bounds}"))
     if not policy["deploy_command"]:
         problems.append(
             where.problem(

@@ -14,6 +14,7 @@ from pipeline.services import lookup, planning
 from pipeline.services.caller import Caller
 from pipeline.services.context import Context
 from pipeline.services.replies import InfoReply, Plan, RunReply
+from providers.base import NotFound
 
 
 def scale(ctx: Context, command: cmd.Scale, caller: Caller, now: datetime) -> RunReply | InfoReply:
@@ -48,7 +49,13 @@ def _plan(
     now: datetime,
 ) -> Plan:
     """Which image new servers get, and which servers leave (oldest image first)."""
-    image = ctx.provider_for(env.provider).resolve_image(command.image or env.image)
+    ref = command.image or env.image
+    try:
+        image = ctx.provider_for(env.provider).resolve_image(ref)
+    except NotFound as exc:
+        raise UserError(
+            f"{env.provider} said: {exc.reason}. `images {env.app}` lists the images it has."
+        ) from exc
     kind = RunKind.SCALE_UP if desired > current else RunKind.SCALE_DOWN
     plan = planning.plan_for(
         ctx,

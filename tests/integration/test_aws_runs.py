@@ -338,7 +338,10 @@ def test_a_repeated_launch_with_the_same_key_creates_no_second_instance(world: W
 def test_scale_up_refuses_an_unknown_family_clearly(world: World) -> None:
     reply = world.say("scale web 2 --image family:nothing", expect=UserError)
 
-    assert reply.message == "aws said: no available AMI tagged byoi:family=nothing"
+    assert reply.message == (
+        "aws said: no available AMI tagged byoi:family=nothing. "
+        "`images web` lists the images it has."
+    )
     assert world.store.runs() == []
 
 

@@ -164,7 +164,9 @@ def test_a_family_whose_images_are_all_deprecated_says_so(world: World) -> None:
     reply = world.say("scale web 1", expect=UserError)
 
     assert isinstance(reply, UserError)
-    assert reply.message == "local said: no ready image in family 'web'"
+    assert reply.message == (
+        "local said: no ready image in family 'web'. `images web` lists the images it has."
+    )
 
 
 def test_byoi_scan_prints_the_report_and_exits_by_findings(tmp_path: Path) -> None:
