@@ -9,12 +9,10 @@ run's cancel check; changes queued while a transaction commits go into the next 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from graphlib import TopologicalSorter
-from itertools import groupby
 from typing import Any
 
 from pipeline.domain.models import ServerStatus
@@ -31,9 +29,6 @@ SERVER_FIELDS = frozenset(
 ServerEvent = tuple[str, Mapping[str, Any]]
 """An audited change of a server slot: the event's name and the fields it sets."""
 
-AuditRow = tuple[str, int, str, str, str]
-"""at, run id, actor, event, detail"""
-
 
 @dataclass(frozen=True)
 class SlotChange:
@@ -49,31 +44,112 @@ class SlotChange:
     measured: tuple[Found, ...] = ()
 
 
-def _audit_rows(applied: Sequence[tuple[SlotChange, Sequence[ServerEvent]]]) -> list[AuditRow]:
-    """The audit rows of a write: one per event of a slot, its detail naming the slot and the
-    fields it set; an event that slots of the write share (a cohort's step start or end, one
-    mapping of fields for all) is one row naming them all (``"slots"``), so a thousand servers
-    reaching a step together write one row, not a thousand (state/history.py reads both).
-    Each slot's events keep their order among the rows (a shared row comes after every slot's
-    events before it)."""
-    uses = Counter(id(fields) for _, events in applied for _, fields in events)
-    rows: dict[tuple[Any, ...], tuple[SlotChange, str, Mapping[str, Any], list[int]]] = {}
-    order: TopologicalSorter[tuple[Any, ...]] = TopologicalSorter()
-    for index, (change, events) in enumerate(applied):
-        before: tuple[tuple[Any, ...], ...] = ()
-        for position, (event, fields) in enumerate(events):
-            shared = uses[id(fields)] > 1  # the mappings live as long as ``applied``
-            key = (change.run_id, change.at, event, id(fields)) if shared else (index, position)
-            rows.setdefault(key, (change, event, fields, []))[3].append(change.slot)
-            order.add(key, *before)
-            before = (key,)
-    return [_row(*rows[key]) for key in order.static_order()]
+Shape = tuple[tuple[str, tuple[str, ...]], ...]
+"""The events of a change, each as its name and the fields it sets."""
 
 
-def _row(change: SlotChange, event: str, fields: Mapping[str, Any], slots: list[int]) -> AuditRow:
-    named: dict[str, Any] = {"slot": slots[0]} if len(slots) == 1 else {"slots": slots}
-    detail = json.dumps({**named, **{k: _value(v) for k, v in fields.items()}})
-    return (change.at, change.run_id, "byoi", event, detail)
+@dataclass
+class _Group:
+    """Changes of one run and time with the same shape, each of another slot: written with a
+    statement per table and event, whatever their number (a cohort's thousand servers reaching
+    a step boundary together are one group)."""
+
+    run_id: int
+    at: str
+    shape: Shape
+    slots: list[int] = field(default_factory=list)
+    events: list[Sequence[ServerEvent]] = field(default_factory=list)
+    """Each slot's events, as ``slots``."""
+
+    def shared(self, position: int) -> bool:
+        """Whether the event at ``position`` is the same for every slot (one mapping of fields,
+        as a cohort's step start or end is): then it is one write and one audit row."""
+        first = self.events[0][position][1]
+        return all(events[position][1] is first for events in self.events)
+
+
+def _groups(applied: Sequence[tuple[SlotChange, Sequence[ServerEvent]]]) -> list[_Group]:
+    """The write's changes by shape. A slot with several changes in one write (never from the
+    runner, which waits for each of its writes) has them in later rounds, so its own order
+    holds; the order among slots is no matter."""
+    groups: dict[tuple[Any, ...], _Group] = {}
+    rounds: dict[tuple[int, int], int] = {}
+    for change, events in applied:
+        shape = tuple([(name, tuple(fields)) for name, fields in events])
+        ahead = rounds.get((change.run_id, change.slot), 0)
+        rounds[change.run_id, change.slot] = ahead + 1
+        key = (ahead, change.run_id, change.at, shape)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(change.run_id, change.at, shape)
+        group.slots.append(change.slot)
+        group.events.append(events)
+    return [groups[key] for key in sorted(groups, key=lambda k: int(k[0]))]
+
+
+def _update(conn: sqlite3.Connection, group: _Group) -> None:
+    """Set the slots' fields, each to what its last event says: one statement for the group."""
+    last: dict[str, int] = {}  # a field and the event that sets it last
+    for position, (_, names) in enumerate(group.shape):
+        for name in names:
+            last[name] = position
+    unknown = set(last) - SERVER_FIELDS
+    if unknown:  # the names go into SQL: only the slot's own columns may
+        raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
+    shared = {position: group.shared(position) for position in set(last.values())}
+    same = [name for name, position in last.items() if shared[position]]
+    own = [name for name, position in last.items() if not shared[position]]
+    sets = "".join(f"{name} = ?, " for name in (*same, *own))
+    values = [group.events[0][last[name]][1][name] for name in same]
+    if not own:
+        conn.execute(
+            f"""UPDATE servers SET {sets}updated_at = ? WHERE run_id = ?
+            AND slot IN (SELECT value FROM json_each(?))""",  # noqa: S608
+            [*values, group.at, group.run_id, json.dumps(group.slots)],
+        )
+        return
+    conn.executemany(
+        f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
+        [
+            (*values, *(events[last[name]][1][name] for name in own), group.at, group.run_id, slot)
+            for slot, events in zip(group.slots, group.events, strict=True)
+        ],
+    )
+
+
+def _audit(conn: sqlite3.Connection, group: _Group) -> None:
+    """An audit row per event of each slot, in each slot's order; an event the slots share is
+    one row naming them all (``"slots"``), so a thousand servers reaching a step together write
+    one row, not a thousand (state/history.py reads both)."""
+    for position, (event, _) in enumerate(group.shape):
+        if group.shared(position):
+            fields = group.events[0][position][1]
+            named: dict[str, Any] = (
+                {"slot": group.slots[0]} if len(group.slots) == 1 else {"slots": group.slots}
+            )
+            details = [_detail(named, fields)]
+        else:
+            details = _details(group, position)
+        conn.execute(
+            """INSERT INTO audit (at, run_id, actor, event, detail)
+            SELECT ?, ?, 'byoi', ?, value FROM json_each(?)""",
+            [group.at, group.run_id, event, json.dumps(details)],
+        )
+
+
+def _detail(named: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    return json.dumps({**named, **{k: _value(v) for k, v in fields.items()}})
+
+
+def _details(group: _Group, position: int) -> list[str]:
+    """Each slot's detail of its own event at ``position``: what ``_detail`` writes, its text
+    made from one template (a thousand ``json.dumps`` of a mapping cost more than the write)."""
+    names = group.shape[position][1]
+    template = '{"slot": %d' + "".join(f", {json.dumps(n)}: %s" for n in names) + "}"
+    return [
+        template % (slot, *[json.dumps(_value(events[position][1][n])) for n in names])
+        for slot, events in zip(group.slots, group.events, strict=True)
+    ]
 
 
 def _value(value: Any) -> Any:
@@ -145,22 +221,8 @@ class StepTable:
                 (c, c.events if c.run_id in cancelled else (*c.events, *c.unless_cancelled))
                 for c in changes
             ]
-            updates = [
-                (c, {k: v for _, f in events for k, v in f.items()}) for c, events in applied
-            ]
-            # Consecutive changes of the same columns go in one statement, in order.
-            for columns, group in groupby(updates, key=lambda u: tuple(u[1])):
-                unknown = set(columns) - SERVER_FIELDS
-                if unknown:  # the names go into SQL: only the slot's own columns may
-                    raise Inconsistency(f"not fields of a server: {sorted(unknown)}")
-                sets = "".join(f"{k} = ?, " for k in columns)
-                conn.executemany(
-                    f"UPDATE servers SET {sets}updated_at = ? WHERE run_id = ? AND slot = ?",  # noqa: S608
-                    [(*merged.values(), c.at, c.run_id, c.slot) for c, merged in group],
-                )
-            conn.executemany(
-                "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
-                _audit_rows(applied),
-            )
+            for group in _groups(applied):
+                _update(conn, group)
+                _audit(conn, group)
             measurements.save(conn, [found for c in changes for found in c.measured])
         return [c.run_id in cancelled for c in changes]
