@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.slack.cards import Cards
-from bot.slack.serve import NOTIFY_INTERVAL, web_client
+from bot.slack.serve import NOTIFY_INTERVAL, settled, web_client
 from pipeline.config.loader import load_config
 from pipeline.domain.models import Run, RunState, ServerStatus
 from pipeline.execution.fanout import fan_out
@@ -257,6 +257,7 @@ def post_budget(store: Store, run_id: int) -> int:
 
 def one_run(root: Path, fake: FakeSlack, n: int, strategy: str, calls: str) -> Result:
     wired = build(root, fake, n, calls)
+    settled()  # as `byoi serve` once it has started
     database = wired.store.database
     before = len(fake.calls)
     commits, changes = database.commits, database.db.conn.total_changes

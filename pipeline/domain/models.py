@@ -102,7 +102,7 @@ class ServerStatus(StrEnum):
         return self not in (ServerStatus.PENDING, ServerStatus.WORKING)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunServer:
     """One server slot of a run: a server to build, remove or snapshot."""
 

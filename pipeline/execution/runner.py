@@ -258,8 +258,8 @@ class Runner(CohortSteps):
     ) -> bool:
         """``_record`` for each of ``slots``, all in one transaction; True if the cancel of
         their run was requested."""
-        at = self.clock().isoformat()
-        changes = [_change(slot, at, events, unless_cancelled) for slot in slots]
+        at, unless = self.clock().isoformat(), tuple(unless_cancelled)
+        changes = [_change(slot, at, events, unless) for slot in slots]
         cancelled = any(self.store.record_servers(changes))
         for change in changes:
             for event, _ in change.events:
@@ -352,7 +352,7 @@ class Runner(CohortSteps):
 
 
 def _change(
-    slot: _Slot, at: str, events: Sequence[ServerEvent], unless_cancelled: Sequence[ServerEvent]
+    slot: _Slot, at: str, events: Sequence[ServerEvent], unless: tuple[ServerEvent, ...]
 ) -> SlotChange:
     """The slot's next write: what it has pending (a call's result, the step's end, a probe's
     measurement) and ``events``."""
@@ -363,7 +363,7 @@ def _change(
         slot.record.slot,
         at,
         (*pending, *events),
-        tuple(unless_cancelled),
+        unless,
         tuple(found),
     )
 

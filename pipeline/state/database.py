@@ -77,10 +77,19 @@ class Database:
             self.commits += 1
 
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        if getattr(self._writing, "active", False):  # inside a write: see its own changes
-            return list(self.db.query(sql, list(params)))
-        with self._read_lock:
-            cursor = self.reader.execute(sql, list(params))
-            found = cursor.fetchall()
+        cursor, found = self._read(sql, params)
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in found]
+
+    def tuples(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """``rows`` as tuples in the order selected: for reads of a thousand rows at a time."""
+        return self._read(sql, params)[1]
+
+    def _read(
+        self, sql: str, params: Iterable[Any]
+    ) -> tuple[sqlite3.Cursor, list[tuple[Any, ...]]]:
+        # Inside a write, the write's own connection: the read sees the write's changes.
+        writing = getattr(self._writing, "active", False)
+        with self.lock if writing else self._read_lock:
+            cursor = (self.db.conn if writing else self.reader).execute(sql, list(params))
+            return cursor, cursor.fetchall()

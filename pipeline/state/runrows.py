@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,19 +64,34 @@ def slot_values(run_id: int, key: str, server: RunServer, now: datetime) -> list
     ]
 
 
-def server_from(row: Mapping[str, Any]) -> RunServer:
-    return RunServer(
-        run_id=row["run_id"],
-        slot=row["slot"],
-        key=row["key"],
-        status=ServerStatus(row["status"]),
-        step=Step(row["step"]) if row["step"] else None,
-        provider_id=row["provider_id"],
-        registered=bool(row["registered"]),
-        reason=row["reason"],
-        cleanup=row["cleanup"],
-        note=row["note"],
-        updated_at=datetime.fromisoformat(row["updated_at"]),
+SERVER_COLUMNS = (
+    "run_id, slot, key, status, step, provider_id, registered, reason, cleanup, note, updated_at"
+)
+"""The columns ``servers_from`` reads, in order."""
+
+_STATUS = {s.value: s for s in ServerStatus}
+_STEP = {s.value: s for s in Step}
+
+
+def servers_from(rows: Iterable[Sequence[Any]]) -> tuple[RunServer, ...]:
+    """Slots from rows of ``SERVER_COLUMNS``. A run of a thousand servers is read whole for its
+    card, its status and its end, so this reads tuples, not mappings, and looks the enums up."""
+    parse = datetime.fromisoformat
+    return tuple(
+        RunServer(
+            r[0],
+            r[1],
+            r[2],
+            _STATUS[r[3]],
+            _STEP[r[4]] if r[4] else None,
+            r[5],
+            bool(r[6]),
+            r[7],
+            r[8],
+            r[9],
+            parse(r[10]),
+        )
+        for r in rows
     )
 
 

@@ -168,13 +168,16 @@ class Store:
         return {str(r["key"]) for r in rows}
 
     def _hydrate(self, row: Mapping[str, Any]) -> Run:
-        slots = self._rows("SELECT * FROM servers WHERE run_id = ? ORDER BY slot", [row["id"]])
+        slots = self.database.tuples(
+            f"SELECT {runrows.SERVER_COLUMNS} FROM servers WHERE run_id = ? ORDER BY slot",  # noqa: S608
+            [row["id"]],
+        )
         approvals = self._rows(
             "SELECT user FROM approvals WHERE run_id = ? ORDER BY at", [row["id"]]
         )
         return runrows.run_from(
             row,
-            servers=tuple(runrows.server_from(s) for s in slots),
+            servers=runrows.servers_from(slots),
             approvers=tuple(a["user"] for a in approvals),
         )
 
