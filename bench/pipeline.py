@@ -154,6 +154,13 @@ class BatchLatencyProvider(LatencyProvider):
         self.members.update(server.id for server in servers)
         return [None for _ in servers]
 
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        for server, tags in tagged:
+            self.tag_server(server, tags)
+        return [None for _ in tagged]
+
 
 PROVIDERS = {"many": BatchLatencyProvider, "each": LatencyProvider}
 """Providers by how they take servers: many per call (``Batches``), or one per call."""

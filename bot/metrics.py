@@ -324,6 +324,11 @@ class _MeteredBatches(MeteredProvider):
     def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
         return self._each(self._call(self.inner.register_all, servers, target))
 
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        return self._each(self._call(self.inner.tag_all, tagged))
+
 
 class _MeteredCounts(MeteredProvider):
     """A metered provider that counts servers without listing them."""

@@ -45,6 +45,8 @@ ENDED = {ServerState.STOPPING, ServerState.STOPPED, ServerState.TERMINATED}
 """States an instance waited for to run does not come back from."""
 FILTER_VALUES = 200  # EC2 takes at most 200 values per filter
 TARGETS_PER_CALL = 500
+TAGGED_PER_CALL = 1000
+"""The most resources one CreateTags names (EC2's limit)."""
 CALLS = 8
 """API calls made at once for a call for many servers (EC2 and SSM throttle bursts)."""
 T = TypeVar("T")
@@ -352,9 +354,35 @@ class AwsProvider:
         return ScriptResult(exit_code=code, output=output)
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
-        with translate(f"tag {server.id}"):
+        self._tag([server.id], tags)
+
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        """One CreateTags for the servers given the same tags (servers of one image measure
+        alike), 1,000 per call; if EC2 refuses the call, each of its servers is tagged alone,
+        so that only the one refused fails."""
+        alike: dict[tuple[tuple[str, str], ...], list[int]] = {}
+        for index, (_, wanted) in enumerate(tagged):
+            alike.setdefault(tuple(sorted(wanted.items())), []).append(index)
+        refused: dict[int, ProviderError] = {}
+        for pairs, indexes in alike.items():
+            tags = dict(pairs)
+            for chunk in _chunks(indexes, TAGGED_PER_CALL) if tags else ():
+                try:
+                    self._tag([tagged[i][0].id for i in chunk], tags)
+                except ProviderError:
+                    for i in chunk:  # which one EC2 refused: tag each alone
+                        try:
+                            self._tag([tagged[i][0].id], tags)
+                        except ProviderError as exc:
+                            refused[i] = exc
+        return [refused.get(index) for index in range(len(tagged))]
+
+    def _tag(self, ids: list[str], tags: Mapping[str, str]) -> None:
+        with translate(f"tag {ids[0]}" if len(ids) == 1 else f"tag {len(ids)} servers"):
             self.ec2.create_tags(
-                Resources=[server.id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+                Resources=ids, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
             )
 
     def terminate(self, server: Server) -> None:

@@ -313,6 +313,12 @@ class Batches(Protocol):
         """``register`` for each server."""
         ...
 
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        """``tag_server`` for each server and its tags (a probe's measured versions)."""
+        ...
+
 
 def each(call: Callable[[T], R], items: Iterable[T]) -> list[R | ProviderError]:
     """``call`` on every item in turn, an item's ``ProviderError`` kept as its outcome: a

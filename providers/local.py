@@ -324,6 +324,11 @@ class LocalProvider:
             _write_json(path, meta)
             self._index.put(meta)  # listings by tag read the index
 
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        return each(lambda item: self.tag_server(*item), tagged)
+
     def terminate(self, server: Server) -> None:
         directory = self._server_dir(server.id)
         path = directory / "server.json"

@@ -24,7 +24,7 @@ from pipeline.errors import Inconsistency
 from pipeline.execution import probes
 from pipeline.execution.errors import internal_error
 from pipeline.execution.fanout import fan_out
-from pipeline.execution.lifesteps import Slot, probe_script
+from pipeline.execution.lifesteps import Slot, probe_script, version_tags
 from pipeline.execution.serversteps import ServerSteps
 from pipeline.state.steps import ServerEvent
 from providers.base import Batches, ProviderError, Script, ScriptResult, Server
@@ -168,11 +168,17 @@ class CohortSteps(ServerSteps):
         env = slots[0].env
         script = probe_script(env)
         results = batches.run_script_all([(_server(s), script) for s in slots])
+        measured: dict[int, dict[str, str]] = {}
 
         def take(slot: Slot, result: ScriptResult) -> None:
-            self._probed(slot, _server(slot), probes.versions(env.versions, env.probes, result))
+            versions = probes.versions(env.versions, env.probes, result)
+            self._keep_measured(slot, _server(slot), versions)
+            measured[slot.record.slot] = versions
 
         self._each(slots, results, take, failed)
+        read = [s for s in slots if s.record.slot in measured]
+        tagged = [(_server(s), version_tags(measured[s.record.slot])) for s in read]
+        self._each(read, batches.tag_all(tagged), lambda _slot, _none: None, failed)
 
     def _register_all(self, slots: list[Slot], batches: Batches, failed: Failures) -> None:
         if slots and any(s.name == "health" for s in self._scripts(slots[0])):

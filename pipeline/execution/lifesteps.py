@@ -7,7 +7,7 @@ stubs below name what they need from it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +46,11 @@ class Slot:
         """Its failure was stored, but a crash came before its rollback ended (the next start
         finishes the rollback instead of redoing the step)."""
         return self.record.status == ServerStatus.WORKING and self.record.reason is not None
+
+
+def version_tags(versions: Mapping[str, str]) -> dict[str, str]:
+    """The tags that carry measured versions on a server."""
+    return {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
 
 
 def probe_script(env: EnvConfig) -> Script:
@@ -169,6 +174,11 @@ class LifecycleSteps:
 
     def _probed(self, slot: Slot, server: Server, versions: dict[str, str]) -> None:
         """Keep what the probes measured on ``server``: in the store, on its tags."""
+        self._keep_measured(slot, server, versions)
+        slot.provider.tag_server(server, version_tags(versions))
+
+    def _keep_measured(self, slot: Slot, server: Server, versions: dict[str, str]) -> None:
+        """Keep what the probes measured on ``server`` in the store (its tags are the caller's)."""
         # Stored in the slot's next write, with the probe's end: a crash before that write
         # redoes the probe, which measures again.
         slot.measured.append(
@@ -181,9 +191,6 @@ class LifecycleSteps:
                 self.clock(),
                 slot.run.id,
             )
-        )
-        slot.provider.tag_server(
-            server, {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
         )
         shown = ", ".join(f"{k} {v}" for k, v in versions.items()) or "no version keys"
         # Stored with the slot's next write, as a script's report is (before the next call).

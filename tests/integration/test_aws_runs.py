@@ -467,6 +467,7 @@ def test_a_cohort_on_aws_waits_for_many_instances_per_call_and_one_refused_targe
 
     waits = inject(world.provider.ec2, "DescribeInstances", lambda _: None)
     registers = inject(world.provider.elbv2, "RegisterTargets", register)
+    tags = inject(world.provider.ec2, "CreateTags", lambda _: None)
 
     run = world.scale_and_approve("scale web 3")
 
@@ -479,3 +480,4 @@ def test_a_cohort_on_aws_waits_for_many_instances_per_call_and_one_refused_targe
     by_id = [w for w in waits if "Name=instance-id" in w]
     assert any(w.count("Filter.1.Value.") == 3 for w in by_id)  # one listing waits for all three
     assert len(registers) == 4  # all three in one call, then each alone to find the refused one
+    assert [t.count("ResourceId.") for t in tags] == [3]  # measured alike: tagged in one call

@@ -20,6 +20,7 @@ from providers.base import (
     TAG_BAKE_HASH,
     TAG_BAKED_FROM,
     TAG_KEY,
+    VERSION_TAG_PREFIX,
     Batches,
     Image,
     ImageState,
@@ -369,3 +370,17 @@ def test_calls_for_many_servers_answer_each_server_with_its_own_outcome(harness:
     target = Target("web-lb")
     assert provider.register_all([one, two], target) == [None, None]
     assert sorted(provider.target_members(target)) == sorted([one.id, two.id])
+    measured = {f"{VERSION_TAG_PREFIX}ruby_version": "3.2.2"}
+    if harness.provider.name == "aws":  # moto tags any id; EC2 refuses a call naming a gone one
+        from tests.integration.moto_env import ec2_error, inject
+
+        def refuse(request: Any) -> Any:
+            body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+            gone_id = "InvalidInstanceID.NotFound", f"The instance ID '{gone.id}' does not exist"
+            return ec2_error(*gone_id, 400) if gone.id in body else None
+
+        inject(harness.provider.ec2, "CreateTags", refuse)  # type: ignore[attr-defined]
+    tagged = provider.tag_all([(one, measured), (gone, measured), (two, measured)])
+    assert tagged[0] is None and tagged[2] is None and isinstance(tagged[1], ProviderError)
+    found = provider.list_servers(measured)
+    assert sorted(s.id for s in found) == sorted([one.id, two.id])
