@@ -35,6 +35,10 @@ _EACH = (
     "audit LEFT JOIN json_each(iif(audit.detail LIKE '{%', audit.detail, '{}'), '$.slots') AS many"
 )
 _SLOT = "COALESCE(many.value, json_extract(detail, '$.slot'))"
+# A report of many slots lists each one's note, in the order of its slots (state/steps.py).
+_NOTE = """CASE WHEN json_type(detail, '$.note') = 'array'
+    THEN json_extract(detail, '$.note[' || many.key || ']')
+    ELSE json_extract(detail, '$.note') END"""
 
 
 class RunHistory:
@@ -55,15 +59,16 @@ class RunHistory:
         for row in rows:
             detail = json.loads(row["detail"] or "{}")
             kind, step = _EVENTS[row["event"]]
+            note = detail.get("note", "")
             events.extend(
                 StepEvent(
                     slot=int(slot),
                     kind=kind,
                     step=step,
                     at=datetime.fromisoformat(row["at"]),
-                    note=str(detail.get("note", "")),
+                    note=str(note[index] if isinstance(note, list) else note),
                 )
-                for slot in detail.get("slots", [detail.get("slot")])
+                for index, slot in enumerate(detail.get("slots", [detail.get("slot")]))
             )
         return events
 
@@ -98,7 +103,7 @@ class RunHistory:
     def _notes(self, run_id: int) -> dict[Step, tuple[tuple[int, str], ...]]:
         found: dict[Step, list[tuple[int, str]]] = {}
         for row in self._own(
-            f"SELECT event, {_SLOT} AS slot, json_extract(detail, '$.note') AS note",
+            f"SELECT event, {_SLOT} AS slot, {_NOTE} AS note",
             _REPORTS,
             run_id,
             "",

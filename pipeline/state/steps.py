@@ -118,38 +118,29 @@ def _update(conn: sqlite3.Connection, group: _Group) -> None:
 
 
 def _audit(conn: sqlite3.Connection, group: _Group) -> None:
-    """An audit row per event of each slot, in each slot's order; an event the slots share is
-    one row naming them all (``"slots"``), so a thousand servers reaching a step together write
-    one row, not a thousand (state/history.py reads both)."""
-    for position, (event, _) in enumerate(group.shape):
-        if group.shared(position):
-            fields = group.events[0][position][1]
-            named: dict[str, Any] = (
-                {"slot": group.slots[0]} if len(group.slots) == 1 else {"slots": group.slots}
-            )
-            details = [_detail(named, fields)]
-        else:
-            details = _details(group, position)
-        conn.execute(
-            """INSERT INTO audit (at, run_id, actor, event, detail)
-            SELECT ?, ?, 'byoi', ?, value FROM json_each(?)""",
-            [group.at, group.run_id, event, json.dumps(details)],
-        )
+    """One audit row per event of the group, in the order of each slot's events. A row names
+    its slot (``"slot": 2``) or, for slots that reached the event together, all of them
+    (``"slots": [1, 2, 3]``): then a field the slots share has its value, and a field each has
+    its own (a script's report, a server id) has the list of their values, in the order of
+    ``slots``. A thousand servers reaching a step together write one row per event, not a
+    thousand (state/history.py reads both kinds)."""
+    conn.executemany(
+        "INSERT INTO audit (at, run_id, actor, event, detail) VALUES (?,?,?,?,?)",
+        [
+            (group.at, group.run_id, "byoi", event, _detail(group, position))
+            for position, (event, _) in enumerate(group.shape)
+        ],
+    )
 
 
-def _detail(named: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
-    return json.dumps({**named, **{k: _value(v) for k, v in fields.items()}})
-
-
-def _details(group: _Group, position: int) -> list[str]:
-    """Each slot's detail of its own event at ``position``: what ``_detail`` writes, its text
-    made from one template (a thousand ``json.dumps`` of a mapping cost more than the write)."""
-    names = group.shape[position][1]
-    template = '{"slot": %d' + "".join(f", {json.dumps(n)}: %s" for n in names) + "}"
-    return [
-        template % (slot, *[json.dumps(_value(events[position][1][n])) for n in names])
-        for slot, events in zip(group.slots, group.events, strict=True)
-    ]
+def _detail(group: _Group, position: int) -> str:
+    fields = group.events[0][position][1]
+    if len(group.slots) == 1:
+        return json.dumps({"slot": group.slots[0], **{k: _value(v) for k, v in fields.items()}})
+    if group.shared(position):
+        return json.dumps({"slots": group.slots, **{k: _value(v) for k, v in fields.items()}})
+    each = {name: [_value(events[position][1][name]) for events in group.events] for name in fields}
+    return json.dumps({"slots": group.slots, **each})
 
 
 def _value(value: Any) -> Any:

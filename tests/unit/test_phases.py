@@ -289,8 +289,10 @@ def test_an_event_servers_reached_together_is_one_row_read_as_each_servers(
             for slot in (1, 2, 3)
         ]
         world.store.record_servers(changes)
-        rows = [e for e in world.store.audit_events(run.id) if e.event == "deploy_started"]
-        assert len(rows) == (1 if shared else 3)
+        (row,) = [e for e in world.store.audit_events(run.id) if e.event == "deploy_started"]
+        status, step = ("working", "deploy") if shared else (["working"] * 3, ["deploy"] * 3)
+        # One value for all, or one per slot in the order of the slots.
+        assert json.loads(row.detail) == {"slots": [1, 2, 3], "status": status, "step": step}
         logs.append(folded_both_ways(world, run.id))
 
     assert logs[0] == logs[1]
@@ -319,8 +321,32 @@ def test_each_servers_events_keep_their_order_among_shared_rows(tmp_path: Path) 
         if e.actor == "byoi"
     ]
     events = [event for event, _ in rows]
-    assert sorted(events) == ["clone_done", "launched", "launched", "launched", "scrub_started"]
-    launched = [i for i, event in enumerate(events) if event == "launched"]
-    assert events.index("clone_done") > max(launched)  # after every slot's launch before it
+    assert sorted(events) == ["clone_done", "launched", "scrub_started"]
+    assert events.index("clone_done") > events.index("launched")  # each slot's order holds
     assert rows[events.index("clone_done")][1] == {"slots": [1, 2, 3], "step": "clone"}
-    assert rows[launched[0]][1] == {"slot": 1, "provider_id": "s1"}
+    assert rows[events.index("launched")][1] == {  # each slot's own value, in their order
+        "slots": [1, 2, 3],
+        "provider_id": ["s1", "s2", "s3"],
+    }
+    run_now = world.store.run(run.id)
+    assert run_now is not None
+    assert [s.provider_id for s in run_now.servers] == ["s1", "s2", "s3"]
+
+
+def test_a_slot_changed_twice_in_one_write_keeps_its_order(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    run = world.request("scale web 2")
+    at = START.isoformat()
+    world.store.record_servers(
+        [
+            SlotChange(run.id, 1, at, (("scrub_started", {"step": Step.SCRUB}),)),
+            SlotChange(run.id, 2, at, (("scrub_started", {"step": Step.SCRUB}),)),
+            SlotChange(run.id, 1, at, (("deploy_started", {"step": Step.DEPLOY}),)),
+        ]
+    )
+
+    stored = world.store.run(run.id)
+    assert stored is not None
+    assert [s.step for s in stored.servers] == [Step.DEPLOY, Step.SCRUB]
+    events = [e.event for e in world.store.audit_events(run.id) if e.actor == "byoi"]
+    assert events == ["scrub_started", "deploy_started"]
