@@ -143,6 +143,9 @@ class CohortSteps(ServerSteps):
         wanted = [s for s in slots if s.server is None]
         if wanted:
             image = wanted[0].provider.resolve_image(wanted[0].run.image_id)
+            alike = self._alike(wanted[0])
+            for slot in wanted:
+                self._scripts(slot, alike)
             requests = [self._request(s, image) for s in wanted]
             self._each(wanted, batches.launch_all(requests), self._launched, failed)
         return [s for s in slots if s.record.slot not in failed]

@@ -29,6 +29,8 @@ from providers.base import (
 )
 
 log = logging.getLogger(__name__)
+Alike = tuple[scripts.Script, scripts.Script]
+"""The scrub and probe scripts, the same for every server of a run."""
 
 
 class ServerSteps(LifecycleSteps):
@@ -72,20 +74,24 @@ class ServerSteps(LifecycleSteps):
             scripts=self._scripts(slot),
         )
 
-    def _scripts(self, slot: Slot) -> tuple[scripts.Script, ...]:
-        """The scripts a new server runs, in order: a builder bakes, a server deploys."""
+    def _scripts(self, slot: Slot, alike: Alike | None = None) -> tuple[scripts.Script, ...]:
+        """The scripts a new server runs, in order: a builder bakes, a server deploys.
+        ``alike`` (``_alike``) are those every server of the run runs alike, made once."""
         if slot.scripts is None:
             deploy = slot.env.deploy
-            probe = probe_script(slot.env)
+            scrub, probe = alike or self._alike(slot)
             if slot.run.kind == RunKind.BAKE:
-                slot.scripts = (bake.script(slot.env), scripts.scrub(deploy), probe)
+                slot.scripts = (bake.script(slot.env), scrub, probe)
             else:
-                made = [scripts.scrub(deploy), scripts.deploy(deploy, slot.run, slot.record.key)]
-                made.append(probe)
+                made = [scrub, scripts.deploy(deploy, slot.run, slot.record.key), probe]
                 if deploy.health_command:
                     made.append(scripts.health(deploy, slot.run, slot.record.key))
                 slot.scripts = tuple(made)
         return slot.scripts
+
+    def _alike(self, slot: Slot) -> Alike:
+        """The scripts every server of the slot's run runs alike: scrub and probe."""
+        return scripts.scrub(slot.env.deploy), probe_script(slot.env)
 
     def _ensure_server(self, slot: Slot) -> Server:
         # A resumed slot finds its server again through the idempotent launch.
