@@ -96,7 +96,7 @@ class LatencyProvider:
 
     def run_script(self, server: Server, script: Script) -> ScriptResult:
         time.sleep(self.latency["script"])
-        return ScriptResult(0, f"{script.name}: ok")
+        return _said(server, script)
 
     def register(self, server: Server, target: Target) -> None:
         time.sleep(self.latency["register"])
@@ -147,7 +147,7 @@ class BatchLatencyProvider(LatencyProvider):
         self, jobs: Sequence[tuple[Server, Script]]
     ) -> list[ScriptResult | ProviderError]:
         time.sleep(self.latency["script"])
-        return [ScriptResult(0, f"{script.name}: ok") for _, script in jobs]
+        return [_said(server, script) for server, script in jobs]
 
     def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
         time.sleep(self.latency["register"])
@@ -160,6 +160,12 @@ class BatchLatencyProvider(LatencyProvider):
         for server, tags in tagged:
             self.tag_server(server, tags)
         return [None for _ in tagged]
+
+
+def _said(server: Server, script: Script) -> ScriptResult:
+    """A script's answer: a last line of its own on each server, as real output has (hosts,
+    timings), so that nothing is shared between servers that would not be."""
+    return ScriptResult(0, f"{script.name}: ok on {server.id}")
 
 
 PROVIDERS = {"many": BatchLatencyProvider, "each": LatencyProvider}

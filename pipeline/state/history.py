@@ -29,16 +29,15 @@ _ENDS = [name for name, (kind, _) in _EVENTS.items() if kind in _ENDING]
 # `at` is ISO text written by one clock in UTC, so its text order is its time order.
 _OWN = "run_id = ? AND actor = 'byoi' AND event IN ({}) AND detail LIKE '{{%'"
 # An event of one server names its slot; one that servers reached together (a cohort's step
-# start or end, state/steps.py) names them all, and is read as one event of each.
-# A run's own event has text, not JSON, as detail: it never reaches json_each.
-_EACH = (
-    "audit LEFT JOIN json_each(iif(audit.detail LIKE '{%', audit.detail, '{}'), '$.slots') AS many"
-)
-_SLOT = "COALESCE(many.value, json_extract(detail, '$.slot'))"
-# A report of many slots lists each one's note, in the order of its slots (state/steps.py).
-_NOTE = """CASE WHEN json_type(detail, '$.note') = 'array'
-    THEN json_extract(detail, '$.note[' || many.key || ']')
-    ELSE json_extract(detail, '$.note') END"""
+# start or end, state/steps.py) names them all, and is read as one event of each: json_each
+# takes the list, or the one slot. A detail is parsed once per row, not once per slot (a row
+# of a thousand slots is long). A run's own event has text, not JSON: it never reaches JSON.
+_EACH = """audit LEFT JOIN json_each(
+    iif(audit.detail LIKE '{%', audit.detail, '{}'),
+    CASE WHEN audit.detail NOT LIKE '{%' THEN '$.slot'
+        WHEN json_type(audit.detail, '$.slots') IS NULL THEN '$.slot' ELSE '$.slots' END
+) AS many"""
+_SLOT = "many.value"
 
 
 class RunHistory:
@@ -101,17 +100,22 @@ class RunHistory:
         )
 
     def _notes(self, run_id: int) -> dict[Step, tuple[tuple[int, str], ...]]:
+        """Each server's report of the steps that report (a row of many slots lists each
+        one's note in the order of its slots, state/steps.py)."""
         found: dict[Step, list[tuple[int, str]]] = {}
-        for row in self._own(
-            f"SELECT event, {_SLOT} AS slot, {_NOTE} AS note",
-            _REPORTS,
-            run_id,
-            "",
-        ):
-            if row["note"] is not None and str(row["note"]):
-                found.setdefault(_REPORTS[row["event"]], []).append(
-                    (int(row["slot"]), str(row["note"]))
-                )
+        where = _OWN.format(",".join("?" * len(_REPORTS)))
+        rows = self.database.rows(
+            f"SELECT event, detail FROM audit WHERE {where}",  # noqa: S608
+            [run_id, *_REPORTS],
+        )
+        for row in rows:
+            detail = json.loads(row["detail"])
+            slots = detail.get("slots", [detail.get("slot")])
+            note = detail.get("note")
+            notes = note if isinstance(note, list) else [note] * len(slots)
+            found.setdefault(_REPORTS[row["event"]], []).extend(
+                (int(slot), str(said)) for slot, said in zip(slots, notes, strict=True) if said
+            )
         return {step: tuple(sorted(pairs)) for step, pairs in found.items()}
 
     def _slot_times(self, run_id: int) -> dict[int, SlotTimes]:

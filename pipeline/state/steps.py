@@ -60,12 +60,16 @@ class _Group:
     slots: list[int] = field(default_factory=list)
     events: list[Sequence[ServerEvent]] = field(default_factory=list)
     """Each slot's events, as ``slots``."""
+    _shared: dict[int, bool] = field(default_factory=dict)
 
     def shared(self, position: int) -> bool:
         """Whether the event at ``position`` is the same for every slot (one mapping of fields,
-        as a cohort's step start or end is): then it is one write and one audit row."""
-        first = self.events[0][position][1]
-        return all(events[position][1] is first for events in self.events)
+        as a cohort's step start or end is): then its fields are set with one value."""
+        known = self._shared.get(position)
+        if known is None:
+            first = self.events[0][position][1]
+            known = self._shared[position] = all(e[position][1] is first for e in self.events)
+        return known
 
 
 def _groups(applied: Sequence[tuple[SlotChange, Sequence[ServerEvent]]]) -> list[_Group]:
