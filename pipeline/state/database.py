@@ -19,6 +19,9 @@ import sqlite_utils
 from pipeline.errors import UserError
 from pipeline.state import migrations
 
+READERS = 4
+"""Reader connections kept open for the next reads (more are opened while more read at once)."""
+
 
 class Database:
     def __init__(self, path: Path | str) -> None:
@@ -45,19 +48,45 @@ class Database:
         self.db.execute("PRAGMA synchronous = NORMAL")
         with self.lock:
             migrations.apply(self.db)
-        conn = self.db.conn
-        self.reader = conn
-        self._read_lock = self.lock
         self._writing = threading.local()
-        if self.path != ":memory:":
-            self.reader = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
-            self.reader.execute("PRAGMA busy_timeout = 10000")
-            self._read_lock = threading.RLock()
+        self._idle: list[sqlite3.Connection] = []
+        """Reader connections not in use; a read takes one, or opens one if none is idle."""
+        self._idle_lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         self.db.close()
-        if self.reader is not self.db.conn:
-            self.reader.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading: each reader its own, so a long read (a card's history)
+        never holds up another thread's (WAL lets them all see the last commit). ``:memory:``
+        has only the write connection."""
+        if self.path == ":memory:":
+            with self.lock:
+                yield self.db.conn
+            return
+        with self._idle_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=10)
+            conn.execute("PRAGMA busy_timeout = 10000")
+        try:
+            yield conn
+        finally:
+            with self._idle_lock:
+                kept = not self._closed and len(self._idle) < READERS
+                if kept:
+                    self._idle.append(conn)
+            if not kept:
+                conn.close()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -89,7 +118,10 @@ class Database:
         self, sql: str, params: Iterable[Any]
     ) -> tuple[sqlite3.Cursor, list[tuple[Any, ...]]]:
         # Inside a write, the write's own connection: the read sees the write's changes.
-        writing = getattr(self._writing, "active", False)
-        with self.lock if writing else self._read_lock:
-            cursor = (self.db.conn if writing else self.reader).execute(sql, list(params))
+        if getattr(self._writing, "active", False):
+            with self.lock:
+                cursor = self.db.conn.execute(sql, list(params))
+                return cursor, cursor.fetchall()
+        with self.reading() as conn:
+            cursor = conn.execute(sql, list(params))
             return cursor, cursor.fetchall()

@@ -52,8 +52,9 @@ def plans(path: Path) -> dict[str, list[str]]:
         store.create_run(_run(f"app{n % 5}", RunState.SUCCEEDED), NOW)
     store.create_run(_run("app0", RunState.AWAITING_APPROVAL), NOW)
     seen: list[str] = []
-    for conn in (store.db.conn, store.database.reader):
-        conn.set_trace_callback(seen.append)
+    store.db.conn.set_trace_callback(seen.append)
+    with store.database.reading() as reader:  # the idle reader the next reads take again
+        reader.set_trace_callback(seen.append)
     lookups = {
         "active_run": lambda: store.active_run("app0", "production"),
         "create_run refused": lambda: store.create_run(_run("app0", RunState.PLANNED), NOW),
