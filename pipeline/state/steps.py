@@ -128,8 +128,8 @@ def _update(conn: sqlite3.Connection, group: _Group) -> None:
 def _audit(conn: sqlite3.Connection, group: _Group) -> None:
     """One audit row per event of the group, in the order of each slot's events. A row names
     its slot (``"slot": 2``) or, for slots that reached the event together, all of them
-    (``"slots": [1, 2, 3]``): then a field the slots share has its value, and a field each has
-    its own (a script's report, a server id) has the list of their values, in the order of
+    (``"slots": [1, 2, 3]``): then a field the slots set alike has its value, and a field each
+    has its own (a script's report, a server id) has the list of their values, in the order of
     ``slots``. A thousand servers reaching a step together write one row per event, not a
     thousand (state/history.py reads both kinds)."""
     conn.executemany(
@@ -148,7 +148,13 @@ def _detail(group: _Group, position: int) -> str:
     if group.shared(position):
         return json.dumps({"slots": group.slots, **{k: _value(v) for k, v in fields.items()}})
     each = {name: [_value(events[position][1][name]) for events in group.events] for name in fields}
-    return json.dumps({"slots": group.slots, **each})
+    return json.dumps({"slots": group.slots, **{k: _one_or_each(v) for k, v in each.items()}})
+
+
+def _one_or_each(values: list[Any]) -> Any:
+    """A field of many slots: its value if every slot has the same, else each one's in a list."""
+    first = values[0]
+    return first if all(v == first for v in values) else values
 
 
 def _value(value: Any) -> Any:

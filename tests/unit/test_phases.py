@@ -290,9 +290,8 @@ def test_an_event_servers_reached_together_is_one_row_read_as_each_servers(
         ]
         world.store.record_servers(changes)
         (row,) = [e for e in world.store.audit_events(run.id) if e.event == "deploy_started"]
-        status, step = ("working", "deploy") if shared else (["working"] * 3, ["deploy"] * 3)
-        # One value for all, or one per slot in the order of the slots.
-        assert json.loads(row.detail) == {"slots": [1, 2, 3], "status": status, "step": step}
+        # The same fields: one value for all, whether one mapping or equal ones.
+        assert json.loads(row.detail) == {"slots": [1, 2, 3], "status": "working", "step": "deploy"}
         logs.append(folded_both_ways(world, run.id))
 
     assert logs[0] == logs[1]
@@ -331,6 +330,22 @@ def test_each_servers_events_keep_their_order_among_shared_rows(tmp_path: Path) 
     run_now = world.store.run(run.id)
     assert run_now is not None
     assert [s.provider_id for s in run_now.servers] == ["s1", "s2", "s3"]
+
+
+def test_a_row_of_many_slots_lists_only_the_fields_that_differ(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    run = world.request("scale web 3")
+    at = START.isoformat()
+    world.store.record_servers(
+        [
+            SlotChange(run.id, n, at, (("failed", {"status": "failed", "reason": f"r{n}"}),))
+            for n in (2, 3)
+        ]
+    )
+
+    (row,) = [e for e in world.store.audit_events(run.id) if e.event == "failed"]
+    assert json.loads(row.detail) == {"slots": [2, 3], "status": "failed", "reason": ["r2", "r3"]}
+    assert folded_both_ways(world, run.id).stopped_at.keys() == {2, 3}
 
 
 def test_a_slot_changed_twice_in_one_write_keeps_its_order(tmp_path: Path) -> None:
