@@ -1,8 +1,9 @@
 """One SQLite database, migrated on open: write transactions on one connection, reads on another.
 
-Reads go through their own connection, so they never wait behind a commit (WAL lets them see the
-last committed state meanwhile); a read inside a write on the same thread sees the write's own
-changes. ``:memory:`` has only the one connection.
+Reads go through connections of their own, one per read at a time (a few are kept open), so they
+never wait behind a commit or behind another thread's read (WAL lets them see the last committed
+state meanwhile); a read inside a write on the same thread sees the write's own changes.
+``:memory:`` has only the one connection.
 """
 
 from __future__ import annotations
