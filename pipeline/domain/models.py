@@ -104,7 +104,11 @@ class ServerStatus(StrEnum):
 
 @dataclass
 class RunServer:
-    """One server slot of a run: a server to build, remove or snapshot."""
+    """One server slot of a run: a server to build, remove or snapshot.
+
+    Read-only by convention, not frozen: a run of a thousand servers is read whole for every
+    card edit, `status` and run end, and a frozen dataclass costs three times as much to build.
+    A change goes to the store and is read back, never made to a read copy."""
 
     run_id: int
     slot: int
