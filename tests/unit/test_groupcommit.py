@@ -16,6 +16,7 @@ from pipeline.domain.models import RunServer, RunState, ServerStatus, Step
 from pipeline.execution.fanout import fan_out
 from pipeline.state import measured
 from pipeline.state.groupcommit import GroupCommit
+from pipeline.state.steps import SlotChange
 from pipeline.state.store import Store
 from tests.unit.test_query_plans import _run
 
@@ -164,3 +165,23 @@ def test_fan_out_works_every_item_at_most_limit_at_once_then_raises_the_first_er
 
     assert sorted(seen) == list(range(40))
     assert peak <= 8
+
+
+def test_a_write_of_more_slots_than_one_statement_takes_gives_each_its_own_fields(
+    tmp_path: Path,
+) -> None:
+    store, run_id = _store_with_run(tmp_path / "s.db", 1200)
+    at = NOW.isoformat()
+    started = ("deploy_started", {"status": ServerStatus.WORKING, "step": "deploy"})
+    store.record_servers(
+        [
+            SlotChange(run_id, slot, at, (("launched", {"provider_id": f"i-{slot}"}), started))
+            for slot in range(1, 1201)
+        ]
+    )
+
+    run = store.run(run_id)
+    assert run is not None
+    assert [s.provider_id for s in run.servers] == [f"i-{n}" for n in range(1, 1201)]
+    assert {(s.status, s.step) for s in run.servers} == {(ServerStatus.WORKING, Step.DEPLOY)}
+    store.close()
