@@ -167,7 +167,7 @@ def test_fan_out_works_every_item_at_most_limit_at_once_then_raises_the_first_er
     assert peak <= 8
 
 
-def test_a_write_of_more_slots_than_one_statement_takes_gives_each_its_own_fields(
+def test_a_write_of_a_thousand_slots_gives_each_its_own_fields(
     tmp_path: Path,
 ) -> None:
     store, run_id = _store_with_run(tmp_path / "s.db", 1200)
