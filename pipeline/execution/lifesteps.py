@@ -48,6 +48,10 @@ class Slot:
         return self.record.status == ServerStatus.WORKING and self.record.reason is not None
 
 
+def unchecked(point: str) -> None:
+    """The checkpoint hook when no crash drill is on: nothing to do at ``point``."""
+
+
 def version_tags(versions: Mapping[str, str]) -> dict[str, str]:
     """The tags that carry measured versions on a server."""
     return {f"{VERSION_TAG_PREFIX}{k}": v for k, v in versions.items()}
