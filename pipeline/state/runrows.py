@@ -69,7 +69,8 @@ SERVER_COLUMNS = (
 )
 """The columns ``servers_from`` reads, in order."""
 
-_STATUS = {s.value: s for s in ServerStatus}
+STATUS_OF = {s.value: s for s in ServerStatus}
+"""A server's status by its stored value (a lookup, not an Enum call per row)."""
 _STEP = {s.value: s for s in Step}
 
 
@@ -82,7 +83,7 @@ def servers_from(rows: Iterable[Sequence[Any]]) -> tuple[RunServer, ...]:
             r[0],
             r[1],
             r[2],
-            _STATUS[r[3]],
+            STATUS_OF[r[3]],
             _STEP[r[4]] if r[4] else None,
             r[5],
             bool(r[6]),

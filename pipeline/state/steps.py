@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from pipeline.domain.models import ServerStatus
 from pipeline.errors import Inconsistency
-from pipeline.state import measurements
+from pipeline.state import measurements, runrows
 from pipeline.state.database import Database
 from pipeline.state.groupcommit import GroupCommit
 from pipeline.state.measurements import Found
@@ -208,8 +208,7 @@ class StepTable:
         rows = self.database.tuples(
             "SELECT status, reason FROM servers WHERE run_id = ? ORDER BY slot", [run_id]
         )
-        status = {s.value: s for s in ServerStatus}
-        return [(status[value], reason) for value, reason in rows]
+        return [(runrows.STATUS_OF[value], reason) for value, reason in rows]
 
     def _commit(self, changes: Sequence[SlotChange]) -> list[bool]:
         with self.database.write() as conn:
