@@ -369,15 +369,16 @@ class AwsProvider:
         for pairs, indexes in alike.items():
             tags = dict(pairs)
             for chunk in _chunks(indexes, TAGGED_PER_CALL) if tags else ():
+                ids = [tagged[i][0].id for i in chunk]
                 try:
-                    self._tag([tagged[i][0].id for i in chunk], tags)
-                except ProviderError:
-                    for i in chunk:  # which one EC2 refused: tag each alone
-                        try:
-                            self._tag([tagged[i][0].id], tags)
-                        except ProviderError as exc:
-                            refused[i] = exc
+                    self._tag(ids, tags)
+                except ProviderError:  # which one EC2 refused: tag each alone
+                    answers = self._tag_each(ids, tags)
+                    refused.update({i: a for i, a in zip(chunk, answers, strict=True) if a})
         return [refused.get(index) for index in range(len(tagged))]
+
+    def _tag_each(self, ids: list[str], tags: Mapping[str, str]) -> list[ProviderError | None]:
+        return each(lambda i: self._tag([i], tags), ids)
 
     def _tag(self, ids: list[str], tags: Mapping[str, str]) -> None:
         with translate(f"tag {ids[0]}" if len(ids) == 1 else f"tag {len(ids)} servers"):
