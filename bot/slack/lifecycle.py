@@ -8,6 +8,7 @@ not carried out, show pending cards as far as Slack lets us, and exit. The next 
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -35,16 +36,37 @@ class Deadline:
 
 
 def on_stop_signals(stopping: threading.Event) -> None:
-    """SIGTERM/SIGINT start the shutdown; a second one exits at once."""
+    """SIGTERM/SIGINT start the shutdown; a second one exits at once. The handler only sets
+    ``stopping``: it runs in the main thread between two bytecodes, wherever that thread is,
+    so it takes no lock a logging call would (``wait_for_stop`` says what came)."""
 
     def handle(signum: int, _frame: object) -> None:
         if stopping.is_set():
             os._exit(128 + signum)
-        log.warning("%s received: shutting down", signal.Signals(signum).name)
+        _received.append(signal.Signals(signum).name)
         stopping.set()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def on_dump_signal() -> None:
+    """SIGUSR1 writes every thread's stack to the log (stderr): what a byoi that seems stuck
+    is waiting on (docs/operations.md)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+_received: list[str] = []
+
+
+def wait_for_stop(stopping: threading.Event, poll: float = 0.5) -> None:
+    """Block the main thread until SIGTERM or SIGINT. It waits in slices of ``poll`` seconds:
+    a Python signal handler runs only when the main thread runs bytecode, and a signal the
+    kernel hands to another thread does not wake a main thread blocked on a lock, so a
+    pending handler could otherwise wait for good. Polled, it runs within ``poll``."""
+    while not stopping.wait(poll):
+        pass
+    log.warning("%s received: shutting down", _received[-1] if _received else "stop")
 
 
 def wait_for_slack(

@@ -36,9 +36,11 @@ from bot.slack.lifecycle import (
     Deadline,
     close_socket_mode,
     exit_now,
+    on_dump_signal,
     on_stop_signals,
     run_in_background,
     wait_for_slack,
+    wait_for_stop,
 )
 from bot.slack.metered import CountedRetries, MeteredWebClient, RateLimitWatcher
 from bot.slack.schedule import Schedule
@@ -231,6 +233,7 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
     then); a shutdown runs under one deadline, ``BYOI_SHUTDOWN_SECONDS``."""
     stopping = threading.Event()
     on_stop_signals(stopping)
+    on_dump_signal()
     cards.start()
     services = _services(app, cards, client)
     metrics.watch(ScrapeSource(app.config, app.display, app.service, app.clock))
@@ -260,7 +263,7 @@ def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
         readiness.ready.set()
 
     run_in_background("start", start)
-    stopping.wait()
+    wait_for_stop(stopping)
     deadline = Deadline(float(os.environ.get("BYOI_SHUTDOWN_SECONDS", "25")))
     _shut_down(app, front, schedule, services, cards, deadline)
     return 0

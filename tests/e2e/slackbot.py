@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -89,7 +90,13 @@ class Bot:
         """Send SIGTERM; seconds until the process exited."""
         started = time.monotonic()
         self.process.terminate()
-        self.process.wait(timeout)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # every thread's stack, into the log
+            time.sleep(1.0)
+            tail = self.logs()[-20_000:]
+            raise AssertionError(f"no exit {timeout}s after SIGTERM:\n{tail}") from None
         return time.monotonic() - started
 
     def events(self) -> list[tuple[int | None, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
 import urllib.error
@@ -39,6 +40,22 @@ def test_an_idle_byoi_exits_within_two_seconds_of_sigterm(tmp_path: Path) -> Non
 
     assert bot.process.returncode == 0
     assert seconds < 2.0, bot.logs()
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_byoi_carries_on(
+    tmp_path: Path,
+) -> None:
+    with running_bot(tmp_path) as bot:
+        bot.process.send_signal(signal.SIGUSR1)
+        bot.fake.wait_for(lambda: "in wait_for_stop" in bot.logs())
+        status, body, _ = bot.command("help")
+        assert status == 200, body
+        assert bot.process.poll() is None
+        seconds = bot.sigterm()
+    assert bot.process.returncode == 0
+    assert seconds < 2.0
+    log = bot.logs()
+    assert "Thread 0x" in log and "line " in log, log
 
 
 def test_a_busy_byoi_exits_within_its_deadline_and_the_next_start_resumes(
