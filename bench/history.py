@@ -42,6 +42,8 @@ APP = """\
 
 
 class Quiet:
+    needs_servers = False
+
     def run_changed(self, run: object) -> None:
         pass
 

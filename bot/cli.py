@@ -263,6 +263,8 @@ def adopt(path: Path | None, database: str | None, install: str | None, *, dry_r
 
 
 class _Quiet:
+    needs_servers = False
+
     def run_changed(self, run: Run) -> None:
         pass
 

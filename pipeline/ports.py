@@ -16,6 +16,14 @@ ProviderFor = Callable[[str], Provider]
 class Notifier(Protocol):
     """Told whenever a run or one of its servers changes; each front end implements it."""
 
+    @property
+    def needs_servers(self) -> bool:
+        """Whether ``run_changed`` looks at the run's servers (a console prints each one's
+        step). One that only queues the run, to read it again when it shows it (a chat
+        card), is told with the run alone: a 1,000-server run is not read for nothing at
+        every change, on the interpreter its run thread shares."""
+        ...
+
     def run_changed(self, run: Run) -> None: ...
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Generic, TypeVar, overload
+from typing import ClassVar, Generic, TypeVar, overload
 
 import pytest
 
@@ -105,6 +105,7 @@ class Recorder:
     """A notifier that keeps every run it is told about."""
 
     runs: list[Run] = field(default_factory=list)
+    needs_servers: ClassVar[bool] = True
 
     def run_changed(self, run: Run) -> None:
         self.runs.append(run)

@@ -63,6 +63,8 @@ class TextNotifier:
     Runs are reported from several threads, so a snapshot can arrive after a newer one; a
     server is never shown going backwards (`register working` after `register done`)."""
 
+    needs_servers = True  # each server's step and note are printed
+
     def __init__(self, console: Console, display: Display | None = None) -> None:
         self.console = console
         self.display = display

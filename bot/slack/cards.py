@@ -99,6 +99,9 @@ class Cards:
 
     # Notifier ---------------------------------------------------------------------------
 
+    needs_servers = False
+    """Only the run's id and channel are queued; the flusher reads the run when it shows it."""
+
     def run_changed(self, run: Run) -> None:
         """Queue the run's card; the flusher thread posts or edits it, so callers never wait."""
         channel = run.channel or self.channel_of(run) or ""

@@ -83,12 +83,13 @@ class CohortSteps(ServerSteps):
 
     def _together(self, live: list[Slot], batches: Batches, stopping: list[Future[None]]) -> None:
         steps = steps_of(live[0].run.kind, live[0].record.slot)
+        at = {s.record.slot: _position(s, steps) for s in live}
         for index, step in enumerate(steps):
             if self._stopping.is_set():
                 self._record_all(live, [])  # the last step's end; the next start resumes
                 return
             # A slot a restart found further along waits for the cohort to reach it.
-            members = [s for s in live if _position(s, steps) <= index]
+            members = [s for s in live if at[s.record.slot] <= index]
             if not members:
                 continue
             started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
@@ -174,9 +175,10 @@ class CohortSteps(ServerSteps):
         script = probe_script(env)
         results = batches.run_script_all([(_server(s), script) for s in slots])
         measured: dict[int, dict[str, str]] = {}
+        keys = probes.keys_of(env.versions, env.probes)  # the same for every slot
 
         def take(slot: Slot, result: ScriptResult) -> None:
-            versions = probes.versions(env.versions, env.probes, result)
+            versions = probes.read(keys, result.output if result.ok else "")
             self._keep_measured(slot, _server(slot), versions)
             measured[slot.record.slot] = versions
 

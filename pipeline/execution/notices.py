@@ -58,7 +58,10 @@ class RunNotices:
         # Read under the lock: slots of one run notify from several threads, and a read taken
         # before a newer one must not be delivered after it (a note would be shown again).
         with self._deliver_lock:
-            run = self.store.run(run_id)
+            if self.notifier.needs_servers:
+                run = self.store.run(run_id)
+            else:
+                run = self.store.run_alone(run_id)
             if run is None:
                 return
             try:

@@ -64,9 +64,13 @@ def versions(
     keys: Iterable[str], overrides: Mapping[str, str], result: ScriptResult
 ) -> dict[str, str]:
     """What the probe script's ``result`` says of ``keys`` (and every configured probe)."""
+    return read(keys_of(keys, overrides), result.output if result.ok else "")
+
+
+def keys_of(keys: Iterable[str], overrides: Mapping[str, str]) -> list[str]:
+    """Every key a probe answers for: those asked for and every configured probe's, sorted."""
     keys = list(keys)
-    wanted = probes_for(keys, overrides)
-    return read([*keys, *wanted], result.output if result.ok else "")
+    return sorted({*keys, *probes_for(keys, overrides)})
 
 
 def read(keys: Iterable[str], output: str) -> dict[str, str]:

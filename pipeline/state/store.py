@@ -123,6 +123,12 @@ class Store:
         rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
         return self._hydrate(rows[0]) if rows else None
 
+    def run_alone(self, run_id: int) -> Run | None:
+        """The run without its servers (``servers`` is empty): what is enough to know which
+        run changed and where it is shown, without reading a fleet's rows."""
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", [run_id])
+        return self._hydrate(rows[0], servers=False) if rows else None
+
     def existing_run(self, run_id: int) -> Run:
         """A run byoi stored itself (it never deletes one): raises Inconsistency if it is gone."""
         run = self.run(run_id)
@@ -167,10 +173,14 @@ class Store:
         )
         return {str(r["key"]) for r in rows}
 
-    def _hydrate(self, row: Mapping[str, Any]) -> Run:
-        slots = self.database.tuples(
-            f"SELECT {runrows.SERVER_COLUMNS} FROM servers WHERE run_id = ? ORDER BY slot",  # noqa: S608
-            [row["id"]],
+    def _hydrate(self, row: Mapping[str, Any], *, servers: bool = True) -> Run:
+        slots = (
+            self.database.tuples(
+                f"SELECT {runrows.SERVER_COLUMNS} FROM servers WHERE run_id = ? ORDER BY slot",  # noqa: S608
+                [row["id"]],
+            )
+            if servers
+            else []
         )
         approvals = self._rows(
             "SELECT user FROM approvals WHERE run_id = ? ORDER BY at", [row["id"]]

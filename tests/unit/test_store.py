@@ -119,3 +119,22 @@ def test_a_failure_storing_a_runs_options_leaves_no_run_behind(world: World) -> 
     assert world.store.runs() == []
     assert world.store.db.execute("SELECT count(*) FROM servers").fetchone() == (0,)
     assert world.store.audit_events() == []
+
+
+def test_a_notifier_that_reads_no_servers_is_told_with_the_run_alone(world: World) -> None:
+    from pipeline.execution.notices import RunNotices
+    from tests.conftest import Recorder
+
+    class Queueing(Recorder):
+        needs_servers = False
+
+    run = world.request("scale web 3")
+    full, alone = Recorder(), Queueing()
+    for notifier in (full, alone):
+        RunNotices(world.store, notifier, 0.0).changed(run.id)
+
+    (told_full,) = full.runs
+    (told_alone,) = alone.runs
+    assert len(told_full.servers) == 3
+    assert told_alone.servers == ()
+    assert replace(told_full, servers=()) == told_alone
