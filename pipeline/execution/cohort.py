@@ -24,7 +24,15 @@ from pipeline.errors import Inconsistency
 from pipeline.execution import probes
 from pipeline.execution.errors import internal_error
 from pipeline.execution.fanout import fan_out
-from pipeline.execution.lifesteps import Slot, probe_script, unchecked, version_tags
+from pipeline.execution.lifesteps import (
+    PAUSED,
+    Slot,
+    paused,
+    probe_script,
+    resume_at,
+    unchecked,
+    version_tags,
+)
 from pipeline.execution.serversteps import ServerSteps
 from pipeline.state.steps import ServerEvent
 from providers.base import Batches, ProviderError, Script, ScriptResult, Server
@@ -83,10 +91,13 @@ class CohortSteps(ServerSteps):
 
     def _together(self, live: list[Slot], batches: Batches, stopping: list[Future[None]]) -> None:
         steps = steps_of(live[0].run.kind, live[0].record.slot)
-        at = {s.record.slot: _position(s, steps) for s in live}
+        at = {s.record.slot: resume_at(s.record, steps) for s in live}
         for index, step in enumerate(steps):
             if self._stopping.is_set():
-                self._record_all(live, [])  # the last step's end; the next start resumes
+                # The last step's end: the next start goes on after it (``resume_at``).
+                waiting = [s for s in live if paused(s)]
+                self._record_all(waiting, [PAUSED])
+                self._record_all([s for s in live if s.pending and not paused(s)], [])
                 return
             # A slot a restart found further along waits for the cohort to reach it.
             members = [s for s in live if at[s.record.slot] <= index]
@@ -246,11 +257,6 @@ def _named(scripts: Sequence[Script], name: str) -> Script:
 
 def _numbers(slots: Sequence[Slot]) -> list[int]:
     return [s.record.slot for s in slots]
-
-
-def _position(slot: Slot, steps: Sequence[Step]) -> int:
-    """Where the slot resumes: the step it stands at (it may not have ended), or the first."""
-    return steps.index(slot.record.step) if slot.record.step in steps else 0
 
 
 def _server(slot: Slot) -> Server:

@@ -7,7 +7,7 @@ stubs below name what they need from it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +46,27 @@ class Slot:
         """Its failure was stored, but a crash came before its rollback ended (the next start
         finishes the rollback instead of redoing the step)."""
         return self.record.status == ServerStatus.WORKING and self.record.reason is not None
+
+
+PAUSED: ServerEvent = ("paused", {"status": ServerStatus.PENDING})
+"""A slot a shutdown stopped once a step had ended: it waits, and the next start goes on with
+the step after (``resume_at``). Its row keeps the step that ended."""
+
+
+def paused(slot: Slot) -> list[ServerEvent]:
+    """What a shutdown records for ``slot`` besides what it has pending: ``PAUSED`` if one of
+    its steps ended since its last write (the end is in ``pending``), else nothing."""
+    ended = any(name.endswith("_done") for name, _ in slot.pending)
+    return [PAUSED] if ended else []
+
+
+def resume_at(record: RunServer, steps: Sequence[Step]) -> int:
+    """Where a slot goes on: at the step it stands at (its start is stored and its end may not
+    be), after it if a shutdown paused the slot once that step had ended, or at the first."""
+    if record.step not in steps:
+        return 0
+    at = steps.index(record.step)
+    return at + 1 if record.status == ServerStatus.PENDING else at
 
 
 def unchecked(point: str) -> None:

@@ -27,7 +27,7 @@ from pipeline.execution.cohort import CohortSteps
 from pipeline.execution.errors import Cancelled, Interrupted, internal_error
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import Slot as _Slot
-from pipeline.execution.lifesteps import unchecked
+from pipeline.execution.lifesteps import paused, resume_at, unchecked
 from pipeline.execution.notices import RunNotices
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
@@ -281,7 +281,8 @@ class Runner(CohortSteps):
         except Cancelled:
             return self._stop(slot, "cancelled", ServerStatus.CANCELLED)
         except Interrupted:
-            self._record(slot, [])  # the last step's end, so the next start does not redo it
+            # The last step's end, so that the next start goes on after it, not redoing it.
+            self._record(slot, paused(slot))
             return None
         except ProviderError as exc:
             return self._stop(slot, "failed", ServerStatus.FAILED, self._reason(slot, exc))
@@ -297,7 +298,7 @@ class Runner(CohortSteps):
         call, with the previous step's end and the cancel check in the same write; its end
         goes with the next write."""
         steps = steps_of(slot.run.kind, slot.record.slot)
-        start = steps.index(slot.record.step) if slot.record.step in steps else 0
+        start = resume_at(slot.record, steps)
         cancellable = _cancellable(slot)
         for step in steps[start:]:
             if self._stopping.is_set():

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from pipeline.domain.models import RunState, ServerStatus, Step
 from pipeline.execution import recovery
+from pipeline.execution.runner import Runner
 from pipeline.services.replies import RunReply
-from providers.base import TAG_APP, TAG_ENV, TAG_RUN, LaunchRequest, ServerSpec, Target
-from tests.conftest import World
+from providers.base import (
+    TAG_APP,
+    TAG_ENV,
+    TAG_RUN,
+    LaunchRequest,
+    ProviderError,
+    Script,
+    ScriptResult,
+    Server,
+    ServerSpec,
+    Target,
+)
+from providers.local import LocalProvider
+from tests.conftest import DEPLOY_OK, World, config_text, make_world, resumed, world_around
 
 
 def launch(world: World, key: str, run: str = "99") -> str:
@@ -97,3 +116,60 @@ def test_servers_of_failed_slots_are_orphans_but_in_flight_ones_are_not(world: W
 
     assert [o.server_id for o in orphans] == [failed]
     assert [s.id for s in world.provider.list_servers({TAG_APP: "web"})] == [in_flight]
+
+
+class _ShutdownInDeploy:
+    """The local provider, with byoi's shutdown beginning while the first deploy runs (as a
+    SIGTERM would): the deploy ends and is stored, and no step starts after it."""
+
+    def __init__(self, inner: LocalProvider) -> None:
+        self.inner = inner
+        self.runner: Runner | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def run_script(self, server: Server, script: Script) -> ScriptResult:
+        result = self.inner.run_script(server, script)
+        self._stop_after(script)
+        return result
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        results = self.inner.run_script_all(jobs)
+        for _, script in jobs:
+            self._stop_after(script)
+        return results
+
+    def _stop_after(self, script: Script) -> None:
+        if script.name == "deploy" and self.runner is not None:
+            self.runner.stop()
+
+
+@pytest.mark.parametrize("strategy", ["parallel", "serial"])
+def test_a_step_that_ended_before_a_shutdown_is_not_done_again_on_the_next_start(
+    tmp_path: Path, strategy: str
+) -> None:
+    counted = f"{DEPLOY_OK} && echo $BYOI_SERVER >> deploys"
+    first = make_world(tmp_path, config_text(deploy_command=repr(counted)))
+    first.store.close()
+    provider = _ShutdownInDeploy(first.provider)
+    world = world_around(tmp_path, provider, first.clock)
+    provider.runner = world.runner
+
+    stopped = world.scale_and_approve(f"scale web 2 --strategy {strategy}")
+
+    assert stopped.state == RunState.RUNNING
+    waiting = [s for s in stopped.servers if s.step == Step.DEPLOY]
+    assert waiting and all(s.status == ServerStatus.PENDING for s in waiting)
+    provider.runner = None
+    assert resumed(world) == [stopped.id]
+    done = world.stored(stopped.id)
+    deploys = sorted(
+        line for f in (tmp_path / "local").rglob("deploys") for line in f.read_text().split()
+    )
+    world.store.close()
+
+    assert done.state == RunState.SUCCEEDED
+    assert deploys == sorted(s.provider_id for s in done.servers)  # once each, not twice
