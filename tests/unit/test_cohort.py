@@ -121,15 +121,20 @@ def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
 
     paused = world.stored(run.id)
     assert paused.state == RunState.RUNNING
-    assert {(s.status, s.step) for s in paused.servers} == {(ServerStatus.WORKING, Step.DEPLOY)}
+    # Each server waits after its deploy, which ended and is stored.
+    assert {(s.status, s.step) for s in paused.servers} == {(ServerStatus.PENDING, Step.DEPLOY)}
     ended = [e.slot for e in world.store.history.step_events(run.id) if e.step == Step.DEPLOY]
     assert sorted(ended) == [1, 1, 2, 2, 3, 3]  # each server's deploy started and done
-    assert "probe_started" not in [e.event for e in world.store.audit_events(run.id)]
+    events = [e.event for e in world.store.audit_events(run.id)]
+    assert "probe_started" not in events and "paused" in events
 
     world.provider.held = False
+    world.provider.calls.clear()
     assert resumed(world) == [run.id]
     assert world.stored(run.id).state == RunState.SUCCEEDED
     assert len(world.provider.list_servers({TAG_APP: "web"})) == 3
+    # The next start goes on after the deploy: found again, probed, not deployed again.
+    assert [step for step, _ in world.provider.calls] == ["launch", "probe", "health", "register"]
 
 
 def test_cancel_during_a_cohort_step_rolls_back_every_server(tmp_path: Path) -> None:
@@ -180,9 +185,12 @@ def test_a_restart_that_finds_servers_at_different_steps_takes_each_from_its_own
     world.runner.stop()
     world.provider.gate.set()
     assert world.runner.wait(30)
-    # What a crash of a parallel run can leave: one server along, the others not begun.
+    # What a crash of a parallel run can leave: one server along (a crash in its deploy leaves
+    # it working there), the others not begun.
     with world.store.database.write() as conn:
         conn.execute("UPDATE runs SET strategy = 'parallel' WHERE id = ?", [run.id])
+        working = "UPDATE servers SET status = 'working' WHERE run_id = ? AND slot = 1"
+        conn.execute(working, [run.id])
     along = world.stored(run.id).servers
     assert [(s.status, s.step) for s in along][:1] == [(ServerStatus.WORKING, Step.DEPLOY)]
     assert {s.status for s in along[1:]} == {ServerStatus.PENDING}

@@ -81,10 +81,10 @@ def test_a_stopped_runner_lets_the_step_in_flight_finish_and_starts_no_other(
     paused = gated.store.run(run.id)
     assert paused is not None and paused.state == RunState.RUNNING
     first, rest = paused.servers
-    assert (first.status, first.step) == (ServerStatus.WORKING, Step.DEPLOY)
-    assert rest.status == ServerStatus.PENDING  # never started, never skipped
+    assert (first.status, first.step) == (ServerStatus.PENDING, Step.DEPLOY)  # waits after it
+    assert (rest.status, rest.step) == (ServerStatus.PENDING, None)  # never started nor skipped
     events = [e.event for e in gated.store.audit_events(run.id)]
-    assert "deploy_done" in events and "register_started" not in events
+    assert "deploy_done" in events and "paused" in events and "register_started" not in events
 
     # The next start resumes it where it stopped.
     assert resumed(gated, world.provider) == [run.id]
