@@ -279,6 +279,9 @@ def serve(path: Path | None) -> int:
     if path is None:
         _required(path, "serve")
         return 2
+    from bot.slack.lifecycle import handle_signals
+
+    stopping = handle_signals()
     config = _load(path)
     if config is None:
         return 1
@@ -301,7 +304,7 @@ def serve(path: Path | None) -> int:
         wrap_provider=metrics.wrap_provider,
     )
     _recover(app, log.warning)
-    return slack.serve(app, cards, client, metrics)
+    return slack.serve(app, cards, client, metrics, stopping)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,17 @@ def on_stop_signals(stopping: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def handle_signals() -> threading.Event:
+    """The first thing `byoi serve` does: from here on SIGTERM or SIGINT sets the event it
+    returns, and SIGUSR1 dumps every thread's stack. A SIGTERM during start-up is kept: the
+    start-up (reconcile, resume) ends and the orderly shutdown follows, instead of a kill in
+    the middle of resuming runs; a second one exits at once."""
+    stopping = threading.Event()
+    on_stop_signals(stopping)
+    on_dump_signal()
+    return stopping
+
+
 def on_dump_signal() -> None:
     """SIGUSR1 writes every thread's stack to the log (stderr): what a byoi that seems stuck
     is waiting on (docs/operations.md)."""

@@ -36,8 +36,6 @@ from bot.slack.lifecycle import (
     Deadline,
     close_socket_mode,
     exit_now,
-    on_dump_signal,
-    on_stop_signals,
     run_in_background,
     wait_for_slack,
     wait_for_stop,
@@ -227,13 +225,13 @@ def run_cards(client: WebClient, display: Display, clock: Clock, config: Config)
     )
 
 
-def serve(app: App, cards: Cards, client: WebClient, metrics: Metrics) -> int:
+def serve(
+    app: App, cards: Cards, client: WebClient, metrics: Metrics, stopping: threading.Event
+) -> int:
     """Answer Slack until SIGTERM or SIGINT; ``app`` is built and recovered, ``cards`` is its
     notifier. Requests are taken once Slack answers (/healthz says what byoi waits for until
-    then); a shutdown runs under one deadline, ``BYOI_SHUTDOWN_SECONDS``."""
-    stopping = threading.Event()
-    on_stop_signals(stopping)
-    on_dump_signal()
+    then); a shutdown runs under one deadline, ``BYOI_SHUTDOWN_SECONDS``. ``stopping`` is set
+    by SIGTERM or SIGINT (``handle_signals``), also one that came during start-up."""
     cards.start()
     services = _services(app, cards, client)
     metrics.watch(ScrapeSource(app.config, app.display, app.service, app.clock))

@@ -12,12 +12,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 Tell = Callable[[str], object]
 
 BUSY = "byoi is busy, try again in a moment."
+TELLERS = 8
+"""Callers told at once on shutdown (each reply is a call to Slack's response_url)."""
 NOT_DONE = (
     ":warning: byoi is restarting and did not carry out {what}. Nothing was changed; "
     "try again in a minute."
@@ -108,19 +111,24 @@ class WorkQueue:
 
     @staticmethod
     def _tell_all(jobs: list[Job], template: str, deadline: float) -> None:
-        """Best effort, and never past the deadline: Slack may be the thing that is down."""
+        """Best effort, and never past the deadline: Slack may be the thing that is down.
+        The callers are told at the same time (a few at once), so that one slow reply does
+        not use up the time of the others."""
 
-        def tell() -> None:
-            for job in jobs:
-                if job.tell is None or time.monotonic() >= deadline:
-                    continue
-                try:
-                    job.tell(template.format(what=job.what))
-                except Exception:  # noqa: BLE001 - best effort; Slack may be down
-                    log.warning("could not tell a caller that %s was not carried out", job.what)
+        def tell(job: Job) -> None:
+            if job.tell is None or time.monotonic() >= deadline:
+                return
+            try:
+                job.tell(template.format(what=job.what))
+            except Exception:  # noqa: BLE001 - best effort; Slack may be down
+                log.warning("could not tell a caller that %s was not carried out", job.what)
 
-        if not any(j.tell for j in jobs):
+        told = [job for job in jobs if job.tell is not None]
+        if not told:
             return
-        teller = threading.Thread(target=tell, name="tell-callers", daemon=True)
-        teller.start()
-        teller.join(max(0.0, deadline - time.monotonic()))
+        tellers = ThreadPoolExecutor(min(TELLERS, len(told)), thread_name_prefix="tell-callers")
+        try:
+            done = [tellers.submit(tell, job) for job in told]
+            wait(done, timeout=max(0.0, deadline - time.monotonic()))
+        finally:
+            tellers.shutdown(wait=False, cancel_futures=True)

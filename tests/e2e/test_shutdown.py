@@ -93,6 +93,23 @@ def test_a_busy_byoi_exits_within_its_deadline_and_the_next_start_resumes(
     assert len(servers) == 2
 
 
+def test_a_second_sigterm_during_a_shutdown_exits_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "slow"
+    marker.touch()
+    env = {"BYOI_SHUTDOWN_SECONDS": "20"}
+    with running_bot(tmp_path, slow_deploy(marker), env=env) as bot:
+        bot.command("scale web 1")
+        bot.fake.wait_for(lambda: bot.fake.sent("chat.postMessage"))
+        bot.click("run_approve", 1, "UBOB")
+        wait_event(bot, "deploy_started")
+        bot.process.terminate()  # the shutdown waits up to 18 s for the deploy
+        bot.fake.wait_for(lambda: "SIGTERM received: shutting down" in bot.logs())
+        seconds = bot.sigterm()
+
+    assert bot.process.returncode == 143
+    assert seconds < 1.0, bot.logs()
+
+
 def test_a_burst_past_the_queue_gets_busy_acks_and_no_backlog_after_sigterm(
     tmp_path: Path,
 ) -> None:
