@@ -46,6 +46,7 @@ from bot.slack.workqueue import WorkQueue
 from bot.wiring import App
 from pipeline.config.model import Config, ThreadUpdates
 from pipeline.domain.models import Run
+from pipeline.execution import recovery
 from pipeline.ports import Clock
 from pipeline.services.display import Display
 
@@ -249,8 +250,10 @@ def serve(
     def start() -> None:
         log.info("re-queued %d run card(s) behind the store", cards.resync())
         services.alert_cards.resync()
+        every = float(os.environ.get("BYOI_HOUSEKEEPING_SECONDS", "15"))
         run_in_background(
-            "housekeeping", lambda: _housekeeping(app, cards, services.alert_cards, stopping)
+            "housekeeping",
+            lambda: _housekeeping(app, cards, services.alert_cards, stopping, every),
         )
         schedule.start()
         if not wait_for_slack(client, stopping, readiness):
@@ -299,12 +302,17 @@ def _scan(app: App, alert_cards: AlertCards, trigger: str) -> None:
 def _housekeeping(
     app: App, cards: Cards, alert_cards: AlertCards, stop: threading.Event, every: float = 15.0
 ) -> None:
-    """Expire pending approvals, and show alert cards that fell behind (Slack was down)."""
+    """Expire pending approvals, show alert cards that fell behind (Slack was down), and carry
+    on runs that another byoi process sharing the database left (it was stopping when this
+    one started)."""
     while not stop.wait(every):
         try:
             for run in app.service.expire_due(app.clock()):
                 cards.run_changed(run)
             alert_cards.resync()
+            taken = recovery.take_over(app.store, app.runner, app.clock())
+            if taken:
+                log.warning("carrying on run(s) %s left by another byoi process", taken)
         except Exception:
             log.exception("housekeeping failed")
 

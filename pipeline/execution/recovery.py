@@ -10,6 +10,7 @@ from pipeline.config.model import Config
 from pipeline.domain.models import RunState
 from pipeline.execution.runner import Runner
 from pipeline.ports import ProviderFor
+from pipeline.state import measured
 from pipeline.state.store import Store
 from providers.base import TAG_APP, TAG_ENV, TAG_KEY, ProviderError, Target
 
@@ -32,6 +33,24 @@ def resume(store: Store, runner: Runner, now: datetime) -> list[int]:
         store.audit(now, run.id, "byoi", "resumed", run.state.value)
         runner.start(run.id)
     return [r.id for r in runs]
+
+
+def take_over(store: Store, runner: Runner, now: datetime) -> list[int]:
+    """Carry on the runs another byoi process sharing the database has left since this one
+    started: approved or running, carried out by no process (their lock is free: it stopped
+    with steps in flight, or died), and not a roll waiting for `continue`. ``resume`` does
+    this at start, but skips the runs of a process still stopping beside it; this is called
+    again and again (``byoi serve``'s housekeeping), so those are not left until the next
+    start. Returns the ids taken."""
+    taken = []
+    for run_id in store.run_ids_in([RunState.APPROVED, RunState.RUNNING]):
+        if runner.carrying_out(run_id) or measured.options_of(store, run_id).paused:
+            continue
+        if runner.claim(run_id):
+            store.audit(now, run_id, "byoi", "resumed", "left by another byoi process")
+            runner.start(run_id)
+            taken.append(run_id)
+    return taken
 
 
 def reconcile(

@@ -102,6 +102,12 @@ class Runner(CohortSteps):
         """Start no new run or step; steps in flight finish and are stored (see ``wait``)."""
         self._stopping.set()
 
+    def carrying_out(self, run_id: int) -> bool:
+        """Whether this runner has a thread on ``run_id`` now."""
+        with self._lock:
+            thread = self._threads.get(run_id)
+            return thread is not None and thread.is_alive()
+
     @property
     def busy(self) -> bool:
         with self._lock:

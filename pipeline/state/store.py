@@ -148,6 +148,16 @@ class Store:
         )
         return [self._hydrate(r) for r in rows]
 
+    def run_ids_in(self, states: Iterable[RunState]) -> list[int]:
+        """The ids of the runs in ``states``, oldest first, without reading their fleets."""
+        wanted = sorted(states)
+        marks = ",".join("?" * len(wanted))
+        rows = self.database.tuples(
+            f"SELECT id FROM runs WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
+            wanted,
+        )
+        return [int(run_id) for (run_id,) in rows]
+
     def runs_in(self, states: Iterable[RunState]) -> list[Run]:
         wanted = list(states)
         marks = ",".join("?" * len(wanted))

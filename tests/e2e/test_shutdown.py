@@ -110,6 +110,41 @@ def test_a_second_sigterm_during_a_shutdown_exits_at_once(tmp_path: Path) -> Non
     assert seconds < 1.0, bot.logs()
 
 
+def test_a_run_left_by_a_stopping_byoi_is_carried_on_by_one_started_beside_it(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "slow"
+    marker.touch()
+    fake = FakeSlack()
+    env = {"BYOI_SHUTDOWN_SECONDS": "12", "BYOI_HOUSEKEEPING_SECONDS": "1"}
+    with running_bot(tmp_path, slow_deploy(marker), env=env, fake=fake) as old:
+        old.command("scale web 2")
+        fake.wait_for(lambda: fake.sent("chat.postMessage"))
+        old.click("run_approve", 1, "UBOB")
+        wait_event(old, "deploy_started")
+        old.process.terminate()  # it holds the run while its deploys get their ~10 s
+        marker.unlink()
+        with serving(tmp_path, fake, env, log_name="serve2.log"):
+            assert old.process.poll() is None  # the new one started beside the stopping one
+            old.process.wait(30)
+
+            def state() -> str:
+                db = sqlite3.connect(tmp_path / "byoi.db")
+                try:
+                    return str(db.execute("SELECT state FROM runs WHERE id = 1").fetchone()[0])
+                finally:
+                    db.close()
+
+            fake.wait_for(lambda: state() == "succeeded", timeout=60)
+    db = sqlite3.connect(tmp_path / "byoi.db")
+    resumed = db.execute("SELECT detail FROM audit WHERE event = 'resumed'").fetchall()
+    db.close()
+    # Taken over by the new one's housekeeping once the old one exited, not at its start-up.
+    assert resumed == [("left by another byoi process",)]
+    servers = list((tmp_path / "local/servers").glob("*/server.json"))
+    assert len(servers) == 2
+
+
 def test_a_burst_past_the_queue_gets_busy_acks_and_no_backlog_after_sigterm(
     tmp_path: Path,
 ) -> None:

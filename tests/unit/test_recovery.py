@@ -173,3 +173,16 @@ def test_a_step_that_ended_before_a_shutdown_is_not_done_again_on_the_next_start
 
     assert done.state == RunState.SUCCEEDED
     assert deploys == sorted(s.provider_id for s in done.servers)  # once each, not twice
+
+
+def test_take_over_carries_on_a_left_run_and_not_one_this_runner_carries_out(
+    world: World,
+) -> None:
+    left = world.request("scale web 1")
+    assert world.store.approve(left.id, "UBOB", world.clock()).started  # approved, not started
+    assert recovery.take_over(world.store, world.runner, world.clock()) == [left.id]
+    assert recovery.take_over(world.store, world.runner, world.clock()) == []  # carried out
+    assert world.finish(left.id).state == RunState.SUCCEEDED
+    assert recovery.take_over(world.store, world.runner, world.clock()) == []  # ended
+    resumed = [e for e in world.store.audit_events(left.id) if e.event == "resumed"]
+    assert len(resumed) == 1
