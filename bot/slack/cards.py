@@ -309,15 +309,7 @@ class Cards:
             return
         self._edits.edited = False
         try:
-            revision = run_revision(stored)
-            if self._shows.get(stored.id) != revision:
-                self._edits.chat_update(
-                    channel=stored.channel,
-                    ts=stored.shown_as,
-                    text=self._fallback(stored),
-                    blocks=self._card(stored),
-                )
-                self._shows[stored.id] = revision
+            self._edit_card(stored, stored.shown_as, stored.channel)
             self._thread_replies(stored)
         finally:
             # Counted from the last edit of the card or a phase reply (a post is no edit).
@@ -327,10 +319,30 @@ class Cards:
         if stored.state.terminal:
             self._shows.pop(stored.id, None)
 
+    def _edit_card(self, stored: Run, ts: str, channel: str) -> None:
+        """Edit the card itself to ``stored``, unless this process last showed it that run."""
+        revision = run_revision(stored)
+        if self._shows.get(stored.id) != revision:
+            self._edits.chat_update(
+                channel=channel, ts=ts, text=self._fallback(stored), blocks=self._card(stored)
+            )
+            self._shows[stored.id] = revision
+
     def _post_more(self, run: Run, parts: tuple[Part, ...] | None) -> None:
-        """Go on with a thread a busy channel cut short: its missing replies only, no edit; the
-        card and the edits follow once the interval is over (so it is not settled here)."""
+        """Go on with a thread a busy channel cut short: the card first, once its interval is
+        over (an edit takes none of the channel's posts, and the card says where the run is
+        now: after an outage the missing replies can take a while), then the missing replies;
+        their edits follow (so it is not settled here)."""
         if run.shown_as and run.channel:
+            since = time.monotonic() - self._last_edit.get(run.id, 0.0)
+            if since >= self.interval:
+                self._edits.edited = False
+                try:
+                    self._edit_card(run, run.shown_as, run.channel)
+                except (SlackClientError, OSError) as exc:  # the replies need not wait for it
+                    log.warning("could not edit the card of run %s (will retry): %s", run.id, exc)
+                if self._edits.edited:
+                    self._last_edit[run.id] = time.monotonic()
             if parts is not None:  # those read when the thread was cut short
                 self._show_thread(run, parts, edits=False, tail=False)
             self._show_thread(run, self._parts(run), edits=False)  # and any begun since

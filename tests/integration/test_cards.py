@@ -236,3 +236,53 @@ def test_a_refresh_that_published_offers_to_roll_the_fleet_in_its_summary(
     text = text_of(summary[0])
     assert "published into family web; measured versions match" in text
     assert "roll_offer" in text and "Roll 2 servers onto it" in text
+
+
+FAIL_ODD_SLOTS = repr(
+    'sleep 1; case "$BYOI_SERVER" in *[13579]) echo "migrations failed" >&2; exit 3;; esac; '
+    'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+)
+
+
+def test_a_backlog_of_thread_replies_does_not_hold_up_the_cards_final_state(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ODD_SLOTS))
+    cards = Cards(
+        web_client("xoxb-test", fake.api_url),
+        Display(world.store),
+        world.clock,
+        lambda run: run.channel,
+        interval=0.3,
+        post_interval=1.0,  # Slack's one post a second per channel: the replies queue up
+    )
+    cards.start()
+    run = requested(world, "scale web 6")
+    cards.run_changed(run)
+    fake.wait_for(lambda: fake.sent("chat.postMessage"))
+    ended = threading.Event()
+
+    def notify() -> None:  # as the runner tells the cards of every change in `byoi serve`
+        while not ended.wait(0.2):
+            cards.run_changed(world.stored(run.id))
+
+    notifier = threading.Thread(target=notify)
+    notifier.start()
+    world.say(f"approve {run.id}", "UBOB")
+    final = world.finish(run.id)
+    ended.set()
+    notifier.join()
+    cards.run_changed(final)
+    fake.wait_for(
+        lambda: any(c.params.get("reply_broadcast") for c in fake.sent("chat.postMessage")),
+        timeout=60,
+    )
+    cards.stop()
+
+    card_ts = fake.sent("chat.postMessage")[0].ts
+    card_edits = [c for c in fake.sent("chat.update") if c.params.get("ts") == card_ts]
+    final_edit = next(c for c in card_edits if "partially failed" in text_of(c))
+    replies = [c for c in fake.sent("chat.postMessage") if c.params.get("thread_ts")]
+    assert final.state == RunState.PARTIALLY_FAILED
+    assert len(replies) >= 5  # phases, three failures, the summary: a backlog at one a second
+    assert final_edit.at < replies[-1].at, [text_of(c)[:60] for c in card_edits]
