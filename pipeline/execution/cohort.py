@@ -97,7 +97,9 @@ class CohortSteps(ServerSteps):
                 # The last step's end: the next start goes on after it (``resume_at``).
                 waiting = [s for s in live if paused(s)]
                 self._record_all(waiting, [PAUSED])
-                self._record_all([s for s in live if s.pending and not paused(s)], [])
+                numbers = set(_numbers(waiting))
+                rest = [s for s in live if s.pending and s.record.slot not in numbers]
+                self._record_all(rest, [])
                 return
             # A slot a restart found further along waits for the cohort to reach it.
             members = [s for s in live if at[s.record.slot] <= index]

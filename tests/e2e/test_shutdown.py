@@ -34,6 +34,14 @@ def wait_event(bot: Bot, event: str) -> None:
     bot.fake.wait_for(lambda: any(e == event for _, e in bot.events()))
 
 
+def deploying(bot: Bot, servers: int) -> None:
+    """Request and approve run 1 of ``servers`` servers, and wait until their deploy began."""
+    bot.command(f"scale web {servers}")
+    bot.fake.wait_for(lambda: bot.fake.sent("chat.postMessage"))
+    bot.click("run_approve", 1, "UBOB")
+    wait_event(bot, "deploy_started")
+
+
 def test_an_idle_byoi_exits_within_two_seconds_of_sigterm(tmp_path: Path) -> None:
     with running_bot(tmp_path) as bot:
         seconds = bot.sigterm()
@@ -66,10 +74,7 @@ def test_a_busy_byoi_exits_within_its_deadline_and_the_next_start_resumes(
     fake = FakeSlack()
     env = {"BYOI_SHUTDOWN_SECONDS": str(DEADLINE)}
     with running_bot(tmp_path, slow_deploy(marker), env=env, fake=fake) as bot:
-        bot.command("scale web 2")
-        bot.fake.wait_for(lambda: fake.sent("chat.postMessage"))
-        bot.click("run_approve", 1, "UBOB")
-        wait_event(bot, "deploy_started")
+        deploying(bot, 2)
         # Slack is rate-limiting everything now, as in the field report.
         for method in ("chat.update", "chat.postMessage"):
             fake.fail(method, 429, times=10_000, retry_after=30)
@@ -98,10 +103,7 @@ def test_a_second_sigterm_during_a_shutdown_exits_at_once(tmp_path: Path) -> Non
     marker.touch()
     env = {"BYOI_SHUTDOWN_SECONDS": "20"}
     with running_bot(tmp_path, slow_deploy(marker), env=env) as bot:
-        bot.command("scale web 1")
-        bot.fake.wait_for(lambda: bot.fake.sent("chat.postMessage"))
-        bot.click("run_approve", 1, "UBOB")
-        wait_event(bot, "deploy_started")
+        deploying(bot, 1)
         bot.process.terminate()  # the shutdown waits up to 18 s for the deploy
         bot.fake.wait_for(lambda: "SIGTERM received: shutting down" in bot.logs())
         seconds = bot.sigterm()
@@ -118,10 +120,7 @@ def test_a_run_left_by_a_stopping_byoi_is_carried_on_by_one_started_beside_it(
     fake = FakeSlack()
     env = {"BYOI_SHUTDOWN_SECONDS": "12", "BYOI_HOUSEKEEPING_SECONDS": "1"}
     with running_bot(tmp_path, slow_deploy(marker), env=env, fake=fake) as old:
-        old.command("scale web 2")
-        fake.wait_for(lambda: fake.sent("chat.postMessage"))
-        old.click("run_approve", 1, "UBOB")
-        wait_event(old, "deploy_started")
+        deploying(old, 2)
         old.process.terminate()  # it holds the run while its deploys get their ~10 s
         marker.unlink()
         with serving(tmp_path, fake, env, log_name="serve2.log"):
