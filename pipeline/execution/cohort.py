@@ -35,7 +35,7 @@ from pipeline.execution.lifesteps import (
 )
 from pipeline.execution.serversteps import ServerSteps
 from pipeline.state.steps import ServerEvent
-from providers.base import Batches, ProviderError, Script, ScriptResult, Server
+from providers.base import Batches, ProviderError, ScriptResult, Server
 
 R = TypeVar("R")
 Failures = dict[int, str]
@@ -172,7 +172,11 @@ class CohortSteps(ServerSteps):
         """Run each slot's script ``name`` on its server; the slots where it succeeded."""
         if not slots:
             return []
-        chosen = {s.record.slot: _named(self._scripts(s), name) for s in slots}
+        # Every slot's scripts come in one order (``_scripts``): found once, taken by position.
+        position = [script.name for script in self._scripts(slots[0])].index(name)
+        chosen = {s.record.slot: self._scripts(s)[position] for s in slots}
+        if any(script.name != name for script in chosen.values()):
+            raise Inconsistency(f"the servers of run {slots[0].run.id} differ in their scripts")
         results = batches.run_script_all([(_server(s), chosen[s.record.slot]) for s in slots])
 
         def take(slot: Slot, result: ScriptResult) -> None:
@@ -251,10 +255,6 @@ def _in_background(work: Callable[[Slot], object], slots: list[Slot]) -> Future[
         return executor.submit(fan_out, work, slots, max(1, len(slots)), name)
     finally:
         executor.shutdown(wait=False)
-
-
-def _named(scripts: Sequence[Script], name: str) -> Script:
-    return next(s for s in scripts if s.name == name)
 
 
 def _numbers(slots: Sequence[Slot]) -> list[int]:

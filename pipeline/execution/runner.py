@@ -148,10 +148,12 @@ class Runner(CohortSteps):
 
     def execute(self, run_id: int) -> Run | None:
         """Carry out (or resume) a run to its end, synchronously, unless another byoi
-        process sharing the database is carrying it out."""
+        process sharing the database is carrying it out. The run is returned as it stands
+        then, without its servers (``Store.run_alone``: a fleet's rows are read by whoever
+        needs them, not at the end of every run)."""
         if not self.claim(run_id):
             log.info("run %s is being carried out by another byoi process", run_id)
-            return self.store.run(run_id)
+            return self.store.run_alone(run_id)
         try:
             return self._execute(run_id)
         finally:
@@ -172,14 +174,14 @@ class Runner(CohortSteps):
         if run.kind == RunKind.ROLL:
             if not self._roll(run, env, provider):
                 self._notify(run_id)
-                return self.store.run(run_id)  # paused after its canary
+                return self.store.run_alone(run_id)  # paused after its canary
         elif run.strategy == Strategy.SERIAL:
             self._serial(open_slots)
         elif open_slots:
             self._parallel(open_slots)
         if self._stopping.is_set():
             log.info("run %s paused for shutdown; the next start resumes it", run_id)
-            return self.store.run(run_id)
+            return self.store.run_alone(run_id)
         finished = self._finish(run_id)
         if self.meter is not None and finished is not None:
             self.meter.run_finished(finished, env.provider, time.monotonic() - begun)
@@ -233,7 +235,8 @@ class Runner(CohortSteps):
             if skipped:  # serial stops at the first failure: say what it never began
                 reason += f", {skipped} not started"
         made = measured.image_of(self.store, run_id)
-        run = self.store.run(run_id) if made is not None and state == RunState.SUCCEEDED else None
+        succeeded = made is not None and state == RunState.SUCCEEDED
+        run = self.store.run_alone(run_id) if succeeded else None
         if made is not None and run is not None:
             env = self.config.apps[run.app].environments[run.env]
             reason = bake.outcome(made, bake.family(env))
@@ -241,7 +244,7 @@ class Runner(CohortSteps):
             run_id, [RunState.RUNNING], state, self.clock(), actor="byoi", reason=reason
         )
         self._notify(run_id)
-        return self.store.run(run_id)
+        return self.store.run_alone(run_id)
 
     def _set(self, slot: _Slot, status: ServerStatus, event: str, **fields: object) -> None:
         self._record(slot, [(event, {"status": status, **fields})])

@@ -189,13 +189,26 @@ NOTE_CHARS = 500
 
 def _summary(output: str) -> str:
     """A script's report in one line: scrub's removals, or its last line of output."""
-    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
-    cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(("removed ", "emptied "))]
-    if cleaned:
-        removed = f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
-        return removed if len(removed) <= NOTE_CHARS else removed[:NOTE_CHARS] + "…"
-    last = lines[-1] if lines else ""
+    if "removed " in output or "emptied " in output:  # else no line is scrub's
+        lines = [line.strip() for line in output.splitlines()]
+        cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(REMOVALS)]
+        if cleaned:
+            removed = f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
+            return removed if len(removed) <= NOTE_CHARS else removed[:NOTE_CHARS] + "…"
+    last = _last_line(output)
     return last if len(last) <= NOTE_CHARS else "…" + last[-NOTE_CHARS:]
+
+
+REMOVALS = ("removed ", "emptied ")
+"""How scrub's lines begin (pipeline/execution/sh/scrub.sh)."""
+
+
+def _last_line(output: str) -> str:
+    """The last line of ``output`` with any text, stripped, found from its end: a deploy's
+    output can be long, and a thousand servers report at once."""
+    text = output.rstrip()
+    lines = text[text.rfind("\n") + 1 :].splitlines()  # the other line ends, if any
+    return lines[-1].strip() if lines else ""
 
 
 def _ended(exit_code: int) -> str:

@@ -74,6 +74,12 @@ STATUS_OF = {s.value: s for s in ServerStatus}
 _STEP = {s.value: s for s in Step}
 
 
+def servers_inserted(values: Iterable[Sequence[Any]]) -> tuple[RunServer, ...]:
+    """The slots of INSERT_SLOT parameters (``slot_values``) as ``servers_from`` reads them
+    back: the columns INSERT_SLOT leaves out hold their defaults."""
+    return servers_from((*v[:6], 0, None, None, None, v[6]) for v in values)
+
+
 def servers_from(rows: Iterable[Sequence[Any]]) -> tuple[RunServer, ...]:
     """Slots from rows of ``SERVER_COLUMNS``. A run of a thousand servers is read whole for its
     card, its status and its end, so this reads tuples, not mappings, and looks the enums up."""

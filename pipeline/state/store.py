@@ -80,13 +80,11 @@ class Store:
         and canary) in one transaction; refuses a second active run per app/env."""
         with self._write() as conn:
             run_id = self._insert_run(conn, run, now)
-            conn.executemany(
-                runrows.INSERT_SLOT,
-                [
-                    runrows.slot_values(run_id, self._slot_key(run_id, s.slot), s, now)
-                    for s in run.servers
-                ],
-            )
+            slots = [
+                runrows.slot_values(run_id, self._slot_key(run_id, s.slot), s, now)
+                for s in run.servers
+            ]
+            conn.executemany(runrows.INSERT_SLOT, slots)
             if options is not None:
                 run_options.insert(conn, replace(options, run_id=run_id))
             self._audit(
@@ -97,7 +95,11 @@ class Store:
                 "requested",
                 f"{run.kind} {run.current}→{run.desired} image {run.image_name}",
             )
-        return self.existing_run(run_id)
+        # Its slots as just inserted, not read back: a thousand of them on a command's path.
+        stored = self.run_alone(run_id)
+        if stored is None:
+            raise Inconsistency(f"run {run_id} is not in the store")
+        return replace(stored, servers=runrows.servers_inserted(slots))
 
     def _slot_key(self, run_id: int, slot: int) -> str:
         return f"{key_prefix(self.install_id)}{run_id}-{slot}"

@@ -138,3 +138,13 @@ def test_a_notifier_that_reads_no_servers_is_told_with_the_run_alone(world: Worl
     assert len(told_full.servers) == 3
     assert told_alone.servers == ()
     assert replace(told_full, servers=()) == told_alone
+
+
+def test_a_new_run_is_returned_as_the_store_reads_it_back(world: World) -> None:
+    world.scale_and_approve("scale web 3")
+    down = world.request("scale web 1")  # its slots name the servers they remove
+
+    assert down == world.stored(down.id)
+    assert all(s.provider_id for s in down.servers) and len(down.servers) == 2
+    up = world.store.create_run(replace(down, id=0, state=RunState.FAILED), world.clock())
+    assert up == world.stored(up.id) and up.id != down.id
