@@ -272,11 +272,12 @@ def _phase(run: Run, step: Step, log: StepLog, stopped: frozenset[int]) -> Phase
     began = log.started[step]
     finished = log.done.get(step)
     entered, done = began.slots, finished.slots if finished else frozenset[int]()
-    pool = [s for s in run.servers if step in steps_of(run.kind, s.slot)]
+    pool = _pool(run, step)
     # Halted: entered this step and stopped there (failed or cancelled) before finishing it.
-    halted = [s for s in pool if s.slot in stopped and s.slot in entered and s.slot not in done]
+    ended = [s for s in pool if s.slot in stopped] if stopped else []
+    halted = [s for s in ended if s.slot in entered and s.slot not in done]
     failed = sum(s.status == ServerStatus.FAILED for s in halted)
-    never = [s for s in pool if s.slot in stopped and s.slot not in entered]
+    never = [s for s in ended if s.slot not in entered]
     servers = len(pool) - len(never)
     last = [finished.last] if finished else []
     last += [log.stopped_at[s.slot] for s in halted if s.slot in log.stopped_at]
@@ -296,6 +297,14 @@ def _phase(run: Run, step: Step, log: StepLog, stopped: frozenset[int]) -> Phase
         removed=removed,
         notes=tuple(n for _, n in notes if not _SCRUBBED.match(n)),
     )
+
+
+def _pool(run: Run, step: Step) -> Sequence[RunServer]:
+    """The servers of ``run`` whose steps include ``step``: all of them or none, but for a
+    roll's (its new servers' steps are not its old ones')."""
+    if run.kind != RunKind.ROLL:
+        return run.servers if step in STEPS[run.kind] else ()
+    return [s for s in run.servers if step in steps_of(run.kind, s.slot)]
 
 
 def _stopped(server: RunServer) -> bool:

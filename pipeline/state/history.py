@@ -76,6 +76,8 @@ class RunHistory:
         reading every event): per step and kind a count of slots and the first and last time;
         each server's own times only with ``slots`` (a roll's batches)."""
         spans: dict[StepEventKind, dict[Step, Span]] = {k: {} for k in StepEventKind}
+        # A cohort's servers share every step event: the same list of slots, parsed once.
+        parsed: dict[str, frozenset[int]] = {}
         for row in self._own(
             f"SELECT event, group_concat({_SLOT}) AS slots, MIN(at) AS first, MAX(at) AS last",
             _OF_STEP,
@@ -83,7 +85,10 @@ class RunHistory:
             "GROUP BY event",
         ):
             kind, step = _OF_STEP[row["event"]]
-            taken = frozenset(int(slot) for slot in row["slots"].split(","))
+            listed = row["slots"]
+            taken = parsed.get(listed)
+            if taken is None:
+                taken = parsed[listed] = frozenset(map(int, listed.split(",")))
             spans[kind][step] = Span(taken, _at(row["first"]), _at(row["last"]))
         return StepLog(
             started=spans[StepEventKind.STARTED],

@@ -24,8 +24,8 @@ from bot.slack.blocks.kit import (
 )
 from bot.slack.blocks.roll import roll_blocks
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
-from bot.views.runs import Facts, RunView, SlotView, plan_view, run_view, slot_view
-from bot.views.words import NO_APPS, NO_RUNS, usage_line
+from bot.views.runs import Facts, RunView, SlotView, action, plan_view, run_view, slot_view
+from bot.views.words import NO_APPS, NO_RUNS, state_words, usage_line
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.errors import UserError
@@ -195,12 +195,10 @@ def failure_text(run: Run, server: RunServer) -> str:
 
 
 def fallback_text(run: Run) -> str:
-    """A run card's notification text: `Run 3: scale up web/production 2 → 5 (running)`."""
-    view = run_view(run)
-    return (
-        f"Run {view.id}: {view.action.verb} {view.action.where} {view.action.counts} "
-        f"({view.state_words})"
-    )
+    """A run card's notification text: `Run 3: scale up web/production 2 → 5 (running)`.
+    Said without the run's servers (a card's every edit sends it, a fleet can be large)."""
+    done = action(run.kind, run.app, run.env, run.current, run.desired)
+    return f"Run {run.id}: {done.verb} {done.where} {done.counts} ({state_words(run.state)})"
 
 
 # replies --------------------------------------------------------------------------------
