@@ -12,6 +12,7 @@ from pipeline.domain.models import RunState, ServerStatus, Step
 from pipeline.execution import recovery
 from pipeline.execution.runner import Runner
 from pipeline.services.replies import RunReply
+from pipeline.state import measured
 from providers.base import (
     TAG_APP,
     TAG_ENV,
@@ -25,7 +26,16 @@ from providers.base import (
     Target,
 )
 from providers.local import LocalProvider
-from tests.conftest import DEPLOY_OK, World, config_text, make_world, resumed, world_around
+from tests.conftest import (
+    DEPLOY_OK,
+    IMAGE_FILES,
+    START,
+    World,
+    config_text,
+    make_world,
+    resumed,
+    world_around,
+)
 
 
 def launch(world: World, key: str, run: str = "99") -> str:
@@ -186,3 +196,19 @@ def test_take_over_carries_on_a_left_run_and_not_one_this_runner_carries_out(
     assert recovery.take_over(world.store, world.runner, world.clock()) == []  # ended
     resumed = [e for e in world.store.audit_events(left.id) if e.event == "resumed"]
     assert len(resumed) == 1
+
+
+def test_take_over_leaves_a_roll_paused_after_its_canary_for_continue(world: World) -> None:
+    world.scale_and_approve("scale web 2")
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+    roll = world.request("roll web --canary --batch 1")
+    world.say(f"approve {roll.id}", "UBOB")
+    world.runner.wait(30)
+    assert world.stored(roll.id).state == RunState.RUNNING
+    assert measured.options_of(world.store, roll.id).paused
+
+    assert recovery.take_over(world.store, world.runner, world.clock()) == []
+
+    world.say(f"continue {roll.id}", "UBOB")
+    assert world.finish(roll.id).state == RunState.SUCCEEDED
+    assert not [e for e in world.store.audit_events(roll.id) if e.event == "resumed"]
