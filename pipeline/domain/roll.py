@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from pipeline.domain.models import Run, RunServer, ServerStatus
 
@@ -74,12 +75,59 @@ def progress(run: Run, batch_size: int, canary: bool) -> str:
     done = ServerStatus.DONE
     new = sum(by_slot[new_slot(p)].status == done for p in range(1, pairs + 1))
     old = sum(by_slot[old_slot(p)].status != done for p in range(1, pairs + 1))
+    # The first batch with an old server still in place; once all are settled, the last
+    # batch that began (a stopped roll's later batches never launch: their new slots skipped).
+    began = [
+        i
+        for i, batch in enumerate(layout, start=1)
+        if any(by_slot[new_slot(p)].status != ServerStatus.SKIPPED for p in batch)
+    ]
     current = next(
         (
             i
             for i, batch in enumerate(layout, start=1)
             if any(not by_slot[old_slot(p)].status.finished for p in batch)
         ),
-        len(layout),
+        began[-1] if began else 1,
     )
     return f"batch {current} of {len(layout)} · old {old} → new {new} (of {pairs})"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A roll's replacements (a new server and the old one it replaces) by how they ended:
+    what a roll's end says, in servers replaced rather than in slots (two per server)."""
+
+    pairs: int
+    replaced: int
+    failed: int
+    rolled_back: int
+    """New servers taken back with their batch (or by a cancel); their old ones kept."""
+    not_started: int
+
+    def words(self) -> str:
+        """`3 of 10 server(s) replaced, 1 failed, 2 rolled back with their batch, 4 not
+        started` (the parts that are not zero)."""
+        parts = [f"{self.replaced} of {self.pairs} server(s) replaced"]
+        parts += [f"{self.failed} failed"] if self.failed else []
+        parts += [f"{self.rolled_back} rolled back with their batch"] if self.rolled_back else []
+        parts += [f"{self.not_started} not started"] if self.not_started else []
+        return ", ".join(parts)
+
+
+def tally(statuses: Sequence[ServerStatus]) -> Tally:
+    """The replacements of a roll whose slots ended with ``statuses``, in slot order."""
+    news, olds = statuses[0::2], statuses[1::2]
+    pairs = list(zip(news, olds, strict=False))
+    failed = sum(ServerStatus.FAILED in pair for pair in pairs)
+    return Tally(
+        pairs=len(pairs),
+        replaced=sum(new == old == ServerStatus.DONE for new, old in pairs),
+        failed=failed,
+        rolled_back=sum(
+            new == ServerStatus.CANCELLED and old != ServerStatus.FAILED for new, old in pairs
+        ),
+        not_started=sum(
+            new == ServerStatus.SKIPPED and old != ServerStatus.FAILED for new, old in pairs
+        ),
+    )

@@ -182,7 +182,7 @@ class Runner(CohortSteps):
         if self._stopping.is_set():
             log.info("run %s paused for shutdown; the next start resumes it", run_id)
             return self.store.run_alone(run_id)
-        finished = self._finish(run_id)
+        finished = self._finish(run_id, run.kind)
         if self.meter is not None and finished is not None:
             self.meter.run_finished(finished, env.provider, time.monotonic() - begun)
         return finished
@@ -219,21 +219,18 @@ class Runner(CohortSteps):
                     )
                 return
 
-    def _finish(self, run_id: int) -> Run | None:
+    def _finish(self, run_id: int, kind: RunKind) -> Run | None:
         outcomes = self.store.server_outcomes(run_id)  # not the whole run: a fleet is large
         done = sum(status == ServerStatus.DONE for status, _ in outcomes)
         failed = [reason for status, reason in outcomes if status == ServerStatus.FAILED]
         if self.store.cancel_requested(run_id):
-            state, reason = RunState.CANCELLED, f"cancelled; {done} server(s) finished"
+            state, reason = RunState.CANCELLED, f"{done} server(s) finished before the cancel"
         elif not failed and done == len(outcomes):
             state, reason = RunState.SUCCEEDED, None
         elif done == 0:
             state, reason = RunState.FAILED, failed[0] if failed else "nothing finished"
         else:
-            state, reason = RunState.PARTIALLY_FAILED, f"{len(failed)} of {len(outcomes)} failed"
-            skipped = sum(status == ServerStatus.SKIPPED for status, _ in outcomes)
-            if skipped:  # serial stops at the first failure: say what it never began
-                reason += f", {skipped} not started"
+            state, reason = RunState.PARTIALLY_FAILED, _partly(kind, outcomes)
         made = measured.image_of(self.store, run_id)
         succeeded = made is not None and state == RunState.SUCCEEDED
         run = self.store.run_alone(run_id) if succeeded else None
@@ -361,6 +358,20 @@ class Runner(CohortSteps):
             log.warning("run %s slot %s: %s", slot.run.id, slot.record.slot, exc.reason)
             self.store.audit(self.clock(), slot.run.id, "byoi", "provider_error", exc.reason)
         return reason
+
+
+def _partly(kind: RunKind, outcomes: Sequence[tuple[ServerStatus, str | None]]) -> str:
+    """What a run that partly failed did: in servers, or a roll's in servers replaced (two
+    slots each, roll.tally)."""
+    statuses = [status for status, _ in outcomes]
+    if kind == RunKind.ROLL:
+        return roll.tally(statuses).words()
+    failed = statuses.count(ServerStatus.FAILED)
+    reason = f"{failed} of {len(statuses)} failed"
+    skipped = statuses.count(ServerStatus.SKIPPED)
+    if skipped:  # serial stops at the first failure: say what it never began
+        reason += f", {skipped} not started"
+    return reason
 
 
 def _change(

@@ -6,6 +6,7 @@ Mixed into the Runner (as LifecycleSteps is), whose records it writes through ``
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 from pipeline.domain import roll
@@ -133,13 +134,14 @@ class ServerSteps(LifecycleSteps):
     ) -> None:
         """Take a script's result: its report goes with the slot's next write; a failure raises."""
         if not result.ok:
-            tail = result.tail(3).replace("\n", " | ") or "(no output)"
+            tail = _clipped(printable(result.tail(3)).replace("\n", " | ")) or "(no output)"
             raise ScriptFailed(
                 f"{what} {_ended(result.exit_code)}: {tail}",
                 exit_code=result.exit_code,
                 output=result.output,
             )
-        slot.pending.append((f"{script.name}_output", {"note": _summary(result.output)}))
+        report = _summary(script.name, result.output)
+        slot.pending.append((f"{script.name}_output", {"note": report}))
 
     def _target(self, slot: Slot) -> Target:
         return Target(slot.run.target, slot.env.drain_seconds)
@@ -187,20 +189,20 @@ NOTE_CHARS = 500
 """The longest report of a script kept with its server (the output is the provider's)."""
 
 
-def _summary(output: str) -> str:
-    """A script's report in one line: scrub's removals, or its last line of output."""
-    if "removed " in output or "emptied " in output:  # else no line is scrub's
+def _summary(name: str, output: str) -> str:
+    """Script ``name``'s report in one line: scrub's removals, or its last line of output;
+    what it printed is shown, not obeyed (``printable``)."""
+    if name == "scrub" and ("removed " in output or "emptied " in output):
         lines = [line.strip() for line in output.splitlines()]
         cleaned = [line.split(" ", 1)[1] for line in lines if line.startswith(REMOVALS)]
         if cleaned:
-            removed = f"scrubbed {len(cleaned)}: " + ", ".join(cleaned)
+            removed = printable(f"scrubbed {len(cleaned)}: " + ", ".join(cleaned))
             return removed if len(removed) <= NOTE_CHARS else removed[:NOTE_CHARS] + "…"
-    last = _last_line(output)
-    return last if len(last) <= NOTE_CHARS else "…" + last[-NOTE_CHARS:]
+    return _clipped(printable(_last_line(output)))
 
 
 REMOVALS = ("removed ", "emptied ")
-"""How scrub's lines begin (pipeline/execution/sh/scrub.sh)."""
+"""How scrub's lines begin (pipeline/execution/sh/scrub.sh); another script's are its own."""
 
 
 def _last_line(output: str) -> str:
@@ -209,6 +211,20 @@ def _last_line(output: str) -> str:
     text = output.rstrip()
     lines = text[text.rfind("\n") + 1 :].splitlines()  # the other line ends, if any
     return lines[-1].strip() if lines else ""
+
+
+def _clipped(text: str) -> str:
+    """``text`` kept to its last NOTE_CHARS characters (a line's end says how it ended)."""
+    return text if len(text) <= NOTE_CHARS else "…" + text[-NOTE_CHARS:]
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written out (``\\x1b``): a script's output is shown
+    in a terminal and in Slack, where an escape sequence must not clear the screen or ring."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _ended(exit_code: int) -> str:

@@ -7,7 +7,9 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from bot.slack.blocks import messages
 from bot.views.words import duration, part_line, phase_line
+from pipeline.domain import roll
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
 from pipeline.domain.phases import StepEvent, StepEventKind, StepLog, phases, story
@@ -18,6 +20,8 @@ from tests.unit.test_runs import FAIL_ON_SLOT_2
 
 # A roll's slot 3 is the new server of its second pair.
 FAIL_ON_SLOT_3 = FAIL_ON_SLOT_2.replace("*-2)", "*-3)")
+# Slot 7, the new server of its fourth pair: batch 2 of a roll in batches of 2.
+FAIL_ON_SLOT_7 = FAIL_ON_SLOT_2.replace("*-2)", "*-7)")
 
 STARTED, DONE, NOTE, STOPPED = (
     StepEventKind.STARTED,
@@ -190,6 +194,23 @@ def test_a_failed_batch_says_what_it_rolled_back_and_kept_and_later_batches_neve
         "2 old kept in service · 0 s"
     ]
     assert parts[0].troubled and parts[0].finished
+
+
+def test_a_roll_that_stopped_in_a_later_batch_counts_servers_replaced_not_slots(
+    tmp_path: Path,
+) -> None:
+    world = make_world(tmp_path, config_text(deploy_command=FAIL_ON_SLOT_7))
+    behind(world, 6)
+
+    run = world.scale_and_approve("roll web --batch 2")
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    assert run.reason == (
+        "2 of 6 server(s) replaced, 1 failed, 1 rolled back with their batch, 2 not started"
+    )
+    assert messages.run_summary(run).endswith(f"roll web/staging, {run.reason}.")
+    # The card's progress names the batch it stopped in, not the last one, never begun.
+    assert roll.progress(run, 2, canary=False) == "batch 2 of 3 · old 4 → new 2 (of 6)"
 
 
 def test_a_batch_in_progress_says_where_its_servers_are(world: World) -> None:

@@ -26,6 +26,7 @@ from bot.slack.blocks.roll import roll_blocks
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
 from bot.views.runs import Facts, RunView, SlotView, action, plan_view, run_view, slot_view
 from bot.views.words import NO_APPS, NO_RUNS, state_words, usage_line
+from pipeline.domain import roll
 from pipeline.domain.measured import RunOptions
 from pipeline.domain.models import Run, RunKind, RunServer, RunState, ServerStatus
 from pipeline.errors import UserError
@@ -177,9 +178,13 @@ def run_summary(run: Run) -> str:
     view = run_view(run)
     text = (
         f"{STATE_EMOJI[view.state]} Run {view.id} {view.state_words}: {view.action.verb} "
-        f"{view.action.where}, {view.done} of {len(view.servers)} server(s) done"
+        f"{view.action.where}, "
     )
-    text += (f", {view.failed} failed and rolled back" if view.failed else "") + "."
+    if view.kind == RunKind.ROLL:  # in servers replaced, not in slots (two per server)
+        text += roll.tally([s.status for s in run.servers]).words() + "."
+    else:
+        text += f"{view.done} of {len(view.servers)} {view.action.unit} done"
+        text += (f", {view.failed} failed and rolled back" if view.failed else "") + "."
     if view.kind in (RunKind.BAKE, RunKind.REFRESH) and view.reason:
         text += f" {escape(view.reason)}"
     return text
