@@ -223,7 +223,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def printable(text: str) -> str:
     """``text`` with its control characters written out (``\\x1b``): a script's output is shown
-    in a terminal and in Slack, where an escape sequence must not clear the screen or ring."""
+    in a terminal and in chat, where an escape sequence must not clear the screen or ring."""
     return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
