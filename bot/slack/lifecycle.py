@@ -151,6 +151,17 @@ def run_in_background(name: str, target: Callable[[], None]) -> threading.Thread
     return thread
 
 
+def shut_down_aside(work: Callable[[], None], poll: float = 0.5) -> None:
+    """Run the shutdown ``work`` on a thread of its own while the main thread waits for it in
+    slices of ``poll`` seconds: waiting on workers for up to the deadline, the main thread
+    would run no handler for a second SIGTERM the kernel gave another thread, and the second
+    signal must exit at once (``on_stop_signals``). Returns if ``work`` ended without ending
+    the process (it raised: logged)."""
+    thread = run_in_background("shutdown", work)
+    while thread.is_alive():
+        thread.join(poll)
+
+
 def exit_now(code: int, busy: bool) -> None:
     """End the process now. Worker pools (the runner's, the scheduler's) are joined at
     interpreter exit, so a step or a scan still waiting on a cloud would hold the exit past

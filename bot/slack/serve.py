@@ -37,6 +37,7 @@ from bot.slack.lifecycle import (
     close_socket_mode,
     exit_now,
     run_in_background,
+    shut_down_aside,
     wait_for_slack,
     wait_for_stop,
 )
@@ -266,8 +267,8 @@ def serve(
     run_in_background("start", start)
     wait_for_stop(stopping)
     deadline = Deadline(float(os.environ.get("BYOI_SHUTDOWN_SECONDS", "25")))
-    _shut_down(app, front, schedule, services, cards, deadline)
-    return 0
+    shut_down_aside(lambda: _shut_down(app, front, schedule, services, cards, deadline))
+    return 1  # the shutdown raised (logged) instead of ending the process
 
 
 def settled() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -27,6 +29,8 @@ from tests.fakes.slack_api import FakeSlack
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token-1234567890"
 PAYLOADS = FIXTURES / "slack-payloads"
+TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
+"""The tgkill system call's number (a signal to one thread of a process), where known."""
 
 
 def free_port() -> int:
@@ -97,6 +101,21 @@ class Bot:
             time.sleep(1.0)
             tail = self.logs()[-20_000:]
             raise AssertionError(f"no exit {timeout}s after SIGTERM:\n{tail}") from None
+        return time.monotonic() - started
+
+    def sigterm_to_a_thread(self, timeout: float = 60) -> float:
+        """Send SIGTERM to one of the process's threads other than its main one, as the kernel
+        may deliver a process's signal to any thread (tgkill); seconds until it exited."""
+        pid = self.process.pid
+        tid = next(int(t) for t in sorted(os.listdir(f"/proc/{pid}/task")) if int(t) != pid)
+        libc = ctypes.CDLL(None, use_errno=True)
+        started = time.monotonic()
+        if libc.syscall(TGKILL, pid, tid, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit {timeout}s after SIGTERM to thread {tid}") from None
         return time.monotonic() - started
 
     def events(self) -> list[tuple[int | None, str]]:

@@ -11,8 +11,10 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import config_text
-from tests.e2e.slackbot import Bot, free_port, running_bot, serving
+from tests.e2e.slackbot import TGKILL, Bot, free_port, running_bot, serving
 from tests.fakes.slack_api import FakeSlack, text_of
 
 DEADLINE = 6.0
@@ -110,6 +112,23 @@ def test_a_second_sigterm_during_a_shutdown_exits_at_once(tmp_path: Path) -> Non
 
     assert bot.process.returncode == 143
     assert seconds < 1.0, bot.logs()
+
+
+@pytest.mark.skipif(TGKILL is None, reason="tgkill's number is not known on this machine")
+def test_a_second_sigterm_that_reaches_another_thread_still_exits_at_once(tmp_path: Path) -> None:
+    """The kernel may hand a process's signal to any thread; the main thread, waiting for the
+    shutdown's workers, must still run the handler (it waits in slices)."""
+    marker = tmp_path / "slow"
+    marker.touch()
+    env = {"BYOI_SHUTDOWN_SECONDS": "20"}
+    with running_bot(tmp_path, slow_deploy(marker), env=env) as bot:
+        deploying(bot, 1)
+        bot.process.terminate()  # the shutdown waits up to 18 s for the deploy
+        bot.fake.wait_for(lambda: "SIGTERM received: shutting down" in bot.logs())
+        seconds = bot.sigterm_to_a_thread()
+
+    assert bot.process.returncode == 143
+    assert seconds < 2.0, bot.logs()
 
 
 def test_a_run_left_by_a_stopping_byoi_is_carried_on_by_one_started_beside_it(
