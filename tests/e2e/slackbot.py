@@ -29,8 +29,8 @@ from tests.fakes.slack_api import FakeSlack
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token-1234567890"
 PAYLOADS = FIXTURES / "slack-payloads"
-TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())
-"""The tgkill system call's number (a signal to one thread of a process), where known."""
+TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine()) if Path("/proc").is_dir() else None
+"""Linux's tgkill system call's number (a signal to one thread of a process), where known."""
 
 
 def free_port() -> int:
