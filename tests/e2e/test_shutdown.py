@@ -21,13 +21,14 @@ DEADLINE = 6.0
 
 
 def slow_deploy(marker: Path) -> str:
-    """A deploy that takes 30 s while ``marker`` exists."""
+    """A deploy that takes 30 s while ``marker`` exists; one that saw it leaves a file beside
+    it (``<marker>.<server key>``) before its sleep."""
     return config_text(
         operators='["W111", "UALICE"]',
         approvers='["UBOB", "UCAROL"]',
         deploy_command=repr(
-            f'if [ -e {marker} ]; then sleep 30; fi; mkdir -p current && echo "$BYOI_RELEASE" '
-            "> current/VERSION"
+            f"if [ -e {marker} ]; then touch {marker}.$BYOI_SERVER; sleep 30; fi; "
+            'mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
         ),
     )
 
@@ -37,11 +38,14 @@ def wait_event(bot: Bot, event: str) -> None:
 
 
 def deploying(bot: Bot, servers: int) -> None:
-    """Request and approve run 1 of ``servers`` servers, and wait until their deploy began."""
+    """Request and approve run 1 of ``servers`` servers, and wait until their deploys are in
+    their sleep (``slow_deploy`` with the marker ``slow`` in the bot's root): recorded as
+    started is not yet running, and a marker taken away before would not be seen."""
     bot.command(f"scale web {servers}")
     bot.fake.wait_for(lambda: bot.fake.sent("chat.postMessage"))
     bot.click("run_approve", 1, "UBOB")
     wait_event(bot, "deploy_started")
+    bot.fake.wait_for(lambda: len(list(bot.root.glob("slow.*"))) >= servers)
 
 
 def test_an_idle_byoi_exits_within_two_seconds_of_sigterm(tmp_path: Path) -> None:
