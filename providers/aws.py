@@ -7,10 +7,9 @@ Every botocore error is translated into the port's errors in ``aws_codec.transla
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -38,6 +37,7 @@ from providers.base import (
     newest_usable,
     outcome,
 )
+from providers.calls import chunks, pooled, rounds
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 SCRIPT_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
@@ -47,10 +47,6 @@ FILTER_VALUES = 200  # EC2 takes at most 200 values per filter
 TARGETS_PER_CALL = 500
 TAGGED_PER_CALL = 1000
 """The most resources one CreateTags names (EC2's limit)."""
-CALLS = 8
-"""API calls made at once for a call for many servers (EC2 and SSM throttle bursts)."""
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class AwsProvider:
@@ -187,7 +183,7 @@ class AwsProvider:
         started = dict(
             zip(
                 [r.key for r in unique],
-                _pooled(lambda r: found.get(r.key) or self._run(r), unique),
+                pooled(lambda r: found.get(r.key) or self._run(r), unique),
                 strict=True,
             )
         )
@@ -198,7 +194,7 @@ class AwsProvider:
     def _by_key(self, keys: Sequence[str]) -> dict[str, str]:
         """The live instances carrying these ``byoi:key`` tags: a crash may have hidden one."""
         found: dict[str, str] = {}
-        for chunk in _chunks(sorted(set(keys)), FILTER_VALUES):
+        for chunk in chunks(sorted(set(keys)), FILTER_VALUES):
             filters = [
                 {"Name": f"tag:{TAG_KEY}", "Values": chunk},
                 {"Name": "instance-state-name", "Values": LIVE_STATES},
@@ -229,7 +225,7 @@ class AwsProvider:
         deadline = time.monotonic() + self.wait_seconds
         waiting, done = set(ids), dict[str, Server | ProviderError]()
         while True:
-            for chunk in _chunks(sorted(waiting), FILTER_VALUES):
+            for chunk in chunks(sorted(waiting), FILTER_VALUES):
                 filters = [{"Name": "instance-id", "Values": chunk}]
                 for server in self._instances(filters, "wait for running"):
                     if server.state == ServerState.RUNNING:
@@ -301,24 +297,22 @@ class AwsProvider:
     ) -> list[ScriptResult | ProviderError]:
         """Send every command, then ask after each until it ends: one loop for all of them,
         a few calls at a time, not a thread waiting per server."""
-        sent = _pooled(lambda job: self._send(*job), jobs)
-        begun = time.monotonic()
-        answers: dict[int, ScriptResult | ProviderError] = {
-            n: s for n, s in enumerate(sent) if isinstance(s, ProviderError)
-        }
-        while len(answers) < len(jobs):
-            asking = [n for n in range(len(jobs)) if n not in answers]
-            found = _pooled(lambda n: self._invocation(str(sent[n]), *jobs[n]), asking)
-            for n, answer in zip(asking, found, strict=True):
-                _, script = jobs[n]
-                if answer is not None:
-                    answers[n] = answer
-                elif time.monotonic() - begun > script.timeout_seconds + 60:
-                    late = f"{script.name} did not finish within {script.timeout_seconds:g}s"
-                    answers[n] = ProviderTimeout(late)
-            if len(answers) < len(jobs):
-                time.sleep(min(self.poll_seconds, 2.0))
-        return [answers[n] for n in range(len(jobs))]
+        sent = pooled(lambda job: self._send(*job), jobs)
+
+        def ask(n: int) -> ScriptResult | None:
+            command = sent[n]
+            if isinstance(command, ProviderError):
+                raise command
+            return self._invocation(command, *jobs[n])
+
+        def late(n: int, waited: float) -> ProviderError | None:
+            script = jobs[n][1]
+            if waited <= script.timeout_seconds + 60:
+                return None
+            seconds = f"{script.timeout_seconds:g}s"
+            return ProviderTimeout(f"{script.name} did not finish within {seconds}")
+
+        return rounds(ask, range(len(jobs)), late=late, poll_seconds=min(self.poll_seconds, 2.0))
 
     def _send(self, server: Server, script: Script) -> str:
         with translate(f"{script.name} through SSM"):
@@ -368,7 +362,7 @@ class AwsProvider:
         refused: dict[int, ProviderError] = {}
         for pairs, indexes in alike.items():
             tags = dict(pairs)
-            for chunk in _chunks(indexes, TAGGED_PER_CALL) if tags else ():
+            for chunk in chunks(indexes, TAGGED_PER_CALL) if tags else ():
                 ids = [tagged[i][0].id for i in chunk]
                 try:
                     self._tag(ids, tags)
@@ -416,7 +410,7 @@ class AwsProvider:
         arn = self._target_arn(target)
         ids = [s.id for s in servers]
         refused: dict[str, ProviderError] = {}
-        for chunk in _chunks(ids, TARGETS_PER_CALL):
+        for chunk in chunks(ids, TARGETS_PER_CALL):
             try:
                 self._register(arn, target, chunk)
             except ProviderError as exc:
@@ -430,7 +424,7 @@ class AwsProvider:
         waiting = set(ids) - refused.keys()
         while True:
             with translate(f"wait for {target.name} to report healthy"):
-                for chunk in _chunks(sorted(waiting), TARGETS_PER_CALL):
+                for chunk in chunks(sorted(waiting), TARGETS_PER_CALL):
                     health = self.elbv2.describe_target_health(
                         TargetGroupArn=arn, Targets=[{"Id": i} for i in chunk]
                     )["TargetHealthDescriptions"]
@@ -475,16 +469,3 @@ class AwsProvider:
         with translate(f"read {target.name}"):
             health = self.elbv2.describe_target_health(TargetGroupArn=self._target_arn(target))
         return sorted(str(d["Target"]["Id"]) for d in health["TargetHealthDescriptions"])
-
-
-def _pooled(call: Callable[[T], R], items: Sequence[T]) -> list[R | ProviderError]:
-    """``call`` on every item, ``CALLS`` at a time, in order; an item's error is its own."""
-    if len(items) <= 1:
-        return each(call, items)
-    with ThreadPoolExecutor(max_workers=min(CALLS, len(items))) as pool:
-        return [o for chunk in pool.map(lambda item: each(call, [item]), items) for o in chunk]
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
-    for first in range(0, len(items), size):
-        yield list(items[first : first + size])

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import google.auth
@@ -35,7 +36,9 @@ from providers.base import (
     Server,
     ServerState,
     Target,
+    outcome,
 )
+from providers.calls import chunks, pooled, rounds
 from providers.gcp_codec import LABELS, image_from, label_value, server_from, version_labels
 from providers.gcp_requests import (
     ALREADY_MEMBER,
@@ -48,6 +51,9 @@ from providers.gcp_requests import (
     instance_resource,
     translate,
 )
+
+MEMBERS_PER_CALL = 500
+"""Instances named in one addInstances call."""
 
 
 class GcpProvider:
@@ -111,11 +117,7 @@ class GcpProvider:
                     )
             if operation.status != compute_v1.Operation.Status.DONE:
                 time.sleep(self.poll_seconds)
-        errors = list(operation.error.errors) if operation.error else []
-        if errors:
-            code = errors[0].code
-            kind = OPERATION_ERRORS.get(code, ProviderError)
-            raise kind(f"{action}: {code}: {errors[0].message}")
+        _raise_for(operation, action)
 
     def _operate(
         self,
@@ -176,7 +178,7 @@ class GcpProvider:
         versions: Mapping[str, str],
         tags: Mapping[str, str] | None = None,
     ) -> Image:
-        zone, instance_name = server.id.split("/", 1)
+        zone, instance_name = _where(server.id)
         with translate("read instance"):
             instance = self.instances.get(
                 project=self.project,
@@ -228,25 +230,70 @@ class GcpProvider:
         return [s for s in found if s.state != ServerState.TERMINATED]
 
     def launch(self, request: LaunchRequest) -> Server:
+        return outcome(self.launch_all([request])[0])
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        """Each request's insert sent (or its running instance found), a few at a time; then
+        one wait for all, in rounds: each insert's operation until done, each instance until
+        it runs. A thousand servers need a few threads, not one waiting per server."""
+        unique = list({r.key: r for r in requests}.values())  # a key is one instance
+        begun = pooled(self._insert, unique)
+        starting = [b for b in begun if isinstance(b, _Pending)]
+        waits = rounds(
+            self._started, starting, late=self._late_start, poll_seconds=self.poll_seconds
+        )
+        waited = dict(zip([s.name for s in starting], waits, strict=True))
+        outcomes = {
+            r.key: waited[b.name] if isinstance(b, _Pending) else b
+            for r, b in zip(unique, begun, strict=True)
+        }
+        return [outcomes[r.key] for r in requests]
+
+    def _insert(self, request: LaunchRequest) -> _Pending:
         zone = request.spec.zone or request.spec.region or self.zone
         if zone.count("-") < 2:  # a region such as europe-west1: use the configured zone
             zone = self.zone
         existing = self._get(zone, request.key)
-        if existing is None or server_from(existing, zone).state != ServerState.RUNNING:
-            # New, or left starting by a crash: the same request id gives back the first
-            # insert's operation (GCE keeps it an hour), so waiting on it again is idempotent.
-            insert = compute_v1.InsertInstanceRequest(
-                project=self.project,
-                zone=zone,
-                instance_resource=instance_resource(request, zone, self.project, self.settings),
-                request_id=self._request_id(request.key, "insert"),
+        if existing is not None and server_from(existing, zone).state == ServerState.RUNNING:
+            return _Pending(zone, request.key, None, "create instance")
+        # New, or left starting by a crash: the same request id gives back the first insert's
+        # operation (GCE keeps it an hour), so waiting on it again is idempotent.
+        insert = compute_v1.InsertInstanceRequest(
+            project=self.project,
+            zone=zone,
+            instance_resource=instance_resource(request, zone, self.project, self.settings),
+            request_id=self._request_id(request.key, "insert"),
+        )
+        try:
+            with translate("create instance"):
+                operation = self.instances.insert_unary(
+                    request=insert, retry=TRANSIENT, timeout=self.timeout
+                )
+        except AlreadyExists:  # made by an older request: it starts on its own
+            if existing is None:
+                raise
+            operation = None
+        return _Pending(zone, request.key, operation, "create instance")
+
+    def _started(self, starting: _Pending) -> Server | None:
+        """The instance once it runs; None while its insert or its start is under way."""
+        if not self._finished(starting):
+            return None
+        instance = self._get(starting.zone, starting.name)
+        if instance is None:
+            raise NotFound(f"instance {starting.name} vanished while starting")
+        server = server_from(instance, starting.zone)
+        starting.status = instance.status
+        return server if server.state == ServerState.RUNNING else None
+
+    def _late_start(self, starting: _Pending, waited: float) -> ProviderError | None:
+        if waited <= self.wait_seconds:
+            return None
+        if starting.operation is not None:
+            return ProviderTimeout(
+                f"create instance: operation {starting.operation.name} is still running"
             )
-            try:
-                self._operate("create instance", self.instances.insert_unary, insert, zone)
-            except AlreadyExists:  # made by an older request: it starts on its own
-                if existing is None:
-                    raise
-        return self._wait_running(zone, request.key)
+        return ProviderTimeout(f"instance {starting.name} is still {starting.status}")
 
     def _get(self, zone: str, name: str) -> Any | None:
         try:
@@ -261,34 +308,34 @@ class GcpProvider:
         except NotFound:
             return None
 
-    def _wait_running(self, zone: str, name: str) -> Server:
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            instance = self._get(zone, name)
-            if instance is None:
-                raise NotFound(f"instance {name} vanished while starting")
-            server = server_from(instance, zone)
-            if server.state == ServerState.RUNNING:
-                return server
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(f"instance {name} is still {instance.status}")
-            time.sleep(self.poll_seconds)
-
     def run_script(self, server: Server, script: Script) -> ScriptResult:
-        """Wait for the step the startup script runs to report its exit code."""
-        zone, name = server.id.split("/", 1)
-        deadline = time.monotonic() + script.timeout_seconds + self.wait_seconds
-        while True:
-            found = self._attributes(zone, name)
-            if f"{script.name}-exit" in found:
-                code = found[f"{script.name}-exit"]
-                exit_code = int(code) if code.lstrip("-").isdigit() else -1
-                return ScriptResult(exit_code, found.get(f"{script.name}-output", ""))
-            if time.monotonic() > deadline:
-                raise ProviderTimeout(
-                    f"{script.name} reported nothing within {script.timeout_seconds:g}s"
-                )
-            time.sleep(self.poll_seconds)
+        return outcome(self.run_script_all([(server, script)])[0])
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """Wait for each step the startup script runs to report its exit code: rounds of
+        reads of the servers still running it, a few at a time."""
+
+        def late(job: tuple[Server, Script], waited: float) -> ProviderError | None:
+            script = job[1]
+            if waited <= script.timeout_seconds + self.wait_seconds:
+                return None
+            return ProviderTimeout(
+                f"{script.name} reported nothing within {script.timeout_seconds:g}s"
+            )
+
+        return rounds(self._report, jobs, late=late, poll_seconds=self.poll_seconds)
+
+    def _report(self, job: tuple[Server, Script]) -> ScriptResult | None:
+        server, script = job
+        zone, name = _where(server.id)
+        found = self._attributes(zone, name)
+        if f"{script.name}-exit" not in found:
+            return None
+        code = found[f"{script.name}-exit"]
+        exit_code = int(code) if code.lstrip("-").isdigit() else -1
+        return ScriptResult(exit_code, found.get(f"{script.name}-output", ""))
 
     def _attributes(self, zone: str, name: str) -> dict[str, str]:
         try:
@@ -306,7 +353,31 @@ class GcpProvider:
         return {item.key: item.value for item in items}
 
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
-        zone, name = server.id.split("/", 1)
+        outcome(self.tag_all([(server, tags)])[0])
+
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        """Each server's labels set, a few requests at a time, then their operations waited
+        for in rounds."""
+        sent = pooled(lambda pair: self._label(*pair), tagged)
+
+        def done(index: int) -> bool | None:
+            pending = sent[index]
+            if isinstance(pending, ProviderError):
+                raise pending
+            return self._finished(pending) or None
+
+        def late(index: int, waited: float) -> ProviderError | None:
+            if waited <= self.wait_seconds:
+                return None
+            return ProviderTimeout(f"label {tagged[index][0].id}: still running")
+
+        answers = rounds(done, range(len(tagged)), late=late, poll_seconds=self.poll_seconds)
+        return [a if isinstance(a, ProviderError) else None for a in answers]
+
+    def _label(self, server: Server, tags: Mapping[str, str]) -> _Pending:
+        zone, name = _where(server.id)
         instance = self._get(zone, name)
         if instance is None:
             raise NotFound(f"instance {name} does not exist")
@@ -324,10 +395,33 @@ class GcpProvider:
                 label_fingerprint=instance.label_fingerprint, labels=labels
             ),
         )
-        self._operate(f"label {name}", self.instances.set_labels_unary, request, zone)
+        with translate(f"label {name}"):
+            operation = self.instances.set_labels_unary(
+                request=request, retry=TRANSIENT, timeout=self.timeout
+            )
+        return _Pending(zone, name, operation, f"label {name}")
+
+    def _finished(self, pending: _Pending) -> bool:
+        """Whether the pending operation is done (its error raised); polled, not waited on."""
+        if pending.operation is None:
+            return True
+        if pending.operation.status != compute_v1.Operation.Status.DONE:
+            with translate(f"{pending.action}: wait"):
+                pending.operation = self.zone_operations.get(
+                    project=self.project,
+                    zone=pending.zone,
+                    operation=pending.operation.name,
+                    retry=TRANSIENT,
+                    timeout=self.timeout,
+                )
+            if pending.operation.status != compute_v1.Operation.Status.DONE:
+                return False
+        _raise_for(pending.operation, pending.action)
+        pending.operation = None
+        return True
 
     def terminate(self, server: Server) -> None:
-        zone, name = server.id.split("/", 1)
+        zone, name = _where(server.id)
         request = compute_v1.DeleteInstanceRequest(
             project=self.project,
             zone=zone,
@@ -348,33 +442,59 @@ class GcpProvider:
         )
 
     def register(self, server: Server, target: Target) -> None:
-        self._change_group(server, target, add=True)
+        outcome(self.register_all([server], target)[0])
+
+    def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
+        """One addInstances for the servers the target's group does not hold yet, per group
+        zone; if the API refuses it, each server is added alone, so only the refused fail."""
+        refused: dict[str, ProviderError] = {}
+        zones: dict[str, list[Server]] = {}
+        for server in {s.id: s for s in servers}.values():
+            zones.setdefault(self._group_zone(server), []).append(server)
+        for zone, members in zones.items():
+            held = set(self.target_members(target, zone))
+            wanted = [s for s in members if s.id not in held]
+            for chunk in chunks(wanted, MEMBERS_PER_CALL):
+                try:
+                    self._change_group(chunk, target, zone, add=True)
+                except ProviderError as exc:
+                    if len(chunk) == 1:
+                        refused[chunk[0].id] = exc
+                        continue
+                    for server in chunk:  # which one the API refused: each alone
+                        try:
+                            self._change_group([server], target, zone, add=True)
+                        except ProviderError as alone:
+                            refused[server.id] = alone
+        return [refused.get(s.id) for s in servers]
 
     def deregister(self, server: Server, target: Target) -> None:
-        if server.id not in self.target_members(target, self._group_zone(server)):
+        zone = self._group_zone(server)
+        if server.id not in self.target_members(target, zone):
             return
-        if self._change_group(server, target, add=False) and target.drain_seconds > 0:
+        if self._change_group([server], target, zone, add=False) and target.drain_seconds > 0:
             time.sleep(min(target.drain_seconds, self.wait_seconds))
 
-    def _change_group(self, server: Server, target: Target, *, add: bool) -> bool:
-        """Add ``server`` to the target's instance group or remove it; False when the API
-        answered that the change already holds (then there is no operation to wait for)."""
-        zone, name = server.id.split("/", 1)
-        group_zone = self._group_zone(server)
+    def _change_group(self, servers: list[Server], target: Target, zone: str, *, add: bool) -> bool:
+        """Add ``servers`` to the target's instance group in ``zone`` or remove them; False
+        when the API answered that the change already holds (no operation to wait for)."""
         verb, action = ("add", "add to") if add else ("remove", "remove from")
-        body = {
-            "instances": [{"instance": f"projects/{self.project}/zones/{zone}/instances/{name}"}]
-        }
+        urls = [
+            f"projects/{self.project}/zones/{s.id.replace('/', '/instances/', 1)}" for s in servers
+        ]
+        body = {"instances": [{"instance": url} for url in urls]}
         request = {
             "project": self.project,
-            "zone": group_zone,
+            "zone": zone,
             "instance_group": target.name,
             f"instance_groups_{verb}_instances_request_resource": body,
-            "request_id": self._request_id(f"{server.id}:{target.name}", verb),
+            "request_id": self._request_id(
+                f"{','.join(s.id for s in servers)}:{target.name}", verb
+            ),
         }
         call = self.groups.add_instances_unary if add else self.groups.remove_instances_unary
         held = ALREADY_MEMBER if add else NOT_MEMBER
-        return self._operate(f"{action} {target.name}", call, request, group_zone, held)
+        return self._operate(f"{action} {target.name}", call, request, zone, held)
 
     def target_members(self, target: Target, zone: str | None = None) -> list[str]:
         zone = zone or self._group_zone()
@@ -395,3 +515,32 @@ class GcpProvider:
             parts = url.split("/")
             members.append(f"{parts[parts.index('zones') + 1]}/{parts[-1]}")
         return sorted(members)
+
+
+@dataclass
+class _Pending:
+    """An operation on an instance that was sent and is waited for in rounds."""
+
+    zone: str
+    name: str
+    operation: Any | None
+    action: str
+    status: str = "unknown"
+    """The instance's status when last read."""
+
+
+def _raise_for(operation: Any, action: str) -> None:
+    """The error of a finished operation, as a ``ProviderError``."""
+    errors = list(operation.error.errors) if operation.error else []
+    if errors:
+        code = errors[0].code
+        kind = OPERATION_ERRORS.get(code, ProviderError)
+        raise kind(f"{action}: {code}: {errors[0].message}")
+
+
+def _where(server_id: str) -> tuple[str, str]:
+    """A server id's zone and instance name (``zone/name``)."""
+    zone, slash, name = server_id.partition("/")
+    if not slash:
+        raise NotFound(f"instance {server_id} does not exist (a GCP server id is zone/name)")
+    return zone, name

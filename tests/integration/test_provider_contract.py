@@ -341,9 +341,13 @@ def test_delete_image_removes_it_and_absent_is_fine(harness: Harness) -> None:
 def test_calls_for_many_servers_answer_each_server_with_its_own_outcome(harness: Harness) -> None:
     provider = harness.provider
     if not isinstance(provider, Batches):
-        pytest.skip("this adapter takes one server per call (the runner gives it a thread each)")
+        pytest.skip("this adapter takes one server per call")
     image = harness.seed_image("web-m", "w", {}, 1)
-    first, second = (launch(harness, f"byoi-t-5-{n}", image) for n in (1, 2))
+    # The scripts asked for below: a cloud that runs them from boot (GCP) is given them here.
+    first, second = (
+        replace(launch(harness, f"byoi-t-5-{n}", image), scripts=(Script("t", "true"),))
+        for n in (1, 2)
+    )
 
     launched = provider.launch_all([first, second, first])  # the same key: the same server
     one, two, again = (outcome(o) for o in launched)

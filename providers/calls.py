@@ -1,0 +1,55 @@
+"""Calls for many servers to an API that takes one server per request: sent a few at a time,
+then waited for in rounds, so that a thousand servers need a few threads, not a thousand."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from providers.base import ProviderError, each
+
+T = TypeVar("T")
+R = TypeVar("R")
+CALLS = 8
+"""Requests made at once for a call for many servers (clouds' APIs throttle bursts)."""
+
+
+def pooled(call: Callable[[T], R], items: Sequence[T]) -> list[R | ProviderError]:
+    """``call`` on every item, ``CALLS`` at a time, in order; an item's error is its own."""
+    if len(items) <= 1:
+        return each(call, items)
+    with ThreadPoolExecutor(max_workers=min(CALLS, len(items))) as pool:
+        return [o for chunk in pool.map(lambda item: each(call, [item]), items) for o in chunk]
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for first in range(0, len(items), size):
+        yield list(items[first : first + size])
+
+
+def rounds(
+    ask: Callable[[T], R | None],
+    items: Sequence[T],
+    *,
+    late: Callable[[T, float], ProviderError | None],
+    poll_seconds: float,
+) -> list[R | ProviderError]:
+    """Ask after every item until each has an answer: ``ask`` returns None while the item is
+    not done, and ``late`` (given the seconds since the first round) the error of one waited
+    for too long. Each round asks the items still waiting, ``CALLS`` at a time."""
+    begun = time.monotonic()
+    answers: dict[int, R | ProviderError] = {}
+    while True:
+        asking = [n for n in range(len(items)) if n not in answers]
+        found = pooled(lambda n: ask(items[n]), asking)
+        waited = time.monotonic() - begun
+        for n, answer in zip(asking, found, strict=True):
+            if answer is None:
+                answer = late(items[n], waited)
+            if answer is not None:
+                answers[n] = answer
+        if len(answers) == len(items):
+            return [answers[n] for n in range(len(items))]
+        time.sleep(poll_seconds)
