@@ -4,17 +4,18 @@ Imported only when an app uses DigitalOcean. Calls go through ``Api`` (retries a
 one place). DigitalOcean has no client token, so a droplet carries ``byoi:key:<key>`` and
 ``launch`` looks that tag up before creating: a launch resumed after a crash finds the droplet
 the crash left behind. Scripts run over SSH with byoi's own key pair, kept beside the database
-and registered with the account on first use.
+and registered with the account on first use. A cohort's droplets are created a few requests at
+a time and waited for in rounds, their scripts run at once on one event loop, and each tag is
+given to all of them in one call; load balancers are in digitalocean_balancers.py.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,36 +29,26 @@ from providers.base import (
     InvalidRequest,
     LaunchRequest,
     NotFound,
+    ProviderError,
     ProviderTimeout,
-    RegistrationFailed,
     Script,
     ScriptResult,
     Server,
     ServerState,
-    Target,
+    each,
     newest_usable,
+    outcome,
 )
+from providers.calls import chunks, pooled, rounds
 from providers.codec import describe_versions
 from providers.digitalocean_api import Api, Unanswered, client
+from providers.digitalocean_balancers import Balancers
 from providers.digitalocean_codec import image_from, server_from, tag, version_tags
 from providers.ssh import PinnedHosts, SshRunner, SshTarget, ensure_key_pair
 
+TAGGED_PER_CALL = 100
+"""Droplets named in one call that tags them."""
 TOKEN_VARIABLES = ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN")
-_LB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# The load balancer's own health check, run on the droplet: DigitalOcean's API reports
-# which droplets a balancer holds, not whether each passes its check.
-LB_CHECK = """\
-port="$BYOI_CHECK_PORT"
-case "$BYOI_CHECK_PROTOCOL" in
-  http | https)
-    if command -v curl >/dev/null; then
-      exec curl -fsS -k -o /dev/null --max-time 5 \\
-        "$BYOI_CHECK_PROTOCOL://127.0.0.1:$port$BYOI_CHECK_PATH"
-    fi ;;
-esac
-# tcp checks, and http(s) ones on a droplet without curl: the port accepts a connection
-timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$port"
-"""
 
 
 def token_from(environ: Mapping[str, str]) -> str:
@@ -67,7 +58,7 @@ def token_from(environ: Mapping[str, str]) -> str:
     raise AuthError("no DigitalOcean token: set DIGITALOCEAN_TOKEN in the environment or .env")
 
 
-class DigitalOceanProvider:
+class DigitalOceanProvider(Balancers):
     name = "digitalocean"
 
     def __init__(
@@ -113,16 +104,32 @@ class DigitalOceanProvider:
         return int(created["ssh_key"]["id"])
 
     def run_script(self, server: Server, script: Script) -> ScriptResult:
+        return outcome(self.run_script_all([(server, script)])[0])
+
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """Every script at once over SSH, on one event loop (ssh.py)."""
         runner, _ = self._ssh()
+        targets = each(self._target, [server for server, _ in jobs])
+        ready = [n for n, t in enumerate(targets) if isinstance(t, SshTarget)]
+        ran = runner.run_all([(_ready(targets[n]), jobs[n][1]) for n in ready])
+        answers: list[ScriptResult | ProviderError] = [
+            t for t in targets if isinstance(t, ProviderError)
+        ]
+        found = dict(zip(ready, ran, strict=True))
+        errors = iter(answers)
+        return [found[n] if n in found else next(errors) for n in range(len(jobs))]
+
+    def _target(self, server: Server) -> SshTarget:
         if not server.address:
             raise NotFound(f"droplet {server.name} has no {self.network} address for SSH")
-        target = SshTarget(
+        return SshTarget(
             server.id,
             server.address,
             int(self.settings.get("ssh_port", 22)),
             str(self.settings.get("ssh_user", "root")),
         )
-        return runner.run(target, script)
 
     # images -----------------------------------------------------------------------------
 
@@ -234,11 +241,49 @@ class DigitalOceanProvider:
         ]
 
     def launch(self, request: LaunchRequest) -> Server:
+        return outcome(self.launch_all([request])[0])
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        """Each droplet created (or found by its key), a few requests at a time; then one
+        wait for all, in rounds, until each is active with an address."""
         _, key_id = self._ssh()
+        unique = list({r.key: r for r in requests}.values())  # a key is one droplet
+        created = pooled(lambda r: self._create(r, key_id), unique)
+        ids = [c for c in created if isinstance(c, str)]
+        seen: dict[str, str] = {}
+
+        def active(droplet_id: str) -> Server | None:
+            droplet = self._get(droplet_id)
+            if droplet is None:
+                raise NotFound(f"droplet {droplet_id} vanished while starting")
+            seen[droplet_id] = str(droplet.get("status", "new"))
+            server = server_from(droplet, self.network)
+            ready = server.state == ServerState.RUNNING and server.address is not None
+            return server if ready else None
+
+        def late(droplet_id: str, waited: float) -> ProviderError | None:
+            if waited <= self.wait_seconds:
+                return None
+            status = seen.get(droplet_id, "new")
+            return ProviderTimeout(
+                f"droplet {droplet_id} is still {status} after {self.wait_seconds:g}s"
+            )
+
+        waited = dict(
+            zip(ids, rounds(active, ids, late=late, poll_seconds=self.poll_seconds), strict=True)
+        )
+        outcomes = {
+            r.key: waited[c] if isinstance(c, str) else c
+            for r, c in zip(unique, created, strict=True)
+        }
+        return [outcomes[r.key] for r in requests]
+
+    def _create(self, request: LaunchRequest, key_id: int) -> str:
+        """The id of the droplet carrying the request's key: found, or created."""
         for attempt in range(self.api.attempts):
             existing = self.list_servers({TAG_KEY: request.key})
             if existing:
-                return self._wait_active(existing[0].id)
+                return existing[0].id
             body = self._droplet(request, key_id)
             try:
                 created = self.api.call(
@@ -251,7 +296,7 @@ class DigitalOceanProvider:
                 # Look the key up again (the droplet may exist after all), after a pause.
                 time.sleep(min(0.5 * 2**attempt, 5.0))
                 continue
-            return self._wait_active(str(created["droplet"]["id"]))
+            return str(created["droplet"]["id"])
         raise ProviderTimeout(f"create droplet {request.name}: DigitalOcean kept failing")
 
     def _droplet(self, request: LaunchRequest, key_id: int) -> dict[str, Any]:
@@ -277,44 +322,77 @@ class DigitalOceanProvider:
         return body
 
     def _get(self, droplet_id: str) -> dict[str, Any] | None:
+        if not droplet_id.isdigit():
+            return None  # not a droplet's id
         try:
             data = self.api.call("read droplet", self.api.sdk.droplets.get, int(droplet_id))
         except NotFound:
             return None
         return dict(data["droplet"])
 
-    def _wait_active(self, droplet_id: str) -> Server:
-        seen: dict[str, Any] = {}
-
-        def active() -> bool:
-            droplet = self._get(droplet_id)
-            if droplet is None:
-                raise NotFound(f"droplet {droplet_id} vanished while starting")
-            seen.update(droplet)
-            server = server_from(droplet, self.network)
-            return server.state == ServerState.RUNNING and server.address is not None
-
-        self._until(active, f"droplet {droplet_id} is still {seen.get('status', 'new')}")
-        return server_from(seen, self.network)
-
     def tag_server(self, server: Server, tags: Mapping[str, str]) -> None:
-        """Tag the droplet; a tag of the same key with another value is taken off first."""
+        outcome(self.tag_all([(server, tags)])[0])
+
+    def tag_all(
+        self, tagged: Sequence[tuple[Server, Mapping[str, str]]]
+    ) -> list[ProviderError | None]:
+        """Each tag given to all the droplets that get it in one call (droplets of one image
+        measure alike); a tag of the same key with another value is taken off first. If a
+        call is refused, each of its droplets is tagged alone, so only the refused one fails."""
+        droplets = pooled(lambda pair: self._existing(pair[0]), tagged)
+        refused = {n: d for n, d in enumerate(droplets) if isinstance(d, ProviderError)}
+        stale: dict[str, list[int]] = {}
+        wanted: dict[str, list[int]] = {}
+        for n, ((_, tags), droplet) in enumerate(zip(tagged, droplets, strict=True)):
+            if isinstance(droplet, ProviderError):
+                continue
+            names = [tag(k, v) for k, v in sorted(tags.items())]
+            keys = [tag(k, "") for k in tags]  # `byoi:version:ruby_version:` and so on
+            for name in droplet.get("tags") or []:
+                if name not in names and any(name.startswith(k) for k in keys):
+                    stale.setdefault(name, []).append(n)
+            for name in names:
+                wanted.setdefault(name, []).append(n)
+        for name, indexes in stale.items():
+            self._tag_many(name, tagged, indexes, refused, untag=True)
+        for name, indexes in wanted.items():
+            self._tag_many(name, tagged, indexes, refused, untag=False)
+        return [refused.get(n) for n in range(len(tagged))]
+
+    def _tag_many(
+        self,
+        name: str,
+        tagged: Sequence[tuple[Server, Mapping[str, str]]],
+        indexes: list[int],
+        refused: dict[int, ProviderError],
+        *,
+        untag: bool,
+    ) -> None:
+        """Give tag ``name`` to the droplets at ``indexes`` (or take it off) that no call has
+        refused yet, a chunk at a time; a refused one's error kept in ``refused``."""
+        sdk = self.api.sdk
+        verb = "untag" if untag else "tag"
+        call = sdk.tags.unassign_resources if untag else sdk.tags.assign_resources
+        live = [(n, tagged[n][0]) for n in indexes if n not in refused]
+        if not untag and live:
+            self.api.call(f"create tag {name}", sdk.tags.create, {"name": name})
+        for chunk in chunks(live, TAGGED_PER_CALL):
+            resources = [{"resource_id": s.id, "resource_type": "droplet"} for _, s in chunk]
+            try:
+                self.api.call(f"{verb} {name}", call, name, {"resources": resources})
+            except ProviderError:  # which one was refused: each alone
+                for n, server in chunk:
+                    alone = [{"resource_id": server.id, "resource_type": "droplet"}]
+                    try:
+                        self.api.call(f"{verb} {name}", call, name, {"resources": alone})
+                    except ProviderError as exc:
+                        refused[n] = exc
+
+    def _existing(self, server: Server) -> dict[str, Any]:
         droplet = self._get(server.id)
         if droplet is None:
             raise NotFound(f"droplet {server.id} does not exist")
-        resource = {"resource_id": server.id, "resource_type": "droplet"}
-        wanted = [tag(k, v) for k, v in sorted(tags.items())]
-        keys = [tag(k, "") for k in tags]  # `byoi:version:ruby_version:` and so on
-        for name in droplet.get("tags") or []:
-            if name not in wanted and any(name.startswith(k) for k in keys):
-                self.api.call(
-                    f"untag {name}",
-                    self.api.sdk.tags.unassign_resources,
-                    name,
-                    {"resources": [resource]},
-                )
-        for name in wanted:
-            self._tag(name, resource)
+        return droplet
 
     def terminate(self, server: Server) -> None:
         try:
@@ -322,66 +400,8 @@ class DigitalOceanProvider:
         except NotFound:
             return
 
-    # load balancers ---------------------------------------------------------------------
 
-    def _balancer(self, target: Target) -> dict[str, Any]:
-        sdk = self.api.sdk
-        lb_id = target.name if _LB_ID.match(target.name) else self._balancers.get(target.name)
-        if lb_id is None:
-            listing = self.api.all("list load balancers", sdk.load_balancers.list, "load_balancers")
-            named = [lb for lb in listing if lb.get("name") == target.name]
-            if not named:
-                raise NotFound(f"no DigitalOcean load balancer with id or name {target.name!r}")
-            lb_id = self._balancers[target.name] = str(named[0]["id"])
-        found = self.api.call(f"read {target.name}", sdk.load_balancers.get, lb_id)
-        return dict(found["load_balancer"])
-
-    def target_members(self, target: Target) -> list[str]:
-        return sorted(str(d) for d in self._balancer(target).get("droplet_ids") or [])
-
-    def register(self, server: Server, target: Target) -> None:
-        lb = self._balancer(target)
-        body = {"droplet_ids": [int(server.id)]}
-        self.api.call(
-            f"add to {target.name}", self.api.sdk.load_balancers.add_droplets, lb["id"], body
-        )
-
-        def holds() -> bool:
-            current = self._balancer(target)
-            return current.get("status") == "active" and int(server.id) in (
-                current.get("droplet_ids") or []
-            )
-
-        try:
-            self._until(holds, f"{target.name} does not list {server.name}")
-            self._until(
-                lambda: self._passes_check(server, lb.get("health_check") or {}),
-                f"{server.name} fails the health check of {target.name}",
-            )
-        except ProviderTimeout as exc:
-            raise RegistrationFailed(exc.reason) from exc
-
-    def _passes_check(self, server: Server, check: Mapping[str, Any]) -> bool:
-        if not check.get("port"):
-            return True
-        env = {
-            "BYOI_CHECK_PROTOCOL": str(check.get("protocol", "tcp")),
-            "BYOI_CHECK_PORT": str(check["port"]),
-            "BYOI_CHECK_PATH": str(check.get("path") or "/"),
-        }
-        return self.run_script(server, Script("lb-health", LB_CHECK, env, 30)).ok
-
-    def deregister(self, server: Server, target: Target) -> None:
-        if server.id not in self.target_members(target):
-            return
-        lb_id = self._balancer(target)["id"]
-        body = {"droplet_ids": [int(server.id)]}
-        self.api.call(
-            f"remove from {target.name}", self.api.sdk.load_balancers.remove_droplets, lb_id, body
-        )
-        self._until(
-            lambda: server.id not in self.target_members(target),
-            f"{target.name} still lists {server.name}",
-        )
-        if target.drain_seconds > 0:
-            time.sleep(min(target.drain_seconds, self.wait_seconds))
+def _ready(target: SshTarget | ProviderError) -> SshTarget:
+    if isinstance(target, ProviderError):  # run_script_all passes on only the targets found
+        raise target
+    return target

@@ -14,6 +14,7 @@ import base64
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from providers.base import (
     ProviderTimeout,
     Script,
     ScriptResult,
+    outcome,
 )
 
 # Reads the whole payload before running it, so the script's own stdin is /dev/null and a
@@ -117,7 +119,25 @@ class SshRunner:
         self.connect_seconds = connect_seconds
 
     def run(self, target: SshTarget, script: Script) -> ScriptResult:
-        return asyncio.run(self._run(target, script))
+        return outcome(self.run_all([(target, script)])[0])
+
+    def run_all(
+        self, jobs: Sequence[tuple[SshTarget, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """Every script at once, each over its own session, all on one event loop (not a
+        thread each); an error other than a ``ProviderError`` is raised once all are done."""
+        return asyncio.run(self._run_all(jobs)) if jobs else []
+
+    async def _run_all(
+        self, jobs: Sequence[tuple[SshTarget, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        answers = await asyncio.gather(
+            *(self._run(target, script) for target, script in jobs), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, ProviderError):
+                raise answer
+        return [a for a in answers if isinstance(a, ScriptResult | ProviderError)]
 
     async def _run(self, target: SshTarget, script: Script) -> ScriptResult:
         conn = await self._connect(target, script.name)

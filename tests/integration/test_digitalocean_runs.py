@@ -137,6 +137,9 @@ def test_scale_up_three_droplets_scrubbed_deployed_over_ssh_and_balanced(
     commands = [c for h in fake.hosts.hosts.values() for c in h.commands]
     assert commands and set(commands) == {COMMAND}  # parameters never on the command line
     assert len(fake.calls("POST", r"^/v2/droplets$")) == 3
+    # The three moved as one cohort: one call added them all to the balancer.
+    (added,) = fake.calls("POST", r"^/v2/load_balancers/[^/]+/droplets$")
+    assert sorted(added.body["droplet_ids"]) == sorted(fake.droplets)
 
 
 def test_scale_down_deregisters_and_deletes(world: World, fake: FakeDigitalOcean) -> None:

@@ -114,6 +114,9 @@ def test_scale_up_three_servers_with_labels_startup_script_and_group(
     assert sorted(m.rsplit("/", 1)[-1] for m in members) == sorted(n for _, n in fake.instances)
     inserts = fake.calls("POST", r"/zones/[^/]+/instances$")
     assert len(inserts) == 3 and all(r.query.get("requestId") for r in inserts)
+    # The three moved as one cohort: one call added them all to the group.
+    (added,) = fake.calls("POST", r"/addInstances$")
+    assert len(added.body["instances"]) == 3
     # Polled at the operations endpoint byoi's client was given (``ExtendedOperation.result()``
     # would poll Google's): each insert's operation, until done.
     polled = {r.path.rsplit("/", 1)[-1] for r in fake.calls("GET", r"/zones/.*/operations/")}
