@@ -29,6 +29,12 @@ Reply = tuple[int, Any, Mapping[str, str]]
 Route = tuple[str, str, str]
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections a client opens at once (8 calls
+    # at a time, each its own HTTP/1.0 connection), and each dropped one waits a 1 s SYN retry.
+    request_queue_size = 128
+
+
 @dataclass
 class Request:
     method: str
@@ -74,7 +80,7 @@ class HttpFake:
                 pass
 
         Handler.protocol_version = self.protocol
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = _Server(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

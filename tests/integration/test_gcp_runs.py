@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,6 +285,43 @@ def test_a_failing_deploy_step_is_reported_and_rolled_back(world: World, fake: F
     assert failed.key == key
     assert "deploy exited 3: migrations failed" in (failed.reason or "")
     assert [n for _, n in fake.instances] == [f"byoi-{world.store.install_id}-1-1"]
+
+
+def test_forty_servers_at_once_wait_on_a_few_threads_not_one_each(
+    fake: FakeCompute, tmp_path: Path
+) -> None:
+    (tmp_path / "manifest.yml").write_text(MANIFEST)
+    config = CONFIG.format(url=fake.url).replace(
+        "    drain_seconds: 0\n",
+        "    drain_seconds: 0\n    max_servers: 40\n    max_parallel: 40\n",
+    )
+    (tmp_path / "byoi.yml").write_text(config)
+    world = world_around(tmp_path, GcpProvider(load_config(tmp_path / "byoi.yml").providers["gcp"]))
+    failing = f"byoi-{world.store.install_id}-1-7"
+    fake.fail_step(failing, "deploy", 3, "migrations failed")
+    before, peak, done = threading.active_count(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], threading.active_count())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        run = world.scale_and_approve("scale web 40")
+    finally:
+        done.set()
+        sampler.join()
+
+    assert run.state == RunState.PARTIALLY_FAILED
+    (failed,) = [s for s in run.servers if s.status == ServerStatus.FAILED]
+    assert failed.key == failing and "deploy exited 3" in (failed.reason or "")
+    assert len(fake.instances) == 39 and (ZONE, failing) not in fake.instances
+    (added,) = fake.calls("POST", r"/addInstances$")  # one call for the whole cohort
+    assert len(added.body["instances"]) == 39
+    # The run's thread, 8 at a time for the calls, the fake's answers and a rollback: a thread
+    # per server would have been 40 more.
+    assert peak[0] - before <= 24, peak[0] - before
 
 
 def test_obsolete_images_are_refused_and_deprecated_ones_skipped_by_family(
