@@ -24,7 +24,7 @@ from bot.slack.blocks import messages
 from bot.slack.poster import ChannelBusy, Poster
 from bot.slack.thread import ThreadReplies
 from pipeline.config.model import ThreadUpdates
-from pipeline.domain.models import Run, RunKind, ServerStatus
+from pipeline.domain.models import Run, RunKind, RunState, ServerStatus
 from pipeline.domain.phases import Part
 from pipeline.ports import Clock
 from pipeline.services.display import Display
@@ -373,6 +373,7 @@ class Cards:
             self._cut[run.id] = parts
             raise
 
-    @staticmethod
-    def _fallback(run: Run) -> str:
-        return messages.fallback_text(run)
+    def _fallback(self, run: Run) -> str:
+        rolling = run.kind == RunKind.ROLL and run.state == RunState.RUNNING
+        paused = rolling and self.display.run_options(run.id).paused
+        return messages.fallback_text(run, paused=paused)

@@ -209,6 +209,8 @@ def test_both_surfaces_show_the_same_words_of_a_run() -> None:
     assert messages.fallback_text(run) == (
         "Run 7: scale up web/production 2 → 5 (partially failed)"
     )
+    rolling = a_run(state=RunState.RUNNING, kind=RunKind.ROLL)
+    assert messages.fallback_text(rolling, paused=True).endswith("(paused after the canary)")
 
 
 def test_state_names_are_turned_into_words_in_one_place_only() -> None:

@@ -199,11 +199,13 @@ def failure_text(run: Run, server: RunServer) -> str:
     )
 
 
-def fallback_text(run: Run) -> str:
-    """A run card's notification text: `Run 3: scale up web/production 2 → 5 (running)`.
-    Said without the run's servers (a card's every edit sends it, a fleet can be large)."""
+def fallback_text(run: Run, *, paused: bool = False) -> str:
+    """A run card's notification text: `Run 3: scale up web/production 2 → 5 (running)`, or
+    `(paused after the canary)` for a roll waiting for Continue. Said without the run's servers
+    (a card's every edit sends it, a fleet can be large)."""
     done = action(run.kind, run.app, run.env, run.current, run.desired)
-    return f"Run {run.id}: {done.verb} {done.where} {done.counts} ({state_words(run.state)})"
+    state = "paused after the canary" if paused else state_words(run.state)
+    return f"Run {run.id}: {done.verb} {done.where} {done.counts} ({state})"
 
 
 # replies --------------------------------------------------------------------------------
