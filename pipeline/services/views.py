@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from pipeline.config.model import EnvConfig
@@ -65,7 +66,7 @@ class Views:
                     images.get(s.image_id, (s.image_id, None))[1],
                     found[s.id].versions if s.id in found else _tagged(s),
                 )
-                for s in fleet
+                for s in sorted(fleet, key=_in_order)
             )
             views.append(EnvStatus(env.app, env.name, servers, active, others=tuple(others)))
         return StatusReply(tuple(views))
@@ -133,3 +134,10 @@ class Views:
         if app_name is not None:
             lookup.app_named(self.config, app_name, cmd.USAGE["history"])
         return HistoryReply(tuple(self.store.runs(app_name, limit=10)))
+
+
+def _in_order(server: Server) -> tuple[tuple[str | int, ...], str]:
+    """Servers by key as people count: `web-2` before `web-10` (then by id). Split on digits,
+    text and numbers alternate, so parts at one position are always of one type."""
+    parts = re.split(r"(\d+)", server.key or server.id)
+    return tuple(int(p) if p.isdigit() else p for p in parts), server.id

@@ -297,6 +297,15 @@ def test_status_and_history_report_servers_and_runs(world: World) -> None:
     assert history.runs[0].approvers == ("UBOB",)
 
 
+def test_status_lists_servers_in_the_order_they_were_counted(world: World) -> None:
+    world.scale_and_approve("scale web 10")
+
+    status = world.say("status web", expect=StatusReply)
+
+    keys = [view.server.key or "" for view in status.envs[0].servers]
+    assert [int(k.rsplit("-", 1)[1]) for k in keys] == list(range(1, 11))  # not 1, 10, 2, 3
+
+
 def test_images_reports_age_versions_and_staleness(world: World) -> None:
     world.clock.advance(days=40)
 
