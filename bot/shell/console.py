@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import TextIO
 
@@ -47,6 +48,8 @@ class Console:
             self.out.flush()
 
 
+SKIPPED_SHOWN = 3
+"""Servers skipped at once shown one by one; more are counted in a line per reason."""
 _STEP_ORDER = {step: index for index, step in enumerate(Step)}
 _STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1}
 
@@ -76,8 +79,7 @@ class TextNotifier:
 
     def run_changed(self, run: Run) -> None:
         with self._lock:
-            lines = [line for server in run.servers for line in self._server_lines(run, server)]
-            lines += self._phase_lines(run)
+            lines = self._servers_lines(run) + self._phase_lines(run)
             said = (_state_rank(run.state), run.reason or "")
             before = self._states.get(run.id, (-1, ""))
             if said[0] > before[0] or (said[0] == before[0] and said[1] != before[1]):
@@ -89,6 +91,25 @@ class TextNotifier:
                     lines.append(f"[run {run.id}] {state_words(run.state)}{reason}")
             if lines:
                 self.console.say("\n".join(lines))
+
+    def _servers_lines(self, run: Run) -> list[str]:
+        """Each server's new lines; servers skipped at once (a stopped roll's rest, a serial
+        run's after a failure) in one line per reason once they are more than a few."""
+        lines: list[str] = []
+        skipped: list[tuple[RunServer, list[str]]] = []
+        for server in run.servers:
+            said = self._server_lines(run, server)
+            if said and server.status == ServerStatus.SKIPPED:
+                skipped.append((server, said))
+            else:
+                lines += said
+        if len(skipped) <= SKIPPED_SHOWN:
+            return lines + [line for _, said in skipped for line in said]
+        reasons = Counter(server.reason or "" for server, _ in skipped)
+        for reason, count in reasons.items():
+            because = f" · {reason}" if reason else ""
+            lines.append(f"[run {run.id}]     {count} server(s) skipped{because}")
+        return lines
 
     def _server_lines(self, run: Run, server: RunServer) -> list[str]:
         key = (run.id, server.slot)

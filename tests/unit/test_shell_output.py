@@ -63,6 +63,42 @@ def test_a_late_snapshot_never_shows_a_step_going_backwards() -> None:
     assert sum(line == "  state     succeeded" for line in lines) == 1
 
 
+def test_servers_skipped_at_once_are_counted_in_one_line_not_listed() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+    run = a_run(ServerStatus.FAILED, Step.DEPLOY)
+    (failed,) = run.servers
+    skipped = [
+        replace(
+            failed,
+            slot=n,
+            key=f"byoi-k-1-{n}",
+            status=ServerStatus.SKIPPED,
+            step=None,
+            provider_id=None,
+            reason="not started: roll stopped",
+        )
+        for n in range(2, 52)
+    ]
+
+    notifier.run_changed(replace(run, servers=(failed, *skipped)))
+
+    lines = out.getvalue().splitlines()
+    assert "[run 1]     50 server(s) skipped · not started: roll stopped" in lines
+    assert not any("byoi-k-1-2 " in line or "byoi-k-1-51" in line for line in lines)
+    assert any("srv-1" in line or "byoi-k-1-1" in line for line in lines)  # the failure is shown
+
+
+def test_a_few_skipped_servers_are_still_listed_one_by_one() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+    run = a_run(ServerStatus.SKIPPED, None)
+
+    notifier.run_changed(replace(run, servers=(replace(run.servers[0], reason="not started"),)))
+
+    assert "skipped" in out.getvalue() and "server(s) skipped" not in out.getvalue()
+
+
 def test_messages_from_many_threads_never_interleave() -> None:
     out = io.StringIO()
     console = Console(out)
