@@ -339,11 +339,12 @@ class DigitalOceanProvider(Balancers):
         """Each tag given to all the droplets that get it in one call (droplets of one image
         measure alike); a tag of the same key with another value is taken off first. If a
         call is refused, each of its droplets is tagged alone, so only the refused one fails."""
-        droplets = pooled(lambda pair: self._existing(pair[0]), tagged)
+        merged = _merged(tagged)
+        droplets = pooled(lambda pair: self._existing(pair[0]), merged)
         refused = {n: d for n, d in enumerate(droplets) if isinstance(d, ProviderError)}
         stale: dict[str, list[int]] = {}
         wanted: dict[str, list[int]] = {}
-        for n, ((_, tags), droplet) in enumerate(zip(tagged, droplets, strict=True)):
+        for n, ((_, tags), droplet) in enumerate(zip(merged, droplets, strict=True)):
             if isinstance(droplet, ProviderError):
                 continue
             names = [tag(k, v) for k, v in sorted(tags.items())]
@@ -354,10 +355,11 @@ class DigitalOceanProvider(Balancers):
             for name in names:
                 wanted.setdefault(name, []).append(n)
         for name, indexes in stale.items():
-            self._tag_many(name, tagged, indexes, refused, untag=True)
+            self._tag_many(name, merged, indexes, refused, untag=True)
         for name, indexes in wanted.items():
-            self._tag_many(name, tagged, indexes, refused, untag=False)
-        return [refused.get(n) for n in range(len(tagged))]
+            self._tag_many(name, merged, indexes, refused, untag=False)
+        where = {server.id: n for n, (server, _) in enumerate(merged)}
+        return [refused.get(where[server.id]) for server, _ in tagged]
 
     def _tag_many(
         self,
@@ -374,17 +376,20 @@ class DigitalOceanProvider(Balancers):
         verb = "untag" if untag else "tag"
         call = sdk.tags.unassign_resources if untag else sdk.tags.assign_resources
         live = [(n, tagged[n][0]) for n in indexes if n not in refused]
-        if not untag and live:
-            self.api.call(f"create tag {name}", sdk.tags.create, {"name": name})
+
+        def given(servers: list[Server]) -> None:
+            if not untag:
+                self.api.call(f"create tag {name}", sdk.tags.create, {"name": name})
+            resources = [{"resource_id": s.id, "resource_type": "droplet"} for s in servers]
+            self.api.call(f"{verb} {name}", call, name, {"resources": resources})
+
         for chunk in chunks(live, TAGGED_PER_CALL):
-            resources = [{"resource_id": s.id, "resource_type": "droplet"} for _, s in chunk]
             try:
-                self.api.call(f"{verb} {name}", call, name, {"resources": resources})
+                given([server for _, server in chunk])
             except ProviderError:  # which one was refused: each alone
                 for n, server in chunk:
-                    alone = [{"resource_id": server.id, "resource_type": "droplet"}]
                     try:
-                        self.api.call(f"{verb} {name}", call, name, {"resources": alone})
+                        given([server])
                     except ProviderError as exc:
                         refused[n] = exc
 
@@ -405,3 +410,13 @@ def _ready(target: SshTarget | ProviderError) -> SshTarget:
     if isinstance(target, ProviderError):  # run_script_all passes on only the targets found
         raise target
     return target
+
+
+def _merged(
+    tagged: Sequence[tuple[Server, Mapping[str, str]]],
+) -> list[tuple[Server, dict[str, str]]]:
+    """One entry per server, its tags merged in order (a server named twice in one call)."""
+    merged: dict[str, tuple[Server, dict[str, str]]] = {}
+    for server, tags in tagged:
+        merged.setdefault(server.id, (server, {}))[1].update(tags)
+    return list(merged.values())

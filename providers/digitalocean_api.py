@@ -14,16 +14,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pydo
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestTimeoutError,
+    ServiceResponseTimeoutError,
+)
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 
-from providers.base import ProviderError, Throttled
+from providers.base import ProviderError, ProviderTimeout, Throttled
 from providers.digitalocean_codec import error_from
 
 
 class Unanswered(ProviderError):
-    """A 5xx on a call that must not simply be repeated (it may have taken effect)."""
+    """A 5xx or no answer on a call that must not simply be repeated (it may have taken
+    effect)."""
 
 
 class _Bearer(SansIOHTTPPolicy[Any, Any]):
@@ -62,6 +68,15 @@ class _Answer(Exception):
         self.headers: Mapping[str, str] = response.headers if response is not None else {}
 
 
+class _Lost(Exception):
+    """A call that got no answer (the connection dropped or was refused): retried when the
+    call is repeatable; for a create, the caller looks again before creating (``Unanswered``)."""
+
+    def __init__(self, exc: AzureError) -> None:
+        super().__init__(str(exc))
+        self.timed_out = isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError)
+
+
 def _from_exception(exc: HttpResponseError) -> _Answer:
     body: Any = {}
     try:
@@ -97,11 +112,22 @@ class Api:
         repeatable: bool = True,
         **kwargs: Any,
     ) -> Any:
-        """``method(*args, **kwargs)``'s body; retried on 429 (and 5xx if ``repeatable``)."""
+        """``method(*args, **kwargs)``'s body; retried on 429, and on a 5xx or a dropped
+        connection if ``repeatable`` (``Unanswered`` otherwise)."""
         delay = 0.2
         for attempt in range(1, self.attempts + 1):
             try:
                 return self._once(method, *args, **kwargs)
+            except _Lost as lost:  # no answer at all: a dropped connection, a reset
+                if lost.timed_out:  # waited the client's timeout already: not again
+                    raise ProviderTimeout(
+                        f"{action}: no answer from DigitalOcean in time"
+                    ) from lost
+                if not repeatable:
+                    raise Unanswered(f"{action}: no answer from DigitalOcean ({lost})") from lost
+                if attempt == self.attempts:
+                    raise ProviderError(f"{action}: no answer from DigitalOcean ({lost})") from lost
+                time.sleep(delay)
             except _Answer as answer:
                 last = attempt == self.attempts
                 if answer.status == 429:
@@ -127,7 +153,7 @@ class Api:
         except HttpResponseError as exc:
             raise _from_exception(exc) from exc
         except AzureError as exc:
-            raise ProviderError(f"DigitalOcean API: {exc}") from exc
+            raise _Lost(exc) from exc
         if status >= 400:
             raise _Answer(status, body, response)
         return body if body is not None else {}

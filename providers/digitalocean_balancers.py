@@ -117,15 +117,19 @@ class Balancers:
         reason for each it does not list in time."""
         waiting = {s.id: s for s in servers}
         deadline = time.monotonic() + self.wait_seconds
+        failed = ""
         while waiting:
-            current = self._balancer(target)
+            try:
+                current = self._balancer(target)
+            except ProviderError as exc:  # one failed read is not every server's failure
+                current, failed = {}, f" (last read: {exc.reason})"
             if current.get("status") == "active":
                 for droplet_id in current.get("droplet_ids") or []:
                     waiting.pop(str(droplet_id), None)
             if not waiting or time.monotonic() > deadline:
                 break
             time.sleep(self.poll_seconds)
-        late = f"after {self.wait_seconds:g}s"
+        late = f"after {self.wait_seconds:g}s{failed}"
         return {i: f"{target.name} does not list {s.name} {late}" for i, s in waiting.items()}
 
     def _until_healthy(

@@ -360,7 +360,11 @@ class GcpProvider:
     ) -> list[ProviderError | None]:
         """Each server's labels set, a few requests at a time, then their operations waited
         for in rounds."""
-        sent = pooled(lambda pair: self._label(*pair), tagged)
+        merged: dict[str, tuple[Server, dict[str, str]]] = {}
+        for server, tags in tagged:  # a server named twice: one change, its tags merged
+            merged.setdefault(server.id, (server, {}))[1].update(tags)
+        unique = list(merged.values())
+        sent = pooled(lambda pair: self._label(*pair), unique)
 
         def done(index: int) -> bool | None:
             pending = sent[index]
@@ -371,10 +375,14 @@ class GcpProvider:
         def late(index: int, waited: float) -> ProviderError | None:
             if waited <= self.wait_seconds:
                 return None
-            return ProviderTimeout(f"label {tagged[index][0].id}: still running")
+            return ProviderTimeout(f"label {unique[index][0].id}: still running")
 
-        answers = rounds(done, range(len(tagged)), late=late, poll_seconds=self.poll_seconds)
-        return [a if isinstance(a, ProviderError) else None for a in answers]
+        answers = rounds(done, range(len(unique)), late=late, poll_seconds=self.poll_seconds)
+        found = {
+            server.id: a if isinstance(a, ProviderError) else None
+            for (server, _), a in zip(unique, answers, strict=True)
+        }
+        return [found[server.id] for server, _ in tagged]
 
     def _label(self, server: Server, tags: Mapping[str, str]) -> _Pending:
         zone, name = _where(server.id)
@@ -393,6 +401,10 @@ class GcpProvider:
             instance=name,
             instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
                 label_fingerprint=instance.label_fingerprint, labels=labels
+            ),
+            # A retried call (a dropped connection) is the same change, not a second one.
+            request_id=self._request_id(
+                f"{server.id}:{instance.label_fingerprint}:{sorted(labels.items())}", "labels"
             ),
         )
         with translate(f"label {name}"):
@@ -452,7 +464,10 @@ class GcpProvider:
         for server in {s.id: s for s in servers}.values():
             zones.setdefault(self._group_zone(server), []).append(server)
         for zone, members in zones.items():
-            held = set(self.target_members(target, zone))
+            try:
+                held = set(self.target_members(target, zone))
+            except ProviderError:  # unknown: add them all; members already in are told apart
+                held = set()
             wanted = [s for s in members if s.id not in held]
             for chunk in chunks(wanted, MEMBERS_PER_CALL):
                 try:
@@ -493,7 +508,9 @@ class GcpProvider:
             ),
         }
         call = self.groups.add_instances_unary if add else self.groups.remove_instances_unary
-        held = ALREADY_MEMBER if add else NOT_MEMBER
+        # The API refuses the whole call for one instance already in (or not in) the group:
+        # that the change holds is known only of a call for one.
+        held = (ALREADY_MEMBER if add else NOT_MEMBER) if len(servers) == 1 else ()
         return self._operate(f"{action} {target.name}", call, request, zone, held)
 
     def target_members(self, target: Target, zone: str | None = None) -> list[str]:

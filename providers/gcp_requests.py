@@ -42,10 +42,15 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
 }
 # operations.wait answers within two minutes on Compute Engine: its call may take that long.
 WAIT_CALL_SECONDS = 150.0
-# Only the call is retried, with the same requestId, so a retry never creates twice.
+# Only the call is retried, with the same requestId, so a retry never creates twice; a dropped
+# connection too (every change byoi asks for carries a requestId).
 TRANSIENT = Retry(
     predicate=if_exception_type(
-        gexc.TooManyRequests, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.BadGateway
+        gexc.TooManyRequests,
+        gexc.ServiceUnavailable,
+        gexc.InternalServerError,
+        gexc.BadGateway,
+        requests.ConnectionError,
     ),
     initial=0.2,
     maximum=5.0,

@@ -148,6 +148,7 @@ class SshRunner:
                     input=payload(script),
                     stderr=asyncssh.STDOUT,
                     timeout=script.timeout_seconds,
+                    errors="replace",  # output that is not UTF-8 is still the script's output
                 )
             except asyncssh.TimeoutError as exc:
                 raise ProviderTimeout(

@@ -109,7 +109,8 @@ class OperationRoutes:
     ) -> tuple[int, dict[str, Any]]:
         if (zone, group) not in self.groups:
             return 404, error(404, f"instance group {group} was not found")
-        urls = [i["instance"].split("/projects/", 1)[-1] for i in body.get("instances", [])]
+        # A full URL or a partial one (`projects/p/zones/z/instances/n`): the part after it.
+        urls = [i["instance"].split("projects/", 1)[-1] for i in body.get("instances", [])]
         if add and query.get("requestId") not in self.by_request_id:
             # As the real API: adding a member again, under a new (or forgotten) requestId,
             # is refused before any operation starts.

@@ -30,7 +30,7 @@ from tests.fakes.digitalocean_account import (
     image_resource,
     page,
 )
-from tests.fakes.http import FakeApi, Reply, Request
+from tests.fakes.http import DROP, FakeApi, Reply, Request
 from tests.fakes.sshd import FakeHosts
 
 
@@ -160,6 +160,8 @@ class FakeDigitalOcean(AccountRoutes, FakeApi):
             return 429, error("too_many_requests", "API Rate limit exceeded."), headers
         if fault.status == 422:
             return 422, error("unprocessable_entity", fault.message), {}
+        if fault.status == DROP:
+            return DROP, None, {}
         return fault.status, error("server_error", fault.message or "Server Error"), {}
 
     def _poll(self, kind: str, ident: int, limit: int) -> bool:

@@ -27,6 +27,8 @@ Answer = tuple[int, Any]
 Reply = tuple[int, Any, Mapping[str, str]]
 """What a fake sends back: status, JSON body (None: no body) and extra headers."""
 Route = tuple[str, str, str]
+DROP = 0
+"""A status that answers nothing: the connection is closed, as a dropped one is."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -151,4 +153,7 @@ class FakeApi(HttpFake):
         with self._lock:
             self.requests.append(request)
             reply = self._answer(request, handler.headers)
+        if reply[0] == DROP:
+            handler.close_connection = True  # no answer at all: the client sees it dropped
+            return
         self._send(handler, reply)

@@ -104,7 +104,7 @@ class FakeHosts:
             else None  # no key may log in
         )
 
-        async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+        async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
             await _execute(host, process)
 
         return await asyncssh.create_server(
@@ -114,10 +114,11 @@ class FakeHosts:
             server_host_keys=[host.host_key],
             authorized_client_keys=keys,
             process_factory=handle,
+            encoding=None,  # bytes, as sshd passes them: what a script prints need not be UTF-8
         )
 
 
-async def _execute(host: Host, process: asyncssh.SSHServerProcess[str]) -> None:
+async def _execute(host: Host, process: asyncssh.SSHServerProcess[bytes]) -> None:
     command = process.command or ""
     host.commands.append(command)
     stdin = await process.stdin.read()
@@ -138,9 +139,9 @@ async def _execute(host: Host, process: asyncssh.SSHServerProcess[str]) -> None:
     )
     host.running.add(child)
     try:
-        out, err = await child.communicate(stdin.encode())
+        out, err = await child.communicate(stdin)
     finally:
         host.running.discard(child)
-    process.stdout.write(out.decode(errors="replace"))
-    process.stderr.write(err.decode(errors="replace"))
+    process.stdout.write(out)
+    process.stderr.write(err)
     process.exit(child.returncode if child.returncode is not None else 255)

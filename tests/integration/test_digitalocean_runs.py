@@ -18,6 +18,7 @@ from providers.ssh import COMMAND
 from tests.conftest import IMAGE_FILES, START, World, world_around
 from tests.fakes.digitalocean import FakeDigitalOcean
 from tests.fakes.digitalocean_setup import provider_for, seed_image
+from tests.fakes.http import DROP
 from tests.fakes.sshd import FakeHosts
 
 MANIFEST = """\
@@ -140,6 +141,32 @@ def test_scale_up_three_droplets_scrubbed_deployed_over_ssh_and_balanced(
     # The three moved as one cohort: one call added them all to the balancer.
     (added,) = fake.calls("POST", r"^/v2/load_balancers/[^/]+/droplets$")
     assert sorted(added.body["droplet_ids"]) == sorted(fake.droplets)
+
+
+def test_a_tag_refused_once_fails_no_droplet_of_the_cohort(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    fake.fail("POST", r"^/v2/tags$", 422, "tag service hiccup")  # the probe's version tags
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    versions = [{t for t in d["tags"] if "version" in t} for d in fake.droplets.values()]
+    assert len(versions) == 3 and versions[0] and all(v == versions[0] for v in versions)
+
+
+def test_dropped_connections_are_asked_again_or_looked_up_and_fail_no_droplet(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    fake.fail("POST", r"^/v2/droplets$", DROP, applied=True)  # made, but no answer came
+    fake.fail("GET", r"^/v2/load_balancers/[^/]+$", DROP)
+    fake.fail("POST", r"^/v2/tags/[^/]+/resources$", DROP)
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    assert len(fake.droplets) == 3  # the create without an answer was found by its key
+    assert len(fake.calls("POST", r"^/v2/droplets$")) == 3
 
 
 def test_scale_down_deregisters_and_deletes(world: World, fake: FakeDigitalOcean) -> None:

@@ -371,6 +371,23 @@ def test_a_register_repeated_after_a_restart_counts_an_existing_member_as_succes
     assert len(fake.calls("POST", r"/removeInstances$")) == 1
 
 
+def test_a_group_add_for_many_refused_for_one_member_still_adds_the_others(
+    world: World, fake: FakeCompute
+) -> None:
+    run = world.scale_and_approve("scale web 3")
+    servers = world.provider.list_servers({"byoi:run": str(run.id)})
+    group = fake.groups[(ZONE, "web-lb")]
+    group[1:] = []  # two left the group behind byoi's back; one is still in it
+    fake.forget_request_ids()
+    fake.fail_http("POST", r"/listInstances$", 403)  # and the listing cannot tell which
+
+    outcomes = world.provider.register_all(servers, Target("web-lb"))
+
+    # The call for all three was refused (memberAlreadyExists) and added nothing: each alone.
+    assert outcomes == [None, None, None]
+    assert len(group) == len(set(group)) == 3
+
+
 def test_a_launch_resumed_after_a_crash_waits_on_the_first_insert(
     world: World, fake: FakeCompute
 ) -> None:

@@ -88,3 +88,18 @@ def test_an_unknown_key_is_refused_without_retrying(tmp_path: Path, hosts: FakeH
 
     with pytest.raises(AuthError, match="refused byoi's SSH key"):
         runner.run(SshTarget("1", address, hosts.port), Script("t", "true"))
+
+
+def test_output_that_is_not_utf8_is_still_the_scripts_output(
+    tmp_path: Path, hosts: FakeHosts
+) -> None:
+    runner = runner_for(tmp_path, hosts)
+    address = hosts.address()
+    hosts.add(1, address, None, [runner.keys.public_key])
+    hosts.start(1)
+
+    result = runner.run(
+        SshTarget("1", address, hosts.port), Script("deploy", r"printf 'caf\351\n'; echo done")
+    )
+
+    assert result.ok and result.output.splitlines() == ["caf\ufffd", "done"]
