@@ -112,14 +112,9 @@ class DigitalOceanProvider(Balancers):
         """Every script at once over SSH, on one event loop (ssh.py)."""
         runner, _ = self._ssh()
         targets = each(self._target, [server for server, _ in jobs])
-        ready = [n for n, t in enumerate(targets) if isinstance(t, SshTarget)]
-        ran = runner.run_all([(_ready(targets[n]), jobs[n][1]) for n in ready])
-        answers: list[ScriptResult | ProviderError] = [
-            t for t in targets if isinstance(t, ProviderError)
-        ]
-        found = dict(zip(ready, ran, strict=True))
-        errors = iter(answers)
-        return [found[n] if n in found else next(errors) for n in range(len(jobs))]
+        found = [(t, script) for t, (_, script) in zip(targets, jobs, strict=True)]
+        ran = iter(runner.run_all([(t, s) for t, s in found if isinstance(t, SshTarget)]))
+        return [t if isinstance(t, ProviderError) else next(ran) for t in targets]
 
     def _target(self, server: Server) -> SshTarget:
         if not server.address:
@@ -400,16 +395,12 @@ class DigitalOceanProvider(Balancers):
         return droplet
 
     def terminate(self, server: Server) -> None:
+        if not server.id.isdigit():
+            return  # no droplet has such an id: absent is fine
         try:
             self.api.call("delete droplet", self.api.sdk.droplets.destroy, int(server.id))
         except NotFound:
             return
-
-
-def _ready(target: SshTarget | ProviderError) -> SshTarget:
-    if isinstance(target, ProviderError):  # run_script_all passes on only the targets found
-        raise target
-    return target
 
 
 def _merged(
