@@ -6,6 +6,8 @@ columns, two-space indents and a mark per server status.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.views.alerts import alert_view
 from bot.views.fleet import EnvView, ImageRow, env_view, image_row
 from bot.views.runs import RunView, SlotView, plan_view, run_view, slot_view
@@ -58,8 +60,8 @@ def render(reply: Reply) -> str:
             return status_text(reply)
         case ImagesReply():
             return images_text(reply)
-        case HistoryReply(runs):
-            return history_text(runs)
+        case HistoryReply(runs, cancelled_by):
+            return history_text(runs, cancelled_by)
         case AlertsReply(alerts, _, message):
             shown = [message] if message else []
             shown.extend(map(alert_line, alerts))
@@ -199,13 +201,15 @@ def _image_lines(row: ImageRow) -> list[str]:
     ]
 
 
-def history_text(runs: tuple[Run, ...]) -> str:
+def history_text(runs: tuple[Run, ...], cancelled_by: Mapping[int, str] | None = None) -> str:
     if not runs:
         return NO_RUNS
     out = []
     for view in map(run_view, runs):
         approved = f", {view.approved_by()}" if view.approvers else ""
-        tail = f", {view.failed} failed" if view.failed else ""
+        canceller = (cancelled_by or {}).get(view.id)
+        tail = f", cancelled by {canceller}" if canceller else ""
+        tail += f", {view.failed} failed" if view.failed else ""
         out.append(
             f"run {view.id:<4} {view.created}  {view.action.entry}  "
             f"{view.state_words}  (by {view.requester}{approved}{tail})"

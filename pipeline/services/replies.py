@@ -106,6 +106,8 @@ class ImagesReply:
 @dataclass(frozen=True)
 class HistoryReply:
     runs: tuple[Run, ...]
+    cancelled_by: Mapping[int, str] = field(default_factory=dict)
+    """Who asked to cancel (or roll back) each run that someone did, by run id."""
 
 
 @dataclass(frozen=True)

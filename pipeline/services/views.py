@@ -133,7 +133,8 @@ class Views:
     def history(self, app_name: str | None) -> HistoryReply:
         if app_name is not None:
             lookup.app_named(self.config, app_name, cmd.USAGE["history"])
-        return HistoryReply(tuple(self.store.runs(app_name, limit=10)))
+        runs = tuple(self.store.runs(app_name, limit=10))
+        return HistoryReply(runs, self.store.cancellers(r.id for r in runs))
 
 
 def _in_order(server: Server) -> tuple[tuple[str | int, ...], str]:

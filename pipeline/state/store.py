@@ -307,6 +307,17 @@ class Store:
         """Each slot's status and failure reason, by slot: a run's outcome without the run."""
         return self.steps.outcomes(run_id)
 
+    def cancellers(self, run_ids: Iterable[int]) -> dict[int, str]:
+        """Who cancelled (or rolled back) each of these runs that someone did: the first to ask
+        while it ran, or who cancelled it before it started (byoi's own moves are not asks)."""
+        rows = self._rows(
+            """SELECT run_id, actor FROM audit
+            WHERE (event = 'cancel_requested' OR (event = 'cancelled' AND actor != 'byoi'))
+            AND run_id IN (SELECT value FROM json_each(?)) ORDER BY id DESC""",
+            [json.dumps(sorted(set(run_ids)))],
+        )
+        return {int(r["run_id"]): str(r["actor"]) for r in rows}  # the first one wins
+
     def cancel_requested(self, run_id: int) -> bool:
         """Checked before every step of every server: one column, not the whole run."""
         rows = self._rows("SELECT cancel_requested FROM runs WHERE id = ?", [run_id])

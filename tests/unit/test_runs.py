@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.shell import text
+from bot.slack.blocks import messages
 from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
 from pipeline.errors import Busy, Refused, UserError
 from pipeline.services.replies import (
@@ -304,6 +306,17 @@ def test_status_lists_servers_in_the_order_they_were_counted(world: World) -> No
 
     keys = [view.server.key or "" for view in status.envs[0].servers]
     assert [int(k.rsplit("-", 1)[1]) for k in keys] == list(range(1, 11))  # not 1, 10, 2, 3
+
+
+def test_history_says_who_cancelled_a_run(world: World) -> None:
+    run = world.request("scale web 2")
+    world.say(f"cancel {run.id}", "UBOB")
+
+    history = world.say("history", expect=HistoryReply)
+
+    assert history.cancelled_by == {run.id: "UBOB"}
+    assert "cancelled by UBOB" in text.history_text(history.runs, history.cancelled_by)
+    assert "cancelled by" in str(messages.history_blocks(history.runs, history.cancelled_by))
 
 
 def test_images_reports_age_versions_and_staleness(world: World) -> None:

@@ -148,3 +148,25 @@ def test_a_new_run_is_returned_as_the_store_reads_it_back(world: World) -> None:
     assert all(s.provider_id for s in down.servers) and len(down.servers) == 2
     up = world.store.create_run(replace(down, id=0, state=RunState.FAILED), world.clock())
     assert up == world.stored(up.id) and up.id != down.id
+
+
+def test_who_cancelled_is_the_first_to_ask_not_byoi_finishing_the_cancel(world: World) -> None:
+    ran = world.request("scale web 1")
+    world.store.transition(
+        ran.id, [RunState.AWAITING_APPROVAL], RunState.RUNNING, world.clock(), actor="byoi"
+    )
+    world.store.request_cancel(ran.id, world.clock(), "UCAROL")
+    world.store.request_cancel(ran.id, world.clock(), "UBOB")  # a second ask
+    world.store.transition(
+        ran.id, [RunState.RUNNING], RunState.CANCELLED, world.clock(), actor="byoi"
+    )
+    finished = world.store.transition(  # a run that ended on its own
+        world.request("scale web 1 --env production").id,
+        [RunState.AWAITING_APPROVAL],
+        RunState.CANCELLED,
+        world.clock(),
+        actor="byoi",
+    )
+
+    assert finished
+    assert world.store.cancellers([ran.id, ran.id + 1]) == {ran.id: "UCAROL"}

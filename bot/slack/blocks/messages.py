@@ -7,7 +7,7 @@ summarised (counts per step and status, failures listed first).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -255,8 +255,8 @@ def reply_blocks(reply: Reply, now: datetime) -> tuple[str, list[Block]]:
             return "status", status_blocks(reply)
         case ImagesReply():
             return "images", images_blocks(reply)
-        case HistoryReply(runs):
-            return "history", history_blocks(runs)
+        case HistoryReply(runs, cancelled_by):
+            return "history", history_blocks(runs, cancelled_by)
         case AlertsReply():
             return reply.message or "alerts", alerts_blocks(reply)
         case ScanReply():
@@ -337,12 +337,17 @@ def _image_section(row: ImageRow) -> Block:
     )
 
 
-def history_blocks(runs: tuple[Run, ...]) -> list[Block]:
+def history_blocks(
+    runs: tuple[Run, ...], cancelled_by: Mapping[int, str] | None = None
+) -> list[Block]:
     if not runs:
         return [section(NO_RUNS)]
     lines = []
     for view in map(run_view, runs):
         approved = f" · {view.approved_by(MRKDWN)}" if view.approvers else ""
+        canceller = (cancelled_by or {}).get(view.id)
+        if canceller:
+            approved += f" · cancelled by {who(canceller)}"
         lines.append(
             f"{STATE_EMOJI[view.state]} *{view.id}* {view.created} {view.action.entry} · "
             f"{view.state_words} · by {who(view.requester)}{approved}"
