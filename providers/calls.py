@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from providers.base import ProviderError, each
+from providers.base import ProviderError, ProviderTimeout, each
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,12 +38,20 @@ def rounds(
 ) -> list[R | ProviderError]:
     """Ask after every item until each has an answer: ``ask`` returns None while the item is
     not done, and ``late`` (given the seconds since the first round) the error of one waited
-    for too long. Each round asks the items still waiting, ``CALLS`` at a time."""
+    for too long. Each round asks the items still waiting, ``CALLS`` at a time; a question that
+    timed out is asked again the next round (``ask`` only reads)."""
     begun = time.monotonic()
     answers: dict[int, R | ProviderError] = {}
+
+    def asked(n: int) -> R | None:
+        try:
+            return ask(items[n])
+        except ProviderTimeout:  # a question that got no answer in time: asked again
+            return None
+
     while True:
         asking = [n for n in range(len(items)) if n not in answers]
-        found = pooled(lambda n: ask(items[n]), asking)
+        found = pooled(asked, asking)
         waited = time.monotonic() - begun
         for n, answer in zip(asking, found, strict=True):
             if answer is None:

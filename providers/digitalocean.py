@@ -68,7 +68,11 @@ class DigitalOceanProvider(Balancers):
         self.poll_seconds = float(settings.get("poll_seconds", 5))
         self.wait_seconds = float(settings.get("wait_seconds", 600))
         self.api = Api(
-            client(token_from(environ), settings.get("api_endpoint"), timeout=60),
+            client(
+                token_from(environ),
+                settings.get("api_endpoint"),
+                timeout=float(settings.get("read_timeout", 60)),
+            ),
             attempts=int(settings.get("max_attempts", 5)),
             longest_wait=self.wait_seconds,
         )

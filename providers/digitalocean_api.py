@@ -49,7 +49,11 @@ def client(token: str, endpoint: str | None, timeout: float) -> Any:
         endpoint=endpoint or "https://api.digitalocean.com",
         retry_total=0,
         authentication_policy=_Bearer(token),
-        timeout=int(timeout),
+        timeout=max(1, int(timeout)),
+        # azure-core's own defaults are 300 s each; ``timeout`` alone does not bound the wait
+        # for an answer.
+        connection_timeout=min(10.0, timeout),
+        read_timeout=timeout,
     )
 
 

@@ -19,6 +19,7 @@ from providers.base import (
     ScriptResult,
     Server,
     Target,
+    each,
     outcome,
 )
 from providers.calls import chunks
@@ -82,8 +83,13 @@ class Balancers:
     def register_all(self, servers: Sequence[Server], target: Target) -> list[ProviderError | None]:
         """One call adds every droplet to the balancer; then rounds until it lists them all
         and each passes its health check. If the call is refused, each droplet is added alone,
-        so only the refused one fails."""
-        lb = self._balancer(target)
+        so only the refused one fails; so is each if the balancer cannot be read."""
+        try:
+            lb = self._balancer(target)
+        except ProviderError:
+            if len(servers) <= 1:
+                raise
+            return each(lambda s: outcome(self.register_all([s], target)[0]), servers)
         ids = list(dict.fromkeys(int(s.id) for s in servers if s.id.isdigit()))
         refused: dict[str, ProviderError] = {
             s.id: NotFound(f"droplet {s.id} does not exist") for s in servers if not s.id.isdigit()

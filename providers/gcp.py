@@ -476,12 +476,21 @@ class GcpProvider:
                     if len(chunk) == 1:
                         refused[chunk[0].id] = exc
                         continue
-                    for server in chunk:  # which one the API refused: each alone
-                        try:
-                            self._change_group([server], target, zone, add=True)
-                        except ProviderError as alone:
-                            refused[server.id] = alone
+                    refused.update(self._add_alone(chunk, target, zone))
         return [refused.get(s.id) for s in servers]
+
+    def _add_alone(
+        self, servers: list[Server], target: Target, zone: str
+    ) -> dict[str, ProviderError]:
+        """Which of ``servers`` the API refused: each added alone, a few at a time."""
+
+        def add(server: Server) -> bool:
+            return self._change_group([server], target, zone, add=True)
+
+        added = pooled(add, servers)
+        return {
+            s.id: a for s, a in zip(servers, added, strict=True) if isinstance(a, ProviderError)
+        }
 
     def deregister(self, server: Server, target: Target) -> None:
         zone = self._group_zone(server)

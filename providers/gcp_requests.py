@@ -43,7 +43,7 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
 # operations.wait answers within two minutes on Compute Engine: its call may take that long.
 WAIT_CALL_SECONDS = 150.0
 # Only the call is retried, with the same requestId, so a retry never creates twice; a dropped
-# connection too (every change byoi asks for carries a requestId).
+# connection or a late answer too (every change byoi asks for carries a requestId).
 TRANSIENT = Retry(
     predicate=if_exception_type(
         gexc.TooManyRequests,
@@ -51,6 +51,7 @@ TRANSIENT = Retry(
         gexc.InternalServerError,
         gexc.BadGateway,
         requests.ConnectionError,
+        requests.Timeout,
     ),
     initial=0.2,
     maximum=5.0,
@@ -94,6 +95,8 @@ def translate(action: str) -> Iterator[None]:
     except gexc.BadRequest as exc:
         raise InvalidRequest(f"{action}: {exc.message}") from exc
     except gexc.RetryError as exc:
+        if isinstance(exc.cause, requests.Timeout):
+            raise ProviderTimeout(f"{action}: no answer in time ({exc.cause})") from exc
         raise Throttled(f"{action}: gave up retrying: {exc.cause}") from exc
     except gexc.GoogleAPIError as exc:
         raise ProviderError(f"{action}: {exc}") from exc

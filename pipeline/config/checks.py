@@ -135,7 +135,7 @@ def provider_setting_problems(section: Node) -> list[Problem]:
     """Each provider setting has the type its adapter reads, or is reported here."""
     found = []
     for key, value in section.value.items():
-        if key.endswith("_seconds"):
+        if key.endswith(("_seconds", "_timeout")):
             ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
             what = "a number of seconds, more than 0"
         elif key == "max_attempts":

@@ -211,6 +211,7 @@ PROVIDER_KEYS: dict[str, dict[str, str]] = {
         "ssh_wait_seconds": "how long byoi retries connecting while sshd starts (default 300)",
         "poll_seconds": "delay between state checks (default 5)",
         "wait_seconds": "longest wait for active, an action, or the load balancer (default 600)",
-        "max_attempts": "tries per API call on 429 and 5xx answers (default 5)",
+        "max_attempts": "tries per API call on 429, 5xx and dropped connections (default 5)",
+        "read_timeout": "seconds to wait for an API call to answer (default 60)",
     },
 }

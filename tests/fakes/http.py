@@ -11,6 +11,7 @@ and overrides ``_serve`` (and ``_body`` if its bodies are not JSON).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -148,12 +149,28 @@ class FakeApi(HttpFake):
                 return answer
         return None
 
+    def answer_late(self, method: str, pattern: str, seconds: float) -> None:
+        """Answer the next request matching only after ``seconds`` (past a client's timeout)."""
+        with self._lock:
+            self.__dict__.setdefault("_late", []).append((method, pattern, seconds))
+
+    def _lateness(self, request: Request) -> float:
+        late: list[tuple[str, str, float]] = self.__dict__.get("_late", [])
+        for index, (method, pattern, seconds) in enumerate(late):
+            if method == request.method and re.search(pattern, request.path):
+                del late[index]
+                return seconds
+        return 0.0
+
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         request = self._read(handler, method)
         with self._lock:
             self.requests.append(request)
             reply = self._answer(request, handler.headers)
+            lateness = self._lateness(request)
         if reply[0] == DROP:
             handler.close_connection = True  # no answer at all: the client sees it dropped
             return
-        self._send(handler, reply)
+        time.sleep(lateness)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it stopped waiting
+            self._send(handler, reply)

@@ -13,7 +13,15 @@ import pytest
 
 from pipeline.config.loader import load_config
 from pipeline.domain.models import RunState, ServerStatus
-from providers.base import TAG_APP, TAG_BAKED_FROM, AuthError, Script
+from providers.base import (
+    TAG_APP,
+    TAG_BAKED_FROM,
+    AuthError,
+    LaunchRequest,
+    Script,
+    Server,
+    ServerSpec,
+)
 from providers.ssh import COMMAND
 from tests.conftest import IMAGE_FILES, START, World, world_around
 from tests.fakes.digitalocean import FakeDigitalOcean
@@ -167,6 +175,35 @@ def test_dropped_connections_are_asked_again_or_looked_up_and_fail_no_droplet(
     assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
     assert len(fake.droplets) == 3  # the create without an answer was found by its key
     assert len(fake.calls("POST", r"^/v2/droplets$")) == 3
+
+
+def test_a_balancer_that_cannot_be_read_at_first_fails_no_droplet(
+    world: World, fake: FakeDigitalOcean
+) -> None:
+    for _ in range(5):  # every try of the cohort's first read (max_attempts)
+        fake.fail("GET", r"^/v2/load_balancers/[^/]+$", 503)
+
+    run = world.scale_and_approve("scale web 3")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    assert sorted(fake.balancers[next(iter(fake.balancers))]["droplet_ids"]) == sorted(
+        fake.droplets
+    )
+
+
+def test_a_late_answer_is_cut_at_the_read_timeout_and_asked_again(
+    world: World, fake: FakeDigitalOcean, tmp_path: Path
+) -> None:
+    late = provider_for(fake, tmp_path / "ssh", {"read_timeout": 1})
+    image = late.resolve_image("family:web")
+    requests = [LaunchRequest(f"late-{n}", f"late-{n}", image, ServerSpec(), {}) for n in (1, 2)]
+    fake.answer_late("GET", r"^/v2/droplets/\d+$", 6)  # a read while waiting for active
+
+    started = time.monotonic()
+    launched = late.launch_all(requests)
+
+    assert all(isinstance(s, Server) for s in launched), launched
+    assert time.monotonic() - started < 5  # not the 6 s of the late answer
 
 
 def test_scale_down_deregisters_and_deletes(world: World, fake: FakeDigitalOcean) -> None:

@@ -371,6 +371,26 @@ def test_a_register_repeated_after_a_restart_counts_an_existing_member_as_succes
     assert len(fake.calls("POST", r"/removeInstances$")) == 1
 
 
+def test_late_answers_are_asked_again_under_the_same_request_id(
+    fake: FakeCompute, tmp_path: Path
+) -> None:
+    (tmp_path / "manifest.yml").write_text(MANIFEST)
+    config = CONFIG.format(url=fake.url).replace(
+        "    wait_seconds: 20\n", "    wait_seconds: 20\n    read_timeout: 1\n"
+    )
+    (tmp_path / "byoi.yml").write_text(config)
+    world = world_around(tmp_path, GcpProvider(load_config(tmp_path / "byoi.yml").providers["gcp"]))
+    fake.answer_late("POST", r"/zones/[^/]+/instances$", 3)  # an insert
+    fake.answer_late("GET", r"/getGuestAttributes$", 3)  # a step's report
+
+    run = world.scale_and_approve("scale web 2")
+
+    assert run.state == RunState.SUCCEEDED, [s.reason for s in run.servers]
+    inserts = fake.calls("POST", r"/zones/[^/]+/instances$")
+    assert len(inserts) == 3 and len({r.query["requestId"] for r in inserts}) == 2
+    assert len(fake.instances) == 2
+
+
 def test_a_group_add_for_many_refused_for_one_member_still_adds_the_others(
     world: World, fake: FakeCompute
 ) -> None:
