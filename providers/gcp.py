@@ -265,15 +265,26 @@ class GcpProvider:
             request_id=self._request_id(request.key, "insert"),
         )
         try:
-            with translate("create instance"):
-                operation = self.instances.insert_unary(
-                    request=insert, retry=TRANSIENT, timeout=self.timeout
-                )
+            operation = self._send_insert(insert)
         except AlreadyExists:  # made by an older request: it starts on its own
             if existing is None:
                 raise
             operation = None
         return _Pending(zone, request.key, operation, "create instance")
+
+    def _send_insert(self, insert: Any) -> Any:
+        """The insert's operation; asked once more if the first answer came too late (its
+        request id makes the second the same insert)."""
+        for attempt in (1, 2):
+            try:
+                with translate("create instance"):
+                    return self.instances.insert_unary(
+                        request=insert, retry=TRANSIENT, timeout=self.timeout
+                    )
+            except ProviderTimeout:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _started(self, starting: _Pending) -> Server | None:
         """The instance once it runs; None while its insert or its start is under way."""

@@ -43,7 +43,8 @@ OPERATION_ERRORS: dict[str, type[ProviderError]] = {
 # operations.wait answers within two minutes on Compute Engine: its call may take that long.
 WAIT_CALL_SECONDS = 150.0
 # Only the call is retried, with the same requestId, so a retry never creates twice; a dropped
-# connection or a late answer too (every change byoi asks for carries a requestId).
+# connection too (every change byoi asks for carries a requestId). A call that waited out its
+# read timeout is not: an API that accepts connections but never answers must not hold a step.
 TRANSIENT = Retry(
     predicate=if_exception_type(
         gexc.TooManyRequests,
@@ -51,7 +52,6 @@ TRANSIENT = Retry(
         gexc.InternalServerError,
         gexc.BadGateway,
         requests.ConnectionError,
-        requests.Timeout,
     ),
     initial=0.2,
     maximum=5.0,
