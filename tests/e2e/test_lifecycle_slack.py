@@ -50,9 +50,9 @@ def test_a_canary_roll_pauses_and_continue_finishes_it(tmp_path: Path) -> None:
         card = canary_paused(bot, 2)
         assert "roll_continue" in card and "roll_back" in card
         assert "ruby_version 3.2.2" in card and "batch 1 of 2 · old 2 → new 1 (of 2)" in card
-        notified = [str(c.params.get("text")) for c in bot.fake.sent("chat.update")]
-        assert any(t.startswith("Run 2: roll ") for t in notified)
-        assert notified[-1].endswith("(paused after the canary)"), notified[-1]
+        edits = [str(c.params.get("text")) for c in bot.fake.sent("chat.update")]
+        notified = [t for t in edits if t.startswith("Run 2: roll ")]  # the card's, not replies'
+        assert notified and notified[-1].endswith("(paused after the canary)"), notified
         paused = batch_reply(bot, "paused")
         assert paused == (
             ":double_vertical_bar: batch 1/2 · canary · 1/1 new up · 0/1 old removed · "
