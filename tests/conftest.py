@@ -86,6 +86,16 @@ IMAGE_FILES = {
 }
 
 
+def today() -> datetime:
+    """The real clock's time, to the second: what a `byoi` process started by a test reads."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def days_ago(days: int) -> str:
+    """An image's creation time for a real process: ``days`` before :func:`today`, in ISO 8601."""
+    return (today() - timedelta(days=days)).isoformat()
+
+
 class Clock:
     def __init__(self, now: datetime = START) -> None:
         self.now = now
@@ -176,12 +186,14 @@ def world_around(root: Path, provider: P, clock: Clock | None = None) -> World[P
 
 
 def make_world(
-    root: Path, config: str | None = None, manifest: str = MANIFEST
+    root: Path, config: str | None = None, manifest: str = MANIFEST, now: datetime = START
 ) -> World[LocalProvider]:
+    """A world whose base image is 3 days old at ``now``. A world that a real process will read
+    with its own clock must be made at :func:`today`, or its image ages with the calendar."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.yml").write_text(manifest)
     (root / "byoi.yml").write_text(textwrap.dedent(config or config_text()))
-    clock = Clock()
+    clock = Clock(now)
     provider = LocalProvider(root / "local", clock=clock)
     if not provider.list_images():
         provider.create_image(
@@ -189,7 +201,7 @@ def make_world(
             IMAGE_FILES,
             family="web",
             versions={"ruby_version": "3.2.2", "operating_system": "ubuntu2204"},
-            created_at=START - timedelta(days=3),
+            created_at=now - timedelta(days=3),
         )
     return world_around(root, provider, clock)
 

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from slack_sdk.signature import SignatureVerifier
 
-from tests.conftest import FIXTURES, World, config_text, make_world
+from tests.conftest import FIXTURES, World, config_text, make_world, today
 from tests.fakes.slack_api import FakeSlack
 
 SECRET = "test-signing-secret"
@@ -165,7 +165,7 @@ def running_bot(
     before: Callable[[World], None] | None = None,
 ) -> Iterator[Bot]:
     """`byoi serve` on the local provider, with a world made from ``config``."""
-    world = make_world(root, config)
+    world = make_world(root, config, now=today())
     if before is not None:
         before(world)
     world.store.close()

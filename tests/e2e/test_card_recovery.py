@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.slack import cardpost
-from tests.conftest import make_world
+from tests.conftest import make_world, today
 from tests.e2e.slackbot import SLACK_CONFIG, running_bot, serving
 from tests.fakes.slack_api import Call, FakeSlack, text_of
 
@@ -77,7 +77,7 @@ def cards_in_channel(fake: FakeSlack, channel: str) -> list[dict[str, Any]]:
 
 
 def test_a_kill_after_slack_took_the_card_never_posts_a_second_card(tmp_path: Path) -> None:
-    world = make_world(tmp_path, SLACK_CONFIG)
+    world = make_world(tmp_path, SLACK_CONFIG, now=today())
     world.store.close()
     fake = FakeSlack().start()
     hold = fake.hold("chat.postMessage", lambda params: not params.get("thread_ts"))

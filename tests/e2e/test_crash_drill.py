@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import days_ago
 from tests.e2e.slackbot import serving
 from tests.fakes.slack_api import FakeSlack, text_of
 from tests.integration.moto_env import client
@@ -164,7 +165,7 @@ def test_a_kill_on_gcp_is_recovered_too(tmp_path: Path, point: str) -> None:
 
     compute = FakeCompute().start()
     compute.add_group(ZONE, "web-lb")
-    compute.add_image("web-base-v1", "web", {}, "2026-11-20T09:00:00.000+00:00")
+    compute.add_image("web-base-v1", "web", {}, days_ago(9))
     compute.images["web-base-v1"]["description"] = describe_versions(
         {"docker_version": "17.06.2-ce", "ruby_version": "3.2.2"}
     )
@@ -195,10 +196,10 @@ def test_a_kill_in_a_cohort_on_the_local_provider_is_recovered(tmp_path: Path, p
     thread, one transaction per step), and a kill at a boundary is recovered as for one."""
     from providers.base import TAG_APP, Target
     from providers.local import LocalProvider
-    from tests.conftest import make_world
+    from tests.conftest import make_world, today
     from tests.e2e.slackbot import SLACK_CONFIG
 
-    make_world(tmp_path, SLACK_CONFIG).store.close()
+    make_world(tmp_path, SLACK_CONFIG, now=today()).store.close()
     fake = FakeSlack().start()
     try:
         state = killed_and_restarted(tmp_path, fake, point)
@@ -228,7 +229,7 @@ def test_a_kill_during_a_rollback_finishes_it_on_restart_and_keeps_the_reason(
 ) -> None:
     from providers.base import TAG_APP
     from providers.local import LocalProvider
-    from tests.conftest import config_text, make_world
+    from tests.conftest import config_text, make_world, today
 
     # Slot 2's deploy fails the first time only: a restart that redid the step would succeed.
     once = tmp_path / "failed-once"
@@ -243,7 +244,7 @@ def test_a_kill_during_a_rollback_finishes_it_on_restart_and_keeps_the_reason(
         deploy_command=repr(deploy),
         max_parallel="3" if strategy == "parallel" else "1",
     )
-    make_world(tmp_path, config).store.close()
+    make_world(tmp_path, config, now=today()).store.close()
     fake = FakeSlack().start()
     try:
         with serving(tmp_path, fake, {"BYOI_DRILL_KILL_AT": "failing:2"}) as bot:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_FILES, START
+from tests.conftest import IMAGE_FILES, today
 from tests.e2e.slackbot import serving
 from tests.e2e.test_crash_drill import run_row, wait_terminal
 from tests.fakes.digitalocean import FakeDigitalOcean
@@ -37,7 +37,7 @@ def test_a_kill_on_digitalocean_is_resumed_without_a_second_droplet(
 ) -> None:
     write_config(tmp_path, cloud)
     provider = provider_for(cloud, tmp_path / "unused-ssh")
-    created = START - timedelta(days=3)
+    created = today() - timedelta(days=3)
     seed_image(
         cloud, provider, "web-base-v1", "web", {"ruby_version": "3.2.2"}, created, IMAGE_FILES
     )

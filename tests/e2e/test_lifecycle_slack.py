@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_FILES, START, World
+from tests.conftest import IMAGE_FILES, World, days_ago
 from tests.e2e.slackbot import Bot, running_bot, serving
 from tests.e2e.test_slack_http import wait_card
 from tests.fakes.slack_api import FakeSlack, text_of
@@ -19,7 +19,7 @@ from tests.integration.test_aws_runs import aws_world, healthy_targets
 def two_servers_behind(world: World) -> None:
     """Two servers on the old image, then a newer image in the family."""
     world.scale_and_approve("scale web 2")
-    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=world.clock())
 
 
 def canary_paused(bot: Bot, run_id: int) -> str:
@@ -132,7 +132,7 @@ def test_a_canary_roll_on_gcp_continues_over_a_signed_click(tmp_path: Path) -> N
     compute = FakeCompute().start()
     compute.answer_step("probe", PROBES)
     compute.add_group(ZONE, "web-lb")
-    compute.add_image("web-base-v1", "web", {}, "2026-11-20T09:00:00.000+00:00")
+    compute.add_image("web-base-v1", "web", {}, days_ago(9))
     (tmp_path / "manifest.yml").write_text(MANIFEST)
     (tmp_path / "byoi.yml").write_text(CONFIG.format(url=compute.url))
     fake = FakeSlack().start()
@@ -143,7 +143,7 @@ def test_a_canary_roll_on_gcp_continues_over_a_signed_click(tmp_path: Path) -> N
             bot.click("run_approve", 1, "UBOB")
             wait_card(bot, "succeeded")
             old = sorted(name for _, name in compute.instances)
-            compute.add_image("web-base-v2", "web", {}, "2026-11-27T09:00:00.000+00:00")
+            compute.add_image("web-base-v2", "web", {}, days_ago(2))
             canary_paused(bot, 2)
             assert len(compute.instances) == 3 and len(compute.groups[(ZONE, "web-lb")]) == 3
             bot.click("roll_continue", 2, "UBOB")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IMAGE_FILES, START, World, make_world
+from tests.conftest import IMAGE_FILES, World, make_world, today
 from tests.e2e.slackbot import SLACK_CONFIG, serving
 from tests.fakes.slack_api import FakeSlack
 
@@ -30,7 +30,9 @@ POINTS = [
 
 def four_servers_behind(world: World) -> str:
     world.scale_and_approve("scale web 4")
-    return world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START).id
+    return world.provider.create_image(
+        "web-new", IMAGE_FILES, family="web", created_at=world.clock()
+    ).id
 
 
 def state_of(root: Path, run_id: int) -> str:
@@ -54,7 +56,7 @@ def wait_terminal(root: Path, run_id: int, timeout: float = 60) -> str:
 
 @pytest.mark.parametrize("point", POINTS)
 def test_a_kill_at_each_batch_boundary_is_recovered(tmp_path: Path, point: str) -> None:
-    world = make_world(tmp_path, SLACK_CONFIG)
+    world = make_world(tmp_path, SLACK_CONFIG, now=today())
     new_image = four_servers_behind(world)
     world.store.close()
     fake = FakeSlack().start()

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import config_text, make_world
+from tests.conftest import config_text, make_world, today
 
 DEMO_SCRIPT = """\
 scale demo 3
@@ -150,7 +150,9 @@ def test_a_user_flag_that_is_no_user_id_is_refused_before_anything_starts(
 
 def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
     slow = repr('sleep 2; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
-    world = make_world(tmp_path / "w", config_text(deploy_command=slow, approval_required="false"))
+    world = make_world(
+        tmp_path / "w", config_text(deploy_command=slow, approval_required="false"), now=today()
+    )
     world.store.close()
     config = tmp_path / "w/byoi.yml"
     proc = subprocess.Popen(

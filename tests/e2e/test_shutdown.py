@@ -191,10 +191,10 @@ def test_a_burst_past_the_queue_gets_busy_acks_and_no_backlog_after_sigterm(
 def test_slack_unreachable_at_start_is_waited_for_with_one_clear_log_line(
     tmp_path: Path,
 ) -> None:
-    from tests.conftest import make_world
+    from tests.conftest import make_world, today
     from tests.e2e.slackbot import SLACK_CONFIG, _wait_healthy
 
-    make_world(tmp_path, SLACK_CONFIG).store.close()
+    make_world(tmp_path, SLACK_CONFIG, now=today()).store.close()
     port = free_port()
     fake = FakeSlack()
     env = {"SLACK_API_URL": f"http://127.0.0.1:{port}/api/"}

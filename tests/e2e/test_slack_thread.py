@@ -17,7 +17,7 @@ from bot.slack.thread import EVENT_TYPE, phase_text
 from pipeline.domain.models import RunState
 from pipeline.services.display import Display
 from pipeline.state.store import Store
-from tests.conftest import DEPLOY_OK, IMAGE_FILES, START, World, config_text, make_world
+from tests.conftest import DEPLOY_OK, IMAGE_FILES, World, config_text, make_world, today
 from tests.e2e.slackbot import Bot, running_bot, serving
 from tests.fakes.slack_api import Call, FakeSlack
 
@@ -147,7 +147,7 @@ def three_behind(world: World) -> None:
     run = world.request("scale web 3", "W111")
     world.say(f"approve {run.id}", "UBOB")
     world.finish(run.id)
-    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=START)
+    world.provider.create_image("web-new", IMAGE_FILES, family="web", created_at=world.clock())
 
 
 def test_a_roll_in_three_batches_adds_one_reply_per_batch_and_the_summary(tmp_path: Path) -> None:
@@ -202,7 +202,9 @@ def replies_in_thread(fake: FakeSlack, card: Call) -> Counter[str]:
 
 @pytest.mark.parametrize("held", sorted(HELD))
 def test_a_kill_after_slack_took_a_reply_never_posts_it_twice(tmp_path: Path, held: str) -> None:
-    world = make_world(tmp_path, config(3, deploy_command=slow_deploy(1, fail_slot_2=True)))
+    world = make_world(
+        tmp_path, config(3, deploy_command=slow_deploy(1, fail_slot_2=True)), now=today()
+    )
     world.store.close()
     fake = FakeSlack().start()
     hold = fake.hold("chat.postMessage", HELD[held])

@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tests.conftest import IMAGE_FILES, START, World, config_text
+from tests.conftest import IMAGE_FILES, World, config_text
 from tests.e2e.slackbot import running_bot
 from tests.fakes.slack_api import FakeSlack, text_of
 
@@ -31,7 +31,7 @@ def drift(world: World) -> None:
         IMAGE_FILES,
         family="web",
         versions={"ruby_version": "3.1.2", "operating_system": "ubuntu2204"},
-        created_at=START + timedelta(days=1),
+        created_at=world.clock() - timedelta(days=1),
     )
 
 

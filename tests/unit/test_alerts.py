@@ -9,7 +9,7 @@ from pipeline.domain.alerts import AlertState
 from pipeline.errors import Refused, UserError
 from pipeline.services.replies import AlertsReply, RunReply
 from providers.base import ImageState
-from tests.conftest import IMAGE_FILES, START, World, config_text, make_world
+from tests.conftest import IMAGE_FILES, START, World, config_text, make_world, today
 
 
 def stale_world(world: World) -> None:
@@ -174,7 +174,7 @@ def test_byoi_scan_prints_the_report_and_exits_by_findings(tmp_path: Path) -> No
     import subprocess
     import sys
 
-    world = make_world(tmp_path)
+    world = make_world(tmp_path, now=today())
     world.store.close()
 
     def scan(*args: str) -> subprocess.CompletedProcess[str]:
@@ -188,7 +188,11 @@ def test_byoi_scan_prints_the_report_and_exits_by_findings(tmp_path: Path) -> No
 
     fresh = scan()
     world.provider.create_image(
-        "web-old", IMAGE_FILES, family="web", versions={"ruby_version": "2.7.0"}, created_at=START
+        "web-old",
+        IMAGE_FILES,
+        family="web",
+        versions={"ruby_version": "2.7.0"},
+        created_at=world.clock(),
     )
     stale = scan("--json")
 
