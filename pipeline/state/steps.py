@@ -159,6 +159,8 @@ def _one_or_each(values: list[Any]) -> Any:
 
 def _value(value: Any) -> Any:
     """A field as JSON has it: true, 3, null as such; anything else as its text, cut short."""
+    if type(value) is str:  # a script's report, a server id: most values, a thousand at a time
+        return value[:4000]
     if value is None or isinstance(value, bool | int | float):
         return value
     return str(value)[:4000]
