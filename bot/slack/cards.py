@@ -263,13 +263,14 @@ class Cards:
             self._tell.pop(stored.id, None)
             # Posted, not edited: the first edit need not wait (on_post_error looks here too).
             self._last_edit.setdefault(stored.id, 0.0)
-        posted = self.display.run(stored.id)
-        due = posted is not None and self._replies_due(posted)
-        if posted is not None and due:
+        # What changed since ``stored`` was read is queued already (by ``run_changed``): the
+        # card is shown further from the run as it is then, not read again here.
+        due = self._replies_due(stored)
+        if due:
             # A run can end before its card is first shown; its thread replies follow when
             # the channel may take another post.
-            self._shows[stored.id] = run_revision(posted)
-            self._requeue(posted)
+            self._shows[stored.id] = run_revision(stored)
+            self._requeue(stored)
         self.display.run_card_current(
             stored, self.clock(), settled=stored.state.terminal and not due
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,6 +98,33 @@ def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     assert 1 <= len(updates) <= 2
     assert "rejected" in text_of(updates[-1])
     assert len(fake.sent("chat.postMessage")) == 1
+
+
+def test_a_run_that_changes_while_its_card_is_posted_gets_the_card_edited_to_it(
+    world: World, fake: FakeSlack
+) -> None:
+    cards = cards_for(world, fake, interval=0.2)
+    run = requested(world, "scale web 1")
+    hold = fake.hold("chat.postMessage", lambda params: not params.get("thread_ts"))
+    cards.run_changed(run)
+    assert hold.accepted.wait(10)
+    # Rejected while Slack takes the card that still offers the buttons.
+    world.store.transition(
+        run.id,
+        [RunState.AWAITING_APPROVAL],
+        RunState.REJECTED,
+        world.clock(),
+        actor="UBOB",
+        reason="rejected by UBOB",
+    )
+    cards.run_changed(world.stored(run.id))
+    hold.release.set()
+    fake.wait_for(lambda: fake.sent("chat.update"))
+    cards.stop()
+
+    (card,) = [m for m in fake.messages.values() if not m.get("thread_ts")]
+    shown = str(card.get("text")) + json.dumps(card.get("blocks"))
+    assert "rejected" in shown and "run_approve" not in shown, shown
 
 
 def test_a_restarted_byoi_does_not_repeat_thread_replies(tmp_path: object, fake: FakeSlack) -> None:
