@@ -3,7 +3,8 @@
 The provider only waits fixed latencies (launch, each script, register), so whatever a run takes
 beyond the ideal is byoi's: the store's transactions, threads, notifications. The ideal is the
 critical path of one server with max_parallel >= N, and the sum over servers with serial.
-The same runs are shown in Slack through the real card notifier against the fake Slack Web API,
+The runs are wired as `byoi serve` wires them: each server's steps timed by its Prometheus
+meter, and shown in Slack through the real card notifier against the fake Slack Web API,
 and its calls are counted against the budget: chat.postMessage <= 2 + phases + failed servers
 (the card, a thread reply per step phase and per failed server, the summary); the bench exits 1
 when a run goes over. The store's transactions and rows written per server are counted too.
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from bot.metrics import Metrics
 from bot.slack.cards import Cards
 from bot.slack.serve import NOTIFY_INTERVAL, settled, web_client
 from pipeline.config.loader import load_config
@@ -250,7 +252,8 @@ def build(root: Path, fake: FakeSlack, n: int, calls: str = "many") -> Wired:
     (root / "m.yml").write_text("rails:\n  configuration:\n    ruby_version: 3.2.2\n")
     (root / "byoi.yml").write_text(CONFIG.format(parallel=max(n, 1)))
     config = load_config(root / "byoi.yml")
-    provider = PROVIDERS[calls](LATENCY)
+    metrics = Metrics()  # as `byoi serve` wires it: each server's steps timed, calls counted
+    provider = metrics.wrap_provider(PROVIDERS[calls](LATENCY))
     store = Store(config.database)
     cards = Cards(
         web_client("xoxb-bench", fake.api_url), Display(store), lambda: NOW, lambda run: "C0BENCH"
@@ -263,6 +266,7 @@ def build(root: Path, fake: FakeSlack, n: int, calls: str = "many") -> Wired:
         notifier=cards,
         clock=lambda: NOW,
         notify_interval=NOTIFY_INTERVAL,
+        meter=metrics,
     )
     service = Service(config=config, store=store, provider_for=lambda _: provider, runner=runner)
     return Wired(store, cards, runner, service)
