@@ -19,7 +19,7 @@ from bot.views.words import part_line, state_words
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
 from pipeline.domain.commands import shown
-from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, Step
+from pipeline.domain.models import Run, RunServer, RunState, ServerStatus, steps_of
 from pipeline.errors import UserError, logged
 from pipeline.services.caller import Caller
 from pipeline.services.display import Display
@@ -50,13 +50,17 @@ class Console:
 
 SKIPPED_SHOWN = 3
 """Servers skipped at once shown one by one; more are counted in a line per reason."""
-_STEP_ORDER = {step: index for index, step in enumerate(Step)}
 _STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1}
 
 
-def _progress(status: ServerStatus, step: Step | None) -> tuple[int, int]:
-    """How far a server has got: a later step, or the same step further on, is more."""
-    return (_STEP_ORDER[step] + 1 if step else 0, _STATUS_ORDER.get(status, 2))
+def _progress(run: Run, server: RunServer) -> tuple[int, int]:
+    """How far a server has got: a later step of its run, or the same step further on, is
+    more. Steps count in the order the server takes them (a new server probes before it
+    registers), not in the order they are named."""
+    steps = steps_of(run.kind, server.slot)
+    step = server.step
+    rank = 0 if step is None else steps.index(step) + 1 if step in steps else len(steps) + 1
+    return (rank, _STATUS_ORDER.get(server.status, 2))
 
 
 class TextNotifier:
@@ -114,13 +118,15 @@ class TextNotifier:
     def _server_lines(self, run: Run, server: RunServer) -> list[str]:
         key = (run.id, server.slot)
         lines = []
-        progress = _progress(server.status, server.step)
-        if progress > self._seen.get(key, (0, 0)):
-            self._seen[key] = progress
-            lines.append(f"[run {run.id}]" + text.server_line(run, server)[3:])
+        # A step's report is stored with the step's end, so it comes first: the step the
+        # snapshot shows the server in has only begun.
         if server.note and self._notes.get(key) != server.note:
             self._notes[key] = server.note
             lines.append(f"[run {run.id}]   {server.provider_id or server.key}: {server.note}")
+        progress = _progress(run, server)
+        if progress > self._seen.get(key, (0, 0)):
+            self._seen[key] = progress
+            lines.append(f"[run {run.id}]" + text.server_line(run, server)[3:])
         return lines
 
     def _phase_lines(self, run: Run) -> list[str]:

@@ -63,6 +63,25 @@ def test_a_late_snapshot_never_shows_a_step_going_backwards() -> None:
     assert sum(line == "  state     succeeded" for line in lines) == 1
 
 
+def test_steps_show_in_the_order_a_new_server_takes_them_with_each_report_before_the_next() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+
+    def at(status: ServerStatus, step: Step, note: str | None = None) -> Run:
+        run = a_run(status, step)
+        return replace(run, servers=(replace(run.servers[0], note=note),))
+
+    notifier.run_changed(at(ServerStatus.WORKING, Step.DEPLOY))
+    notifier.run_changed(at(ServerStatus.WORKING, Step.PROBE, "deploy: release v2"))
+    notifier.run_changed(at(ServerStatus.WORKING, Step.REGISTER, "measured ruby_version 3.2.2"))
+    notifier.run_changed(at(ServerStatus.DONE, Step.REGISTER, "health: ok"))
+
+    said = [line.removeprefix("[run 1]").split() for line in out.getvalue().splitlines()]
+    shown = [words[-2] if words[0] in "…✓" else words[1] for words in said if len(words) > 1]
+    # Probe comes after register among the steps' names, but a new server probes first.
+    assert shown == ["deploy", "deploy:", "probe", "measured", "register", "health:", "register"]
+
+
 def test_servers_skipped_at_once_are_counted_in_one_line_not_listed() -> None:
     out = io.StringIO()
     notifier = TextNotifier(Console(out))
