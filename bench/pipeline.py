@@ -306,8 +306,8 @@ def one_run(root: Path, fake: FakeSlack, n: int, strategy: str, calls: str) -> R
     wired.cards.stop()
     budget = post_budget(wired.store, run.id)
     wired.store.close()
-    calls = Counter(call.method for call in fake.calls[before:])
-    return Result(elapsed, cpu, dict(calls), budget, commits, changes)
+    slack = Counter(call.method for call in fake.calls[before:])
+    return Result(elapsed, cpu, dict(slack), budget, commits, changes)
 
 
 def main() -> None:
