@@ -35,6 +35,19 @@ def requested(world: World, text: str) -> Run:
     return reply.run
 
 
+def rejected(world: World, run: Run) -> Run:
+    """``run``, waiting for approval, rejected by UBOB: as stored now."""
+    world.store.transition(
+        run.id,
+        [RunState.AWAITING_APPROVAL],
+        RunState.REJECTED,
+        world.clock(),
+        actor="UBOB",
+        reason="rejected by UBOB",
+    )
+    return world.stored(run.id)
+
+
 def cards_for(
     world: World,
     fake: FakeSlack,
@@ -83,15 +96,7 @@ def test_bursts_of_changes_become_few_edits_and_the_last_state_lands(
     for _ in range(50):
         cards.run_changed(world.stored(run.id))
 
-    world.store.transition(
-        run.id,
-        [RunState.AWAITING_APPROVAL],
-        RunState.REJECTED,
-        world.clock(),
-        actor="UBOB",
-        reason="rejected by UBOB",
-    )
-    cards.run_changed(world.stored(run.id))
+    cards.run_changed(rejected(world, run))
     cards.stop()  # shows what is pending, whatever the interval
 
     updates = fake.sent("chat.update")
@@ -109,15 +114,7 @@ def test_a_run_that_changes_while_its_card_is_posted_gets_the_card_edited_to_it(
     cards.run_changed(run)
     assert hold.accepted.wait(10)
     # Rejected while Slack takes the card that still offers the buttons.
-    world.store.transition(
-        run.id,
-        [RunState.AWAITING_APPROVAL],
-        RunState.REJECTED,
-        world.clock(),
-        actor="UBOB",
-        reason="rejected by UBOB",
-    )
-    cards.run_changed(world.stored(run.id))
+    cards.run_changed(rejected(world, run))
     hold.release.set()
     fake.wait_for(lambda: fake.sent("chat.update"))
     cards.stop()
