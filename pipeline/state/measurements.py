@@ -22,18 +22,14 @@ image_id = excluded.image_id, run_id = excluded.run_id"""
 def save(conn: sqlite3.Connection, found: Sequence[Found]) -> None:
     """Store ``found`` in the transaction open on ``conn`` (a server's newest measurement wins).
 
-    A cohort's thousand servers mostly measured the same versions at nearly the same time:
-    each distinct value is written out once."""
+    A cohort's thousand servers mostly measured the same versions: each distinct set is
+    written out as JSON once."""
     texts: dict[tuple[tuple[str, str], ...], str] = {}
-    times: dict[datetime, str] = {}
     rows = []
     for provider_id, app, env, image_id, versions, at, run in found:
         items = tuple(versions.items())
         text = texts.get(items)
         if text is None:
             text = texts[items] = json.dumps(dict(items))
-        when = times.get(at)
-        if when is None:
-            when = times[at] = at.isoformat()
-        rows.append([provider_id, app, env, image_id, text, when, run])
+        rows.append([provider_id, app, env, image_id, text, at.isoformat(), run])
     conn.executemany(UPSERT, rows)
