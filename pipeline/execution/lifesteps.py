@@ -35,6 +35,8 @@ class Slot:
     """What the new server runs, made once (every step of the slot needs it)."""
     registering: bool = False
     """Recorded as registered by this process (``record`` has what was stored before)."""
+    draining: bool = False
+    """A scale-down's drain began in this process: its server may be out of service."""
     pending: list[ServerEvent] = field(default_factory=list)
     """Events after a provider call (its result, the step done), stored with the next write,
     which always comes before the next provider call."""

@@ -155,6 +155,7 @@ class ServerSteps(LifecycleSteps):
         if server is None:
             return  # already gone: the goal of both steps holds
         if step == Step.DRAIN:
+            slot.draining = True  # before the call: it may take the server out, then fail
             slot.provider.deregister(server, self._target(slot))
         else:
             slot.provider.terminate(server)
@@ -162,7 +163,10 @@ class ServerSteps(LifecycleSteps):
     # rollback ---------------------------------------------------------------------------
 
     def _rollback(self, slot: Slot, what: str = "rolled back") -> str | None:
-        """Undo a slot that launches: deregister and terminate whatever carries its key."""
+        """Undo a slot that launches: deregister and terminate whatever carries its key. A
+        scale-down's server that a drain took out of service is put back into it."""
+        if slot.run.kind == RunKind.SCALE_DOWN:
+            return self._back_in_service(slot)
         if not creates_server(slot.run.kind, slot.record.slot):
             return None
         try:
@@ -183,6 +187,27 @@ class ServerSteps(LifecycleSteps):
         self._record(slot, [("rolled_back", {"registered": False})])
         names = ", ".join(s.id for s in servers)
         return f"{what} (terminated {names})" if servers else f"{what} (nothing created)"
+
+    def _back_in_service(self, slot: Slot) -> str | None:
+        """A cancelled or failed scale-down leaves its server running: if its drain began, the
+        server is registered again (registering a member is a no-op), not left out of
+        service."""
+        drained = slot.draining or slot.record.step in (Step.DRAIN, Step.TERMINATE)
+        if not drained:
+            return None
+        target = slot.run.target
+        try:
+            server = self._find(slot)
+            if server is None:
+                return None  # terminated already: nothing to put back
+            slot.provider.register(server, self._target(slot))
+        except ProviderError as exc:
+            log.warning("putting %s back into %s failed: %s", slot.record.key, target, exc.reason)
+            return f"still out of {target}: registering it again failed ({exc.reason})"
+        except Exception:  # noqa: BLE001 - internal_error logs the trace
+            reason = internal_error(f"registering {slot.record.key} again")
+            return f"still out of {target}: registering it again failed ({reason})"
+        return f"back in {target}"
 
 
 NOTE_CHARS = 500

@@ -269,6 +269,44 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     assert [s.id for s in live] == [run.servers[0].provider_id]
 
 
+class HeldDrains(LocalProvider):
+    """A drain takes its server out of service, then waits (its drain time) until released."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.draining = threading.Event()
+        self.release = threading.Event()
+
+    def deregister(self, server: Server, target: Target) -> None:
+        super().deregister(server, target)
+        self.draining.set()
+        assert self.release.wait(30)
+
+
+def test_a_cancelled_scale_down_puts_the_servers_it_drained_back_in_service(
+    tmp_path: Path,
+) -> None:
+    base = make_world(tmp_path)
+    base.scale_and_approve("scale web 2")
+    base.store.close()
+    provider = HeldDrains(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    live = sorted(s.id for s in provider.list_servers({TAG_APP: "web"}))
+    run_id = world.request("scale web 0").id
+    world.say(f"approve {run_id}", "UBOB")
+    assert provider.draining.wait(30)
+
+    world.say(f"cancel {run_id}", expect=RunReply)
+    provider.release.set()
+    run = world.finish(run_id)
+
+    assert run.state == RunState.CANCELLED
+    assert sorted(s.id for s in provider.list_servers({TAG_APP: "web"})) == live
+    assert provider.target_members(Target("web-lb")) == live  # not left out of service
+    drained = [s for s in run.servers if s.step == Step.DRAIN]
+    assert drained and all(s.cleanup == "back in web-lb" for s in drained), run.servers
+
+
 def test_unknown_apps_and_environments_get_specific_errors(world: World) -> None:
     app = world.say("scale nope 2", expect=UserError)
     env = world.say("scale web 2 --env qa", expect=UserError)
