@@ -50,7 +50,9 @@ class Console:
 
 SKIPPED_SHOWN = 3
 """Servers skipped at once shown one by one; more are counted in a line per reason."""
-_STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1}
+_STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1, ServerStatus.DONE: 2}
+"""Within a step; an end other than done comes last: a server shown done can still be rolled
+back with its batch, or by a cancel of its canary."""
 
 
 def _progress(run: Run, server: RunServer) -> tuple[int, int]:
@@ -60,7 +62,7 @@ def _progress(run: Run, server: RunServer) -> tuple[int, int]:
     steps = steps_of(run.kind, server.slot)
     step = server.step
     rank = 0 if step is None else steps.index(step) + 1 if step in steps else len(steps) + 1
-    return (rank, _STATUS_ORDER.get(server.status, 2))
+    return (rank, _STATUS_ORDER.get(server.status, 3))
 
 
 class TextNotifier:

@@ -82,6 +82,18 @@ def test_steps_show_in_the_order_a_new_server_takes_them_with_each_report_before
     assert shown == ["deploy", "deploy:", "probe", "measured", "register", "health:", "register"]
 
 
+def test_a_server_shown_done_and_rolled_back_later_is_shown_again() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+
+    notifier.run_changed(a_run(ServerStatus.DONE, Step.REGISTER))
+    notifier.run_changed(a_run(ServerStatus.CANCELLED, Step.REGISTER))  # its batch rolled back
+    notifier.run_changed(a_run(ServerStatus.DONE, Step.REGISTER))  # a late snapshot
+
+    lines = out.getvalue().splitlines()
+    assert [line.split()[-1] for line in lines if "srv-1" in line] == ["done", "cancelled"]
+
+
 def test_servers_skipped_at_once_are_counted_in_one_line_not_listed() -> None:
     out = io.StringIO()
     notifier = TextNotifier(Console(out))
