@@ -102,6 +102,9 @@ class LifecycleSteps:
     def _rollback(self, slot: Slot, what: str = "rolled back") -> str | None:
         raise NotImplementedError
 
+    def _skip(self, slots: Sequence[Slot], why: str) -> None:
+        raise NotImplementedError
+
     def _ensure_server(self, slot: Slot) -> Server:
         raise NotImplementedError
 
@@ -185,10 +188,11 @@ class LifecycleSteps:
                 self._set(slot, ServerStatus.CANCELLED, "rolled_back", cleanup=cleanup)
         env = olds[0].env if olds else news[0].env if news else None
         provider = olds[0].provider if olds else news[0].provider if news else None
-        for record in current.servers:
-            if not record.status.finished and env is not None and provider is not None:
-                rest = Slot(current, env, provider, record)
-                self._set(rest, ServerStatus.SKIPPED, "skipped", reason="not started: roll stopped")
+        if env is not None and provider is not None:
+            rest = [
+                Slot(current, env, provider, r) for r in current.servers if not r.status.finished
+            ]
+            self._skip(rest, "roll stopped")
 
     def _probe(self, slot: Slot, server: Server) -> dict[str, str]:
         """Run the probes on ``server``; record what they printed in the store and on its tags."""

@@ -210,14 +210,18 @@ class Runner(CohortSteps):
             if finished is None:
                 return  # interrupted by a shutdown: the rest waits for the next start
             if not finished:
-                for rest in slots[index + 1 :]:
-                    self._set(
-                        rest,
-                        ServerStatus.SKIPPED,
-                        "skipped",
-                        reason="not started: an earlier server failed (serial)",
-                    )
+                cancelled = self.store.cancel_requested(slot.run.id)
+                why = "the run was cancelled" if cancelled else "an earlier server failed (serial)"
+                self._skip(slots[index + 1 :], why)
                 return
+
+    def _skip(self, slots: Sequence[_Slot], why: str) -> None:
+        """Mark ``slots`` skipped, not started because of ``why``: in one write, so that they
+        are told as one change (the shell counts them in one line)."""
+        if slots:
+            skipped = {"status": ServerStatus.SKIPPED, "reason": f"not started: {why}"}
+            self._record_all(slots, [("skipped", skipped)])
+            self._notify(slots[0].run.id)
 
     def _finish(self, run_id: int, kind: RunKind) -> Run | None:
         outcomes = self.store.server_outcomes(run_id)  # not the whole run: a fleet is large

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -267,6 +268,32 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     assert {s.status for s in run.servers[1:]} == {ServerStatus.CANCELLED}
     live = world.provider.list_servers({TAG_APP: "web"})
     assert [s.id for s in live] == [run.servers[0].provider_id]
+
+
+def test_a_cancelled_serial_run_says_its_rest_was_skipped_for_the_cancel(tmp_path: Path) -> None:
+    base = make_world(tmp_path)
+    base.store.close()
+    provider = HeldDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    run_id = world.request("scale web 4 --strategy serial").id
+    world.say(f"approve {run_id}", "UBOB")
+    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+
+    world.say(f"cancel {run_id}", expect=RunReply)
+    provider.release.set()
+    run = world.finish(run_id)
+
+    assert [s.status for s in run.servers] == [
+        ServerStatus.DONE,
+        ServerStatus.CANCELLED,
+        ServerStatus.SKIPPED,
+        ServerStatus.SKIPPED,
+    ]
+    assert {s.reason for s in run.servers[2:]} == {"not started: the run was cancelled"}
+    audit = sqlite3.connect(tmp_path / "byoi.db")
+    skips = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
+    audit.close()
+    assert [json.loads(d)["slots"] for (d,) in skips] == [[3, 4]]  # one change, told at once
 
 
 class HeldDrains(LocalProvider):
