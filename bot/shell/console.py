@@ -11,7 +11,8 @@ import re
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from bot.shell import text
@@ -41,11 +42,35 @@ class Console:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._lock = threading.Lock()
+        self._answering: int | None = None
+        """The thread whose answer the others' messages wait for (``answer_first``)."""
+        self._waiting: list[str] = []
 
     def say(self, message: str) -> None:
         with self._lock:
-            self.out.write(message + "\n")
-            self.out.flush()
+            if self._answering not in (None, threading.get_ident()):
+                self._waiting.append(message)
+                return
+            self._write(message)
+
+    @contextmanager
+    def answer_first(self) -> Iterator[None]:
+        """While a command is answered, what it set off in other threads (a run's first steps)
+        waits, and is printed after the answer (`Approved…; starting.` before the steps)."""
+        with self._lock:
+            self._answering = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering = None
+                waiting, self._waiting = self._waiting, []
+                for message in waiting:
+                    self._write(message)
+
+    def _write(self, message: str) -> None:
+        self.out.write(message + "\n")
+        self.out.flush()
 
 
 SKIPPED_SHOWN = 3
@@ -174,7 +199,8 @@ class Shell:
         if verb == "scan":
             self.say(self._answer(self._scan))
             return True
-        self.say(self._answer(lambda: self._command(raw)))
+        with self.console.answer_first():
+            self.say(self._answer(lambda: self._command(raw)))
         if verb == "help" and len(words) == 1:
             self.say(SHELL_HELP)
         return True

@@ -130,6 +130,24 @@ def test_a_few_skipped_servers_are_still_listed_one_by_one() -> None:
     assert "skipped" in out.getvalue() and "server(s) skipped" not in out.getvalue()
 
 
+def test_a_commands_answer_comes_before_what_it_set_off() -> None:
+    out = io.StringIO()
+    console = Console(out)
+
+    with console.answer_first():
+        runner = threading.Thread(target=console.say, args=("[run 1] running",))
+        runner.start()
+        runner.join()
+        console.say("Approved by UBOB; starting.")
+    console.say("[run 1] … clone working")
+
+    assert out.getvalue().splitlines() == [
+        "Approved by UBOB; starting.",
+        "[run 1] running",
+        "[run 1] … clone working",
+    ]
+
+
 def test_messages_from_many_threads_never_interleave() -> None:
     out = io.StringIO()
     console = Console(out)
