@@ -85,13 +85,18 @@ def alert_line(alert: Alert) -> str:
 
 
 def scan_text(reply: ScanReply) -> str:
-    lines = [f"{'app/env':<28} {'image':<28} {'age':>5}  findings"]
-    for row in map(image_row, reply.observations):
+    rows = list(map(image_row, reply.observations))
+    # Columns as wide as their longest entry: an image's name can be long.
+    where = max([len("app/env"), *(len(row.where) for row in rows)])
+    image = max([len("image"), *(len(row.name or row.ref) for row in rows)])
+    lines = [f"{'app/env':<{where}} {'image':<{image}} {'age':>5}  findings"]
+    for row in rows:
         if row.name is None:
-            lines.append(f"{row.where:<28} {row.ref:<28} {'-':>5}  ✗ {row.error}")
+            lines.append(f"{row.where:<{where}} {row.ref:<{image}} {'-':>5}  ✗ {row.error}")
         else:
             lines.append(
-                f"{row.where:<28} {row.name:<28} {row.age_days:>4}d  {row.freshness.verdict()}"
+                f"{row.where:<{where}} {row.name:<{image}} {row.age_days:>4}d  "
+                f"{row.freshness.verdict()}"
             )
     changes = reply.changes
     lines.append(

@@ -246,3 +246,20 @@ def test_an_internal_error_is_said_by_its_reference_and_logged_with_the_trace(
     assert found is not None, said
     logged = [r for r in caplog.records if found.group(1) in r.getMessage()]
     assert logged and logged[0].exc_info is not None
+
+
+def test_the_scan_tables_columns_line_up_whatever_the_image_names(world: World) -> None:
+    world.provider.create_image(
+        "web-base-with-a-name-far-longer-than-the-column-once-was",
+        {},
+        family="web",
+        versions={"ruby_version": "3.2.2"},
+        created_at=START,
+    )
+
+    table = text.render(world.service.views.scan(world.clock())).splitlines()
+
+    header, *rows = [line for line in table if line.startswith(("app/env", "web/"))]
+    assert len(rows) == 2, table
+    findings = {header.index("findings")} | {row.index("d  ") + 3 for row in rows}
+    assert len(findings) == 1, table  # one column, the header's
