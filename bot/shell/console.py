@@ -117,9 +117,9 @@ class TextNotifier:
                 self._states[run.id] = said
                 if run.state.terminal:
                     lines.append(text.run_text(run))
-                else:
+                else:  # before its servers' lines (a resumed run's first snapshot has both)
                     reason = f" · {run.reason}" if run.reason else ""
-                    lines.append(f"[run {run.id}] {state_words(run.state)}{reason}")
+                    lines.insert(0, f"[run {run.id}] {state_words(run.state)}{reason}")
             if lines:
                 self.console.say("\n".join(lines))
 

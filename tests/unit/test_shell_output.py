@@ -82,6 +82,15 @@ def test_steps_show_in_the_order_a_new_server_takes_them_with_each_report_before
     assert shown == ["deploy", "deploy:", "probe", "measured", "register", "health:", "register"]
 
 
+def test_a_resumed_runs_first_snapshot_says_it_runs_before_its_servers_progress() -> None:
+    out = io.StringIO()
+    notifier = TextNotifier(Console(out))
+
+    notifier.run_changed(a_run(ServerStatus.WORKING, Step.DEPLOY))
+
+    assert out.getvalue().splitlines()[0] == "[run 1] running"
+
+
 def test_a_server_shown_done_and_rolled_back_later_is_shown_again() -> None:
     out = io.StringIO()
     notifier = TextNotifier(Console(out))
