@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bot.views.runs import RunView, run_view
 from bot.views.words import Freshness, days_old, freshness, state_words, versions_line
+from pipeline.domain.models import ServerStatus
 from pipeline.domain.ownership import owner_label
 from pipeline.execution.scan import Observation
 from pipeline.services.replies import EnvStatus, ImageView, ServerView
@@ -46,20 +47,28 @@ class EnvView:
         return sorted({owner for _, owner in self.others})
 
 
-def _row(view: ServerView) -> ServerRow:
+def _row(view: ServerView, building: str | None = None) -> ServerRow:
     return ServerRow(
         id=view.server.id,
         state=state_words(view.server.state),
         image_name=view.image_name,
         age_days=view.image_age_days,
-        versions=versions_line(view.versions),
+        versions=building if building and not view.versions else versions_line(view.versions),
     )
 
 
 def env_view(env: EnvStatus) -> EnvView:
+    run = env.active_run
+    # A server the run in flight is still taking through its steps has measured nothing yet:
+    # it says where it is in that run instead.
+    building: dict[str, str] = {}
+    for slot in run.servers if run else ():
+        if run and slot.provider_id and slot.status != ServerStatus.DONE:
+            step = f"{slot.step} " if slot.step else ""
+            building[slot.provider_id] = f"in run {run.id}: {step}{slot.status}"
     return EnvView(
         where=f"{env.app}/{env.env}",
-        servers=tuple(_row(v) for v in env.servers),
+        servers=tuple(_row(v, building.get(v.server.id)) for v in env.servers),
         error=env.error,
         others=tuple((s.id, owner_label(s)) for s in env.others),
         active=run_view(env.active_run) if env.active_run else None,

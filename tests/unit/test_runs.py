@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,17 @@ from pipeline.services.replies import (
     RunReply,
     StatusReply,
 )
-from providers.base import TAG_APP, TAG_ENV, TAG_KEY, TAG_RUN, Script, ScriptResult, Server, Target
+from providers.base import (
+    TAG_APP,
+    TAG_ENV,
+    TAG_KEY,
+    TAG_RUN,
+    ProviderError,
+    Script,
+    ScriptResult,
+    Server,
+    Target,
+)
 from providers.local import LocalProvider
 from tests.conftest import (
     DEPLOY_OK,
@@ -243,6 +254,14 @@ class HeldDeploys(LocalProvider):
             assert self.release.wait(30)
         return super().run_script(server, script)
 
+    def run_script_all(
+        self, jobs: Sequence[tuple[Server, Script]]
+    ) -> list[ScriptResult | ProviderError]:
+        """A cohort's scripts (the runner's path with many servers per call): held the same."""
+        if any(s.name == "deploy" and not server.id.endswith("-1") for server, s in jobs):
+            assert self.release.wait(30)
+        return super().run_script_all(jobs)
+
 
 def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     tmp_path: Path,
@@ -294,6 +313,23 @@ def test_a_cancelled_serial_run_says_its_rest_was_skipped_for_the_cancel(tmp_pat
     skips = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
     audit.close()
     assert [json.loads(d)["slots"] for (d,) in skips] == [[3, 4]]  # one change, told at once
+
+
+def test_status_says_where_a_server_of_the_run_in_flight_is(tmp_path: Path) -> None:
+    base = make_world(tmp_path)
+    base.store.close()
+    provider = HeldDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    run_id = world.request("scale web 2").id
+    world.say(f"approve {run_id}", "UBOB")
+    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+
+    shown = text.render(world.say("status web", expect=StatusReply))
+    provider.release.set()
+    world.finish(run_id)
+
+    assert f"in run {run_id}: deploy working" in shown, shown
+    assert "none recorded" not in shown, shown
 
 
 class HeldDrains(LocalProvider):
