@@ -128,9 +128,17 @@ def shell(path: Path | None, user: str | None) -> int:
     app = build(config, shell_module.TextNotifier(console, Display(store)), store=store)
     try:
         _recover(app, _to_stderr)
-        return shell_module.main(app, who, banner, console)
-    finally:
+        code = shell_module.main(app, who, banner, console)
+    except BaseException:
         app.close()
+        raise
+    if code == shell_module.STOPPED:
+        # Stopped now, at a second Ctrl-C: the runs in flight are left as a crash leaves
+        # them (each step's start stored before its call), and the next start resumes them.
+        sys.stdout.flush()
+        os._exit(code)
+    app.close()
+    return code
 
 
 def _to_stderr(line: str) -> None:

@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,8 @@ class Console:
         self.out.flush()
 
 
+STOPPED = 130
+"""The shell's exit status when a second Ctrl-C stopped it with runs in flight."""
 SKIPPED_SHOWN = 3
 """Servers skipped at once shown one by one; more are counted in a line per reason."""
 _STATUS_ORDER = {ServerStatus.PENDING: 0, ServerStatus.WORKING: 1, ServerStatus.DONE: 2}
@@ -259,8 +262,30 @@ class Shell:
             if not self.line(raw):
                 break
             if not interactive:
-                self.app.runner.wait()
+                try:
+                    self._wait_for_runs()
+                except KeyboardInterrupt:  # read no more; a second one stops at once
+                    self.say("")
+                    break
+        return self._leave()
+
+    def _wait_for_runs(self) -> None:
+        """The runner's ``wait``, but in steps a Ctrl-C may interrupt: on Python 3.11 a thread
+        join it interrupts takes the thread for finished (the run would be left behind)."""
+        while self.app.runner.busy:
+            time.sleep(0.1)
         self.app.runner.wait()
+
+    def _leave(self) -> int:
+        """Wait for the runs in flight; a second Ctrl-C stops at once (the next start resumes
+        them, as after any crash)."""
+        try:
+            if self.app.runner.busy:
+                self.say("Waiting for the runs in flight to finish; Ctrl-C again to stop now.")
+            self._wait_for_runs()
+        except KeyboardInterrupt:
+            self.say("Stopped with runs in flight: the next start of byoi resumes them.")
+            return STOPPED
         return 0
 
 

@@ -26,11 +26,13 @@ from pipeline.execution.errors import internal_error
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import (
     PAUSED,
+    RUN_CANCELLED,
     Slot,
     paused,
     probe_script,
     resume_at,
     unchecked,
+    unstarted,
     version_tags,
 )
 from pipeline.execution.serversteps import ServerSteps
@@ -62,6 +64,9 @@ class CohortSteps(ServerSteps):
         raise NotImplementedError
 
     def _notify(self, run_id: int) -> None:
+        raise NotImplementedError
+
+    def _skip(self, slots: Sequence[Slot], why: str) -> None:
         raise NotImplementedError
 
     def _reason(self, slot: Slot, exc: ProviderError) -> str:
@@ -108,14 +113,17 @@ class CohortSteps(ServerSteps):
             started = (f"{step}_started", {"status": ServerStatus.WORKING, "step": step})
             if self._record_all(members, [], [started]):
                 cancelled, live[:] = list(live), []
-                stopping.append(self._stop_all(cancelled, "cancelled", ServerStatus.CANCELLED))
+                # Those the cancel came before are skipped together; the others roll back.
+                self._skip([s for s in cancelled if unstarted(s)], RUN_CANCELLED)
+                gone = [s for s in cancelled if not unstarted(s)]
+                stopping.append(self._stop_all(gone, "cancelled", ServerStatus.CANCELLED))
                 return
             self._notify(members[0].run.id)
             began = time.monotonic()
             for slot in members:
                 if self.checkpoint is not unchecked:  # a crash drill's
                     self.checkpoint(f"{step}_started:{slot.record.slot}")
-                slot.step = (step, began)
+                slot.step, slot.began = (step, began), True
             failed = self._cohort_step(members, step, batches)
             ended: ServerEvent = (f"{step}_done", {"step": step})  # one for all
             for slot in members:

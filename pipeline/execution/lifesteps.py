@@ -37,6 +37,8 @@ class Slot:
     """Recorded as registered by this process (``record`` has what was stored before)."""
     draining: bool = False
     """A scale-down's drain began in this process: its server may be out of service."""
+    began: bool = False
+    """A step of it was stored as started in this process."""
     pending: list[ServerEvent] = field(default_factory=list)
     """Events after a provider call (its result, the step done), stored with the next write,
     which always comes before the next provider call."""
@@ -60,6 +62,17 @@ def paused(slot: Slot) -> list[ServerEvent]:
     its steps ended since its last write (the end is in ``pending``), else nothing."""
     ended = any(name.endswith("_done") for name, _ in slot.pending)
     return [PAUSED] if ended else []
+
+
+RUN_CANCELLED = "the run was cancelled"
+"""Why a slot a cancel came before was skipped (``not started: …``)."""
+
+
+def unstarted(slot: Slot) -> bool:
+    """No step of the slot was ever stored as started, here or before a restart: nothing was
+    asked of the provider for it, so a cancel skips it rather than rolling it back."""
+    record = slot.record
+    return not slot.began and record.step is None and record.status == ServerStatus.PENDING
 
 
 def resume_at(record: RunServer, steps: Sequence[Step]) -> int:
@@ -192,7 +205,7 @@ class LifecycleSteps:
             rest = [
                 Slot(current, env, provider, r) for r in current.servers if not r.status.finished
             ]
-            self._skip(rest, "roll stopped")
+            self._skip(rest, RUN_CANCELLED if current.cancel_requested else "roll stopped")
 
     def _probe(self, slot: Slot, server: Server) -> dict[str, str]:
         """Run the probes on ``server``; record what they printed in the store and on its tags."""

@@ -26,8 +26,8 @@ from pipeline.execution import bake
 from pipeline.execution.cohort import CohortSteps
 from pipeline.execution.errors import Cancelled, Interrupted, internal_error
 from pipeline.execution.fanout import fan_out
+from pipeline.execution.lifesteps import RUN_CANCELLED, paused, resume_at, unchecked, unstarted
 from pipeline.execution.lifesteps import Slot as _Slot
-from pipeline.execution.lifesteps import paused, resume_at, unchecked
 from pipeline.execution.notices import RunNotices
 from pipeline.ports import Clock, Meter, Notifier, ProviderFor
 from pipeline.state import measured
@@ -198,6 +198,13 @@ class Runner(CohortSteps):
         if isinstance(provider, Batches) and launching and run.kind != RunKind.BAKE:
             # Many servers per provider call: cohorts of max_parallel, one after another.
             for first in range(0, len(slots), limit):
+                if first and self.store.cancel_requested(run.id):
+                    rest = slots[first:]  # skipped together, not one cohort at a time
+                    self._skip([s for s in rest if unstarted(s)], RUN_CANCELLED)
+                    started = [s for s in rest if not unstarted(s)]
+                    if started:
+                        self._cohort(started, provider)  # what a restart found started
+                    return
                 self._cohort(slots[first : first + limit], provider)
                 if self._stopping.is_set():
                     return
@@ -206,14 +213,26 @@ class Runner(CohortSteps):
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
+            if index and self.store.cancel_requested(slot.run.id):
+                self._cancel_rest(slots[index:])
+                return
             finished = self._work(slot)
             if finished is None:
                 return  # interrupted by a shutdown: the rest waits for the next start
             if not finished:
-                cancelled = self.store.cancel_requested(slot.run.id)
-                why = "the run was cancelled" if cancelled else "an earlier server failed (serial)"
-                self._skip(slots[index + 1 :], why)
+                if self.store.cancel_requested(slot.run.id):
+                    self._cancel_rest(slots[index + 1 :])
+                else:
+                    self._skip(slots[index + 1 :], "an earlier server failed (serial)")
                 return
+
+    def _cancel_rest(self, slots: Sequence[_Slot]) -> None:
+        """The slots a cancelled run has not taken through yet: those never started are
+        skipped together; one a restart found started is stopped (rolled back)."""
+        self._skip([s for s in slots if unstarted(s)], RUN_CANCELLED)
+        for slot in slots:
+            if not unstarted(slot):
+                self._stop(slot, "cancelled", ServerStatus.CANCELLED)
 
     def _skip(self, slots: Sequence[_Slot], why: str) -> None:
         """Mark ``slots`` skipped, not started because of ``why``: in one write, so that they
@@ -289,6 +308,9 @@ class Runner(CohortSteps):
         try:
             self._steps(slot)
         except Cancelled:
+            if unstarted(slot):
+                self._skip([slot], RUN_CANCELLED)
+                return False
             return self._stop(slot, "cancelled", ServerStatus.CANCELLED)
         except Interrupted:
             # The last step's end, so that the next start goes on after it, not redoing it.
@@ -318,6 +340,7 @@ class Runner(CohortSteps):
                 self._record(slot, [started])
             elif self._record(slot, [], [started]):
                 raise Cancelled
+            slot.began = True
             self._notify(slot.run.id)
             self.checkpoint(f"{step}_started:{slot.record.slot}")
             slot.step = (step, time.monotonic())

@@ -195,17 +195,17 @@ class ServerSteps(LifecycleSteps):
         drained = slot.draining or slot.record.step in (Step.DRAIN, Step.TERMINATE)
         if not drained:
             return None
-        target = slot.run.target
+        target, name = slot.run.target, slot.record.provider_id or slot.record.key
         try:
             server = self._find(slot)
             if server is None:
                 return None  # terminated already: nothing to put back
             slot.provider.register(server, self._target(slot))
         except ProviderError as exc:
-            log.warning("putting %s back into %s failed: %s", slot.record.key, target, exc.reason)
+            log.warning("putting %s back into %s failed: %s", name, target, exc.reason)
             return f"still out of {target}: registering it again failed ({exc.reason})"
         except Exception:  # noqa: BLE001 - internal_error logs the trace
-            reason = internal_error(f"registering {slot.record.key} again")
+            reason = internal_error(f"registering {name} again")
             return f"still out of {target}: registering it again failed ({reason})"
         return f"back in {target}"
 

@@ -75,11 +75,14 @@ def cancel(ctx: Context, run_id: int, caller: Caller, now: datetime) -> RunReply
     ctx.store.request_cancel(run_id, now, caller.user)
     if run.kind == RunKind.ROLL:
         _unpause_for_cancel(ctx, run_id)
-    return RunReply(
-        None,
-        ctx.store.run(run_id),
-        "Cancelling: finished servers stay, servers in flight are rolled back.",
-    )
+    return RunReply(None, ctx.store.run(run_id), _cancelling(run.kind))
+
+
+def _cancelling(kind: RunKind) -> str:
+    """What a cancel does, said when it is asked: a scale-down takes servers out, not in."""
+    if kind == RunKind.SCALE_DOWN:
+        return "Cancelling: servers already removed stay removed, the others stay in service."
+    return "Cancelling: finished servers stay, servers in flight are rolled back."
 
 
 def _unpause_for_cancel(ctx: Context, run_id: int) -> None:

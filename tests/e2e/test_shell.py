@@ -191,6 +191,40 @@ def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
     assert len(servers) == 2  # no server was created twice
 
 
+def test_ctrl_c_waits_for_the_runs_in_flight_and_a_second_one_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    slow = repr('sleep 30; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
+    world = make_world(
+        tmp_path / "w", config_text(deploy_command=slow, approval_required="false"), now=today()
+    )
+    world.store.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--config", str(tmp_path / "w/byoi.yml"), "shell"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("scale web 1\n")
+    proc.stdin.flush()
+    seen = []
+    for wanted, signals in (("deploy    working", 1), ("Waiting for the runs in flight", 1)):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and wanted not in (line := proc.stdout.readline()):
+            seen.append(line)
+        seen.append(line)
+        for _ in range(signals):
+            proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 130, (seen, out, err)
+    assert "Stopped with runs in flight: the next start of byoi resumes them." in out
+    assert "Traceback" not in err, err
+
+
 def test_the_interactive_shell_on_a_terminal(tmp_path: Path) -> None:
     import pty
     import select

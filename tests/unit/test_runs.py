@@ -283,8 +283,12 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     assert again.message == f"Run {run_id} is already being cancelled."
 
     assert run.state == RunState.CANCELLED
-    assert run.servers[0].status == ServerStatus.DONE
-    assert {s.status for s in run.servers[1:]} == {ServerStatus.CANCELLED}
+    assert [s.status for s in run.servers] == [
+        ServerStatus.DONE,
+        ServerStatus.CANCELLED,  # in flight: rolled back
+        ServerStatus.SKIPPED,  # the cancel came before it started: nothing to roll back
+    ]
+    assert run.servers[2].reason == "not started: the run was cancelled"
     live = world.provider.list_servers({TAG_APP: "web"})
     assert [s.id for s in live] == [run.servers[0].provider_id]
 
@@ -330,6 +334,28 @@ def test_status_says_where_a_server_of_the_run_in_flight_is(tmp_path: Path) -> N
 
     assert f"in run {run_id}: deploy working" in shown, shown
     assert "none recorded" not in shown, shown
+
+
+def test_a_cancel_skips_the_cohorts_not_started_yet_together(tmp_path: Path) -> None:
+    base = make_world(tmp_path, config_text(max_parallel="2"))
+    base.store.close()
+    provider = HeldDeploys(base.provider.root)
+    world = world_around(tmp_path, provider, base.clock)
+    run_id = world.request("scale web 6").id
+    world.say(f"approve {run_id}", "UBOB")
+    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+
+    world.say(f"cancel {run_id}", expect=RunReply)
+    provider.release.set()
+    run = world.finish(run_id)
+
+    statuses = [s.status for s in run.servers]
+    assert statuses == [ServerStatus.CANCELLED] * 2 + [ServerStatus.SKIPPED] * 4
+    assert world.provider.list_servers({TAG_APP: "web"}) == []
+    audit = sqlite3.connect(tmp_path / "byoi.db")
+    skips = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
+    audit.close()
+    assert [json.loads(d)["slots"] for (d,) in skips] == [[3, 4, 5, 6]]
 
 
 class HeldDrains(LocalProvider):
