@@ -148,24 +148,34 @@ def test_a_user_flag_that_is_no_user_id_is_refused_before_anything_starts(
     assert done.stdout == "" and not (tmp_path / "demo").exists()  # nothing was made
 
 
-def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
-    slow = repr('sleep 2; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
+def shell_scaling(root: Path, servers: int, deploy_seconds: int) -> subprocess.Popen[str]:
+    """`byoi shell` on a world under ``root``/w whose deploys take ``deploy_seconds``, asked to
+    scale to ``servers`` (no approval needed)."""
+    slow = repr(
+        f'sleep {deploy_seconds}; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION'
+    )
     world = make_world(
-        tmp_path / "w", config_text(deploy_command=slow, approval_required="false"), now=today()
+        root / "w", config_text(deploy_command=slow, approval_required="false"), now=today()
     )
     world.store.close()
-    config = tmp_path / "w/byoi.yml"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(config), "shell"],
-        cwd=tmp_path,
+        [sys.executable, "-m", "bot", "--config", str(root / "w/byoi.yml"), "shell"],
+        cwd=root,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("scale web 2\n")
+    assert proc.stdin is not None
+    proc.stdin.write(f"scale web {servers}\n")
     proc.stdin.flush()
+    return proc
+
+
+def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
+    proc = shell_scaling(tmp_path, servers=2, deploy_seconds=2)
+    config = tmp_path / "w/byoi.yml"
+    assert proc.stdout is not None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -194,22 +204,8 @@ def test_a_killed_process_resumes_its_run_on_restart(tmp_path: Path) -> None:
 def test_ctrl_c_waits_for_the_runs_in_flight_and_a_second_one_stops_at_once(
     tmp_path: Path,
 ) -> None:
-    slow = repr('sleep 30; mkdir -p current && echo "$BYOI_RELEASE" > current/VERSION')
-    world = make_world(
-        tmp_path / "w", config_text(deploy_command=slow, approval_required="false"), now=today()
-    )
-    world.store.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--config", str(tmp_path / "w/byoi.yml"), "shell"],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("scale web 1\n")
-    proc.stdin.flush()
+    proc = shell_scaling(tmp_path, servers=1, deploy_seconds=30)
+    assert proc.stdout is not None
     seen = []
     for wanted, signals in (("deploy    working", 1), ("Waiting for the runs in flight", 1)):
         deadline = time.monotonic() + 60

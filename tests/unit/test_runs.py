@@ -8,12 +8,13 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from bot.shell import text
 from bot.slack.blocks import messages
-from pipeline.domain.models import RunKind, RunState, ServerStatus, Step
+from pipeline.domain.models import Run, RunKind, RunState, ServerStatus, Step
 from pipeline.errors import Busy, Refused, UserError
 from pipeline.services.replies import (
     HistoryReply,
@@ -263,6 +264,34 @@ class HeldDeploys(LocalProvider):
         return super().run_script_all(jobs)
 
 
+def deploying(tmp_path: Path, command: str, config: str | None = None) -> tuple[World, int]:
+    """A world on HeldDeploys where ``command`` was approved and its second server deploys (held
+    until the test sets ``provider.release``)."""
+    base = make_world(tmp_path, config)
+    base.store.close()
+    world = world_around(tmp_path, HeldDeploys(base.provider.root), base.clock)
+    run_id = world.request(command).id
+    world.say(f"approve {run_id}", "UBOB")
+    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+    return world, run_id
+
+
+def released(world: World, run_id: int) -> Run:
+    """The run once the held deploys go on and it ends."""
+    cast(HeldDeploys, world.provider).release.set()
+    return world.finish(run_id)
+
+
+def skipped_together(root: Path) -> list[list[int]]:
+    """The slots of each write that skipped servers, from the audit."""
+    audit = sqlite3.connect(root / "byoi.db")
+    try:
+        rows = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
+    finally:
+        audit.close()
+    return [json.loads(detail)["slots"] for (detail,) in rows]
+
+
 def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
     tmp_path: Path,
 ) -> None:
@@ -294,17 +323,10 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
 
 
 def test_a_cancelled_serial_run_says_its_rest_was_skipped_for_the_cancel(tmp_path: Path) -> None:
-    base = make_world(tmp_path)
-    base.store.close()
-    provider = HeldDeploys(base.provider.root)
-    world = world_around(tmp_path, provider, base.clock)
-    run_id = world.request("scale web 4 --strategy serial").id
-    world.say(f"approve {run_id}", "UBOB")
-    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+    world, run_id = deploying(tmp_path, "scale web 4 --strategy serial")
 
     world.say(f"cancel {run_id}", expect=RunReply)
-    provider.release.set()
-    run = world.finish(run_id)
+    run = released(world, run_id)
 
     assert [s.status for s in run.servers] == [
         ServerStatus.DONE,
@@ -313,49 +335,29 @@ def test_a_cancelled_serial_run_says_its_rest_was_skipped_for_the_cancel(tmp_pat
         ServerStatus.SKIPPED,
     ]
     assert {s.reason for s in run.servers[2:]} == {"not started: the run was cancelled"}
-    audit = sqlite3.connect(tmp_path / "byoi.db")
-    skips = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
-    audit.close()
-    assert [json.loads(d)["slots"] for (d,) in skips] == [[3, 4]]  # one change, told at once
+    assert skipped_together(tmp_path) == [[3, 4]]  # one change, told at once
 
 
 def test_status_says_where_a_server_of_the_run_in_flight_is(tmp_path: Path) -> None:
-    base = make_world(tmp_path)
-    base.store.close()
-    provider = HeldDeploys(base.provider.root)
-    world = world_around(tmp_path, provider, base.clock)
-    run_id = world.request("scale web 2").id
-    world.say(f"approve {run_id}", "UBOB")
-    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+    world, run_id = deploying(tmp_path, "scale web 2")
 
     shown = text.render(world.say("status web", expect=StatusReply))
-    provider.release.set()
-    world.finish(run_id)
+    released(world, run_id)
 
     assert f"in run {run_id}: deploy working" in shown, shown
     assert "none recorded" not in shown, shown
 
 
 def test_a_cancel_skips_the_cohorts_not_started_yet_together(tmp_path: Path) -> None:
-    base = make_world(tmp_path, config_text(max_parallel="2"))
-    base.store.close()
-    provider = HeldDeploys(base.provider.root)
-    world = world_around(tmp_path, provider, base.clock)
-    run_id = world.request("scale web 6").id
-    world.say(f"approve {run_id}", "UBOB")
-    eventually(lambda: world.stored(run_id).servers[1].step == Step.DEPLOY)
+    world, run_id = deploying(tmp_path, "scale web 6", config_text(max_parallel="2"))
 
     world.say(f"cancel {run_id}", expect=RunReply)
-    provider.release.set()
-    run = world.finish(run_id)
+    run = released(world, run_id)
 
     statuses = [s.status for s in run.servers]
     assert statuses == [ServerStatus.CANCELLED] * 2 + [ServerStatus.SKIPPED] * 4
     assert world.provider.list_servers({TAG_APP: "web"}) == []
-    audit = sqlite3.connect(tmp_path / "byoi.db")
-    skips = audit.execute("SELECT detail FROM audit WHERE event = 'skipped'").fetchall()
-    audit.close()
-    assert [json.loads(d)["slots"] for (d,) in skips] == [[3, 4, 5, 6]]
+    assert skipped_together(tmp_path) == [[3, 4, 5, 6]]
 
 
 class HeldDrains(LocalProvider):
