@@ -198,7 +198,7 @@ class Runner(CohortSteps):
         if isinstance(provider, Batches) and launching and run.kind != RunKind.BAKE:
             # Many servers per provider call: cohorts of max_parallel, one after another.
             for first in range(0, len(slots), limit):
-                if first and self.store.cancel_requested(run.id):
+                if self.store.cancel_requested(run.id):
                     rest = slots[first:]  # skipped together, not one cohort at a time
                     self._skip([s for s in rest if unstarted(s)], RUN_CANCELLED)
                     started = [s for s in rest if not unstarted(s)]
@@ -213,7 +213,7 @@ class Runner(CohortSteps):
 
     def _serial(self, slots: list[_Slot]) -> None:
         for index, slot in enumerate(slots):
-            if index and self.store.cancel_requested(slot.run.id):
+            if self.store.cancel_requested(slot.run.id):
                 self._cancel_rest(slots[index:])
                 return
             finished = self._work(slot)
