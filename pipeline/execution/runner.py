@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from pipeline.config.model import Config
@@ -247,7 +248,7 @@ class Runner(CohortSteps):
         done = sum(status == ServerStatus.DONE for status, _ in outcomes)
         failed = [reason for status, reason in outcomes if status == ServerStatus.FAILED]
         if self.store.cancel_requested(run_id):
-            state, reason = RunState.CANCELLED, f"{done} server(s) finished before the cancel"
+            state, reason = RunState.CANCELLED, _cancelled(outcomes)
         elif not failed and done == len(outcomes):
             state, reason = RunState.SUCCEEDED, None
         elif done == 0:
@@ -385,6 +386,24 @@ class Runner(CohortSteps):
             log.warning("run %s slot %s: %s", slot.run.id, slot.record.slot, exc.reason)
             self.store.audit(self.clock(), slot.run.id, "byoi", "provider_error", exc.reason)
         return reason
+
+
+def _cancelled(outcomes: Sequence[tuple[ServerStatus, str | None]]) -> str:
+    """What a cancelled run did: `2 server(s) done, 1 stopped, 3 not started` (a server that
+    finished its last step after the cancel was asked is done too)."""
+    count = Counter(status for status, _ in outcomes)
+    said = [f"{count[ServerStatus.DONE]} server(s) done"]
+    for status, words in _CANCEL_WORDS:
+        if count[status]:
+            said.append(f"{count[status]} {words}")
+    return ", ".join(said)
+
+
+_CANCEL_WORDS = (
+    (ServerStatus.CANCELLED, "stopped"),
+    (ServerStatus.FAILED, "failed"),
+    (ServerStatus.SKIPPED, "not started"),
+)
 
 
 def _partly(kind: RunKind, outcomes: Sequence[tuple[ServerStatus, str | None]]) -> str:

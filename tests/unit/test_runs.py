@@ -318,6 +318,7 @@ def test_cancel_during_a_run_keeps_finished_servers_and_rolls_back_the_rest(
         ServerStatus.SKIPPED,  # the cancel came before it started: nothing to roll back
     ]
     assert run.servers[2].reason == "not started: the run was cancelled"
+    assert run.reason == "1 server(s) done, 1 stopped, 1 not started"
     live = world.provider.list_servers({TAG_APP: "web"})
     assert [s.id for s in live] == [run.servers[0].provider_id]
 
