@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bot.views.runs import RunView, run_view
 from bot.views.words import Freshness, days_old, freshness, state_words, versions_line
-from pipeline.domain.models import ServerStatus
+from pipeline.domain.models import Run, ServerStatus
 from pipeline.domain.ownership import owner_label
 from pipeline.execution.scan import Observation
 from pipeline.services.replies import EnvStatus, ImageView, ServerView
@@ -59,20 +59,24 @@ def _row(view: ServerView, building: str | None = None) -> ServerRow:
 
 def env_view(env: EnvStatus) -> EnvView:
     run = env.active_run
-    # A server the run in flight is still taking through its steps has measured nothing yet:
-    # it says where it is in that run instead.
-    building: dict[str, str] = {}
-    for slot in run.servers if run else ():
-        if run and slot.provider_id and slot.status != ServerStatus.DONE:
-            step = f"{slot.step} " if slot.step else ""
-            building[slot.provider_id] = f"in run {run.id}: {step}{slot.status}"
+    building = _building(run) if run else {}
     return EnvView(
         where=f"{env.app}/{env.env}",
         servers=tuple(_row(v, building.get(v.server.id)) for v in env.servers),
         error=env.error,
         others=tuple((s.id, owner_label(s)) for s in env.others),
-        active=run_view(env.active_run) if env.active_run else None,
+        active=run_view(run) if run else None,
     )
+
+
+def _building(run: Run) -> dict[str, str]:
+    """Where each server ``run`` is still taking through its steps stands, by server id: it has
+    measured nothing yet, so that is what its line says instead."""
+    return {
+        slot.provider_id: f"in run {run.id}: {f'{slot.step} ' if slot.step else ''}{slot.status}"
+        for slot in run.servers
+        if slot.provider_id and slot.status != ServerStatus.DONE
+    }
 
 
 @dataclass(frozen=True)
