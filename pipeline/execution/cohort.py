@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from pipeline.domain.models import ServerStatus, Step, steps_of
 from pipeline.errors import Inconsistency
-from pipeline.execution import probes
+from pipeline.execution import cohorts, probes
 from pipeline.execution.errors import internal_error
 from pipeline.execution.fanout import fan_out
 from pipeline.execution.lifesteps import (
@@ -72,9 +72,37 @@ class CohortSteps(ServerSteps):
     def _reason(self, slot: Slot, exc: ProviderError) -> str:
         raise NotImplementedError
 
+    # the cohorts -------------------------------------------------------------------------
+
+    def _cohorts(self, slots: list[Slot], batches: Batches) -> None:
+        """Take a parallel run's new servers through their steps in cohorts, as many at once
+        as ``max_parallel`` allows (pipeline/execution/cohorts.py). A cancel skips the cohorts
+        not begun yet together."""
+        run = slots[0].run
+        size, at_once = cohorts.sizes(len(slots), run.max_parallel)
+        waiting, turn = cohorts.Waiting(slots, size), cohorts.Turn()
+
+        def work(_: int) -> None:
+            while not self._stopping.is_set():
+                if self.store.cancel_requested(run.id):
+                    rest = waiting.rest()
+                    self._skip([s for s in rest if unstarted(s)], RUN_CANCELLED)
+                    started = [s for s in rest if not unstarted(s)]
+                    if started:
+                        self._cohort(started, batches)  # what a restart found started
+                    return
+                cohort = waiting.next()
+                if cohort is None:
+                    return
+                self._cohort(cohort, batches, turn)
+
+        fan_out(work, range(at_once), at_once, f"run-{run.id}")
+
     # the cohort --------------------------------------------------------------------------
 
-    def _cohort(self, slots: list[Slot], batches: Batches) -> None:
+    def _cohort(
+        self, slots: list[Slot], batches: Batches, turn: cohorts.Turn | None = None
+    ) -> None:
         """Take ``slots`` (servers their run launches) through their steps together.
 
         Whatever raises here (a bug, a store that cannot be written) rolls back every server
@@ -86,7 +114,8 @@ class CohortSteps(ServerSteps):
         stopping = [self._fail_all(slots, failing)] if failing else []
         try:
             if live:
-                self._together(live, batches, stopping)
+                with (turn or cohorts.Turn()).taken() as ready:
+                    self._together(live, batches, stopping, ready)
         except Exception:  # noqa: BLE001 - internal_error logs the trace
             reason = internal_error(f"run {slots[0].run.id}")
             stopping.append(self._fail_all(live, dict.fromkeys(_numbers(live), reason)))
@@ -94,7 +123,15 @@ class CohortSteps(ServerSteps):
             for future in stopping:
                 future.result()
 
-    def _together(self, live: list[Slot], batches: Batches, stopping: list[Future[None]]) -> None:
+    def _together(
+        self,
+        live: list[Slot],
+        batches: Batches,
+        stopping: list[Future[None]],
+        ready: Callable[[], None],
+    ) -> None:
+        """The cohort's steps; ``ready`` is called before each provider call (the first gives
+        the next cohort its turn)."""
         steps = steps_of(live[0].run.kind, live[0].record.slot)
         at = {s.record.slot: resume_at(s.record, steps) for s in live}
         for index, step in enumerate(steps):
@@ -124,6 +161,7 @@ class CohortSteps(ServerSteps):
                 if self.checkpoint is not unchecked:  # a crash drill's
                     self.checkpoint(f"{step}_started:{slot.record.slot}")
                 slot.step, slot.began = (step, began), True
+            ready()
             failed = self._cohort_step(members, step, batches)
             ended: ServerEvent = (f"{step}_done", {"step": step})  # one for all
             for slot in members:

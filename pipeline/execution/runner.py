@@ -197,18 +197,7 @@ class Runner(CohortSteps):
         # steps of its own.
         launching = all(creates_server(run.kind, s.record.slot) for s in slots)
         if isinstance(provider, Batches) and launching and run.kind != RunKind.BAKE:
-            # Many servers per provider call: cohorts of max_parallel, one after another.
-            for first in range(0, len(slots), limit):
-                if self.store.cancel_requested(run.id):
-                    rest = slots[first:]  # skipped together, not one cohort at a time
-                    self._skip([s for s in rest if unstarted(s)], RUN_CANCELLED)
-                    started = [s for s in rest if not unstarted(s)]
-                    if started:
-                        self._cohort(started, provider)  # what a restart found started
-                    return
-                self._cohort(slots[first : first + limit], provider)
-                if self._stopping.is_set():
-                    return
+            self._cohorts(slots, provider)  # many servers per provider call
         else:
             fan_out(self._work, slots, limit, f"run-{run.id}")
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from pipeline.domain.models import Run, RunState, ServerStatus, Step
+from pipeline.execution import cohorts
 from providers.base import TAG_APP, LaunchRequest, ProviderError, Script, ScriptResult, Server
 from providers.base import Target as LoadBalancer
 from providers.local import LocalProvider
@@ -100,13 +102,87 @@ def test_a_run_commits_as_many_transactions_for_eight_servers_as_for_two(
     assert commits[0] == commits[1], commits
 
 
-def test_max_parallel_makes_cohorts_one_after_another(tmp_path: Path) -> None:
+def test_max_parallel_bounds_a_cohort_and_the_next_starts_when_one_ends(tmp_path: Path) -> None:
     world = counted_world(tmp_path, max_parallel="2")
 
     run = world.scale_and_approve("scale web 5")
 
     assert run.state == RunState.SUCCEEDED
     assert [n for step, n in world.provider.calls if step == "launch"] == [2, 2, 1]
+
+
+class Together(Counted):
+    """Launches for many that wait for each other: they pass only if ``parties`` calls are in
+    flight at once. Each launch is logged beside the runner's checkpoints."""
+
+    def __init__(self, root: Path, parties: int) -> None:
+        super().__init__(root)
+        self.log: list[str] = []
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+        self.log.append("launch")
+        self.barrier.wait()  # raises if the others never come
+        return super().launch_all(requests)
+
+
+def test_a_run_larger_than_a_cohort_goes_in_cohorts_at_once_that_start_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cohorts, "COHORT", 3)
+    base = make_world(tmp_path, config_text(max_parallel="10"))
+    base.store.close()
+    world = world_around(tmp_path, Together(base.provider.root, parties=3), base.clock)
+
+    def checkpoint(point: str) -> None:
+        world.provider.log.append(point.split(":")[0])
+        time.sleep(0.02)  # a slow start: another cohort would start meanwhile, but for its turn
+
+    world.runner.checkpoint = checkpoint
+
+    run = world.scale_and_approve("scale web 8")
+
+    assert run.state == RunState.SUCCEEDED
+    assert sorted(n for step, n in world.provider.calls if step == "launch") == [2, 3, 3]
+    # All three launches were in flight at once (the barrier let them through), and each
+    # cohort stored its servers' start only once the one before had sent its launch.
+    begun = [point for point in world.provider.log if point in ("clone_started", "launch")]
+    assert begun == [*["clone_started"] * 3, "launch"] * 2 + [*["clone_started"] * 2, "launch"]
+
+
+def test_the_next_cohort_starts_as_soon_as_one_ends_not_with_its_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Slow(Counted):
+        """The first cohort's deploy waits until a third cohort has launched."""
+
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.third = threading.Event()
+            self.first = threading.Lock()  # taken by the first deploy, which waits
+
+        def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+            if sum(step == "launch" for step, _ in self.calls) == 2:
+                self.third.set()
+            return super().launch_all(requests)
+
+        def run_script_all(
+            self, jobs: Sequence[tuple[Server, Script]]
+        ) -> list[ScriptResult | ProviderError]:
+            if jobs[0][1].name == "deploy" and self.first.acquire(blocking=False):
+                assert self.third.wait(10), "the third cohort waited for the first"
+            return super().run_script_all(jobs)
+
+    monkeypatch.setattr(cohorts, "COHORT", 2)
+    base = make_world(tmp_path, config_text(max_parallel="4"))
+    base.store.close()
+    world = world_around(tmp_path, Slow(base.provider.root), base.clock)
+
+    run = world.scale_and_approve("scale web 6")
+
+    assert run.state == RunState.SUCCEEDED
+    assert [n for step, n in world.provider.calls if step == "launch"] == [2, 2, 2]
+    assert len(world.provider.list_servers({TAG_APP: "web"})) == 6
 
 
 def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
