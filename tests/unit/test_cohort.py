@@ -213,6 +213,30 @@ def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
     assert [step for step, _ in world.provider.calls] == ["launch", "probe", "health", "register"]
 
 
+def test_cohorts_stopped_at_different_steps_resume_each_server_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cohorts, "COHORT", 2)
+    world = counted_world(tmp_path)
+    run = held_at_deploy(world, "scale web 6")  # three cohorts; one is held at its deploy
+
+    world.runner.stop()  # the others stop wherever their next step boundary finds them
+    world.provider.gate.set()
+    assert world.runner.wait(30)
+    assert world.stored(run.id).state == RunState.RUNNING
+
+    world.provider.held = False
+    assert resumed(world) == [run.id]
+
+    done = world.stored(run.id)
+    assert done.state == RunState.SUCCEEDED
+    live = world.provider.list_servers({TAG_APP: "web"})
+    assert sorted(s.id for s in live) == sorted(s.provider_id or "" for s in done.servers)
+    assert len(live) == 6
+    deployed = [e.slot for e in world.store.history.step_events(run.id) if e.step == Step.DEPLOY]
+    assert sorted(deployed) == sorted([1, 2, 3, 4, 5, 6] * 2)  # each deploy started and done once
+
+
 def test_cancel_during_a_cohort_step_rolls_back_every_server(tmp_path: Path) -> None:
     world = counted_world(tmp_path)
     run_id = held_at_deploy(world, "scale web 3").id
