@@ -11,9 +11,9 @@ when a run goes over. The store's transactions and rows written per server are c
 Beside each run, the same sleeps on bare threads (no store, no notifier) show the floor that
 threads alone reach on this machine, and the run's CPU time per server shows byoi's own work.
 With ``--calls``, a parallel run goes to a provider that takes many servers per call (as every
-adapter byoi ships does: local, AWS, GCP, DigitalOcean; the runner's cohorts,
-pipeline/execution/cohort.py), one that takes one (a thread per server, as for an adapter of
-one's own without ``providers.base.Batches``), or both in turn (the default).
+adapter byoi ships does: local, AWS, GCP, DigitalOcean; the runner's cohorts of at most 200,
+several at once, pipeline/execution/cohorts.py), one that takes one (a thread per server, as
+for an adapter of one's own without ``providers.base.Batches``), or both in turn (the default).
 Usage: .venv/bin/python -m bench.pipeline [N ...] [--strategy parallel|serial|both]
 [--calls many|each|both] [--repeat R]
 (the issue's large runs: ``--strategy parallel 300 1000``; ``--repeat 3`` for medians).
