@@ -23,10 +23,13 @@ COHORT = 200
 
 def sizes(servers: int, max_parallel: int) -> tuple[int, int]:
     """How many servers each cohort takes and how many cohorts go at once, for ``servers`` at
-    most ``max_parallel`` at a time: cohorts of equal size, no more than ``COHORT`` each."""
+    most ``max_parallel`` at a time: no more than ``COHORT`` each, and never more than
+    ``max_parallel`` in flight (250 servers at most 201 at a time go as 100, 100, then 50)."""
     in_flight = max(1, min(servers, max_parallel))
     at_once = -(-in_flight // COHORT)
-    return -(-in_flight // at_once), at_once
+    if servers <= max_parallel:  # all at once, in equal cohorts
+        return -(-in_flight // at_once), at_once
+    return in_flight // at_once, at_once
 
 
 class Turn:

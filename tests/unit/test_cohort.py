@@ -185,6 +185,48 @@ def test_the_next_cohort_starts_as_soon_as_one_ends_not_with_its_round(
     assert len(world.provider.list_servers({TAG_APP: "web"})) == 6
 
 
+def test_cohorts_at_once_never_hold_more_servers_than_max_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Flight(Counted):
+        """Servers from their launch to their register; the first register waits for a second
+        cohort's launch, so that two cohorts are surely in flight together."""
+
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.flying = self.most = 0
+            self.second = threading.Event()
+            self.lock = threading.Lock()
+
+        def launch_all(self, requests: Sequence[LaunchRequest]) -> list[Server | ProviderError]:
+            with self.lock:
+                self.flying += len(requests)
+                self.most = max(self.most, self.flying)
+                if sum(step == "launch" for step, _ in self.calls) == 1:
+                    self.second.set()
+            return super().launch_all(requests)
+
+        def register_all(
+            self, servers: Sequence[Server], target: LoadBalancer
+        ) -> list[ProviderError | None]:
+            self.second.wait(10)
+            answers = super().register_all(servers, target)
+            with self.lock:
+                self.flying -= len(servers)
+            return answers
+
+    monkeypatch.setattr(cohorts, "COHORT", 2)
+    base = make_world(tmp_path, config_text(max_parallel="3"))
+    base.store.close()
+    world = world_around(tmp_path, Flight(base.provider.root), base.clock)
+
+    run = world.scale_and_approve("scale web 5")
+
+    assert run.state == RunState.SUCCEEDED
+    assert world.provider.second.is_set()
+    assert world.provider.most <= 3  # two cohorts of 2 would have been 4
+
+
 def test_a_stopped_runner_stores_the_cohort_step_in_flight_and_resumes_it(
     tmp_path: Path,
 ) -> None:
