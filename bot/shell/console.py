@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-from bot.shell import text
+from bot.shell import interrupts, text
 from bot.views.words import part_line, state_words
 from bot.wiring import App
 from pipeline.config.keys import USER_REF
@@ -254,7 +254,11 @@ class Shell:
                     self.say("")
                     break
             else:
-                raw = source.readline()
+                try:
+                    raw = source.readline()
+                except KeyboardInterrupt:  # read no more, as at the end of the input
+                    self.say("")
+                    break
                 if not raw:
                     break
                 if raw.strip() and not raw.lstrip().startswith("#"):
@@ -296,7 +300,8 @@ def main(app: App, user: str, banner: str | None, console: Console) -> int:
         shell.say(banner)
     if not interactive and banner:
         shell.say(banner.splitlines()[0])
-    return shell.run(sys.stdin, interactive)
+    with interrupts.relayed():
+        return shell.run(sys.stdin, interactive)
 
 
 def user_id(typed: str) -> str | None:
