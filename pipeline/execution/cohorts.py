@@ -1,11 +1,12 @@
 """How a parallel run's new servers are split into cohorts, and how the cohorts take turns.
 
-A cohort's step boundary (its transaction, each server's result taken) is the interpreter's work
-and grows with the cohort; while it runs, none of that cohort's servers has a call in flight.
-So a run's servers go in cohorts of at most ``COHORT``, several at once within ``max_parallel``,
-and each cohort prepares its first call only once the one before has sent its own: from then on
-each one's boundaries fall while the others wait on the cloud (docs/performance.md, tenth pass).
-A larger run than ``max_parallel`` starts its next cohort as soon as one ends.
+A cohort's step boundary (its transaction, each server's result taken) is the interpreter's work and
+grows with the cohort; while it runs, none of that cohort's servers has a call in flight. So a run's
+servers go in cohorts of at most ``COHORT``, several at once within ``max_parallel``, and each
+cohort stores its first step only once the one before has stored its own and gone on to its first
+call: from then on each one's boundaries fall while the others wait on the cloud
+(docs/performance.md, tenth pass). A larger run than ``max_parallel`` starts its next cohort as soon
+as one ends.
 """
 
 from __future__ import annotations
