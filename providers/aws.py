@@ -37,7 +37,7 @@ from providers.base import (
     newest_usable,
     outcome,
 )
-from providers.calls import chunks, pooled, rounds
+from providers.calls import Gate, chunks, pooled, rounds
 
 LIVE_STATES = ["pending", "running", "stopping", "stopped"]
 SCRIPT_DONE = {"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"}
@@ -54,6 +54,7 @@ class AwsProvider:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        self.gate = Gate()  # its API's requests in flight, whatever calls for many run at once
         # Explicit timeouts: botocore's defaults (60 s reads, times every retry) would keep a
         # call to an API that accepts connections but never answers going for minutes.
         config = BotoConfig(
@@ -183,7 +184,7 @@ class AwsProvider:
         started = dict(
             zip(
                 [r.key for r in unique],
-                pooled(lambda r: found.get(r.key) or self._run(r), unique),
+                pooled(lambda r: found.get(r.key) or self._run(r), unique, self.gate),
                 strict=True,
             )
         )
@@ -297,7 +298,7 @@ class AwsProvider:
     ) -> list[ScriptResult | ProviderError]:
         """Send every command, then ask after each until it ends: one loop for all of them,
         a few calls at a time, not a thread waiting per server."""
-        sent = pooled(lambda job: self._send(*job), jobs)
+        sent = pooled(lambda job: self._send(*job), jobs, self.gate)
 
         def ask(n: int) -> ScriptResult | None:
             command = sent[n]
@@ -312,7 +313,13 @@ class AwsProvider:
             seconds = f"{script.timeout_seconds:g}s"
             return ProviderTimeout(f"{script.name} did not finish within {seconds}")
 
-        return rounds(ask, range(len(jobs)), late=late, poll_seconds=min(self.poll_seconds, 2.0))
+        return rounds(
+            ask,
+            range(len(jobs)),
+            late=late,
+            poll_seconds=min(self.poll_seconds, 2.0),
+            gate=self.gate,
+        )
 
     def _send(self, server: Server, script: Script) -> str:
         with translate(f"{script.name} through SSM"):

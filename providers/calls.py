@@ -1,8 +1,11 @@
 """Calls for many servers to an API that takes one server per request: sent a few at a time,
-then waited for in rounds, so that a thousand servers need a few threads, not a thousand."""
+then waited for in rounds, so that a thousand servers need a few threads, not a thousand.
+Each adapter passes its ``Gate``: however many of its calls for many go at once (a run's
+cohorts, several runs), its API has at most ``CALLS`` requests in flight."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +19,30 @@ CALLS = 8
 """Requests made at once for a call for many servers (clouds' APIs throttle bursts)."""
 
 
-def pooled(call: Callable[[T], R], items: Sequence[T]) -> list[R | ProviderError]:
-    """``call`` on every item, ``CALLS`` at a time, in order; an item's error is its own."""
+class Gate:
+    """The requests one API client has in flight: at most ``size`` at once."""
+
+    def __init__(self, size: int = CALLS) -> None:
+        self._slots = threading.BoundedSemaphore(size)
+
+    def through(self, call: Callable[[T], R]) -> Callable[[T], R]:
+        """``call``, waiting for a free slot first."""
+
+        def gated(item: T) -> R:
+            with self._slots:
+                return call(item)
+
+        return gated
+
+
+def pooled(call: Callable[[T], R], items: Sequence[T], gate: Gate) -> list[R | ProviderError]:
+    """``call`` on every item, ``CALLS`` at a time (and no more than ``gate`` lets through), in
+    order; an item's error is its own."""
+    gated = gate.through(call)
     if len(items) <= 1:
-        return each(call, items)
+        return each(gated, items)
     with ThreadPoolExecutor(max_workers=min(CALLS, len(items))) as pool:
-        return [o for chunk in pool.map(lambda item: each(call, [item]), items) for o in chunk]
+        return [o for chunk in pool.map(lambda item: each(gated, [item]), items) for o in chunk]
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
@@ -35,6 +56,7 @@ def rounds(
     *,
     late: Callable[[T, float], ProviderError | None],
     poll_seconds: float,
+    gate: Gate,
 ) -> list[R | ProviderError]:
     """Ask after every item until each has an answer: ``ask`` returns None while the item is
     not done, and ``late`` (given the seconds since the first round) the error of one waited
@@ -51,7 +73,7 @@ def rounds(
 
     while True:
         asking = [n for n in range(len(items)) if n not in answers]
-        found = pooled(asked, asking)
+        found = pooled(asked, asking, gate)
         waited = time.monotonic() - begun
         for n, answer in zip(asking, found, strict=True):
             if answer is None:

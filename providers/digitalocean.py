@@ -39,7 +39,7 @@ from providers.base import (
     newest_usable,
     outcome,
 )
-from providers.calls import chunks, pooled, rounds
+from providers.calls import Gate, chunks, pooled, rounds
 from providers.codec import describe_versions
 from providers.digitalocean_api import Api, Unanswered, client
 from providers.digitalocean_balancers import Balancers
@@ -65,6 +65,7 @@ class DigitalOceanProvider(Balancers):
         self, settings: Mapping[str, Any], environ: Mapping[str, str] = os.environ
     ) -> None:
         self.settings = dict(settings)
+        self.gate = Gate()  # its API's requests in flight, whatever calls for many run at once
         self.poll_seconds = float(settings.get("poll_seconds", 5))
         self.wait_seconds = float(settings.get("wait_seconds", 600))
         self.api = Api(
@@ -247,7 +248,7 @@ class DigitalOceanProvider(Balancers):
         wait for all, in rounds, until each is active with an address."""
         _, key_id = self._ssh()
         unique = list({r.key: r for r in requests}.values())  # a key is one droplet
-        created = pooled(lambda r: self._create(r, key_id), unique)
+        created = pooled(lambda r: self._create(r, key_id), unique, self.gate)
         ids = [c for c in created if isinstance(c, str)]
         seen: dict[str, str] = {}
 
@@ -269,7 +270,11 @@ class DigitalOceanProvider(Balancers):
             )
 
         waited = dict(
-            zip(ids, rounds(active, ids, late=late, poll_seconds=self.poll_seconds), strict=True)
+            zip(
+                ids,
+                rounds(active, ids, late=late, poll_seconds=self.poll_seconds, gate=self.gate),
+                strict=True,
+            )
         )
         outcomes = {
             r.key: waited[c] if isinstance(c, str) else c
@@ -339,7 +344,7 @@ class DigitalOceanProvider(Balancers):
         measure alike); a tag of the same key with another value is taken off first. If a
         call is refused, each of its droplets is tagged alone, so only the refused one fails."""
         merged = _merged(tagged)
-        droplets = pooled(lambda pair: self._existing(pair[0]), merged)
+        droplets = pooled(lambda pair: self._existing(pair[0]), merged, self.gate)
         refused = {n: d for n, d in enumerate(droplets) if isinstance(d, ProviderError)}
         stale: dict[str, list[int]] = {}
         wanted: dict[str, list[int]] = {}

@@ -38,7 +38,7 @@ from providers.base import (
     Target,
     outcome,
 )
-from providers.calls import chunks, pooled, rounds
+from providers.calls import Gate, chunks, pooled, rounds
 from providers.gcp_codec import LABELS, image_from, label_value, server_from, version_labels
 from providers.gcp_requests import (
     ALREADY_MEMBER,
@@ -61,6 +61,7 @@ class GcpProvider:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = dict(settings)
+        self.gate = Gate()  # its API's requests in flight, whatever calls for many run at once
         endpoint = settings.get("api_endpoint")
         options = ClientOptions(api_endpoint=endpoint) if endpoint else None
         if settings.get("credentials") == "anonymous":
@@ -237,10 +238,14 @@ class GcpProvider:
         one wait for all, in rounds: each insert's operation until done, each instance until
         it runs. A thousand servers need a few threads, not one waiting per server."""
         unique = list({r.key: r for r in requests}.values())  # a key is one instance
-        begun = pooled(self._insert, unique)
+        begun = pooled(self._insert, unique, self.gate)
         starting = [b for b in begun if isinstance(b, _Pending)]
         waits = rounds(
-            self._started, starting, late=self._late_start, poll_seconds=self.poll_seconds
+            self._started,
+            starting,
+            late=self._late_start,
+            poll_seconds=self.poll_seconds,
+            gate=self.gate,
         )
         waited = dict(zip([s.name for s in starting], waits, strict=True))
         outcomes = {
@@ -336,7 +341,7 @@ class GcpProvider:
                 f"{script.name} reported nothing within {script.timeout_seconds:g}s"
             )
 
-        return rounds(self._report, jobs, late=late, poll_seconds=self.poll_seconds)
+        return rounds(self._report, jobs, late=late, poll_seconds=self.poll_seconds, gate=self.gate)
 
     def _report(self, job: tuple[Server, Script]) -> ScriptResult | None:
         server, script = job
@@ -375,7 +380,7 @@ class GcpProvider:
         for server, tags in tagged:  # a server named twice: one change, its tags merged
             merged.setdefault(server.id, (server, {}))[1].update(tags)
         unique = list(merged.values())
-        sent = pooled(lambda pair: self._label(*pair), unique)
+        sent = pooled(lambda pair: self._label(*pair), unique, self.gate)
 
         def done(index: int) -> bool | None:
             pending = sent[index]
@@ -388,7 +393,9 @@ class GcpProvider:
                 return None
             return ProviderTimeout(f"label {unique[index][0].id}: still running")
 
-        answers = rounds(done, range(len(unique)), late=late, poll_seconds=self.poll_seconds)
+        answers = rounds(
+            done, range(len(unique)), late=late, poll_seconds=self.poll_seconds, gate=self.gate
+        )
         found = {
             server.id: a if isinstance(a, ProviderError) else None
             for (server, _), a in zip(unique, answers, strict=True)
@@ -498,7 +505,7 @@ class GcpProvider:
         def add(server: Server) -> bool:
             return self._change_group([server], target, zone, add=True)
 
-        added = pooled(add, servers)
+        added = pooled(add, servers, self.gate)
         return {
             s.id: a for s, a in zip(servers, added, strict=True) if isinstance(a, ProviderError)
         }
