@@ -11,8 +11,9 @@ import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -55,10 +56,18 @@ class Counted(LocalProvider):
         return super().register_all(servers, target)
 
 
+C = TypeVar("C", bound=Counted)
+
+
 def counted_world(tmp_path: Path, **keys: str) -> World[Counted]:
+    return world_on(tmp_path, Counted, **keys)
+
+
+def world_on(tmp_path: Path, provider: Callable[[Path], C], **keys: str) -> World[C]:
+    """A world whose local provider is ``provider`` (a Counted), max_parallel 10 unless said."""
     base = make_world(tmp_path, config_text(**{"max_parallel": "10", **keys}))
     base.store.close()
-    return world_around(tmp_path, Counted(base.provider.root), base.clock)
+    return world_around(tmp_path, provider(base.provider.root), base.clock)
 
 
 def held_at_deploy(world: World[Counted], command: str) -> Run:
@@ -131,9 +140,7 @@ def test_a_run_larger_than_a_cohort_goes_in_cohorts_at_once_that_start_one_by_on
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cohorts, "COHORT", 3)
-    base = make_world(tmp_path, config_text(max_parallel="10"))
-    base.store.close()
-    world = world_around(tmp_path, Together(base.provider.root, parties=3), base.clock)
+    world = world_on(tmp_path, lambda root: Together(root, parties=3))
 
     def checkpoint(point: str) -> None:
         if point.startswith("clone_started:"):
@@ -179,9 +186,7 @@ def test_the_next_cohort_starts_as_soon_as_one_ends_not_with_its_round(
             return super().run_script_all(jobs)
 
     monkeypatch.setattr(cohorts, "COHORT", 2)
-    base = make_world(tmp_path, config_text(max_parallel="4"))
-    base.store.close()
-    world = world_around(tmp_path, Slow(base.provider.root), base.clock)
+    world = world_on(tmp_path, Slow, max_parallel="4")
 
     run = world.scale_and_approve("scale web 6")
 
@@ -221,9 +226,7 @@ def test_cohorts_at_once_never_hold_more_servers_than_max_parallel(
             return answers
 
     monkeypatch.setattr(cohorts, "COHORT", 2)
-    base = make_world(tmp_path, config_text(max_parallel="3"))
-    base.store.close()
-    world = world_around(tmp_path, Flight(base.provider.root), base.clock)
+    world = world_on(tmp_path, Flight, max_parallel="3")
 
     run = world.scale_and_approve("scale web 5")
 
